@@ -1,0 +1,23 @@
+"""Errors a user sees: short, specific, and saying what to do."""
+
+from __future__ import annotations
+
+
+class CurateError(Exception):
+    """Base of every user-facing error; the CLI prints its message without a traceback."""
+
+
+class ConfigError(CurateError):
+    """A recipe is invalid: raised before any work starts, naming the key and what is allowed."""
+
+
+class InputError(CurateError):
+    """The input cannot be planned: no files match, a protocol is not allowed, a path is unreadable."""
+
+
+class OutputError(CurateError):
+    """The output directory cannot be used as asked (holds another config's run, escapes, ...)."""
+
+
+class AccountingError(CurateError):
+    """Documents in != kept + rejected somewhere: a bug, reported loudly instead of losing data."""

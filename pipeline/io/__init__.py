@@ -1,0 +1,1 @@
+"""Readers (WARC, WET, JSONL, Parquet, HF datasets) and the Parquet shard writer."""

@@ -1,0 +1,28 @@
+"""The `input:` section of a recipe: where documents come from and how to read them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+InputFormat = Literal["auto", "warc", "wet", "jsonl", "parquet", "hf"]
+
+
+class InputConfig(BaseModel):
+    """Input paths (local paths, globs or fsspec URLs) and per-format reading options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    paths: list[str] = Field(default_factory=list, description="files, globs, directories or URLs")
+    format: InputFormat = "auto"
+    # JSONL / Parquet / HF: which fields hold the text, the id and the url.
+    text_field: str = "text"
+    id_field: str = "id"
+    url_field: str = "url"
+    # WARC: bodies larger than this are skipped as `too_large` (bytes, after decompression).
+    max_record_bytes: int = Field(default=10_000_000, gt=0)
+    # WARC: HTTP status codes whose responses are kept; others are skipped as `http_status`.
+    keep_http_status: list[int] = Field(default_factory=lambda: [200])
+    # fsspec protocols the user allows besides local files (e.g. ["s3", "https"]).
+    allowed_protocols: list[str] = Field(default_factory=lambda: ["file"])

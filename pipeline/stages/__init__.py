@@ -1,0 +1,1 @@
+"""Per-document (map) stages. Each stage is one module, registered in pipeline.registry."""
