@@ -1,0 +1,239 @@
+"""YAML recipe -> validated, frozen config objects.
+
+A bad recipe fails here, before any work starts, with every problem listed as
+`key (line N): what is wrong; allowed: ...`. YAML is read with the safe loader only, and a stage
+name resolves only through the static registry, so a config can never run code or import an
+arbitrary module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from pipeline import __version__
+from pipeline.errors import ConfigError
+from pipeline.io.options import InputConfig
+from pipeline.registry import STAGES, available_stages
+from pipeline.stages.base import StageConfig
+
+
+class OutputConfig(BaseModel):
+    """Where and how results are written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="output directory (local path or fsspec URL)")
+    keep_rejected: bool = False  # write removed documents to rejected/<stage>/ with a reason
+    rows_per_row_group: int = Field(default=20_000, gt=0)
+    max_row_group_bytes: int = Field(default=128 * 2**20, gt=0)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    compression_level: int | None = Field(default=3, ge=1, le=22)
+
+
+class RuntimeConfig(BaseModel):
+    """How the run executes; never changes what it produces (not part of the config hash)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    executor: Literal["ray", "local"] = "ray"
+    ray_address: str | None = None  # None: $RAY_ADDRESS, else an embedded local Ray
+    num_workers: int | None = Field(default=None, gt=0)  # None: one per CPU of the cluster
+    batch_size: int = Field(default=512, gt=0)
+    progress: Literal["auto", "bar", "log", "off"] = "auto"
+
+
+@cache
+def _recipe_model() -> type[BaseModel]:
+    """The Recipe model, built once from the registry's stage configs (a discriminated union)."""
+    configs = tuple(cls.config_cls for cls in available_stages().values())
+    stage_union = Annotated[Union[configs], Field(discriminator="stage")]  # noqa: UP007
+    return create_model(
+        "Recipe",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        name=(str, ""),
+        input=(InputConfig, InputConfig()),
+        output=(OutputConfig, ...),
+        runtime=(RuntimeConfig, RuntimeConfig()),
+        stages=(list[stage_union], Field(min_length=1)),
+    )
+
+
+class Recipe:
+    """A validated recipe: input, output, runtime and the ordered stage configs."""
+
+    def __init__(self, model: BaseModel, source: str = "<dict>") -> None:
+        self._model = model
+        self.source = source
+
+    @property
+    def name(self) -> str:
+        return self._model.name  # type: ignore[attr-defined]
+
+    @property
+    def input(self) -> InputConfig:
+        return self._model.input  # type: ignore[attr-defined]
+
+    @property
+    def output(self) -> OutputConfig:
+        return self._model.output  # type: ignore[attr-defined]
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        return self._model.runtime  # type: ignore[attr-defined]
+
+    @property
+    def stages(self) -> list[StageConfig]:
+        return list(self._model.stages)  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._model.model_dump(mode="json")
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Recipe:
+        """A copy with some keys of top-level sections replaced (e.g. input={'paths': [...]})."""
+        data = self.to_dict()
+        for section, values in sections.items():
+            data[section] = {**data[section], **values}
+        return recipe_from_dict(data, source=self.source)
+
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """What determines the output: everything but runtime and the output location."""
+        data = self.to_dict()
+        data.pop("runtime")
+        data["output"].pop("path")
+        data.pop("name")
+        data["version"] = __version__
+        return data
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.fingerprint_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a YAML recipe file (ConfigError on any problem, before any work)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    return recipe_from_yaml(text, source=str(path))
+
+
+def recipe_from_yaml(text: str, source: str = "<string>") -> Recipe:
+    """Validate YAML text; errors name the key, its line and what is allowed."""
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a recipe is a mapping with keys input, output, stages")
+    return recipe_from_dict(data, source=source, yaml_root=root)
+
+
+def recipe_from_dict(data: dict[str, Any], source: str = "<dict>", yaml_root: Any = None) -> Recipe:
+    """Validate a recipe given as a dict."""
+    _check_stage_names(data, source, yaml_root)
+    try:
+        model = _recipe_model().model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe_error(err, yaml_root) for err in exc.errors()]
+        raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines)) from None
+    return Recipe(model, source=source)
+
+
+def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> None:
+    """Unknown or missing stage names get one clear message listing the registered stages."""
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        return  # pydantic reports the type problem
+    allowed = ", ".join(STAGES)
+    for i, entry in enumerate(stages):
+        loc: tuple[Any, ...] = ("stages", i)
+        if not isinstance(entry, dict) or "stage" not in entry:
+            line = _line_of(yaml_root, loc)
+            raise ConfigError(
+                f"{source}: stages[{i}]{line}: each stage needs a `stage:` key naming one of: "
+                f"{allowed}"
+            )
+        if entry["stage"] not in STAGES:
+            line = _line_of(yaml_root, (*loc, "stage"))
+            raise ConfigError(
+                f"{source}: stages[{i}].stage{line}: unknown stage {entry['stage']!r}; "
+                f"allowed: {allowed}"
+            )
+
+
+def _describe_error(err: dict[str, Any], yaml_root: Any) -> str:
+    """One line per pydantic error: dotted key, YAML line, message, allowed values."""
+    loc = list(err["loc"])
+    stage_name = None
+    # Discriminated unions put the stage name into loc: stages, 1, 'langid', 'threshold'.
+    if len(loc) >= 3 and loc[0] == "stages" and isinstance(loc[1], int) and loc[2] in STAGES:
+        stage_name = loc.pop(2)
+        key = f"stages[{loc[1]}] ({stage_name})" + "".join(f".{p}" for p in loc[2:])
+    else:
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    line = _line_of(yaml_root, tuple(loc))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        allowed = (
+            stage_allowed_keys(stage_name) if stage_name and len(loc) == 3 else _allowed_keys(loc)
+        )
+        msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif "input" in err and err["type"] not in ("model_type",):
+        msg = f"{msg} (got {err['input']!r})"
+    return f"{key}{line}: {msg}"
+
+
+def _allowed_keys(loc: list[Any]) -> list[str]:
+    """The keys allowed in the mapping that holds the offending key."""
+    parent = loc[:-1]
+    model: Any = _recipe_model()
+    if parent and parent[0] == "stages":
+        return []
+    for part in parent:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def stage_allowed_keys(stage_name: str) -> list[str]:
+    """Config keys a stage accepts (for error messages and docs)."""
+    return sorted(available_stages()[stage_name].config_cls.model_fields)
+
+
+def _line_of(root: Any, loc: tuple[Any, ...]) -> str:
+    """' (line N)' for the YAML node at `loc`, or '' when unknown."""
+    node = root
+    for part in loc:
+        if node is None:
+            break
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    nxt = key_node if part == loc[-1] else value_node
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            node = None
+    if node is None or node is root:
+        return ""
+    return f" (line {node.start_mark.line + 1})"

@@ -1,0 +1,1 @@
+"""Execution: units of work, executors (local, Ray), accounting, resume and reports."""

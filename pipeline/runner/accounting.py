@@ -1,0 +1,151 @@
+"""Per-stage and per-run accounting, and the invariant every run must satisfy.
+
+Readers: records == documents + counted skips. Stages: documents in == kept + rejected, and each
+stage's input is the previous stage's kept output. A violation raises AccountingError: losing a
+document silently is worse than failing loudly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import AccountingError
+
+
+@dataclass
+class StageStats:
+    """Counts and costs of one stage (over one unit, or summed over a run)."""
+
+    name: str
+    docs_in: int = 0
+    docs_kept: int = 0
+    docs_rejected: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: StageStats) -> None:
+        self.docs_in += other.docs_in
+        self.docs_kept += other.docs_kept
+        self.docs_rejected += other.docs_rejected
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+        self.wall_s += other.wall_s
+        self.cpu_s += other.cpu_s
+        self.reasons.update(other.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "docs_in": self.docs_in,
+            "docs_kept": self.docs_kept,
+            "docs_rejected": self.docs_rejected,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "wall_s": round(self.wall_s, 4),
+            "cpu_s": round(self.cpu_s, 4),
+            "removed_by_reason": dict(self.reasons.most_common()),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageStats:
+        return cls(
+            name=d["name"],
+            docs_in=d["docs_in"],
+            docs_kept=d["docs_kept"],
+            docs_rejected=d["docs_rejected"],
+            bytes_in=d["bytes_in"],
+            bytes_out=d["bytes_out"],
+            wall_s=d["wall_s"],
+            cpu_s=d["cpu_s"],
+            reasons=Counter(d["removed_by_reason"]),
+        )
+
+
+@dataclass
+class ReaderTotals:
+    """Reader accounting summed over units."""
+
+    records: int = 0
+    documents: int = 0
+    bytes_read: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, d: dict[str, Any]) -> None:
+        self.records += d["records"]
+        self.documents += d["documents"]
+        self.bytes_read += d["bytes_read"]
+        self.skipped.update(d["skipped"])
+        self.errors.extend(d["errors"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "documents": self.documents,
+            "bytes_read": self.bytes_read,
+            "skipped": dict(self.skipped.most_common()),
+            "errors": self.errors,
+        }
+
+
+def check_unit(unit_stats: dict[str, Any]) -> None:
+    """Raise AccountingError if one unit's numbers do not reconcile."""
+    where = f"unit {unit_stats['unit']['index']} ({unit_stats['unit']['path']})"
+    _check_chain(unit_stats["reader"], unit_stats["stages"], unit_stats["output_docs"], where)
+
+
+def check_run(reader: dict[str, Any], stages: list[dict[str, Any]], output_docs: int) -> None:
+    """Raise AccountingError if the run totals do not reconcile."""
+    _check_chain(reader, stages, output_docs, "run")
+
+
+def _check_chain(
+    reader: dict[str, Any], stages: list[dict[str, Any]], output_docs: int, where: str
+) -> None:
+    problems = []
+    skipped = sum(reader["skipped"].values())
+    if reader["records"] != reader["documents"] + skipped:
+        problems.append(
+            f"reader: records {reader['records']} != documents {reader['documents']} "
+            f"+ skipped {skipped}"
+        )
+    expected_in = reader["documents"]
+    for s in stages:
+        if s["docs_in"] != expected_in:
+            problems.append(f"{s['name']}: docs in {s['docs_in']} != upstream {expected_in}")
+        if s["docs_in"] != s["docs_kept"] + s["docs_rejected"]:
+            problems.append(
+                f"{s['name']}: in {s['docs_in']} != kept {s['docs_kept']} "
+                f"+ rejected {s['docs_rejected']}"
+            )
+        if sum(s["removed_by_reason"].values()) != s["docs_rejected"]:
+            problems.append(f"{s['name']}: reasons do not sum to rejected {s['docs_rejected']}")
+        expected_in = s["docs_kept"]
+    if output_docs != expected_in:
+        problems.append(f"output: {output_docs} documents written != {expected_in} kept")
+    if problems:
+        raise AccountingError(f"accounting violated in {where}: " + "; ".join(problems))
+
+
+def sum_units(units: list[dict[str, Any]], stage_names: list[str]) -> dict[str, Any]:
+    """Sum per-unit stats into run totals (reader, per stage, output)."""
+    reader = ReaderTotals()
+    stages = [StageStats(name) for name in stage_names]
+    output_docs = output_bytes = 0
+    for u in units:
+        reader.add(u["reader"])
+        for total, part in zip(stages, u["stages"], strict=True):
+            total.add(StageStats.from_dict(part))
+        output_docs += u["output_docs"]
+        output_bytes += u["output_bytes"]
+    return {
+        "reader": reader.to_dict(),
+        "stages": [s.to_dict() for s in stages],
+        "output_docs": output_docs,
+        "output_bytes": output_bytes,
+    }

@@ -1,0 +1,69 @@
+"""report.md: the funnel of a run (documents and bytes kept per stage) and removals by reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_report(stats: dict[str, Any]) -> str:
+    """Markdown for a run's stats.json."""
+    reader = stats["reader"]
+    lines = [
+        f"# Run report{': ' + stats['name'] if stats.get('name') else ''}",
+        "",
+        f"Config hash `{stats['config_hash']}`, version {stats['version']}, "
+        f"wall {stats['wall_s']:.1f} s, accounting: **{stats['accounting']}**.",
+        "",
+        "## Input",
+        "",
+        f"{stats['inputs']['units']} units ({', '.join(stats['inputs']['formats'])}): "
+        f"{reader['records']:,} records -> {reader['documents']:,} documents, "
+        f"{sum(reader['skipped'].values()):,} skipped.",
+        "",
+    ]
+    if reader["skipped"]:
+        lines += ["| skipped record reason | count |", "|---|---:|"]
+        lines += [f"| {k} | {v:,} |" for k, v in reader["skipped"].items()]
+        lines.append("")
+    if reader["errors"]:
+        lines += ["Input errors:", ""] + [f"- {e}" for e in reader["errors"]] + [""]
+    base_docs = max(1, reader["documents"])
+    base_bytes = max(1, stats["stages"][0]["bytes_in"]) if stats["stages"] else 1
+    lines += [
+        "## Funnel",
+        "",
+        "| stage | docs in | kept | rejected | kept % of input docs | bytes in | bytes out "
+        "| kept % of input bytes | wall s | cpu s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in stats["stages"]:
+        lines.append(
+            f"| {s['name']} | {s['docs_in']:,} | {s['docs_kept']:,} | {s['docs_rejected']:,} "
+            f"| {100 * s['docs_kept'] / base_docs:.1f} | {s['bytes_in']:,} | {s['bytes_out']:,} "
+            f"| {100 * s['bytes_out'] / base_bytes:.1f} | {s['wall_s']:.2f} | {s['cpu_s']:.2f} |"
+        )
+    lines += ["", "```"]
+    width = 40
+    for s in stats["stages"]:
+        frac = s["docs_kept"] / base_docs
+        lines.append(f"{s['name']:<22} {'#' * round(frac * width):<{width}} {100 * frac:5.1f}%")
+    lines += ["```", "", "## Removals by reason", ""]
+    for s in stats["stages"]:
+        if s["removed_by_reason"]:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in s["removed_by_reason"].items())
+            lines.append(f"- **{s['name']}**: {reasons}")
+    out = stats["output"]
+    lines += [
+        "",
+        "## Output",
+        "",
+        f"{out['documents']:,} documents, {out['bytes']:,} bytes of text in "
+        f"{len(out['files'])} files under data/.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(fs: Any, path: str, stats: dict[str, Any]) -> None:
+    with fs.open(path, "w") as f:
+        f.write(render_report(stats))

@@ -1,0 +1,102 @@
+"""Runs that leave this process: a two-node Ray cluster, and a driver killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import recipe_from_dict
+from pipeline.runner.run import run_recipe
+from tests.test_runner import read_output
+
+CURATE = [sys.executable, "-m", "pipeline.cli"]
+
+
+def _write_recipe(path: Path, inputs: list[str], out: Path, **runtime) -> Path:
+    recipe = {
+        "input": {"paths": inputs},
+        "output": {"path": str(out), "keep_rejected": True},
+        "runtime": {"executor": "ray", "batch_size": 16, "progress": "log", **runtime},
+        "stages": [{"stage": "extract"}, {"stage": "langid", "threshold": 0.5}],
+    }
+    path.write_text(json.dumps(recipe))  # JSON is valid YAML
+    return path
+
+
+def _inputs(shared_data: Path) -> list[str]:
+    return sorted(str(p) for p in (shared_data / "warc").glob("*.warc.gz"))
+
+
+def _reference(inputs: list[str], tmp_path: Path):
+    """The uninterrupted, single-process output to compare against."""
+    out = tmp_path / "reference"
+    recipe = json.loads(_write_recipe(tmp_path / "ref.yaml", inputs, out).read_text())
+    recipe["runtime"]["executor"] = "local"
+    run_recipe(recipe_from_dict(recipe))
+    return read_output(out)
+
+
+@pytest.mark.slow
+def test_two_node_cluster_gives_the_same_output(shared_data, tmp_path) -> None:
+    from ray.cluster_utils import Cluster
+
+    inputs = _inputs(shared_data)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1}, connect=False)
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        out = tmp_path / "cluster"
+        config = _write_recipe(tmp_path / "r.yaml", inputs, out)
+        proc = subprocess.run(
+            [*CURATE, "run", str(config), "--ray-address", cluster.address],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "RAY_ADDRESS": ""},
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    nodes = {
+        json.loads(m.read_text())["worker"]["node"] for m in (out / "_run" / "units").glob("*.json")
+    }
+    assert len(nodes) == 2, "both nodes of the cluster should have processed units"
+    assert read_output(out).equals(_reference(inputs, tmp_path))
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_driver_then_rerun_gives_identical_output(shared_data, tmp_path) -> None:
+    inputs = _inputs(shared_data)
+    out = tmp_path / "killed"
+    config = _write_recipe(tmp_path / "r.yaml", inputs, out, num_workers=1)
+    cmd = [*CURATE, "run", str(config)]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    units = out / "_run" / "units"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if units.is_dir() and len(list(units.glob("*.json"))) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(units.glob("*.json")))
+    assert 2 <= finished < len(inputs)
+    # Whatever is visible under data/ is a complete shard.
+    for shard in (out / "data").glob("*.parquet"):
+        pq.read_table(shard)
+    time.sleep(2)  # let the orphaned Ray processes of the killed driver exit
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{len(inputs) - finished} units run, {finished} resumed" in rerun.stdout
+    assert not list(out.rglob("*.tmp-*"))
+    assert read_output(out).equals(_reference(inputs, tmp_path))
