@@ -13,8 +13,15 @@ from pipeline.stages.base import Stage
 
 # name -> "module:Class". Kept sorted by pipeline order where it has one.
 STAGES: dict[str, str] = {
+    "url_filter": "pipeline.stages.url_filter:UrlFilterStage",
     "extract": "pipeline.stages.extract:ExtractStage",
     "langid": "pipeline.stages.langid:LangIdStage",
+    "gopher_repetition": "pipeline.stages.gopher_repetition:GopherRepetitionStage",
+    "gopher_quality": "pipeline.stages.gopher_quality:GopherQualityStage",
+    "line_corrections": "pipeline.stages.line_corrections:LineCorrectionsStage",
+    "c4_quality": "pipeline.stages.c4_quality:C4QualityStage",
+    "c4_paragraph": "pipeline.stages.c4_quality:C4ParagraphStage",
+    "fineweb_quality": "pipeline.stages.fineweb_quality:FineWebQualityStage",
 }
 
 

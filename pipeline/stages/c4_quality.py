@@ -1,0 +1,344 @@
+"""`c4_quality` and `c4_paragraph`: the C4 heuristics (Raffel et al. 2020; ALGORITHMS.md T.3, 5.3).
+
+`c4_quality` rewrites `text` line by line (lines with a word over 1,000 characters, without
+terminal punctuation, under 3 words, mentioning javascript or a cookie/terms policy go; citations
+such as `[1]` are stripped), then records document signals on what is left: sentences, "lorem
+ipsum", `{`, and LDNOOBW bad words. The rewrite depends only on the line-rule keys; `keep` decides
+from stored columns with the threshold keys, so ablations re-threshold without recomputing.
+
+`c4_paragraph` is mC4's paragraph filter: keep documents with at least 3 lines of >= 200 chars.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from pipeline.schema import LANG, TEXT
+from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
+from pipeline.text import base_lang, is_spaced, non_symbol_words, split_words
+
+CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+POLICY_SUBSTRINGS = (
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+)
+# Languages matched by substring (no word boundaries in their script), as C4 did.
+SUBSTRING_LANGS = frozenset({"ja", "th", "zh"})
+# Words common enough as sub-words of ordinary text to flag >10% of a language's documents
+# (C4/datatrove for ja and zh); "ene"/"er" are everyday Norwegian words in the LDNOOBW `no` list.
+DEFAULT_ALLOWLIST: dict[str, tuple[str, ...]] = {
+    "ja": ("sm", "グロ", "女の子"),
+    "zh": ("性",),
+    "no": ("ene", "er"),
+}
+# Language codes whose list is filed under another code.
+_LANG_ALIASES = {"nb": "no", "nn": "no"}
+
+# A sentence ends at ., ! or ? (possibly repeated, then closing quotes/brackets) before
+# whitespace or the end of the line, or at a full-width CJK terminator.
+_SENTENCE_END = re.compile(r"([.!?]+)[\"'”’»)\]]*(?=\s|$)|[。！？]+")
+_ALNUM = re.compile(r"[^\W_]")
+_ABBREVIATIONS = frozenset(
+    {
+        *("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e"),
+        *("inc", "ltd", "co", "corp", "no", "fig", "vol", "pp", "cf", "approx", "dept", "est"),
+        *("jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"),
+        *("u.s", "u.k"),
+    }
+)
+
+
+def count_sentences(line: str) -> int:
+    """Sentences in one line: segments that end at a terminator and contain a letter or digit.
+
+    A period after a known abbreviation ("Dr.") or a single letter (an initial) does not end a
+    sentence; text after the last terminator counts as one more sentence.
+    """
+    n = 0
+    start = 0
+    for m in _SENTENCE_END.finditer(line):
+        if m.group(1) == ".":
+            space = max(line.rfind(" ", start, m.start()), line.rfind("\t", start, m.start()))
+            last = line[max(space + 1, start) : m.start()].lower()
+            if last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
+                continue
+        if _ALNUM.search(line, start, m.end()):
+            n += 1
+        start = m.end()
+    if _ALNUM.search(line, start):
+        n += 1
+    return n
+
+
+def trie_pattern(words: list[str]) -> str:
+    """One regex alternation for `words` with shared prefixes factored out.
+
+    `re` tries the branches of a flat alternation one by one at every position; a trie keeps
+    that to one branch per character, which makes bad-word search several times faster.
+    """
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, dict]) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        ends_here = "" in node
+        if len(branches) == 1 and not ends_here:
+            return branches[0]
+        group = "(?:" + "|".join(branches) + ")"
+        return group + "?" if ends_here else group
+
+    return build(trie)
+
+
+def _has_policy_phrase(lowered: str) -> bool:
+    """True when a lowercased line holds a policy phrase (every cookie phrase holds "cookie")."""
+    if "terms of use" in lowered or "privacy policy" in lowered:
+        return True
+    return "cookie" in lowered and any(p in lowered for p in POLICY_SUBSTRINGS)
+
+
+def badwords_language(lang: str | None) -> str | None:
+    """The LDNOOBW list code for a language label (None when we ship no list for it)."""
+    code = base_lang(lang)
+    if code is None:
+        return None
+    code = _LANG_ALIASES.get(code, code)
+    return code if code in available_badword_langs() else None
+
+
+@cache
+def available_badword_langs() -> frozenset[str]:
+    """Language codes with a bad-word list under pipeline/resources/badwords."""
+    folder = resources.files("pipeline").joinpath("resources", "badwords")
+    return frozenset(p.name for p in folder.iterdir() if p.is_file() and "." not in p.name)
+
+
+@cache
+def load_badwords(lang: str) -> tuple[str, ...]:
+    """The shipped LDNOOBW list of `lang`, lowercased, in file order without duplicates."""
+    path = resources.files("pipeline").joinpath("resources", "badwords", lang)
+    words = (w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines())
+    return tuple(dict.fromkeys(w for w in words if w))
+
+
+def badwords_pattern(lang: str, allow: tuple[str, ...] = ()) -> re.Pattern[str] | None:
+    """A regex finding `lang`'s bad words in lowercased text (None if the list is empty).
+
+    Space-delimited languages match whole words (not preceded or followed by a word character);
+    ja, th and zh match anywhere.
+    """
+    allowed = {a.lower() for a in allow}
+    words = [w for w in load_badwords(lang) if w not in allowed]
+    if not words:
+        return None
+    alternation = trie_pattern(words)
+    if lang in SUBSTRING_LANGS:
+        return re.compile(alternation)
+    return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
+
+
+class C4QualityConfig(StageConfig):
+    """Line rules (score keys: they shape the rewritten text) and document thresholds."""
+
+    stage: Literal["c4_quality"] = "c4_quality"
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True  # FineWeb runs C4 with False
+    terminal_punctuation: tuple[str, ...] = (".", "?", "!", '"', "'")
+    min_words_per_line: int = Field(default=3, ge=0)  # 0 disables
+    max_word_length: int = Field(default=1000, ge=0)  # 0 disables
+    filter_javascript: bool = True
+    filter_policy: bool = True
+    badwords_default_lang: str | None = "en"  # list used when a document has no `lang`
+    badwords_allowlist: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_ALLOWLIST)
+    )
+    # Threshold keys (used only by keep()).
+    min_num_sentences: int = Field(default=5, ge=0)  # 0 disables
+    filter_lorem_ipsum: bool = True
+    filter_curly_bracket: bool = True
+    filter_badwords: bool = True
+    max_badwords: int = Field(default=0, ge=0)  # reject when more bad-word matches than this
+
+
+class C4QualityStage(Stage):
+    """Rewrites `text` with the C4 line rules and scores the document rules."""
+
+    name: ClassVar[str] = "c4_quality"
+    config_cls: ClassVar[type[StageConfig]] = C4QualityConfig
+    threshold_keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "min_num_sentences",
+            "filter_lorem_ipsum",
+            "filter_curly_bracket",
+            "filter_badwords",
+            "max_badwords",
+        }
+    )
+    score_columns: ClassVar[tuple[str, ...]] = (
+        TEXT,
+        "c4_lines_removed",
+        "c4_chars_removed",
+        "c4_num_sentences",
+        "c4_lorem_ipsum",
+        "c4_curly_bracket",
+        "c4_badwords_count",
+    )
+
+    def __init__(self, config: StageConfig) -> None:
+        super().__init__(config)
+        self._patterns: dict[str, re.Pattern[str] | None] = {}
+
+    def _badwords_regex(self, lang: str) -> re.Pattern[str] | None:
+        if lang not in self._patterns:
+            cfg: C4QualityConfig = self.config  # type: ignore[assignment]
+            self._patterns[lang] = badwords_pattern(lang, cfg.badwords_allowlist.get(lang, ()))
+        return self._patterns[lang]
+
+    def setup(self) -> None:
+        """Compile the default language's bad-word regex up front."""
+        cfg: C4QualityConfig = self.config  # type: ignore[assignment]
+        lang = badwords_language(cfg.badwords_default_lang)
+        if lang is not None:
+            self._badwords_regex(lang)
+
+    def clean(self, text: str, lang: str | None = None) -> dict[str, object]:
+        """The rewritten text and every score of one document."""
+        cfg: C4QualityConfig = self.config  # type: ignore[assignment]
+        spaced = is_spaced(text, lang)
+        terminal = cfg.terminal_punctuation
+        kept: list[str] = []
+        removed = sentences = 0
+        lorem = curly = False
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            tokens = line.split() if spaced else split_words(line, lang)
+            if (
+                cfg.max_word_length
+                and len(line) > cfg.max_word_length
+                and max(map(len, tokens)) > cfg.max_word_length
+            ):
+                removed += 1
+                continue
+            if cfg.remove_citations:
+                line = CITATION.sub("", line)
+            if cfg.filter_no_terminal_punct and (
+                not line.endswith(terminal) or line.endswith("...")
+            ):
+                removed += 1
+                continue
+            if cfg.min_words_per_line:
+                words = tokens if spaced else non_symbol_words(tokens)
+                if len(words) < cfg.min_words_per_line:
+                    removed += 1
+                    continue
+            lowered = line.lower()
+            lorem = lorem or "lorem ipsum" in lowered
+            if cfg.filter_javascript and "javascript" in lowered:
+                removed += 1
+                continue
+            curly = curly or "{" in line
+            if cfg.filter_policy and _has_policy_phrase(lowered):
+                removed += 1
+                continue
+            sentences += count_sentences(line)
+            kept.append(line)
+        new_text = "\n".join(kept).strip()
+        bw_lang = badwords_language(lang if lang else cfg.badwords_default_lang)
+        pattern = self._badwords_regex(bw_lang) if bw_lang else None
+        if bw_lang is None:
+            badwords = None
+        else:
+            badwords = len(pattern.findall(new_text.lower())) if pattern else 0
+        return {
+            TEXT: new_text,
+            "c4_lines_removed": removed,
+            "c4_chars_removed": len(text) - len(new_text),
+            "c4_num_sentences": sentences,
+            "c4_lorem_ipsum": lorem,
+            "c4_curly_bracket": curly,
+            "c4_badwords_count": badwords,
+        }
+
+    def score(self, batch: pa.Table) -> pa.Table:
+        texts = column_as_list(batch, TEXT)
+        langs = column_as_list(batch, LANG) if LANG in batch.column_names else [None] * len(texts)
+        rows = [self.clean(t or "", lang) for t, lang in zip(texts, langs, strict=True)]
+        types = {TEXT: pa.string(), "c4_lorem_ipsum": pa.bool_(), "c4_curly_bracket": pa.bool_()}
+        for col in self.score_columns:
+            values = pa.array([r[col] for r in rows], type=types.get(col, pa.int64()))
+            batch = _put(batch, col, values)
+        return batch
+
+    def keep(self, batch: pa.Table) -> pa.Array:
+        cfg: C4QualityConfig = self.config  # type: ignore[assignment]
+        sentences = np.array(column_as_list(batch, "c4_num_sentences"), dtype=np.int64)
+        lorem = np.array(column_as_list(batch, "c4_lorem_ipsum"), dtype=bool)
+        curly = np.array(column_as_list(batch, "c4_curly_bracket"), dtype=bool)
+        # A null count (no list for the language) never rejects.
+        bad = np.array([v or 0 for v in column_as_list(batch, "c4_badwords_count")], dtype=np.int64)
+        checks = [
+            (lorem & cfg.filter_lorem_ipsum, "c4_lorem_ipsum"),
+            (curly & cfg.filter_curly_bracket, "c4_curly_bracket"),
+            (sentences < cfg.min_num_sentences, "c4_too_few_sentences"),
+            ((bad > cfg.max_badwords) & cfg.filter_badwords, "c4_badwords"),
+        ]
+        return reasons_from_checks(batch.num_rows, checks)
+
+
+class C4ParagraphConfig(StageConfig):
+    """mC4's paragraph rule: at least `min_paragraphs` lines of `min_paragraph_len` characters."""
+
+    stage: Literal["c4_paragraph"] = "c4_paragraph"
+    min_paragraphs: int = Field(default=3, ge=1)  # score key: which longest line is measured
+    # Threshold key (used only by keep()).
+    min_paragraph_len: int = Field(default=200, ge=0)
+
+
+class C4ParagraphStage(Stage):
+    """Scores the length of the `min_paragraphs`-th longest line; keep() compares it."""
+
+    name: ClassVar[str] = "c4_paragraph"
+    config_cls: ClassVar[type[StageConfig]] = C4ParagraphConfig
+    threshold_keys: ClassVar[frozenset[str]] = frozenset({"min_paragraph_len"})
+    score_columns: ClassVar[tuple[str, ...]] = ("c4_paragraph_kth_longest_line",)
+
+    def score(self, batch: pa.Table) -> pa.Table:
+        k = self.config.min_paragraphs  # type: ignore[attr-defined]
+        values = []
+        for text in column_as_list(batch, TEXT):
+            lengths = sorted((len(line) for line in (text or "").split("\n")), reverse=True)
+            values.append(lengths[k - 1] if len(lengths) >= k else 0)
+        return _put(batch, "c4_paragraph_kth_longest_line", pa.array(values, type=pa.int64()))
+
+    def keep(self, batch: pa.Table) -> pa.Array:
+        cfg: C4ParagraphConfig = self.config  # type: ignore[assignment]
+        kth = np.array(column_as_list(batch, "c4_paragraph_kth_longest_line"), dtype=np.int64)
+        return reasons_from_checks(
+            batch.num_rows, [(kth < cfg.min_paragraph_len, "c4_too_few_paragraphs")]
+        )
+
+
+def _put(batch: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """`batch` with column `name` set to `values` (replaced when it exists)."""
+    if name in batch.column_names:
+        return batch.set_column(batch.column_names.index(name), name, values)
+    return batch.append_column(name, values)
