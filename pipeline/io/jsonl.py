@@ -1,0 +1,69 @@
+"""JSON Lines reader (plain, .gz, .zst/.zstd, .bz2, .xz; local paths or fsspec URLs).
+
+Skip reasons: `bad_json` (a line that is not a JSON object), `missing_text` (no string text
+field; see pipeline.io.fields for the field mapping), `unreadable_file` (cannot open, or the
+compressed stream breaks; counted once with a message in stats.errors). Blank lines are not
+records and are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from pipeline.io.base import InputUnit, Reader, ReaderStats
+from pipeline.io.batch import BatchBuilder, add_error
+from pipeline.io.fields import FieldMap
+from pipeline.io.options import InputConfig
+from pipeline.io.sources import decompressing, open_binary
+from pipeline.schema import TEXT_SCHEMA
+
+
+class JsonlReader(Reader):
+    """One JSON object per line -> TEXT_SCHEMA batches."""
+
+    format = "jsonl"
+
+    def __init__(self, cfg: InputConfig | None = None) -> None:
+        self.fields = FieldMap(cfg or InputConfig())
+
+    def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
+        """Yield batches for one JSONL file, counting every non-blank line."""
+        source = unit.path
+        builder = BatchBuilder(TEXT_SCHEMA, batch_size)
+        try:
+            raw = open_binary(source)
+        except Exception as e:  # missing file, permission, unreachable URL
+            stats.skip("unreadable_file")
+            add_error(stats.errors, f"{source}: cannot open: {e}")
+            return
+        lineno = 0
+        with raw, decompressing(raw, source) as stream:
+            try:
+                for line in stream:
+                    lineno += 1
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        stats.skip("bad_json")
+                        continue
+                    if type(obj) is not dict:
+                        stats.skip("bad_json")
+                        continue
+                    row = self.fields.from_record(obj, source, lineno)
+                    if row is None:
+                        stats.skip("missing_text")
+                        continue
+                    text = row[4]
+                    stats.emit(len(line))
+                    if builder.add(row, len(text)):
+                        yield builder.flush()
+            except Exception as e:  # truncated / corrupt compressed stream
+                stats.skip("unreadable_file")
+                add_error(stats.errors, f"{source}: stream broken after line {lineno}: {e}")
+        if len(builder):
+            yield builder.flush()

@@ -1,0 +1,360 @@
+"""Input planning: paths, globs, directories and URLs -> a sorted list of InputUnits.
+
+Format detection (input.format: auto) goes by the file name, compression suffix removed:
+  *.warc -> warc; *.wet / *.warc.wet -> wet; *.jsonl / *.json / *.ndjson -> jsonl;
+  *.parquet -> parquet; a directory written by `datasets.save_to_disk` (state.json or
+  dataset_dict.json) -> hf, one unit per Arrow data file.
+WAT files (*.wat / *.warc.wat) hold only metadata: named explicitly with format auto they are an
+InputError (there is nothing to curate); with `format: warc` they are read and every record is
+counted as skipped. Inside directories and globs, files whose format cannot be told from the
+name (READMEs, checksums, _SUCCESS, WAT files, hidden files) are left out; named explicitly they
+are an error. With a fixed input.format every non-hidden file found is read in that format.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob as globlib
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import posixpath
+from typing import IO
+
+import fsspec
+import zstandard
+from fsspec.utils import get_protocol
+
+from pipeline.errors import InputError
+from pipeline.io.base import InputUnit, Reader
+from pipeline.io.options import InputConfig
+
+FORMATS = ("warc", "wet", "jsonl", "parquet", "hf")
+COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".xz", ".lz4")
+_GLOB_CHARS = ("*", "?", "[")
+_LOCAL_PROTOCOLS = ("file", "local")
+_HF_MARKERS = ("state.json", "dataset_dict.json")
+
+
+def detect_format(name: str) -> str | None:
+    """'warc' | 'wet' | 'wat' | 'jsonl' | 'parquet' from a file name; None when unknown."""
+    base = posixpath.basename(name.rstrip("/")).lower()
+    if base.endswith(".parquet"):
+        return "parquet"
+    for suffix in COMPRESSION_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    if base.endswith(".wet"):
+        return "wet"
+    if base.endswith(".wat"):
+        return "wat"
+    if base.endswith(".warc"):
+        return "warc"
+    if base.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    return None
+
+
+def _protocols(url: str) -> list[str]:
+    """Every protocol in a (possibly chained, `a::b://`) URL; 'file' for a local path."""
+    return [get_protocol(part) or "file" for part in url.split("::")]
+
+
+def _check_protocol(url: str, allowed: list[str]) -> bool:
+    """Raise InputError for a protocol the config does not allow; True when the path is local."""
+    allowed_set = set(allowed) | ({"local"} if "file" in allowed else set())
+    protocols = _protocols(url)
+    for proto in protocols:
+        if proto not in allowed_set:
+            raise InputError(
+                f"input path {url!r} uses protocol '{proto}', which is not allowed; "
+                f"add '{proto}' to input.allowed_protocols (now {sorted(allowed)})"
+            )
+    return all(p in _LOCAL_PROTOCOLS for p in protocols)
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """fsspec filesystem and in-filesystem path for a URL, with a clear error if unsupported."""
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        raise InputError(f"cannot open {url!r}: {e}") from e
+
+
+def _ignored(name: str) -> bool:
+    """Files never treated as data inside directories: hidden, _SUCCESS-style, checksums."""
+    base = posixpath.basename(name)
+    return base.startswith((".", "_")) or base.endswith((".crc", ".md5", ".sha1", ".sha256"))
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """Open a local path or fsspec URL for binary reading (no decompression)."""
+    if get_protocol(path) in _LOCAL_PROTOCOLS and "::" not in path:
+        return open(path.removeprefix("file://"), "rb", buffering=1 << 20)
+    return fsspec.open(path, "rb").open()
+
+
+def decompressing(raw: IO[bytes], path: str) -> IO[bytes]:
+    """Wrap an open binary stream to decompress by `path` suffix (.gz .zst/.zstd .bz2 .xz).
+
+    The wrapper does not close `raw`; callers close both (`with raw, decompressing(...)`)."""
+    name = path.lower()
+    if name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if name.endswith((".zst", ".zstd")):
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            raw, read_across_frames=True, closefd=False
+        )
+        return io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
+    if name.endswith(".bz2"):
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    if name.endswith(".xz"):
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    return raw
+
+
+def hf_data_files(directory: str) -> list[str]:
+    """The Arrow data files of a `save_to_disk` dataset directory, in shard order."""
+    fs, root = filesystem(directory)
+    try:
+        with fs.open(posixpath.join(root, "state.json"), "rb") as f:
+            state = json.load(f)
+        files = [entry["filename"] for entry in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{directory}: unreadable HF dataset state.json ({e})") from e
+    if not files:
+        raise InputError(f"{directory}: HF dataset has no data files")
+    return files
+
+
+def _hf_units(
+    fs: fsspec.AbstractFileSystem, root: str, url: str
+) -> list[tuple[str, str, int, int]]:
+    """(path, 'hf', shard, num_shards) for a save_to_disk dir, expanding a DatasetDict's splits."""
+    if fs.isfile(posixpath.join(root, "dataset_dict.json")):
+        with fs.open(posixpath.join(root, "dataset_dict.json"), "rb") as f:
+            splits = json.load(f).get("splits", [])
+        out: list[tuple[str, str, int, int]] = []
+        for split in splits:
+            out += _hf_units(fs, posixpath.join(root, split), _join(url, split))
+        return out
+    n = len(hf_data_files(url))
+    return [(url, "hf", i, n) for i in range(n)]
+
+
+def _join(url: str, name: str) -> str:
+    """Append a path component to a local path or URL."""
+    return os.path.join(url, name) if get_protocol(url) in _LOCAL_PROTOCOLS else f"{url}/{name}"
+
+
+def _is_hf_dir(fs: fsspec.AbstractFileSystem, root: str) -> bool:
+    """Whether `root` is a directory written by `datasets.save_to_disk`."""
+    return any(fs.isfile(posixpath.join(root, marker)) for marker in _HF_MARKERS)
+
+
+class _Planner:
+    """Collects (path, format, shard, num_shards) tuples for one InputConfig."""
+
+    def __init__(self, cfg: InputConfig) -> None:
+        self.cfg = cfg
+        self.found: set[tuple[str, str, int, int]] = set()
+
+    def add_file(self, path: str, explicit: bool) -> None:
+        """Add one file, detecting its format unless the config fixes it."""
+        if self.cfg.format != "auto":
+            if explicit or not _ignored(path):
+                self.found.add((path, self.cfg.format, 0, 1))
+            return
+        fmt = detect_format(path)
+        if fmt in FORMATS:
+            self.found.add((path, fmt, 0, 1))
+        elif explicit and fmt == "wat":
+            raise InputError(
+                f"{path} is a WAT file (metadata only, no page text); use the .warc.gz or "
+                "the .warc.wet.gz of the same crawl, or set input.format: warc to count it"
+            )
+        elif explicit:
+            raise InputError(
+                f"cannot tell the format of {path} from its name; set input.format to one of "
+                f"{', '.join(FORMATS)}"
+            )
+
+    def add_dir(self, fs: fsspec.AbstractFileSystem, root: str, url: str) -> None:
+        """Add a directory: an HF dataset as such, otherwise its files recursively."""
+        if _is_hf_dir(fs, root):
+            self.found.update(_hf_units(fs, root, url))
+            return
+        files = sorted(fs.find(root))
+        hf_roots = sorted(
+            {posixpath.dirname(f) for f in files if posixpath.basename(f) in _HF_MARKERS}
+        )
+        hf_roots = [r for r in hf_roots if not any(r.startswith(h + "/") for h in hf_roots)]
+        for hf_root in hf_roots:
+            self.found.update(_hf_units(fs, hf_root, self._url(fs, hf_root, url, root)))
+        for f in files:
+            if any(f.startswith(h + "/") for h in hf_roots):
+                continue
+            rel = posixpath.relpath(f, root)
+            if any(_ignored(part) for part in rel.split("/")):
+                continue
+            self.add_file(self._url(fs, f, url, root), explicit=False)
+
+    @staticmethod
+    def _url(fs: fsspec.AbstractFileSystem, path: str, url: str, root: str) -> str:
+        """A path found under `root` back as a local absolute path or a full URL."""
+        if get_protocol(url) in _LOCAL_PROTOCOLS and "::" not in url:
+            return os.path.abspath(path)
+        return fs.unstrip_protocol(path)
+
+    def add(self, raw: str) -> None:
+        """Expand one entry of input.paths."""
+        local = _check_protocol(raw, self.cfg.allowed_protocols)
+        if local:
+            self._add_local(os.path.expanduser(raw.removeprefix("file://")), raw)
+            return
+        fs, root = filesystem(raw)
+        if _protocols(raw)[-1] in ("http", "https"):
+            self._add_http(fs, root, raw)
+            return
+        try:
+            if any(c in root for c in _GLOB_CHARS):
+                matches = sorted(fs.glob(root))
+                if not matches:
+                    raise InputError(f"no files match {raw!r}; check input.paths")
+                for m in matches:
+                    if fs.isdir(m):
+                        self.add_dir(fs, m, fs.unstrip_protocol(m))
+                    else:
+                        self.add_file(fs.unstrip_protocol(m), explicit=False)
+            elif fs.isdir(root):
+                self.add_dir(fs, root, raw.rstrip("/"))
+            elif fs.exists(root):
+                self.add_file(raw, explicit=True)
+            else:
+                raise InputError(f"input path not found: {raw!r}; check input.paths")
+        except (OSError, PermissionError) as e:
+            raise InputError(f"cannot list {raw!r}: {e}") from e
+
+    def _add_http(self, fs: fsspec.AbstractFileSystem, root: str, raw: str) -> None:
+        """An http(s) URL is one file: checked with a HEAD request, never listed (listing
+        would download the whole file to look for links)."""
+        try:
+            fs.info(root)
+        except FileNotFoundError as e:
+            raise InputError(f"input URL not found: {raw!r}; check input.paths") from e
+        except OSError as e:
+            raise InputError(f"cannot reach {raw!r}: {e}") from e
+        self.add_file(raw, explicit=True)
+
+    def _add_local(self, path: str, raw: str) -> None:
+        """Expand a local path, directory or glob (`**` recursive)."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        fs = LocalFileSystem()
+        if any(c in path for c in _GLOB_CHARS):
+            matches = sorted(globlib.glob(path, recursive=True))
+            if not matches:
+                raise InputError(f"no files match {raw!r}; check input.paths")
+            for m in matches:
+                m = os.path.abspath(m)
+                if os.path.isdir(m):
+                    self.add_dir(fs, m, m)
+                elif not _ignored(m):
+                    self.add_file(m, explicit=False)
+            return
+        path = os.path.abspath(path)
+        if os.path.isdir(path):
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise InputError(f"cannot read directory {raw!r}: permission denied")
+            self.add_dir(fs, path, path)
+        elif os.path.isfile(path):
+            if not os.access(path, os.R_OK):
+                raise InputError(f"cannot read {raw!r}: permission denied")
+            self.add_file(path, explicit=True)
+        else:
+            raise InputError(f"input path not found: {raw!r}; check input.paths")
+
+
+def plan_units(cfg: InputConfig) -> list[InputUnit]:
+    """Expand input.paths into de-duplicated units sorted by (path, shard), indexed 0..n-1."""
+    if not cfg.paths:
+        raise InputError("input.paths is empty; list files, directories, globs or URLs")
+    planner = _Planner(cfg)
+    for raw in cfg.paths:
+        planner.add(str(raw))
+    if not planner.found:
+        raise InputError(
+            f"no readable input files found in {cfg.paths}; supported names end in .warc(.gz), "
+            ".warc.wet(.gz), .jsonl(.gz/.zst), .parquet, or set input.format"
+        )
+    ordered = sorted(planner.found, key=lambda t: (t[0], t[2], t[1]))
+    return [
+        InputUnit(index=i, path=path, format=fmt, shard=shard, num_shards=n)
+        for i, (path, fmt, shard, n) in enumerate(ordered)
+    ]
+
+
+def get_reader(fmt: str, cfg: InputConfig) -> Reader:
+    """The Reader for a unit format."""
+    if fmt == "warc":
+        from pipeline.io.warc import WarcReader
+
+        return WarcReader(cfg)
+    if fmt == "wet":
+        from pipeline.io.warc import WetReader
+
+        return WetReader(cfg)
+    if fmt == "jsonl":
+        from pipeline.io.jsonl import JsonlReader
+
+        return JsonlReader(cfg)
+    if fmt == "parquet":
+        from pipeline.io.parquet import ParquetReader
+
+        return ParquetReader(cfg)
+    if fmt == "hf":
+        from pipeline.io.hf import HFReader
+
+        return HFReader(cfg)
+    raise InputError(f"unknown input format {fmt!r}; input.format must be one of {FORMATS}")
+
+
+def _stamp(unit: InputUnit) -> tuple[int | None, str | None]:
+    """(size, mtime-or-etag) of the file behind a unit; (None, None) if it cannot be stat'ed."""
+    path = unit.path
+    try:
+        if unit.format == "hf" and _is_hf_dir(*filesystem(path)):
+            path = _join(unit.path, hf_data_files(unit.path)[unit.shard])
+    except (OSError, InputError, IndexError):
+        return None, None
+    try:
+        if get_protocol(path) in _LOCAL_PROTOCOLS and "::" not in path:
+            st = os.stat(path.removeprefix("file://"))
+            return st.st_size, str(st.st_mtime_ns)
+        fs, root = filesystem(path)
+        info = fs.info(root)
+    except (OSError, InputError):
+        return None, None
+    stamp = next(
+        (
+            str(info[k])
+            for k in ("ETag", "etag", "e_tag", "md5", "mtime", "LastModified", "last_modified")
+            if info.get(k) is not None
+        ),
+        None,
+    )
+    return info.get("size"), stamp
+
+
+def input_fingerprint(units: list[InputUnit]) -> str:
+    """A sha256 over (path, format, shard, size, mtime/etag) of every unit, for caches."""
+    h = hashlib.sha256()
+    for u in sorted(units, key=lambda u: (u.path, u.shard, u.format)):
+        size, stamp = _stamp(u)
+        record = [u.path, u.format, u.shard, u.num_shards, size, stamp]
+        h.update(json.dumps(record).encode() + b"\n")
+    return h.hexdigest()
