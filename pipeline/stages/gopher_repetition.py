@@ -1,0 +1,250 @@
+"""`gopher_repetition`: drop documents dominated by repeated lines, paragraphs or n-grams.
+
+Gopher (Rae et al. 2021, Table A1) repetition removal with the datatrove / DCLM cut-offs
+(ALGORITHMS.md T.2, 5.2). Measurements, each a fraction in [0, 1]:
+
+- paragraphs = `text.strip()` split on `\\n{2,}`, lines = `text.strip()` split on `\\n+`. A
+  duplicate is every occurrence after the first. `dup_*_frac` = duplicates / parts;
+  `dup_*_char_frac` = characters of the duplicates / `len(text)`.
+- words = `split_words(text, lang)`, punctuation tokens included (as datatrove's tokenizer
+  output), case kept.
+- `top_{2,3,4}gram_char_frac` = length of the most frequent n-gram string x its count /
+  `len(text)`. Ties go to the n-gram seen first. The string is the words joined by one space in
+  spaced scripts and by nothing in Chinese/Japanese/Thai (what the text itself holds). As in
+  datatrove an n-gram seen once still counts (a short document scores high here).
+- `dup_{5..10}gram_char_frac`: scan n-grams left to right; when the n-gram at `i` was seen before
+  add its characters (the words' lengths, no separators, as datatrove) and jump to `i + n`, else
+  record it and step one. The paper counts characters covered by any duplicate n-gram without
+  double counting; the jump scan is datatrove's approximation of it, and we follow it.
+
+Choices that differ from datatrove: lines are split from the stripped text (datatrove keeps the
+empty strings a leading or trailing newline produces).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+from itertools import accumulate
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from pipeline.stages.base import Stage, StageConfig, reasons_from_checks
+from pipeline.text.batch import above, numeric_column, texts_and_langs, with_columns
+from pipeline.text.words import split_lines, split_paragraphs, split_words_spacing
+
+TOP_NS = (2, 3, 4)
+DUP_NS = (5, 6, 7, 8, 9, 10)
+PREFIX = "gopher_rep_"
+
+Frac = float | None
+
+
+class GopherRepetitionConfig(StageConfig):
+    """Thresholds (all `drop if >`); `null` disables a rule."""
+
+    stage: Literal["gopher_repetition"] = "gopher_repetition"
+    dup_para_frac: Frac = Field(default=0.30, ge=0)
+    dup_para_char_frac: Frac = Field(default=0.20, ge=0)
+    dup_line_frac: Frac = Field(default=0.30, ge=0)
+    dup_line_char_frac: Frac = Field(default=0.20, ge=0)
+    top_2gram_char_frac: Frac = Field(default=0.20, ge=0)
+    top_3gram_char_frac: Frac = Field(default=0.18, ge=0)
+    top_4gram_char_frac: Frac = Field(default=0.16, ge=0)
+    dup_5gram_char_frac: Frac = Field(default=0.15, ge=0)
+    dup_6gram_char_frac: Frac = Field(default=0.14, ge=0)
+    dup_7gram_char_frac: Frac = Field(default=0.13, ge=0)
+    dup_8gram_char_frac: Frac = Field(default=0.12, ge=0)
+    dup_9gram_char_frac: Frac = Field(default=0.11, ge=0)
+    dup_10gram_char_frac: Frac = Field(default=0.10, ge=0)
+
+
+# (measurement / config key, reason), in the order the rules are applied.
+RULES: tuple[tuple[str, str], ...] = (
+    ("dup_para_frac", "gopher_dup_para_frac"),
+    ("dup_para_char_frac", "gopher_dup_para_char_frac"),
+    ("dup_line_frac", "gopher_dup_line_frac"),
+    ("dup_line_char_frac", "gopher_dup_line_char_frac"),
+    *((f"top_{n}gram_char_frac", f"gopher_top_{n}gram") for n in TOP_NS),
+    *((f"dup_{n}gram_char_frac", f"gopher_dup_{n}gram") for n in DUP_NS),
+)
+MEASURES = tuple(key for key, _ in RULES)
+
+
+def duplicate_stats(parts: list[str]) -> tuple[int, int]:
+    """(number of duplicate parts, their characters); a duplicate is any repeat of a part."""
+    counts = Counter(parts)
+    if len(counts) == len(parts):
+        return 0, 0
+    chars = sum(len(p) * (c - 1) for p, c in counts.items() if c > 1)
+    return len(parts) - len(counts), chars
+
+
+class NGramClasses:
+    """Groups the n-grams of one document's words, for n = 1, 2, ... asked in increasing order.
+
+    Each position is labelled with the first position holding the same n-gram. N-grams are keyed
+    by a rolling 64-bit hash of the words' hashes (numpy, no tuple per n-gram); every claimed
+    repeat is then compared word by word, and a hash collision falls back to exact tuple keys.
+    """
+
+    _MULT = np.uint64(0x9E3779B97F4A7C15)
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = words
+        self.cum = list(accumulate(map(len, words), initial=0))  # prefix sums of word lengths
+        hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words))
+        self._base = hashes.view(np.uint64)
+        self._n = 1
+        self._keys = self._base
+
+    def _hash_keys(self, n: int) -> np.ndarray:
+        if n < self._n:
+            raise ValueError("n-gram sizes must be asked in increasing order")
+        while self._n < n:
+            self._keys = (
+                self._keys[: len(self.words) - self._n] * self._MULT + self._base[self._n :]
+            )
+            self._n += 1
+        return self._keys
+
+    def first_positions(self, n: int) -> np.ndarray:
+        """For every n-gram position, the first position of the same n-gram (int64 array)."""
+        keys = self._hash_keys(n)
+        if len(keys) == 0:
+            return np.zeros(0, dtype=np.int64)
+        _, first_idx, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        first = first_idx[inverse.reshape(-1)]
+        words = self.words
+        for pos in np.flatnonzero(first != np.arange(len(keys))).tolist():
+            f = int(first[pos])
+            if words[pos : pos + n] != words[f : f + n]:
+                return self._exact_first_positions(n)
+        return first
+
+    def _exact_first_positions(self, n: int) -> np.ndarray:
+        grams = list(zip(*(self.words[i:] for i in range(n)), strict=False))
+        first = dict(zip(reversed(grams), range(len(grams) - 1, -1, -1), strict=True))
+        return np.fromiter(map(first.__getitem__, grams), dtype=np.int64, count=len(grams))
+
+
+def top_ngram_chars(ngrams: NGramClasses, n: int, sep: int) -> int:
+    """Characters of the most frequent n-gram string times its count (first seen wins ties)."""
+    first = ngrams.first_positions(n)
+    if len(first) == 0:
+        return 0
+    counts = np.bincount(first)
+    f = int(np.argmax(counts))  # the smallest first position among the most frequent
+    length = ngrams.cum[f + n] - ngrams.cum[f] + sep * (n - 1)
+    return length * int(counts[f])
+
+
+def dup_ngram_chars(ngrams: NGramClasses, n: int) -> int:
+    """Characters in duplicate n-grams by the left-to-right jump scan (see module docstring).
+
+    Same result as stepping through every position (`dup_ngram_chars_reference`), but visits
+    only the positions whose n-gram occurred earlier in the text, so a text with few repeats
+    costs little Python work.
+    """
+    first = ngrams.first_positions(n)
+    repeats = np.flatnonzero(first != np.arange(len(first))).tolist()
+    if not repeats:
+        return 0
+    first_of = first.tolist()
+    cum = ngrams.cum
+    # The scan records the n-gram of every position it visits; positions inside a jump are never
+    # visited. An n-gram is "seen" at a repeat when its first occurrence was visited (not inside
+    # a jump) or a later visited repeat recorded it.
+    recorded: set[int] = set()
+    jump_starts: list[int] = []
+    jump_ends: list[int] = []
+    idx = chars = 0
+    for pos in repeats:
+        if pos < idx:  # jumped over
+            continue
+        f = first_of[pos]
+        k = bisect_right(jump_starts, f) - 1
+        if k < 0 or f > jump_ends[k] or f in recorded:
+            chars += cum[pos + n] - cum[pos]
+            idx = pos + n
+            if n > 1:
+                jump_starts.append(pos + 1)
+                jump_ends.append(pos + n - 1)
+        else:
+            recorded.add(f)
+            idx = pos + 1
+    return chars
+
+
+def dup_ngram_chars_reference(words: list[str], n: int) -> int:
+    """The plain jump scan over every position (the definition; used by tests)."""
+    seen: set[tuple[str, ...]] = set()
+    idx = chars = 0
+    while idx < len(words) - n + 1:
+        gram = tuple(words[idx : idx + n])
+        if gram in seen:
+            chars += sum(map(len, gram))
+            idx += n
+        else:
+            seen.add(gram)
+            idx += 1
+    return chars
+
+
+def repetition_scores(text: str, lang: str | None = None) -> dict[str, float]:
+    """Every measurement of the module docstring for one document, keyed by config key."""
+    size = len(text)
+    out = dict.fromkeys(MEASURES, 0.0)
+    if size == 0:
+        return out
+    paragraphs = split_paragraphs(text)
+    if paragraphs:
+        dup, chars = duplicate_stats(paragraphs)
+        out["dup_para_frac"] = dup / len(paragraphs)
+        out["dup_para_char_frac"] = chars / size
+    lines = split_lines(text)
+    if lines:
+        dup, chars = duplicate_stats(lines)
+        out["dup_line_frac"] = dup / len(lines)
+        out["dup_line_char_frac"] = chars / size
+    words, spaced = split_words_spacing(text, lang)
+    sep = 1 if spaced else 0
+    ngrams = NGramClasses(words)
+    for n in TOP_NS:
+        out[f"top_{n}gram_char_frac"] = top_ngram_chars(ngrams, n, sep) / size
+    for n in DUP_NS:
+        chars = dup_ngram_chars(ngrams, n)
+        out[f"dup_{n}gram_char_frac"] = chars / size
+        if chars == 0:  # no repeated n-gram means no repeated longer n-gram either
+            break
+    return out
+
+
+class GopherRepetitionStage(Stage):
+    """Gopher repetition removal: score = the 13 fractions, keep = their Table A1 cut-offs."""
+
+    name = "gopher_repetition"
+    config_cls = GopherRepetitionConfig
+    threshold_keys = frozenset(MEASURES)
+    score_columns = tuple(PREFIX + key for key in MEASURES)
+
+    config: GopherRepetitionConfig
+
+    def score(self, batch: pa.Table) -> pa.Table:
+        texts, langs = texts_and_langs(batch)
+        values = np.zeros((len(MEASURES), len(texts)), dtype=np.float64)
+        for j, (text, lang) in enumerate(zip(texts, langs, strict=True)):
+            scores = repetition_scores(text, lang)
+            for i, key in enumerate(MEASURES):
+                values[i, j] = scores[key]
+        return with_columns(batch, dict(zip(self.score_columns, values, strict=True)))
+
+    def keep(self, batch: pa.Table) -> pa.Array:
+        checks = [
+            (above(numeric_column(batch, PREFIX + key), getattr(self.config, key)), reason)
+            for key, reason in RULES
+        ]
+        return reasons_from_checks(batch.num_rows, checks)
