@@ -46,7 +46,7 @@ def test_unknown_stage_names_allowed_and_line() -> None:
     msg = _error(GOOD.replace("stage: langid", "stage: langidd"))
     assert "stages[1].stage (line 7)" in msg
     assert "unknown stage 'langidd'" in msg
-    assert "allowed: extract, langid" in msg
+    assert "allowed: url_filter, extract, langid, gopher_repetition" in msg
 
 
 def test_unknown_key_in_stage_lists_allowed_keys() -> None:

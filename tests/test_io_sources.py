@@ -48,7 +48,7 @@ def tree(tmp_path: Path) -> Path:
         ("a.warc.zst", "warc"),
         ("CC-MAIN-x.warc.wet.gz", "wet"),
         ("a.wet", "wet"),
-        ("x.warc.wat.gz", "wat"),
+        ("x.warc.wat.gz", "warc"),
         ("d.jsonl", "jsonl"),
         ("d.json.gz", "jsonl"),
         ("d.jsonl.zst", "jsonl"),
@@ -67,11 +67,12 @@ def test_directory_recursive_sorted_and_indexed(tree: Path) -> None:
     rel = [(os.path.relpath(u.path, tree), u.format) for u in units]
     assert rel == [
         ("a/c/w.warc.wet.gz", "wet"),
+        ("a/x.warc.wat.gz", "warc"),
         ("a/y.jsonl.zst", "jsonl"),
         ("a/z.parquet", "parquet"),
         ("b/x.warc.gz", "warc"),
     ]
-    assert [u.index for u in units] == [0, 1, 2, 3]
+    assert [u.index for u in units] == [0, 1, 2, 3, 4]
     assert all(os.path.isabs(u.path) for u in units)
 
 
@@ -80,7 +81,7 @@ def test_glob_dedup_and_order_independent(tree: Path, monkeypatch: pytest.Monkey
     a = plan("**/*.gz", str(tree / "b" / "x.warc.gz"), "b")
     b = plan("b/x.warc.gz", "**/*.gz")
     assert a == b
-    assert [os.path.relpath(u.path, tree) for u in a] == ["a/c/w.warc.wet.gz", "b/x.warc.gz"]
+    assert [os.path.relpath(u.path, tree) for u in a] == ["a/c/w.warc.wet.gz", "a/x.warc.wat.gz", "b/x.warc.gz"]
 
 
 def test_missing_path_and_empty_glob(tmp_path: Path) -> None:
@@ -101,9 +102,8 @@ def test_directory_without_data_files(tmp_path: Path) -> None:
 def test_explicit_unknown_and_wat_files(tree: Path) -> None:
     with pytest.raises(InputError, match="set input.format"):
         plan(str(tree / "a" / "README.md"))
-    with pytest.raises(InputError, match="WAT file"):
-        plan(str(tree / "a" / "x.warc.wat.gz"))
-    units = plan(str(tree / "a" / "x.warc.wat.gz"), format="warc")
+    # WAT files are read as WARC so their metadata records are counted, never silently dropped.
+    units = plan(str(tree / "a" / "x.warc.wat.gz"))
     assert units[0].format == "warc"
 
 
@@ -166,5 +166,5 @@ def test_get_reader() -> None:
 def test_shared_warc_directory(shared_data: Path) -> None:
     units = plan(str(shared_data / "warc"))
     names = [Path(u.path).name for u in units]
-    assert names == sorted(names) and len(names) == 10  # the WAT file is left out
+    assert names == sorted(names) and len(names) == 11  # the WAT file is read as WARC
     assert [u.format for u in units].count("wet") == 1

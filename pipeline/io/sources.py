@@ -4,11 +4,10 @@ Format detection (input.format: auto) goes by the file name, compression suffix 
   *.warc -> warc; *.wet / *.warc.wet -> wet; *.jsonl / *.json / *.ndjson -> jsonl;
   *.parquet -> parquet; a directory written by `datasets.save_to_disk` (state.json or
   dataset_dict.json) -> hf, one unit per Arrow data file.
-WAT files (*.wat / *.warc.wat) hold only metadata: named explicitly with format auto they are an
-InputError (there is nothing to curate); with `format: warc` they are read and every record is
-counted as skipped. Inside directories and globs, files whose format cannot be told from the
-name (READMEs, checksums, _SUCCESS, WAT files, hidden files) are left out; named explicitly they
-are an error. With a fixed input.format every non-hidden file found is read in that format.
+WAT files (*.wat / *.warc.wat) hold only metadata records: they are read as WARC, so every record
+is counted (as skipped `metadata`) rather than a file silently left out. Inside directories and
+globs, files whose format cannot be told from the name (READMEs, checksums, _SUCCESS, hidden
+files) are left out; named explicitly they are an error. With a fixed input.format every non-hidden file found is read in that format.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ _HF_MARKERS = ("state.json", "dataset_dict.json")
 
 
 def detect_format(name: str) -> str | None:
-    """'warc' | 'wet' | 'wat' | 'jsonl' | 'parquet' from a file name; None when unknown."""
+    """'warc' | 'wet' | 'jsonl' | 'parquet' from a file name (WAT reads as warc); None if unknown."""
     base = posixpath.basename(name.rstrip("/")).lower()
     if base.endswith(".parquet"):
         return "parquet"
@@ -50,9 +49,7 @@ def detect_format(name: str) -> str | None:
             break
     if base.endswith(".wet"):
         return "wet"
-    if base.endswith(".wat"):
-        return "wat"
-    if base.endswith(".warc"):
+    if base.endswith((".warc", ".wat")):
         return "warc"
     if base.endswith((".jsonl", ".json", ".ndjson")):
         return "jsonl"
@@ -172,11 +169,6 @@ class _Planner:
         fmt = detect_format(path)
         if fmt in FORMATS:
             self.found.add((path, fmt, 0, 1))
-        elif explicit and fmt == "wat":
-            raise InputError(
-                f"{path} is a WAT file (metadata only, no page text); use the .warc.gz or "
-                "the .warc.wet.gz of the same crawl, or set input.format: warc to count it"
-            )
         elif explicit:
             raise InputError(
                 f"cannot tell the format of {path} from its name; set input.format to one of "
