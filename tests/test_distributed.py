@@ -89,12 +89,12 @@ def test_sigkill_of_the_driver_then_rerun_gives_identical_output(shared_data, tm
     assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = len(list(units.glob("*.json")))
-    assert 2 <= finished < len(inputs)
-    # Whatever is visible under data/ is a complete shard.
+    # Whatever is visible under data/ is a complete shard, even while orphaned workers finish.
     for shard in (out / "data").glob("*.parquet"):
         pq.read_table(shard)
-    time.sleep(2)  # let the orphaned Ray processes of the killed driver exit
+    time.sleep(3)  # the killed driver's Ray processes exit (a worker may commit one more unit)
+    finished = len(list(units.glob("*.json")))
+    assert 2 <= finished < len(inputs)
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"{len(inputs) - finished} units run, {finished} resumed" in rerun.stdout
