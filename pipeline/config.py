@@ -46,6 +46,7 @@ class RuntimeConfig(BaseModel):
     ray_address: str | None = None  # None: $RAY_ADDRESS, else an embedded local Ray
     num_workers: int | None = Field(default=None, gt=0)  # None: one per CPU of the cluster
     batch_size: int = Field(default=512, gt=0)
+    num_partitions: int | None = Field(default=None, gt=0)  # hash partitions of global stages
     progress: Literal["auto", "bar", "log", "off"] = "auto"
 
 

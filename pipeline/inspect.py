@@ -41,8 +41,8 @@ def _inspect_run(p: Path, sample: int) -> str:
             )
         out.append(f"output: {stats['output']['documents']:,} documents")
     else:
-        done = len(list((p / "_run" / "units").glob("*.json")))
-        out.append(f"incomplete run: {done} units finished; rerun `curate run` to finish it")
+        done = len(list((p / "_run" / "units").rglob("*.json")))
+        out.append(f"incomplete run: {done} tasks finished; rerun `curate run` to finish it")
     if (p / "data").is_dir() and any((p / "data").glob("*.parquet")):
         out.append(_inspect_parquet(p / "data", sample))
     return "\n".join(out)

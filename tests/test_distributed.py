@@ -66,7 +66,8 @@ def test_two_node_cluster_gives_the_same_output(shared_data, tmp_path) -> None:
     finally:
         cluster.shutdown()
     nodes = {
-        json.loads(m.read_text())["worker"]["node"] for m in (out / "_run" / "units").glob("*.json")
+        json.loads(m.read_text())["worker"]["node"]
+        for m in (out / "_run" / "units" / "seg00").glob("*.json")
     }
     assert len(nodes) == 2, "both nodes of the cluster should have processed units"
     assert read_output(out).equals(_reference(inputs, tmp_path))
@@ -80,7 +81,7 @@ def test_sigkill_of_the_driver_then_rerun_gives_identical_output(shared_data, tm
     cmd = [*CURATE, "run", str(config)]
     env = {**os.environ, "RAY_ADDRESS": ""}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    units = out / "_run" / "units"
+    units = out / "_run" / "units" / "seg00"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if units.is_dir() and len(list(units.glob("*.json"))) >= 2:

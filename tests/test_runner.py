@@ -93,7 +93,7 @@ def test_resume_runs_only_unfinished_units(shared_data, tmp_path, ray_session) -
     assert (first.units_run, first.units_skipped) == (3, 0)
     expected = read_output(out)
     # Simulate a crash that lost unit 1: its marker and shard are gone, a temp file is left.
-    (out / "_run" / "units" / "part-00001.json").unlink()
+    (out / "_run" / "units" / "seg00" / "part-00001.json").unlink()
     (out / "data" / "part-00001.parquet").rename(out / "data" / "part-00001.parquet.tmp-dead")
     second = run_recipe(_recipe(inputs, out, executor="ray"))
     assert (second.units_run, second.units_skipped) == (1, 2)
@@ -134,7 +134,7 @@ def test_cli_runs_every_shared_warc_and_accounting_adds_up(
     stats = json.loads((out / "stats.json").read_text())
     per_unit = {Path(u["path"]).name: u for u in stats["units"]}
     assert set(per_unit) == {Path(w).name for w in warcs}
-    for marker in (out / "_run" / "units").glob("*.json"):
+    for marker in (out / "_run" / "units" / "seg00").glob("*.json"):
         unit = json.loads(marker.read_text())
         r = unit["reader"]
         assert r["records"] == r["documents"] + sum(r["skipped"].values()), unit["unit"]["path"]

@@ -93,28 +93,42 @@ class ReaderTotals:
         }
 
 
-def check_unit(unit_stats: dict[str, Any]) -> None:
-    """Raise AccountingError if one unit's numbers do not reconcile."""
-    where = f"unit {unit_stats['unit']['index']} ({unit_stats['unit']['path']})"
-    _check_chain(unit_stats["reader"], unit_stats["stages"], unit_stats["output_docs"], where)
+def check_segment(result: dict[str, Any]) -> None:
+    """Raise AccountingError if one task's numbers do not reconcile.
+
+    Segment 0 starts from the reader's documents; later segments from their input shard's rows.
+    """
+    where = (
+        f"unit {result['unit']['index']} ({result['unit']['path']}), segment {result['segment']}"
+    )
+    reader = result["reader"]
+    problems = _reader_problems(reader) if reader is not None else []
+    start = reader["documents"] if reader is not None else result["input_docs"]
+    problems += _chain_problems(start, result["stages"], result["output_docs"])
+    if problems:
+        raise AccountingError(f"accounting violated in {where}: " + "; ".join(problems))
 
 
 def check_run(reader: dict[str, Any], stages: list[dict[str, Any]], output_docs: int) -> None:
-    """Raise AccountingError if the run totals do not reconcile."""
-    _check_chain(reader, stages, output_docs, "run")
+    """Raise AccountingError if the run totals (or one unit's, all segments) do not reconcile."""
+    problems = _reader_problems(reader) + _chain_problems(reader["documents"], stages, output_docs)
+    if problems:
+        raise AccountingError("accounting violated in run: " + "; ".join(problems))
 
 
-def _check_chain(
-    reader: dict[str, Any], stages: list[dict[str, Any]], output_docs: int, where: str
-) -> None:
-    problems = []
+def _reader_problems(reader: dict[str, Any]) -> list[str]:
     skipped = sum(reader["skipped"].values())
     if reader["records"] != reader["documents"] + skipped:
-        problems.append(
+        return [
             f"reader: records {reader['records']} != documents {reader['documents']} "
             f"+ skipped {skipped}"
-        )
-    expected_in = reader["documents"]
+        ]
+    return []
+
+
+def _chain_problems(start: int, stages: list[dict[str, Any]], output_docs: int) -> list[str]:
+    problems = []
+    expected_in = start
     for s in stages:
         if s["docs_in"] != expected_in:
             problems.append(f"{s['name']}: docs in {s['docs_in']} != upstream {expected_in}")
@@ -128,8 +142,20 @@ def _check_chain(
         expected_in = s["docs_kept"]
     if output_docs != expected_in:
         problems.append(f"output: {output_docs} documents written != {expected_in} kept")
-    if problems:
-        raise AccountingError(f"accounting violated in {where}: " + "; ".join(problems))
+    return problems
+
+
+def merge_segments(markers: list[dict[str, Any]]) -> dict[str, Any]:
+    """One unit's record over all segments: the reader of segment 0, every stage, final output."""
+    first, last = markers[0], markers[-1]
+    return {
+        "unit": first["unit"],
+        "reader": first["reader"],
+        "stages": [s for m in markers for s in m["stages"]],
+        "output_docs": last["output_docs"],
+        "output_bytes": last["output_bytes"],
+        "output_file": last["output_file"],
+    }
 
 
 def sum_units(units: list[dict[str, Any]], stage_names: list[str]) -> dict[str, Any]:

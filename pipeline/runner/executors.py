@@ -14,20 +14,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pipeline.config import Recipe
-from pipeline.io.base import InputUnit
-from pipeline.runner.unit import StageChain, process_unit
+from pipeline.runner.unit import StageChain, Task, process_task
+from pipeline.stages.global_base import GlobalContext, LocalContext
 
 log = logging.getLogger(__name__)
 
 UnitResult = dict[str, Any]
 
 
-def run_local(recipe: Recipe, units: list[InputUnit]) -> Iterator[UnitResult]:
-    """Process units one after another in this process."""
+def run_local(recipe: Recipe, tasks: list[Task]) -> Iterator[UnitResult]:
+    """Process tasks one after another in this process."""
     chain = StageChain(recipe)
     try:
-        for unit in units:
-            yield process_unit(recipe, chain, unit)
+        for task in tasks:
+            yield process_task(recipe, chain, task)
     finally:
         chain.close()
 
@@ -65,35 +65,33 @@ def _worker_class() -> Any:
             self.recipe = recipe_from_dict(recipe_dict, source=source)
             self.chain = StageChain(self.recipe)
 
-        def run(self, unit: InputUnit) -> UnitResult:
+        def run(self, task: Task) -> UnitResult:
             node = ray.get_runtime_context().get_node_id()
-            return process_unit(self.recipe, self.chain, unit, worker=node)
+            return process_task(self.recipe, self.chain, task, worker=node)
 
     return UnitWorker
 
 
-def run_ray(recipe: Recipe, units: list[InputUnit]) -> Iterator[UnitResult]:
-    """Process units on a pool of Ray actors, yielding results as units finish."""
+def run_ray(recipe: Recipe, tasks: list[Task]) -> Iterator[UnitResult]:
+    """Process tasks on a pool of Ray actors, yielding results as tasks finish."""
     import ray
 
     ensure_ray(recipe.runtime.ray_address)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    n_workers = max(1, min(recipe.runtime.num_workers or cpus, len(units)))
+    n_workers = max(1, min(ray_workers(recipe), len(tasks)))
     worker_cls = _worker_class()
     recipe_dict = recipe.to_dict()
     actors = [worker_cls.remote(recipe_dict, recipe.source) for _ in range(n_workers)]
-    pending: dict[Any, tuple[Any, InputUnit]] = {}
-    queue = list(reversed(units))
+    pending: dict[Any, Any] = {}
+    queue = list(reversed(tasks))
     idle = list(actors)
     try:
         while queue or pending:
             while idle and queue:
                 actor = idle.pop()
-                unit = queue.pop()
-                pending[actor.run.remote(unit)] = (actor, unit)
+                pending[actor.run.remote(queue.pop())] = actor
             done, _ = ray.wait(list(pending), num_returns=1)
             ref = done[0]
-            actor, unit = pending.pop(ref)
+            actor = pending.pop(ref)
             idle.append(actor)
             yield ray.get(ref)
     finally:
@@ -103,5 +101,42 @@ def run_ray(recipe: Recipe, units: list[InputUnit]) -> Iterator[UnitResult]:
             ray.kill(actor)
 
 
-def executor_for(recipe: Recipe) -> Callable[[Recipe, list[InputUnit]], Iterator[UnitResult]]:
+def ray_workers(recipe: Recipe) -> int:
+    """Workers to use: runtime.num_workers, else one per CPU of the cluster."""
+    import ray
+
+    return recipe.runtime.num_workers or int(ray.cluster_resources().get("CPU", 1))
+
+
+def executor_for(recipe: Recipe) -> Callable[[Recipe, list[Task]], Iterator[UnitResult]]:
     return run_ray if recipe.runtime.executor == "ray" else run_local
+
+
+class RayContext:
+    """A GlobalContext whose `map` runs Ray tasks (retried if a worker dies)."""
+
+    def __init__(self, work_dir: str, num_partitions: int) -> None:
+        import fsspec
+
+        self.fs, self.work_dir = fsspec.core.url_to_fs(work_dir)
+        self.fs.makedirs(self.work_dir, exist_ok=True)
+        self.num_partitions = num_partitions
+
+    def map(self, fn: Callable[[Any], Any], items: Any) -> list[Any]:
+        import ray
+
+        remote = ray.remote(num_cpus=1, max_retries=3)(_call)
+        return ray.get([remote.remote(fn, item) for item in items])
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+def global_context(recipe: Recipe, work_dir: str) -> GlobalContext:
+    """The context a global stage's prepare() runs in, matching the executor."""
+    if recipe.runtime.executor == "ray":
+        ensure_ray(recipe.runtime.ray_address)
+        parts = recipe.runtime.num_partitions or max(4, 2 * ray_workers(recipe))
+        return RayContext(work_dir, parts)
+    return LocalContext(work_dir, recipe.runtime.num_partitions or 4)

@@ -45,7 +45,8 @@ class Progress:
 
     def advance(self, result: dict[str, Any]) -> None:
         self.done += 1
-        self.docs_in += result["reader"]["documents"]
+        reader = result["reader"]
+        self.docs_in += reader["documents"] if reader is not None else result["input_docs"]
         self.docs_out += result["output_docs"]
         rate = self.docs_in / max(1e-9, time.perf_counter() - self.started)
         summary = f"{self.docs_in} docs in, {self.docs_out} kept, {rate:.0f} docs/s"

@@ -1,11 +1,14 @@
 """`curate run`: plan units, guard the output directory, resume, execute, account, report.
 
 Output layout:
-  data/part-NNNNN.parquet          kept documents, one shard per input unit
+  data/part-NNNNN.parquet               kept documents, one shard per input unit
   rejected/<stage>/part-NNNNN.parquet   removed documents with a `reason` (output.keep_rejected)
-  _run/config.json, config.yaml    the resolved recipe and its hash
-  _run/units/part-NNNNN.json       completion marker + stats of each finished unit
-  stats.json, report.md            run totals, written when every unit is done
+  stats.json, report.md                 run totals, written when every unit is done
+  _run/config.json, config.yaml         the resolved recipe and its hash
+  _run/units/segNN/part-NNNNN.json      completion marker + stats of each finished task
+  _run/global/segNN.json                completion marker + summary of a global stage's prepare
+  _work/                                shards between segments and global stages' files
+                                        (removed after a successful run)
 """
 
 from __future__ import annotations
@@ -24,18 +27,27 @@ from pipeline.errors import CurateError, OutputError
 from pipeline.io.base import InputUnit
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import TMP_MARK, output_fs
-from pipeline.runner.accounting import check_run, sum_units
-from pipeline.runner.executors import executor_for
+from pipeline.registry import stage_class
+from pipeline.runner.accounting import check_run, merge_segments, sum_units
+from pipeline.runner.executors import executor_for, global_context
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
 from pipeline.runner.unit import (
     DATA_DIR,
+    GLOBAL_DIR,
     REJECTED_DIR,
     RUN_DIR,
     UNITS_DIR,
-    shard_name,
+    WORK_DIR,
+    Segment,
+    ShardTask,
+    global_work_dir,
+    marker_path,
+    plan_segments,
     stage_labels,
+    write_marker,
 )
+from pipeline.stages.global_base import ShardRef
 
 log = logging.getLogger(__name__)
 
@@ -46,33 +58,67 @@ class RunResult:
 
     output: str
     stats: dict[str, Any]
-    units_run: int
-    units_skipped: int
+    units_run: int  # tasks run in this invocation (all segments)
+    units_skipped: int  # tasks found finished from an earlier invocation
 
 
 def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
-    """Run a recipe to completion (resuming finished units) and return its totals."""
+    """Run a recipe to completion (resuming finished work) and return its totals."""
     started = time.perf_counter()
     units = plan_units(recipe.input)
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
     _claim_output(fs, root, recipe, config_hash, overwrite)
     _remove_partial_files(fs, root)
+    segments = plan_segments(recipe)
+    labels = stage_labels(recipe)
+    ran = skipped = 0
+    markers: list[dict[int, dict[str, Any]]] = []
+    global_summaries: dict[str, Any] = {}
+    for segment in segments:
+        done = _finished(fs, root, segment.index)
+        if segment.global_stage is not None:
+            shards = _shards_of(units, markers[-1], root)
+            label = labels[segment.global_stage]
+            global_summaries[label] = _prepare_global(recipe, fs, root, segment, label, shards)
+            tasks: list[Any] = [
+                ShardTask(segment.index, shard, unit)
+                for shard, unit in zip(shards, units, strict=True)
+                if unit.index not in done
+            ]
+        else:
+            tasks = [u for u in units if u.index not in done]
+        skipped += len(units) - len(tasks)
+        log.info(
+            "segment %d (%s): %d units, %d already finished",
+            segment.index,
+            ", ".join(labels[p] for p in segment.positions) or "read",
+            len(units),
+            len(units) - len(tasks),
+        )
+        done.update(_execute(recipe, tasks, len(units)))
+        ran += len(tasks)
+        markers.append(done)
 
-    done = _finished_units(fs, root)
-    todo = [u for u in units if shard_name(u) not in done]
-    log.info(
-        "%d units planned, %d already finished, %d to run",
-        len(units),
-        len(units) - len(todo),
-        len(todo),
-    )
+    unit_results = [merge_segments([m[u.index] for m in markers]) for u in units]
+    stats = _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
+    stats["global"] = global_summaries
+    _write_json(fs, f"{root}/stats.json", stats)
+    write_report(fs, f"{root}/report.md", stats)
+    if fs.exists(f"{root}/{WORK_DIR}"):
+        fs.rm(f"{root}/{WORK_DIR}", recursive=True)
+    return RunResult(recipe.output.path, stats, units_run=ran, units_skipped=skipped)
 
-    progress = Progress(total=len(units), done=len(units) - len(todo), mode=recipe.runtime.progress)
-    executor = executor_for(recipe)
+
+def _execute(recipe: Recipe, tasks: list[Any], total: int) -> dict[int, dict[str, Any]]:
+    """Run tasks with the recipe's executor; results by unit index."""
+    results: dict[int, dict[str, Any]] = {}
+    if not tasks:
+        return results
+    progress = Progress(total=total, done=total - len(tasks), mode=recipe.runtime.progress)
     try:
-        for result in executor(recipe, todo) if todo else ():
-            done[shard_name_of(result)] = result
+        for result in executor_for(recipe)(recipe, tasks):
+            results[result["unit"]["index"]] = result
             progress.advance(result)
     except CurateError:
         raise
@@ -83,18 +129,45 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
         ) from exc
     finally:
         progress.close()
-
-    unit_results = [done[shard_name(u)] for u in units]
-    stats = _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
-    _write_json(fs, f"{root}/stats.json", stats)
-    write_report(fs, f"{root}/report.md", stats)
-    return RunResult(
-        recipe.output.path, stats, units_run=len(todo), units_skipped=len(units) - len(todo)
-    )
+    return results
 
 
-def shard_name_of(result: dict[str, Any]) -> str:
-    return f"part-{result['unit']['index']:05d}"
+def _shards_of(
+    units: list[InputUnit], previous: dict[int, dict[str, Any]], root: str
+) -> list[ShardRef]:
+    """The previous segment's output shards, one per unit (path None when it kept nothing)."""
+    refs = []
+    for u in units:
+        m = previous[u.index]
+        path = f"{root}/{m['output_file']}" if m["output_file"] else None
+        refs.append(ShardRef(u.index, path, m["output_docs"]))
+    return refs
+
+
+def _prepare_global(
+    recipe: Recipe, fs: Any, root: str, segment: Segment, label: str, shards: list[ShardRef]
+) -> dict[str, Any]:
+    """Run a global stage's prepare() once; a finished one is found by its marker."""
+    marker = f"{root}/{GLOBAL_DIR}/seg{segment.index:02d}.json"
+    if fs.exists(marker):
+        with fs.open(marker, "r") as f:
+            return json.load(f)["summary"]
+    work = global_work_dir(root, segment.index, label)
+    if fs.exists(work):
+        fs.rm(work, recursive=True)  # an interrupted prepare starts over
+    cfg = recipe.stages[segment.global_stage]  # type: ignore[index]
+    stage = stage_class(cfg.stage)(cfg)  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    log.info("global stage %s: preparing over %d shards", label, len(shards))
+    try:
+        summary = stage.prepare(global_context(recipe, work), shards)
+    except CurateError:
+        raise
+    except Exception as exc:
+        raise CurateError(f"global stage {label} failed: {_root_cause(exc)}") from exc
+    summary = {**summary, "prepare_wall_s": round(time.perf_counter() - started, 3)}
+    write_marker(fs, marker, {"stage": label, "summary": summary})
+    return summary
 
 
 def _claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite: bool) -> None:
@@ -127,7 +200,7 @@ def _claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrit
 
 def _clear_run(fs: Any, root: str) -> None:
     """Delete what a run writes (and only that) from the output directory."""
-    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, "stats.json", "report.md"):
+    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, "stats.json", "report.md"):
         path = f"{root}/{name}"
         if fs.exists(path):
             fs.rm(path, recursive=True)
@@ -135,7 +208,7 @@ def _clear_run(fs: Any, root: str) -> None:
 
 def _remove_partial_files(fs: Any, root: str) -> None:
     """Delete temporary files left by an interrupted run (they were never visible as shards)."""
-    for base in (DATA_DIR, REJECTED_DIR, UNITS_DIR):
+    for base in (DATA_DIR, REJECTED_DIR, UNITS_DIR, WORK_DIR, GLOBAL_DIR):
         path = f"{root}/{base}"
         if not fs.exists(path):
             continue
@@ -144,16 +217,17 @@ def _remove_partial_files(fs: Any, root: str) -> None:
                 fs.rm(f)
 
 
-def _finished_units(fs: Any, root: str) -> dict[str, dict[str, Any]]:
-    """Stats of the units whose completion marker exists."""
-    path = f"{root}/{UNITS_DIR}"
+def _finished(fs: Any, root: str, segment: int) -> dict[int, dict[str, Any]]:
+    """Stats of the tasks of `segment` whose completion marker exists, by unit index."""
+    path = marker_path(root, segment, 0).rsplit("/", 1)[0]
     if not fs.exists(path):
         return {}
     done = {}
     for f in fs.find(path):
         if f.endswith(".json"):
             with fs.open(f, "r") as fh:
-                done[f.rsplit("/", 1)[-1][: -len(".json")]] = json.load(fh)
+                m = json.load(fh)
+            done[m["unit"]["index"]] = m
     return done
 
 
@@ -164,6 +238,8 @@ def _run_stats(
     results: list[dict[str, Any]],
     wall_s: float,
 ) -> dict[str, Any]:
+    for r in results:  # each unit across all its segments, then the totals
+        check_run(r["reader"], r["stages"], r["output_docs"])
     totals = sum_units(results, stage_labels(recipe))
     check_run(totals["reader"], totals["stages"], totals["output_docs"])
     return {

@@ -1,7 +1,13 @@
-"""One unit of work, start to finish: read -> map stages -> write shards -> completion marker.
+"""Units of work, start to finish: read or load -> stages -> write shards -> completion marker.
 
-Pure Python, no Ray: the executors call `process_unit` in a Ray actor or in-process. The output
-of a unit depends only on the unit and the recipe, so a rerun after a crash, or a run on another
+A recipe's stages split into segments: segment 0 reads the input units and runs map stages;
+each later segment opens with a global stage (dedup, ...) whose `prepare` the driver has already
+run over all shards, then applies it shard by shard followed by its map stages. Every segment
+writes one shard per input unit (`_work/segNN/` between segments, `data/` at the end) and a
+completion marker, so a rerun skips finished work.
+
+Pure Python, no Ray: the executors call `process_task` in a Ray actor or in-process. A shard's
+output depends only on the unit and the recipe, so a rerun after a crash, or a run on another
 cluster, produces the same bytes.
 """
 
@@ -12,6 +18,8 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -22,9 +30,10 @@ from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.sources import get_reader
 from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
-from pipeline.runner.accounting import StageStats, check_unit
+from pipeline.runner.accounting import StageStats, check_segment
 from pipeline.schema import HTML, REASON, TEXT
 from pipeline.stages.base import Stage, split_by_reason
+from pipeline.stages.global_base import GlobalStage, LocalContext, ShardRef
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +41,12 @@ DATA_DIR = "data"
 REJECTED_DIR = "rejected"
 RUN_DIR = "_run"
 UNITS_DIR = f"{RUN_DIR}/units"
+GLOBAL_DIR = f"{RUN_DIR}/global"
+WORK_DIR = "_work"
 
 
-def shard_name(unit: InputUnit) -> str:
-    return f"part-{unit.index:05d}"
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}"
 
 
 def stage_labels(recipe: Recipe) -> list[str]:
@@ -49,74 +60,173 @@ def stage_labels(recipe: Recipe) -> list[str]:
     return labels
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Stage positions of one segment: an optional opening global stage, then map stages."""
+
+    index: int
+    global_stage: int | None
+    map_stages: tuple[int, ...]
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        head = () if self.global_stage is None else (self.global_stage,)
+        return head + self.map_stages
+
+
+def plan_segments(recipe: Recipe) -> list[Segment]:
+    """Split the stage list at every global stage."""
+    segments: list[Segment] = []
+    opener: int | None = None
+    maps: list[int] = []
+    for pos, cfg in enumerate(recipe.stages):
+        if getattr(stage_class(cfg.stage), "is_global", False):  # type: ignore[attr-defined]
+            segments.append(Segment(len(segments), opener, tuple(maps)))
+            opener, maps = pos, []
+        else:
+            maps.append(pos)
+    segments.append(Segment(len(segments), opener, tuple(maps)))
+    return segments
+
+
+def marker_path(root: str, segment: int, index: int) -> str:
+    return f"{root}/{UNITS_DIR}/seg{segment:02d}/{shard_name(index)}.json"
+
+
+def global_work_dir(root: str, segment: int, label: str) -> str:
+    return f"{root}/{WORK_DIR}/global-{segment:02d}-{label}"
+
+
+def segment_output(root: str, segment: int, n_segments: int, index: int) -> str:
+    """Where a segment writes a unit's kept documents: data/ for the last, else _work/."""
+    if segment == n_segments - 1:
+        return f"{root}/{DATA_DIR}/{shard_name(index)}.parquet"
+    return f"{root}/{WORK_DIR}/seg{segment + 1:02d}/{shard_name(index)}.parquet"
+
+
 class StageChain:
     """The recipe's stages, instantiated once per worker; set up lazily on first use."""
 
     def __init__(self, recipe: Recipe) -> None:
         self.labels = stage_labels(recipe)
-        self.stages: list[Stage] = [
+        self.stages: list[Stage | GlobalStage] = [
             stage_class(cfg.stage)(cfg)  # type: ignore[attr-defined]
             for cfg in recipe.stages
         ]
+        self.segments = plan_segments(recipe)
         self._ready = False
 
     def setup(self) -> None:
         if not self._ready:
             for stage in self.stages:
-                stage.setup()
+                if isinstance(stage, Stage):
+                    stage.setup()
             self._ready = True
 
     def close(self) -> None:
         for stage in self.stages:
-            stage.close()
+            if isinstance(stage, Stage):
+                stage.close()
         self._ready = False
 
 
-def process_unit(
-    recipe: Recipe, chain: StageChain, unit: InputUnit, worker: str = "local"
-) -> dict[str, Any]:
-    """Process one unit and commit its shards and marker; returns the unit's stats.
+@dataclass(frozen=True)
+class ShardTask:
+    """Segment `segment` (>= 1) of one unit: its input is the previous segment's shard."""
+
+    segment: int
+    shard: ShardRef
+    unit: InputUnit
+
+
+Task = InputUnit | ShardTask
+
+
+@dataclass
+class _Outputs:
+    """The writers of one task: kept documents and, when asked, rejected ones per stage."""
+
+    recipe: Recipe
+    fs: Any
+    root: str
+    name: str
+    data_path: str
+    data: ShardWriter = field(init=False)
+    rejected: dict[str, ShardWriter] = field(default_factory=dict)
+    output_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.data = ShardWriter(self.fs, self.data_path, **self._opts())
+
+    def _opts(self) -> dict[str, Any]:
+        out = self.recipe.output
+        return {
+            "rows_per_row_group": out.rows_per_row_group,
+            "max_row_group_bytes": out.max_row_group_bytes,
+            "compression": out.compression,
+            "compression_level": out.compression_level,
+        }
+
+    def reject(self, label: str, rejected: pa.Table) -> None:
+        if not (self.recipe.output.keep_rejected and rejected.num_rows):
+            return
+        if label not in self.rejected:
+            path = f"{self.root}/{REJECTED_DIR}/{label}/{self.name}.parquet"
+            self.rejected[label] = ShardWriter(self.fs, path, **self._opts())
+        self.rejected[label].write(rejected)
+
+    def keep(self, batch: pa.Table) -> None:
+        if batch.num_rows:
+            self.output_bytes += _payload_bytes(batch)
+            self.data.write(batch)
+
+    def commit(self) -> int:
+        rows = self.data.close()
+        for w in self.rejected.values():
+            w.close()
+        return rows
+
+    def abort(self) -> None:
+        self.data.abort()
+        for w in self.rejected.values():
+            w.abort()
+
+
+def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "local") -> dict:
+    """Run one task (a unit of segment 0, or a shard of a later segment) and commit it.
 
     `worker` names where it ran (a Ray node id, or "local"); it is recorded in the marker only.
     """
     chain.setup()
     fs, root = output_fs(recipe.output.path)
-    out = recipe.output
-    writer_opts = {
-        "rows_per_row_group": out.rows_per_row_group,
-        "max_row_group_bytes": out.max_row_group_bytes,
-        "compression": out.compression,
-        "compression_level": out.compression_level,
-    }
-    name = shard_name(unit)
-    data_writer = ShardWriter(fs, f"{root}/{DATA_DIR}/{name}.parquet", **writer_opts)
-    rejected_writers: dict[str, ShardWriter] = {}
-    reader_stats = ReaderStats()
-    stage_stats = [StageStats(label) for label in chain.labels]
-    output_bytes = 0
     started = time.perf_counter()
-    reader = get_reader(unit.format, recipe.input)
+    segment_idx = task.segment if isinstance(task, ShardTask) else 0
+    unit = task.unit if isinstance(task, ShardTask) else task
+    segment = chain.segments[segment_idx]
+    name = shard_name(unit.index)
+    data_path = segment_output(root, segment_idx, len(chain.segments), unit.index)
+    outputs = _Outputs(recipe, fs, root, name, data_path)
+    stats = [StageStats(chain.labels[p]) for p in segment.positions]
+    reader_stats = ReaderStats() if segment_idx == 0 else None
     try:
-        for batch in reader.read(unit, reader_stats, recipe.runtime.batch_size):
-            for label, stage, stats in zip(chain.labels, chain.stages, stage_stats, strict=True):
+        if isinstance(task, ShardTask):
+            batches = _global_then_batches(recipe, chain, task, stats[0], outputs, fs, root)
+            map_stats = stats[1:]
+        else:
+            batches = get_reader(unit.format, recipe.input).read(
+                unit, reader_stats, recipe.runtime.batch_size
+            )
+            map_stats = stats
+        for batch in batches:
+            for pos, st in zip(segment.map_stages, map_stats, strict=True):
                 if batch.num_rows == 0:
                     break
-                batch, rejected = _run_stage(stage, batch, stats)
-                if out.keep_rejected and rejected.num_rows:
-                    if label not in rejected_writers:
-                        path = f"{root}/{REJECTED_DIR}/{label}/{name}.parquet"
-                        rejected_writers[label] = ShardWriter(fs, path, **writer_opts)
-                    rejected_writers[label].write(rejected)
-            if batch.num_rows:
-                output_bytes += _payload_bytes(batch)
-                data_writer.write(batch)
-        output_docs = data_writer.close()
-        for w in rejected_writers.values():
-            w.close()
+                batch, rejected = _run_stage(chain.stages[pos], batch, st)  # type: ignore[arg-type]
+                outputs.reject(st.name, rejected)
+            outputs.keep(batch)
+        output_docs = outputs.commit()
     except BaseException:
-        data_writer.abort()
-        for w in rejected_writers.values():
-            w.abort()
+        outputs.abort()
         raise
     result = {
         "unit": {
@@ -126,18 +236,60 @@ def process_unit(
             "shard": unit.shard,
             "num_shards": unit.num_shards,
         },
-        "reader": reader_stats.to_dict(),
-        "stages": [s.to_dict() for s in stage_stats],
+        "segment": segment_idx,
+        "input_docs": task.shard.num_rows if isinstance(task, ShardTask) else None,
+        "reader": reader_stats.to_dict() if reader_stats is not None else None,
+        "stages": [s.to_dict() for s in stats],
         "output_docs": output_docs,
-        "output_bytes": output_bytes,
-        "output_file": f"{DATA_DIR}/{name}.parquet" if output_docs else None,
-        "rejected_files": {k: f"{REJECTED_DIR}/{k}/{name}.parquet" for k in rejected_writers},
+        "output_bytes": outputs.output_bytes,
+        "output_file": data_path[len(root) + 1 :] if output_docs else None,
+        "rejected_files": {k: f"{REJECTED_DIR}/{k}/{name}.parquet" for k in outputs.rejected},
         "wall_s": round(time.perf_counter() - started, 4),
         "worker": {"node": worker, "pid": os.getpid()},
     }
-    check_unit(result)
-    _write_marker(fs, f"{root}/{UNITS_DIR}/{name}.json", result)
+    check_segment(result)
+    write_marker(fs, marker_path(root, segment_idx, unit.index), result)
     return result
+
+
+def _global_then_batches(
+    recipe: Recipe,
+    chain: StageChain,
+    task: ShardTask,
+    stats: StageStats,
+    outputs: _Outputs,
+    fs: Any,
+    root: str,
+) -> Iterator[pa.Table]:
+    """Apply the segment's global stage to the whole shard, then yield the kept rows in batches."""
+    pos = chain.segments[task.segment].global_stage
+    assert pos is not None
+    stage = chain.stages[pos]
+    assert isinstance(stage, GlobalStage)
+    table = task.shard.read(fs)
+    ctx = LocalContext(global_work_dir(root, task.segment, chain.labels[pos]))
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    stats.docs_in += table.num_rows
+    stats.bytes_in += _payload_bytes(table)
+    if table.num_rows:
+        kept, rejected = stage.apply_shard(ctx, task.shard, table)
+    else:
+        kept, rejected = table, table
+    _count(stats, kept, rejected)
+    stats.wall_s += time.perf_counter() - wall0
+    stats.cpu_s += time.process_time() - cpu0
+    outputs.reject(stats.name, rejected)
+    size = recipe.runtime.batch_size
+    for start in range(0, kept.num_rows, size):
+        yield kept.slice(start, size)
+
+
+def _count(stats: StageStats, kept: pa.Table, rejected: pa.Table) -> None:
+    stats.docs_kept += kept.num_rows
+    stats.docs_rejected += rejected.num_rows
+    stats.bytes_out += _payload_bytes(kept)
+    if rejected.num_rows:
+        stats.reasons.update(rejected.column(REASON).to_pylist())
 
 
 def _run_stage(stage: Stage, batch: pa.Table, stats: StageStats) -> tuple[pa.Table, pa.Table]:
@@ -146,11 +298,7 @@ def _run_stage(stage: Stage, batch: pa.Table, stats: StageStats) -> tuple[pa.Tab
     stats.docs_in += batch.num_rows
     stats.bytes_in += _payload_bytes(batch)
     kept, rejected = _apply_isolated(stage, batch)
-    stats.docs_kept += kept.num_rows
-    stats.docs_rejected += rejected.num_rows
-    stats.bytes_out += _payload_bytes(kept)
-    if rejected.num_rows:
-        stats.reasons.update(rejected.column(REASON).to_pylist())
+    _count(stats, kept, rejected)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() - cpu0
     return kept, rejected
@@ -197,7 +345,7 @@ def _payload_bytes(batch: pa.Table) -> int:
     return int(total or 0)
 
 
-def _write_marker(fs: Any, path: str, payload: dict[str, Any]) -> None:
+def write_marker(fs: Any, path: str, payload: dict[str, Any]) -> None:
     """Write the unit's completion marker atomically (temp name, then rename)."""
     tmp = f"{path}.tmp"
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)

@@ -1,0 +1,158 @@
+"""Global stages in the runner: segments, prepare once, per-shard apply, accounting, resume."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import config as config_module
+from pipeline import registry
+from pipeline.config import recipe_from_dict
+from pipeline.errors import CurateError
+from pipeline.runner.run import run_recipe
+from pipeline.stages.base import StageConfig
+from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
+from tests.test_runner import read_output
+
+
+class SameTextConfig(StageConfig):
+    stage: Literal["same_text"] = "same_text"
+
+
+def _texts_of(fs: Any, shard: ShardRef) -> list[tuple[str, int, int]]:
+    if shard.path is None:
+        return []
+    texts = shard.read(fs, columns=["text"]).column("text").to_pylist()
+    return [(t, shard.index, row) for row, t in enumerate(texts)]
+
+
+class SameTextStage(GlobalStage):
+    """A minimal global stage for the runner tests: drops later copies of an identical text."""
+
+    name = "same_text"
+    config_cls = SameTextConfig
+    prepared = 0
+    fail_on_shard: int | None = None
+
+    def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
+        SameTextStage.prepared += 1
+        first: dict[str, tuple[int, int]] = {}
+        for rows in ctx.map(partial(_texts_of, ctx.fs), shards):
+            for text, shard, row in rows:
+                first.setdefault(text, (shard, row))
+        keep = sorted(first.values())
+        with ctx.fs.open(f"{ctx.work_dir}/keep.json", "w") as f:
+            json.dump(keep, f)
+        return {"distinct": len(keep)}
+
+    def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:
+        if shard.index == SameTextStage.fail_on_shard:
+            raise RuntimeError("disk on fire")
+        with ctx.fs.open(f"{ctx.work_dir}/keep.json", "r") as f:
+            keep = {tuple(k) for k in json.load(f)}
+        flags = [(shard.index, row) in keep for row in range(table.num_rows)]
+        return table.append_column("same_text_first", pa.array(flags))
+
+    def keep(self, table: pa.Table) -> pa.Array:
+        first = table.column("same_text_first")
+        return pc.if_else(first, pa.scalar(None, pa.string()), "same_text_duplicate")
+
+
+@pytest.fixture
+def with_test_stage(monkeypatch):
+    monkeypatch.setitem(registry.STAGES, "same_text", f"{__name__}:SameTextStage")
+    registry.stage_class.cache_clear()
+    config_module._recipe_model.cache_clear()
+    yield
+    registry.stage_class.cache_clear()
+    config_module._recipe_model.cache_clear()
+
+
+def _recipe(inputs: list[str], out, stages: list[dict]) -> Any:
+    return recipe_from_dict(
+        {
+            "input": {"paths": inputs},
+            "output": {"path": str(out), "keep_rejected": True},
+            "runtime": {"executor": "local", "batch_size": 4},
+            "stages": stages,
+        }
+    )
+
+
+def test_global_stage_between_map_stages(with_test_stage, demo_warc, shared_data, tmp_path) -> None:
+    inputs = [str(demo_warc), str(demo_warc.parent / "copy.warc.gz")]
+    (demo_warc.parent / "copy.warc.gz").write_bytes(demo_warc.read_bytes())
+    out = tmp_path / "run"
+    stages = [
+        {"stage": "extract"},
+        {"stage": "same_text"},
+        {"stage": "langid", "languages": ["en"]},
+    ]
+    SameTextStage.prepared = 0
+    result = run_recipe(_recipe(inputs, out, stages))
+    stats = result.stats
+    extract, same, langid = stats["stages"]
+    assert extract["docs_kept"] == 20  # 10 per copy of the demo WARC
+    # The second file is a full copy, and the demo holds a mirrored page and the same Japanese
+    # page in UTF-8 and EUC-JP: 8 distinct texts.
+    assert same["docs_in"] == 20 and same["docs_kept"] == 8
+    assert same["removed_by_reason"] == {"same_text_duplicate": 12}
+    assert langid["docs_in"] == 8
+    assert stats["global"]["same_text"]["distinct"] == 8
+    assert SameTextStage.prepared == 1
+    table = read_output(out)
+    assert table.num_rows == stats["output"]["documents"] == langid["docs_kept"]
+    assert set(table.column("lang").to_pylist()) == {"en"}
+    assert "same_text_first" in table.column_names
+    assert not (out / "_work").exists()
+    rejected = (out / "rejected" / "same_text").glob("*.parquet")
+    assert sum(pq.read_table(p).num_rows for p in rejected) == 12
+    # Per unit across segments: segment 1's input is segment 0's output.
+    seg0 = json.loads((out / "_run" / "units" / "seg00" / "part-00001.json").read_text())
+    seg1 = json.loads((out / "_run" / "units" / "seg01" / "part-00001.json").read_text())
+    assert seg1["input_docs"] == seg0["output_docs"] == 10
+    assert seg1["stages"][0]["docs_kept"] == 0  # every text of the copy was seen in unit 0
+
+    # Rerun: everything is finished, nothing is prepared or processed again.
+    again = run_recipe(_recipe(inputs, out, stages))
+    assert (again.units_run, again.units_skipped) == (0, 4)
+    assert SameTextStage.prepared == 1
+    assert read_output(out).equals(table)
+
+
+def test_resume_after_a_crash_inside_the_second_segment(
+    with_test_stage, demo_warc, tmp_path
+) -> None:
+    inputs = [str(demo_warc), str(demo_warc.parent / "copy2.warc.gz")]
+    (demo_warc.parent / "copy2.warc.gz").write_bytes(demo_warc.read_bytes())
+    stages = [{"stage": "extract"}, {"stage": "same_text"}]
+    clean = tmp_path / "clean"
+    run_recipe(_recipe(inputs, clean, stages))
+    out = tmp_path / "crashed"
+    SameTextStage.prepared = 0
+    SameTextStage.fail_on_shard = 1
+    try:
+        with pytest.raises(CurateError, match="run failed: RuntimeError: disk on fire"):
+            run_recipe(_recipe(inputs, out, stages))
+    finally:
+        SameTextStage.fail_on_shard = None
+    assert (out / "_work").exists()  # kept for the resume
+    assert not (out / "data" / "part-00001.parquet").exists()
+    again = run_recipe(_recipe(inputs, out, stages))
+    assert (again.units_run, again.units_skipped) == (1, 3)
+    assert SameTextStage.prepared == 1  # prepare is not repeated
+    assert read_output(out).equals(read_output(clean))
+    assert again.stats["stages"] == [
+        {
+            **s,
+            "wall_s": again.stats["stages"][i]["wall_s"],
+            "cpu_s": again.stats["stages"][i]["cpu_s"],
+        }
+        for i, s in enumerate(run_recipe(_recipe(inputs, clean, stages)).stats["stages"])
+    ]
