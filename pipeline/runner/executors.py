@@ -1,9 +1,10 @@
-"""Executors: run `process_unit` over units, in this process or on Ray actors.
+"""Executors: run a job's tasks in this process or on a pool of Ray actors.
 
-This is the only module that knows about Ray. Each Ray actor builds the stage chain once (models
-load once per worker) and processes whole units, so every unit's output is committed atomically
-by the worker that produced it. Actors restart and retry a unit if their process dies; a unit is
-idempotent (temporary names + rename), so a retry cannot duplicate documents.
+This is the only module that knows about Ray. A job (for a run: the recipe's stage chain) is set
+up once per Ray actor, so models load once per worker, and processes whole tasks (a unit or a
+shard), so every task's output is committed atomically by the worker that produced it. Actors
+restart and retry a task if their process dies; tasks are idempotent (temporary names + rename),
+so a retry cannot duplicate documents.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from pipeline.config import Recipe
+from pipeline.config import Recipe, RuntimeConfig
 from pipeline.runner.unit import StageChain, Task, process_task
 from pipeline.stages.global_base import GlobalContext, LocalContext
 
@@ -22,14 +23,55 @@ log = logging.getLogger(__name__)
 UnitResult = dict[str, Any]
 
 
-def run_local(recipe: Recipe, tasks: list[Task]) -> Iterator[UnitResult]:
+class Job(Protocol):
+    """Picklable work description: set up once per worker, then run task after task."""
+
+    def setup(self) -> None: ...
+
+    def run(self, task: Any, worker: str) -> UnitResult: ...
+
+    def close(self) -> None: ...
+
+
+class RecipeJob:
+    """The job of `curate run`: a recipe's stage chain applied to units and shards."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe_dict = recipe.to_dict()
+        self.source = recipe.source
+        self._recipe: Recipe | None = recipe
+        self._chain: StageChain | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"recipe_dict": self.recipe_dict, "source": self.source}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _recipe=None, _chain=None)
+
+    def setup(self) -> None:
+        from pipeline.config import recipe_from_dict
+
+        if self._recipe is None:
+            self._recipe = recipe_from_dict(self.recipe_dict, source=self.source)
+        self._chain = StageChain(self._recipe)
+
+    def run(self, task: Task, worker: str) -> UnitResult:
+        assert self._recipe is not None and self._chain is not None
+        return process_task(self._recipe, self._chain, task, worker=worker)
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._chain.close()
+
+
+def run_local(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[UnitResult]:
     """Process tasks one after another in this process."""
-    chain = StageChain(recipe)
+    job.setup()
     try:
         for task in tasks:
-            yield process_task(recipe, chain, task)
+            yield job.run(task, "local")
     finally:
-        chain.close()
+        job.close()
 
 
 def ensure_ray(address: str | None) -> None:
@@ -56,31 +98,28 @@ def _worker_class() -> Any:
     import ray
 
     @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=3)
-    class UnitWorker:
-        """Holds one stage chain; processes whole units."""
+    class Worker:
+        """Holds one set-up job; runs whole tasks."""
 
-        def __init__(self, recipe_dict: dict[str, Any], source: str) -> None:
-            from pipeline.config import recipe_from_dict
+        def __init__(self, job: Job) -> None:
+            self.job = job
+            self.job.setup()
 
-            self.recipe = recipe_from_dict(recipe_dict, source=source)
-            self.chain = StageChain(self.recipe)
+        def run(self, task: Any) -> UnitResult:
+            return self.job.run(task, ray.get_runtime_context().get_node_id())
 
-        def run(self, task: Task) -> UnitResult:
-            node = ray.get_runtime_context().get_node_id()
-            return process_task(self.recipe, self.chain, task, worker=node)
-
-    return UnitWorker
+    return Worker
 
 
-def run_ray(recipe: Recipe, tasks: list[Task]) -> Iterator[UnitResult]:
+def run_ray(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[UnitResult]:
     """Process tasks on a pool of Ray actors, yielding results as tasks finish."""
     import ray
 
-    ensure_ray(recipe.runtime.ray_address)
-    n_workers = max(1, min(ray_workers(recipe), len(tasks)))
+    ensure_ray(runtime.ray_address)
+    n_workers = max(1, min(ray_workers(runtime), len(tasks)))
     worker_cls = _worker_class()
-    recipe_dict = recipe.to_dict()
-    actors = [worker_cls.remote(recipe_dict, recipe.source) for _ in range(n_workers)]
+    job_ref = ray.put(job)
+    actors = [worker_cls.remote(job_ref) for _ in range(n_workers)]
     pending: dict[Any, Any] = {}
     queue = list(reversed(tasks))
     idle = list(actors)
@@ -101,15 +140,17 @@ def run_ray(recipe: Recipe, tasks: list[Task]) -> Iterator[UnitResult]:
             ray.kill(actor)
 
 
-def ray_workers(recipe: Recipe) -> int:
+def ray_workers(runtime: RuntimeConfig) -> int:
     """Workers to use: runtime.num_workers, else one per CPU of the cluster."""
     import ray
 
-    return recipe.runtime.num_workers or int(ray.cluster_resources().get("CPU", 1))
+    return runtime.num_workers or int(ray.cluster_resources().get("CPU", 1))
 
 
-def executor_for(recipe: Recipe) -> Callable[[Recipe, list[Task]], Iterator[UnitResult]]:
-    return run_ray if recipe.runtime.executor == "ray" else run_local
+def execute(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[UnitResult]:
+    """Run `tasks` of `job` with the executor the runtime names, yielding results as they end."""
+    run = run_ray if runtime.executor == "ray" else run_local
+    return run(job, tasks, runtime)
 
 
 class RayContext:
@@ -137,6 +178,6 @@ def global_context(recipe: Recipe, work_dir: str) -> GlobalContext:
     """The context a global stage's prepare() runs in, matching the executor."""
     if recipe.runtime.executor == "ray":
         ensure_ray(recipe.runtime.ray_address)
-        parts = recipe.runtime.num_partitions or max(4, 2 * ray_workers(recipe))
+        parts = recipe.runtime.num_partitions or max(4, 2 * ray_workers(recipe.runtime))
         return RayContext(work_dir, parts)
     return LocalContext(work_dir, recipe.runtime.num_partitions or 4)

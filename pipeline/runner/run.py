@@ -29,7 +29,7 @@ from pipeline.io.sources import plan_units
 from pipeline.io.writer import TMP_MARK, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner.accounting import check_run, merge_segments, sum_units
-from pipeline.runner.executors import executor_for, global_context
+from pipeline.runner.executors import RecipeJob, execute, global_context
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
 from pipeline.runner.unit import (
@@ -117,7 +117,7 @@ def _execute(recipe: Recipe, tasks: list[Any], total: int) -> dict[int, dict[str
         return results
     progress = Progress(total=total, done=total - len(tasks), mode=recipe.runtime.progress)
     try:
-        for result in executor_for(recipe)(recipe, tasks):
+        for result in execute(RecipeJob(recipe), tasks, recipe.runtime):
             results[result["unit"]["index"]] = result
             progress.advance(result)
     except CurateError:
