@@ -33,6 +33,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing run in the output directory"
     )
 
+    ablate = sub.add_parser("ablate", help="run variants of a recipe side by side")
+    ablate.add_argument("config", help="ablation YAML, e.g. configs/ablations/langid-sweep.yaml")
+    ablate.add_argument("--input", nargs="+", metavar="PATH", help="override input.paths")
+    ablate.add_argument("--output", metavar="DIR", help="override output.path")
+    ablate.add_argument("--executor", choices=["ray", "local"], help="override runtime.executor")
+    ablate.add_argument("--overwrite", action="store_true", help="replace earlier variant runs")
+
     inspect = sub.add_parser("inspect", help="schema, counts and a sample of a run or data file")
     inspect.add_argument("path", help="a run directory, Parquet file/directory, WARC or JSONL")
     inspect.add_argument("-n", "--sample", type=int, default=3, help="rows to show")
@@ -72,6 +79,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from pipeline.ablate.run import run_ablation
+    from pipeline.ablate.spec import load_ablation
+
+    ablation = load_ablation(
+        args.config,
+        input_paths=args.input,
+        output=args.output,
+        executor=args.executor,
+    )
+    result = run_ablation(ablation, overwrite=args.overwrite)
+    for name, stats in result.variants.items():
+        print(
+            f"{name}: {stats['reader']['documents']:,} in, {stats['output']['documents']:,} kept; "
+            f"computed now: {', '.join(result.computed[name]) or 'nothing (cached)'}"
+        )
+    print(f"report: {result.output}/report.md ({result.wall_s:.1f} s)")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from pipeline.inspect import inspect_path
 
@@ -89,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "ablate":
+            return _cmd_ablate(args)
         if args.command == "inspect":
             return _cmd_inspect(args)
     except CurateError as exc:

@@ -68,8 +68,8 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
     units = plan_units(recipe.input)
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
-    _claim_output(fs, root, recipe, config_hash, overwrite)
-    _remove_partial_files(fs, root)
+    claim_output(fs, root, recipe, config_hash, overwrite)
+    remove_partial_files(fs, root)
     segments = plan_segments(recipe)
     labels = stage_labels(recipe)
     ran = skipped = 0
@@ -170,7 +170,7 @@ def _prepare_global(
     return summary
 
 
-def _claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite: bool) -> None:
+def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite: bool) -> None:
     """Refuse an output directory that holds another config's run, unless overwriting."""
     marker = f"{root}/{RUN_DIR}/config.json"
     if fs.exists(marker):
@@ -206,7 +206,7 @@ def _clear_run(fs: Any, root: str) -> None:
             fs.rm(path, recursive=True)
 
 
-def _remove_partial_files(fs: Any, root: str) -> None:
+def remove_partial_files(fs: Any, root: str) -> None:
     """Delete temporary files left by an interrupted run (they were never visible as shards)."""
     for base in (DATA_DIR, REJECTED_DIR, UNITS_DIR, WORK_DIR, GLOBAL_DIR):
         path = f"{root}/{base}"

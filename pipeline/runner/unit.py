@@ -143,7 +143,7 @@ Task = InputUnit | ShardTask
 
 
 @dataclass
-class _Outputs:
+class ShardOutputs:
     """The writers of one task: kept documents and, when asked, rejected ones per stage."""
 
     recipe: Recipe
@@ -205,7 +205,7 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
     segment = chain.segments[segment_idx]
     name = shard_name(unit.index)
     data_path = segment_output(root, segment_idx, len(chain.segments), unit.index)
-    outputs = _Outputs(recipe, fs, root, name, data_path)
+    outputs = ShardOutputs(recipe, fs, root, name, data_path)
     stats = [StageStats(chain.labels[p]) for p in segment.positions]
     reader_stats = ReaderStats() if segment_idx == 0 else None
     try:
@@ -257,7 +257,7 @@ def _global_then_batches(
     chain: StageChain,
     task: ShardTask,
     stats: StageStats,
-    outputs: _Outputs,
+    outputs: ShardOutputs,
     fs: Any,
     root: str,
 ) -> Iterator[pa.Table]:

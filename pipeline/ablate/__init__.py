@@ -1,0 +1,1 @@
+"""Ablations: variants of a recipe side by side, sharing the work they have in common."""

@@ -1,0 +1,276 @@
+"""`curate ablate`: run every variant of a recipe, sharing the scoring work they have in common.
+
+1. Score: every cache node any variant needs (pipeline.ablate.cache) is computed once per unit,
+   through the same executors as `curate run` (Ray actors or local).
+2. Re-threshold: per variant and unit, the variant's `keep()` thresholds are applied in stage
+   order to the stored scores; the result is written as the variant's first segment (shards,
+   rejects and markers, exactly as `curate run` would have), so ...
+3. ... `curate run`'s own runner finishes each variant (global stages, later map stages, stats,
+   report) and finds the first segment done.
+4. Compare: pipeline.ablate.report writes the side-by-side report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.ablate.cache import (
+    FAILED,
+    INTERNAL_PREFIX,
+    MaterializeJob,
+    Node,
+    bytes_col,
+    load_node,
+    variant_nodes,
+)
+from pipeline.ablate.spec import Ablation
+from pipeline.config import Recipe
+from pipeline.errors import CurateError
+from pipeline.io.base import InputUnit
+from pipeline.io.sources import plan_units
+from pipeline.io.writer import output_fs
+from pipeline.runner.accounting import StageStats, check_segment
+from pipeline.runner.executors import execute
+from pipeline.runner.run import claim_output, remove_partial_files, run_recipe
+from pipeline.runner.unit import (
+    ShardOutputs,
+    StageChain,
+    marker_path,
+    plan_segments,
+    segment_output,
+    shard_name,
+    stage_labels,
+    write_marker,
+)
+from pipeline.schema import REASON
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AblationResult:
+    """What an ablation produced: per variant its run stats, and which cache nodes it computed."""
+
+    output: str
+    variants: dict[str, dict[str, Any]]
+    computed: dict[str, list[str]]  # variant -> stage labels whose scores were computed now
+    wall_s: float
+
+
+def run_ablation(ablation: Ablation, overwrite: bool = False) -> AblationResult:
+    """Run all variants of `ablation` and write the comparison report."""
+    from pipeline.ablate.report import write_comparison
+
+    started = time.perf_counter()
+    recipes = ablation.variants
+    first = next(iter(recipes.values()))
+    if any(r.input != first.input for r in recipes.values()):
+        raise CurateError("all variants of an ablation must read the same input")
+    units = plan_units(first.input)
+    fs, root = output_fs(ablation.output)
+    cache_dir = f"{root}/_cache"
+    chains = {name: variant_nodes(r) for name, r in recipes.items()}
+    nodes = _union(chains.values())
+    computed_keys: set[str] = set()
+    if nodes:
+        log.info("scoring %d cache nodes over %d units", len(nodes), len(units))
+        job = MaterializeJob(first, nodes, cache_dir)
+        try:
+            for result in execute(job, units, first.runtime):
+                computed_keys.update(result["computed"])
+        except CurateError:
+            raise
+        except Exception as exc:
+            raise CurateError(f"ablation scoring failed: {exc}; rerun to resume") from exc
+    variant_stats = {}
+    computed = {}
+    for name, recipe in recipes.items():
+        chain_nodes = chains[name]
+        labels = stage_labels(recipe)
+        segment = plan_segments(recipe)[0]
+        computed[name] = [
+            labels[pos]
+            for pos, node in zip(segment.map_stages, chain_nodes, strict=True)
+            if node.key in computed_keys
+        ]
+        if chain_nodes:
+            _rethreshold(recipe, units, chain_nodes, cache_dir, overwrite)
+        variant_stats[name] = run_recipe(recipe).stats
+    wall = time.perf_counter() - started
+    result = AblationResult(ablation.output, variant_stats, computed, round(wall, 3))
+    write_comparison(ablation, result)
+    return result
+
+
+def _union(chains: Any) -> list[Node]:
+    """Distinct nodes of all chains, parents before children."""
+    seen: dict[str, Node] = {}
+    for chain in chains:
+        for node in chain:
+            seen.setdefault(node.key, node)
+    return sorted(seen.values(), key=lambda n: n.level)
+
+
+def _rethreshold(
+    recipe: Recipe, units: list[InputUnit], nodes: list[Node], cache_dir: str, overwrite: bool
+) -> None:
+    """Write a variant's first segment from the cached scores (resumable, per unit).
+
+    A variant directory holding another config (the ablation file changed) is rebuilt: it is
+    derived from the cache, which is what carries the expensive work.
+    """
+    fs, root = output_fs(recipe.output.path)
+    config_hash = recipe.config_hash()
+    claim_output(fs, root, recipe, config_hash, overwrite or _holds_other(fs, root, config_hash))
+    remove_partial_files(fs, root)
+    todo = [u for u in units if not fs.exists(marker_path(root, 0, u.index))]
+    if todo:
+        job = RethresholdJob(recipe, nodes, cache_dir)
+        for _ in execute(job, todo, recipe.runtime):
+            pass
+
+
+def _holds_other(fs: Any, root: str, config_hash: str) -> bool:
+    marker = f"{root}/_run/config.json"
+    if not fs.exists(marker):
+        return False
+    with fs.open(marker, "r") as f:
+        return json.load(f).get("config_hash") != config_hash
+
+
+class RethresholdJob:
+    """Applies one variant's thresholds to the cached scores of a unit (an executor Job)."""
+
+    def __init__(self, recipe: Recipe, nodes: list[Node], cache_dir: str) -> None:
+        self.recipe_dict = recipe.to_dict()
+        self.source = recipe.source
+        self.nodes = nodes
+        self.cache_dir = cache_dir
+
+    def setup(self) -> None:
+        from pipeline.config import recipe_from_dict
+
+        self.recipe = recipe_from_dict(self.recipe_dict, source=self.source)
+        self.chain = StageChain(self.recipe)  # keep() needs no set-up (no models)
+
+    def close(self) -> None:
+        pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("recipe", "chain")}
+
+    def run(self, unit: InputUnit, worker: str) -> dict[str, Any]:
+        recipe, chain = self.recipe, self.chain
+        started = time.perf_counter()
+        fs, root = output_fs(recipe.output.path)
+        segment = chain.segments[0]
+        name = shard_name(unit.index)
+        outputs = ShardOutputs(
+            recipe, fs, root, name, segment_output(root, 0, len(chain.segments), unit.index)
+        )
+        leaf, meta = load_node(self.cache_dir, self.nodes[-1].key, unit)
+        n = 0 if leaf is None else leaf.num_rows
+        alive = np.ones(n, dtype=bool)
+        failed_at = (
+            np.zeros(0)
+            if leaf is None
+            else leaf.column(FAILED).fill_null(0).to_numpy(zero_copy_only=False)
+        )
+        all_stats = []
+        try:
+            for level, pos in enumerate(segment.map_stages, start=1):
+                stage = chain.stages[pos]
+                stats = StageStats(chain.labels[pos])
+                all_stats.append(stats)
+                if not alive.any():
+                    continue
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                idx = np.flatnonzero(alive)
+                reasons = np.full(len(idx), None, dtype=object)
+                broke = failed_at[idx] == level
+                if broke.any():
+                    reasons[broke] = f"{stage.name}_error"
+                ok = np.flatnonzero(~broke)
+                if len(ok):
+                    decided = stage.keep(leaf.take(pa.array(idx[ok], pa.int64())))
+                    reasons[ok] = np.array(decided.to_pylist(), dtype=object)
+                rejected = np.array([r is not None for r in reasons], dtype=bool)
+                before = leaf.column(bytes_col(level - 1)).to_numpy()
+                after = leaf.column(bytes_col(level)).to_numpy()
+                stats.docs_in = len(idx)
+                stats.docs_rejected = int(rejected.sum())
+                stats.docs_kept = stats.docs_in - stats.docs_rejected
+                stats.bytes_in = int(before[idx].sum())
+                stats.bytes_out = int(after[idx[~rejected]].sum())
+                stats.reasons.update(r for r in reasons if r is not None)
+                if recipe.output.keep_rejected and rejected.any():
+                    outputs.reject(stats.name, self._rejected_rows(unit, level, idx, reasons))
+                alive[idx[rejected]] = False
+                stats.wall_s = time.perf_counter() - wall0
+                stats.cpu_s = time.process_time() - cpu0
+            if leaf is not None and alive.any():
+                kept = _public(leaf.take(pa.array(np.flatnonzero(alive), pa.int64())))
+                for start in range(0, kept.num_rows, recipe.runtime.batch_size):
+                    outputs.keep(kept.slice(start, recipe.runtime.batch_size))
+            output_docs = outputs.commit()
+        except BaseException:
+            outputs.abort()
+            raise
+        result = {
+            "unit": {
+                "index": unit.index,
+                "path": unit.path,
+                "format": unit.format,
+                "shard": unit.shard,
+                "num_shards": unit.num_shards,
+            },
+            "segment": 0,
+            "input_docs": None,
+            "reader": meta["reader"],
+            "stages": [s.to_dict() for s in all_stats],
+            "output_docs": output_docs,
+            "output_bytes": outputs.output_bytes,
+            "output_file": outputs.data_path[len(root) + 1 :] if output_docs else None,
+            "rejected_files": {k: f"rejected/{k}/{name}.parquet" for k in outputs.rejected},
+            "wall_s": round(time.perf_counter() - started, 4),
+            "worker": {"node": worker, "pid": 0},
+            "from_cache": True,
+        }
+        check_segment(result)
+        write_marker(fs, marker_path(root, 0, unit.index), result)
+        return result
+
+    def _rejected_rows(
+        self, unit: InputUnit, level: int, idx: np.ndarray, reasons: np.ndarray
+    ) -> pa.Table:
+        """Rejected documents as the stage saw them: its own level's columns and text."""
+        table, _ = load_node(self.cache_dir, self.nodes[level - 1].key, unit)
+        assert table is not None
+        mask = np.array([r is not None for r in reasons], dtype=bool)
+        rows = _public(table.take(pa.array(idx[mask], pa.int64())))
+        return rows.append_column(REASON, pa.array(list(reasons[mask]), pa.string()))
+
+
+def _public(table: pa.Table) -> pa.Table:
+    """Drop the cache's internal columns."""
+    return table.drop_columns([c for c in table.column_names if c.startswith(INTERNAL_PREFIX)])
+
+
+def variant_output_ids(recipe: Recipe) -> list[str]:
+    """Ids of a finished variant's kept documents (for the comparison)."""
+    import pyarrow.dataset as ds
+
+    fs, root = output_fs(recipe.output.path)
+    with fs.open(f"{root}/stats.json", "r") as f:
+        files = json.load(f)["output"]["files"]
+    if not files:
+        return []
+    dataset = ds.dataset([f"{root}/{p}" for p in files], format="parquet", filesystem=fs)
+    return dataset.to_table(columns=["id"]).column("id").to_pylist()
