@@ -37,7 +37,7 @@ from pipeline.io.base import InputUnit
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
 from pipeline.runner.accounting import StageStats, check_segment
-from pipeline.runner.executors import execute
+from pipeline.runner.executors import execute, run_local
 from pipeline.runner.run import claim_output, remove_partial_files, run_recipe
 from pipeline.runner.unit import (
     ShardOutputs,
@@ -132,8 +132,10 @@ def _rethreshold(
     remove_partial_files(fs, root)
     todo = [u for u in units if not fs.exists(marker_path(root, 0, u.index))]
     if todo:
+        # Re-thresholding reads stored columns and filters them: cheaper in this process than
+        # starting a pool of workers for every variant.
         job = RethresholdJob(recipe, nodes, cache_dir)
-        for _ in execute(job, todo, recipe.runtime):
+        for _ in run_local(job, todo, recipe.runtime):
             pass
 
 

@@ -118,8 +118,7 @@ def run_ray(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[Unit
     ensure_ray(runtime.ray_address)
     n_workers = max(1, min(ray_workers(runtime), len(tasks)))
     worker_cls = _worker_class()
-    job_ref = ray.put(job)
-    actors = [worker_cls.remote(job_ref) for _ in range(n_workers)]
+    actors = [worker_cls.remote(job) for _ in range(n_workers)]
     pending: dict[Any, Any] = {}
     queue = list(reversed(tasks))
     idle = list(actors)
