@@ -40,6 +40,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--executor", choices=["ray", "local"], help="override runtime.executor")
     ablate.add_argument("--overwrite", action="store_true", help="replace earlier variant runs")
 
+    stages = sub.add_parser("stages", help="the stage reference: keys, defaults, thresholds")
+    stages.add_argument("names", nargs="*", help="stages to show (default: all)")
+
     inspect = sub.add_parser("inspect", help="schema, counts and a sample of a run or data file")
     inspect.add_argument("path", help="a run directory, Parquet file/directory, WARC or JSONL")
     inspect.add_argument("-n", "--sample", type=int, default=3, help="rows to show")
@@ -118,6 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "ablate":
             return _cmd_ablate(args)
+        if args.command == "stages":
+            from pipeline.stage_docs import stage_reference
+
+            print(stage_reference(args.names or None))
+            return 0
         if args.command == "inspect":
             return _cmd_inspect(args)
     except CurateError as exc:

@@ -21,7 +21,7 @@ from pipeline.schema import REASON
 class StageConfig(BaseModel):
     """Base of every stage's config. Subclasses declare `stage: Literal["name"]` and their keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Stage(ABC):
