@@ -22,6 +22,9 @@ STAGES: dict[str, str] = {
     "c4_quality": "pipeline.stages.c4_quality:C4QualityStage",
     "c4_paragraph": "pipeline.stages.c4_quality:C4ParagraphStage",
     "fineweb_quality": "pipeline.stages.fineweb_quality:FineWebQualityStage",
+    "exact_dedup": "pipeline.dedup.exact:ExactDedupStage",
+    "line_dedup": "pipeline.dedup.lines:LineDedupStage",
+    "substring_dedup": "pipeline.dedup.substring:SubstringDedupStage",
 }
 
 

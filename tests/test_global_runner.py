@@ -156,3 +156,29 @@ def test_resume_after_a_crash_inside_the_second_segment(
         }
         for i, s in enumerate(run_recipe(_recipe(inputs, clean, stages)).stats["stages"])
     ]
+
+
+def test_exact_dedup_on_ray_matches_local_and_counts_reasons(demo_warc, tmp_path, ray_session):
+    """A real global stage through both executors: same kept set, same accounting."""
+    copy = demo_warc.parent / "copy3.warc.gz"
+    copy.write_bytes(demo_warc.read_bytes())
+    stages = [{"stage": "extract"}, {"stage": "exact_dedup"}, {"stage": "langid"}]
+    runs = {}
+    for executor in ("local", "ray"):
+        recipe = recipe_from_dict(
+            {
+                "input": {"paths": [str(demo_warc), str(copy)]},
+                "output": {"path": str(tmp_path / executor), "keep_rejected": True},
+                "runtime": {"executor": executor, "num_partitions": 3},
+                "stages": stages,
+            }
+        )
+        runs[executor] = run_recipe(recipe).stats
+    local, on_ray = runs["local"], runs["ray"]
+    dedup = local["stages"][1]
+    assert dedup["docs_in"] == 20
+    assert dedup["removed_by_reason"] == {"exact_duplicate": 12}  # 8 distinct texts
+    assert [s["removed_by_reason"] for s in on_ray["stages"]] == [
+        s["removed_by_reason"] for s in local["stages"]
+    ]
+    assert read_output(tmp_path / "ray").equals(read_output(tmp_path / "local"))

@@ -1,0 +1,120 @@
+"""line_dedup: first occurrences kept across shards and inside a document, CCNet normalisation,
+shard groups, the too-short rule, and the amount removed from the extraction gold texts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.dedup.lines import (
+    CHARS_BEFORE,
+    CHARS_REMOVED,
+    LINES_REMOVED,
+    LineDedupConfig,
+    LineDedupStage,
+    remove_lines,
+)
+from tests.test_exact_dedup import docs, run_stage, write_shards
+
+LONG = "x" * 40
+
+
+def _corpus(tmp: Path):
+    return write_shards(
+        tmp,
+        [
+            docs(
+                [
+                    f"Menu: Home | About\nFirst article body {LONG}\nCopyright 2019 Example Inc.",
+                    f"menu home | about\nSecond article body {LONG}\nCopyright 2020 Example Inc.",
+                ],
+                "a",
+            ),
+            [],
+            docs(
+                [
+                    f"Third body {LONG}\n\nRepeat me please\n\nRepeat me, please!\n\nEnd {LONG}",
+                    "MENU: HOME | ABOUT\nCopyright 2021 Example Inc.",
+                ],
+                "b",
+            ),
+        ],
+    )
+
+
+def test_first_occurrence_kept_across_shards(tmp_path: Path) -> None:
+    stage = LineDedupStage(LineDedupConfig(min_length=10))
+    summary, kept, rejected = run_stage(stage, _corpus(tmp_path), tmp_path)
+    rows = {r["id"]: r for r in kept.to_pylist() + rejected.to_pylist()}
+    assert rows["a0"][LINES_REMOVED] == 0
+    assert rows["a0"]["text"].startswith("Menu: Home | About")
+    # Menu and copyright lines (digits -> 0, punctuation and case ignored) were seen in a0.
+    assert rows["a1"]["text"] == f"Second article body {LONG}"
+    assert rows["a1"][LINES_REMOVED] == 2
+    assert rows["a1"][CHARS_BEFORE] - rows["a1"][CHARS_REMOVED] == len(rows["a1"]["text"])
+    # The second "repeat me" is dropped, the blank lines around it collapse to one.
+    assert rows["b0"]["text"] == f"Third body {LONG}\n\nRepeat me please\n\nEnd {LONG}"
+    assert rows["b0"][LINES_REMOVED] == 1
+    # b1 lost every line: rejected whatever min_length says.
+    assert rows["b1"]["text"] == "" and rows["b1"][LINES_REMOVED] == 2
+    assert rejected.column("id").to_pylist() == ["b1"]
+    assert rejected.column("reason").to_pylist() == ["line_dedup_too_short"]
+    assert summary["lines"] == 12 and summary["lines_dropped"] == 5
+    assert summary["documents"] == 4 and summary["groups"] == 1
+
+
+def test_min_length_and_rethreshold(tmp_path: Path) -> None:
+    stage = LineDedupStage(LineDedupConfig())  # default min_length 300
+    _, kept, rejected = run_stage(stage, _corpus(tmp_path), tmp_path)
+    # a1 (shortened to 60 chars) and b0 (edited) now fall under 300; a0 was not edited.
+    assert sorted(rejected.column("id").to_pylist()) == ["a1", "b0", "b1"]
+    assert kept.column("id").to_pylist() == ["a0"]
+    # keep() uses stored columns only: another threshold applies without recomputing.
+    scored = rejected.drop_columns(["reason"])
+    relaxed = LineDedupStage(LineDedupConfig(min_length=50))
+    assert relaxed.keep(scored).to_pylist() == [None, None, "line_dedup_too_short"]
+
+
+def test_groups_limit_the_pool(tmp_path: Path) -> None:
+    stage = LineDedupStage(LineDedupConfig(group_size=2, min_length=0))
+    summary, kept, rejected = run_stage(stage, _corpus(tmp_path), tmp_path, parts=2)
+    rows = {r["id"]: r for r in kept.to_pylist() + rejected.to_pylist()}
+    # Shards 0 and 1 form a group, shard 2 another: b1's lines are new in its group.
+    assert summary["groups"] == 2
+    assert rows["a1"][LINES_REMOVED] == 2
+    assert rows["b1"][LINES_REMOVED] == 0 and rows["b0"][LINES_REMOVED] == 1
+    assert rejected.num_rows == 0
+
+
+def test_remove_lines_helper() -> None:
+    assert remove_lines("a\nb\nc", {1}) == "a\nc"
+    assert remove_lines("a\n\nb\n\nc", {2}) == "a\n\nc"
+    assert remove_lines("a\nb", {0, 1}) == ""
+
+
+def test_gold_texts(shared_data: Path, tmp_path: Path) -> None:
+    """Real extracted text: report how much line dedup removes (asserted loosely)."""
+    rows = []
+    for name in ("cleaneval", "scrapinghub"):
+        with open(shared_data / "extraction" / f"{name}.gold.jsonl") as f:
+            rows += [json.loads(line) for line in f]
+    texts = [r["gold"] for r in rows if r.get("gold")]
+    refs = write_shards(tmp_path, [docs(texts[i::4], f"g{i}-") for i in range(4)])
+    summary, kept, rejected = run_stage(LineDedupStage(LineDedupConfig()), refs, tmp_path)
+    assert kept.num_rows + rejected.num_rows == len(texts)
+    frac = summary["lines_dropped_frac"]
+    print(
+        f"gold: {summary['lines_dropped']}/{summary['lines']} lines ({frac:.2%}),"
+        f" {rejected.num_rows}/{len(texts)} documents rejected"
+    )
+    assert 0 < frac < 0.2
+    assert sum(kept.column(LINES_REMOVED).to_pylist()) <= summary["lines_dropped"]
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ValueError):
+        LineDedupConfig(group_size=0)
+    with pytest.raises(ValueError):
+        LineDedupConfig(min_length=-1)
