@@ -1,0 +1,211 @@
+"""`extract`: raw HTML -> main text (RefinedWeb step 2), with trafilatura or resiliparse.
+
+Input batches carry `html` (HTML_SCHEMA); output batches drop it and carry `text`, plus the
+measurements `html_bytes` (UTF-8 size of the page) and `extract_status`
+(ok | empty | too_large | timeout | error). `keep` turns a non-ok status into the reason
+`extract_<status>`; a failing page never fails the batch.
+
+With `timeout_s` set (the default), pages are extracted in a persistent child process
+(pipeline.stages.sandbox) that is killed and restarted when one page runs past the limit: the
+only way to stop a long lxml C call, and one that works off the main thread inside Ray workers.
+`timeout_s: null` (or 0) extracts in-process without a limit, the fastest choice for trusted
+input. Measured quality and speed: docs/benchmarks.md ("Extraction").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.schema import HTML, TEXT, URL
+from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
+from pipeline.stages.extractors import Extractor, build_extractor
+from pipeline.stages.sandbox import CRASH, ERROR, OK, TIMEOUT, Sandbox, in_process
+
+log = logging.getLogger(__name__)
+
+HTML_BYTES = "html_bytes"
+EXTRACT_STATUS = "extract_status"
+STATUSES = ("ok", "empty", "too_large", "timeout", "error")
+# Statuses -> rejection reasons (documented names; keep() emits these).
+REASONS = {s: f"extract_{s}" for s in STATUSES if s != "ok"}
+
+
+PRUNE_TAGS = ("script", "style", "noscript", "svg", "template", "iframe", "nav", "footer", "aside")
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrafilaturaOptions(_Options):
+    """trafilatura settings. favor_precision and no comments as FineWeb used them (also the best
+    F1 on ScrapingHub and CleanEval here); see docs/benchmarks.md."""
+
+    favor_precision: bool = True
+    favor_recall: bool = False
+    include_comments: bool = False
+    include_tables: bool = True
+    # trafilatura's LRU deduplication is process-wide: a paragraph seen in earlier documents of
+    # the same worker is dropped, so output depends on document order (FineWeb used it; off by
+    # default here so reruns and resumes are reproducible).
+    deduplicate: bool = False
+    # Skip trafilatura's readability/jusText comparison ("fast" mode): ~1.5x faster; with
+    # favor_precision: false it keeps ScrapingHub F1 (0.962), see docs/benchmarks.md.
+    fast: bool = False
+    # Elements removed with their subtree before trafilatura runs. trafilatura deletes these
+    # in its own cleaning anyway; removing them first in one cheap lxml pass saves its XPath
+    # passes the work (~30% faster on modern pages, F1 unchanged). [] = vanilla trafilatura.
+    # Do not add "form": ASP.NET pages wrap the whole body in one.
+    prune_tags: tuple[str, ...] = PRUNE_TAGS
+
+    @field_validator("prune_tags")
+    @classmethod
+    def _tag_names(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [t for t in tags if not _TAG_NAME.fullmatch(t)]
+        if bad:
+            raise ValueError(f"not HTML tag names: {', '.join(bad)}")
+        return tuple(t.lower() for t in tags)
+
+
+class ResiliparseOptions(_Options):
+    """resiliparse `extract_plain_text` settings (defaults chosen on ScrapingHub/CleanEval)."""
+
+    main_content: bool = True
+    preserve_formatting: bool = True
+    list_bullets: bool = False
+    alt_texts: bool = False
+    links: bool = False
+    form_fields: bool = False
+    noscript: bool = False
+    comments: bool = False  # True treats comment sections as main content
+    skip_elements: tuple[str, ...] = ()  # extra CSS selectors to drop
+
+
+class ExtractConfig(StageConfig):
+    """Backend and its options, the per-page time limit and the page-size guard."""
+
+    stage: Literal["extract"] = "extract"
+    backend: Literal["trafilatura", "resiliparse"] = "trafilatura"
+    trafilatura: TrafilaturaOptions = TrafilaturaOptions()
+    resiliparse: ResiliparseOptions = ResiliparseOptions()
+    # Seconds one page may take before its extractor process is killed (reason
+    # extract_timeout). null or 0: extract in-process, no limit, no process overhead.
+    timeout_s: float | None = Field(default=5.0, ge=0)
+    # Pages whose HTML is larger than this (UTF-8 bytes) are rejected as extract_too_large
+    # without being parsed (truncating would feed the extractor a broken page). null: no limit.
+    max_html_bytes: int | None = Field(default=5_000_000, gt=0)
+    # Address-space cap of the extractor process (MiB); a page that needs more fails as
+    # extract_error instead of taking the worker down. Only with timeout_s. null: no cap.
+    memory_limit_mb: int | None = Field(default=4096, gt=0)
+
+    def backend_options(self) -> dict[str, object]:
+        """The selected backend's options as a plain dict (what the extractor factory takes)."""
+        return getattr(self, self.backend).model_dump()
+
+
+class ExtractStage(Stage):
+    """Replace `html` by extracted `text`; reject empty, oversized, timed-out and failed pages."""
+
+    name: ClassVar[str] = "extract"
+    config_cls: ClassVar[type[StageConfig]] = ExtractConfig
+    threshold_keys: ClassVar[frozenset[str]] = frozenset()
+    score_columns: ClassVar[tuple[str, ...]] = (TEXT, HTML_BYTES, EXTRACT_STATUS)
+
+    config: ExtractConfig
+
+    def __init__(self, config: ExtractConfig) -> None:
+        super().__init__(config)
+        self._sandbox: Sandbox | None = None
+        self._extract: Extractor | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        # Shipped to Ray workers as config only: the process and extractor are per worker.
+        return {**self.__dict__, "_sandbox": None, "_extract": None}
+
+    @property
+    def sandboxed(self) -> bool:
+        return bool(self.config.timeout_s)
+
+    def setup(self) -> None:
+        """Start the extractor process (sandboxed) or build the extractor (in-process)."""
+        if self.sandboxed:
+            if self._sandbox is None:
+                self._sandbox = Sandbox(
+                    build_extractor,
+                    (self.config.backend, self.config.backend_options()),
+                    timeout_s=float(self.config.timeout_s or 0),
+                    memory_limit_mb=self.config.memory_limit_mb,
+                )
+            self._sandbox.start()
+        elif self._extract is None:
+            self._extract = build_extractor(self.config.backend, self.config.backend_options())
+
+    def close(self) -> None:
+        """Stop the extractor process, if any."""
+        if self._sandbox is not None:
+            self._sandbox.close()
+
+    @property
+    def sandbox(self) -> Sandbox | None:
+        """The extractor process handle (None in-process), for stats and tests."""
+        return self._sandbox
+
+    def score(self, batch: pa.Table) -> pa.Table:
+        if HTML not in batch.column_names:
+            raise ValueError(
+                f"extract needs an `{HTML}` column (WARC input); got {batch.column_names}"
+            )
+        if self._sandbox is None and self._extract is None:
+            self.setup()  # robust to callers that skip setup()
+        htmls = _utf8_bytes(batch.column(HTML))  # bytes: no str round trip, cheap to pickle
+        urls = column_as_list(batch, URL) if URL in batch.column_names else [None] * len(htmls)
+        sizes = [len(h) if h is not None else 0 for h in htmls]
+        limit = self.config.max_html_bytes
+        texts = [""] * len(htmls)
+        status = ["empty"] * len(htmls)
+        todo = []
+        for i, html in enumerate(htmls):
+            if limit is not None and sizes[i] > limit:
+                status[i] = "too_large"
+            elif html and not html.isspace():
+                todo.append(i)
+        items = [(htmls[i], urls[i]) for i in todo]
+        if self._sandbox is not None:
+            results = self._sandbox.map(items, sizes=[sizes[i] for i in todo])
+        else:
+            results = in_process(self._extract, items)  # type: ignore[arg-type]
+        for i, (outcome, value) in zip(todo, results, strict=True):
+            if outcome == OK:
+                text = (value or "").strip()
+                texts[i], status[i] = text, ("ok" if text else "empty")
+            elif outcome == TIMEOUT:
+                status[i] = "timeout"
+            else:  # ERROR (the extractor raised) or CRASH (its process died)
+                assert outcome in (ERROR, CRASH)
+                status[i] = "error"
+                log.debug("extract_error on %s: %s", urls[i], value or outcome)
+        out = batch.drop_columns([HTML])
+        return (
+            out.append_column(TEXT, pa.array(texts, type=pa.string()))
+            .append_column(HTML_BYTES, pa.array(sizes, type=pa.int64()))
+            .append_column(EXTRACT_STATUS, pa.array(status, type=pa.string()))
+        )
+
+    def keep(self, batch: pa.Table) -> pa.Array:
+        status = np.asarray(column_as_list(batch, EXTRACT_STATUS), dtype=object)
+        return reasons_from_checks(
+            batch.num_rows, [(status == s, reason) for s, reason in REASONS.items()]
+        )
+
+
+def _utf8_bytes(column: pa.ChunkedArray) -> list[bytes | None]:
+    """The UTF-8 bytes of each value (None for nulls); the cast to binary is zero-copy."""
+    target = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+    return column.cast(target).to_pylist()

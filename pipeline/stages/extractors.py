@@ -1,0 +1,123 @@
+"""HTML -> main text backends (trafilatura, resiliparse) as plain functions.
+
+Kept free of pyarrow/pydantic so the sandbox child that imports it starts fast. Each factory
+takes a plain dict of options (the stage config's backend section) and returns
+`extract(html, url) -> str` ("" when nothing was found), where `html` is the page as UTF-8
+bytes (what the stage takes from Arrow without building a str, and cheap to send to the
+sandbox child).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+Extractor = Callable[[bytes, "str | None"], str]
+
+
+def build_extractor(backend: str, options: dict[str, Any]) -> Extractor:
+    """The extraction function for `backend` configured with `options`."""
+    if backend == "trafilatura":
+        return _trafilatura(**options)
+    if backend == "resiliparse":
+        return _resiliparse(**options)
+    raise ValueError(f"unknown extraction backend {backend!r}")
+
+
+def _trafilatura(
+    favor_precision: bool,
+    favor_recall: bool,
+    include_comments: bool,
+    include_tables: bool,
+    deduplicate: bool,
+    fast: bool,
+    prune_tags: tuple[str, ...] | list[str],
+) -> Extractor:
+    """trafilatura on a tree we parse ourselves.
+
+    Parsing here (lxml, UTF-8, comments and processing instructions dropped, as trafilatura
+    does) instead of handing trafilatura the string avoids its "not valid HTML" rejection of
+    pages without an <html> root (fragments, CleanEval's <text> wrapper), and lets `prune_tags`
+    (elements removed with their subtree before extraction, e.g. nav/footer/aside) shrink the
+    tree that trafilatura's many XPath passes walk. The parser maps every element to
+    HtmlElement in C instead of lxml.html's per-element Python lookup: same output, ~5-10%
+    faster.
+    """
+    import lxml.html
+    import trafilatura
+    from lxml import etree
+
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # it logs every discarded page
+    parser = lxml.html.HTMLParser(
+        collect_ids=False,
+        default_doctype=False,
+        encoding="utf-8",
+        remove_comments=True,
+        remove_pis=True,
+    )
+    parser.set_element_class_lookup(
+        etree.ElementDefaultClassLookup(
+            element=lxml.html.HtmlElement,
+            comment=lxml.html.HtmlComment,
+            pi=lxml.html.HtmlProcessingInstruction,
+            entity=lxml.html.HtmlEntity,
+        )
+    )
+    tags = tuple(prune_tags)
+
+    def extract(html: bytes, url: str | None) -> str:
+        try:
+            tree = lxml.html.document_fromstring(html, parser=parser)
+        except (etree.ParserError, ValueError):  # "Document is empty" and the like
+            return ""
+        if tags:
+            etree.strip_elements(tree, *tags, with_tail=False)
+        text = trafilatura.extract(
+            tree,
+            url=url,
+            fast=fast,
+            favor_precision=favor_precision,
+            favor_recall=favor_recall,
+            include_comments=include_comments,
+            include_tables=include_tables,
+            deduplicate=deduplicate,
+            with_metadata=False,
+        )
+        return text or ""
+
+    return extract
+
+
+def _resiliparse(
+    main_content: bool,
+    preserve_formatting: bool,
+    list_bullets: bool,
+    alt_texts: bool,
+    links: bool,
+    form_fields: bool,
+    noscript: bool,
+    comments: bool,
+    skip_elements: tuple[str, ...] | list[str],
+) -> Extractor:
+    """resiliparse's `extract_plain_text` (lexbor parser, rule-based main-content heuristics)."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    skip = list(skip_elements) or None
+
+    def extract(html: bytes, url: str | None) -> str:
+        return extract_plain_text(
+            HTMLTree.parse_from_bytes(html, "utf-8"),
+            preserve_formatting=preserve_formatting,
+            main_content=main_content,
+            list_bullets=list_bullets,
+            alt_texts=alt_texts,
+            links=links,
+            form_fields=form_fields,
+            noscript=noscript,
+            comments=comments,
+            skip_elements=skip,
+        )
+
+    return extract
