@@ -26,7 +26,9 @@ BASE_FIELDS = [
 # Batches from WARC responses carry raw HTML (decoded to str) until `extract` replaces it.
 HTML_SCHEMA = pa.schema([*BASE_FIELDS, pa.field(HTML, pa.string())])
 # Batches from WET / JSONL / Parquet / HF carry text directly; `metadata` is a JSON object string.
-TEXT_SCHEMA = pa.schema([*BASE_FIELDS, pa.field(TEXT, pa.string()), pa.field(METADATA, pa.string())])
+TEXT_SCHEMA = pa.schema(
+    [*BASE_FIELDS, pa.field(TEXT, pa.string()), pa.field(METADATA, pa.string())]
+)
 
 
 def empty_like(schema: pa.Schema) -> pa.Table:

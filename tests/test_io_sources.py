@@ -81,7 +81,11 @@ def test_glob_dedup_and_order_independent(tree: Path, monkeypatch: pytest.Monkey
     a = plan("**/*.gz", str(tree / "b" / "x.warc.gz"), "b")
     b = plan("b/x.warc.gz", "**/*.gz")
     assert a == b
-    assert [os.path.relpath(u.path, tree) for u in a] == ["a/c/w.warc.wet.gz", "a/x.warc.wat.gz", "b/x.warc.gz"]
+    assert [os.path.relpath(u.path, tree) for u in a] == [
+        "a/c/w.warc.wet.gz",
+        "a/x.warc.wat.gz",
+        "b/x.warc.gz",
+    ]
 
 
 def test_missing_path_and_empty_glob(tmp_path: Path) -> None:
