@@ -1,4 +1,4 @@
-"""`curate`: the command line. Verbs: run, inspect."""
+"""`curate`: the command line. Verbs: run, inspect, stats, fit."""
 
 from __future__ import annotations
 
@@ -46,7 +46,108 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="schema, counts and a sample of a run or data file")
     inspect.add_argument("path", help="a run directory, Parquet file/directory, WARC or JSONL")
     inspect.add_argument("-n", "--sample", type=int, default=3, help="rows to show")
+    _add_stats_parsers(sub)
     return parser
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _add_stats_parsers(sub: argparse._SubParsersAction) -> None:
+    stats = sub.add_parser(
+        "stats", help="token counts, distinct documents, unique n-grams, curves on subsamples"
+    )
+    stats.add_argument("path", metavar="RUN_OR_DATA", help="a run directory or Parquet/JSONL data")
+    stats.add_argument("--output", metavar="DIR", help="default: RUN/stats, or ./curate-stats")
+    stats.add_argument(
+        "--tokenizer",
+        action="append",
+        metavar="TOK",
+        help="word (default), minilm, or PATH/tokenizer.json; repeat to also count tokens with "
+        "more tokenizers (the first drives n-grams)",
+    )
+    stats.add_argument(
+        "--ngrams", type=_int_list, default="1,2,5,13,50", metavar="LIST", help="n-gram orders"
+    )
+    stats.add_argument(
+        "--windows",
+        type=_int_list,
+        default="256,1024,2048",
+        metavar="LIST",
+        help="lengths L of unique length-L token windows",
+    )
+    stats.add_argument(
+        "--subsamples", type=int, default=10, metavar="K", help="nested subsamples D*2^-k, k<=K"
+    )
+    stats.add_argument("--seed", type=int, default=0, help="subsample seed")
+    stats.add_argument("--approx", action="store_true", help="HyperLogLog++ instead of exact")
+    stats.add_argument(
+        "--hll-precision", type=int, default=14, metavar="P", help="HLL++ p in [4, 16]"
+    )
+    stats.add_argument(
+        "--per-stage", action="store_true", help="every stage's input set (needs keep_rejected)"
+    )
+    stats.add_argument(
+        "--ray-address", metavar="ADDR", help="existing Ray cluster (or RAY_ADDRESS)"
+    )
+    stats.add_argument(
+        "--executor", choices=["ray", "local"], default="ray", help="local: no Ray, one process"
+    )
+    stats.add_argument("--partitions", type=int, metavar="W", help="hash partitions (default auto)")
+    stats.add_argument(
+        "--memory-mb", type=int, default=1024, metavar="MB", help="memory budget per task"
+    )
+    stats.add_argument(
+        "--hash-bits",
+        choices=["auto", "64", "128"],
+        default="auto",
+        help="n-gram hash width (auto: 128 above ~1e9 estimated tokens)",
+    )
+    stats.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+    fit = sub.add_parser("fit", help="power-law and loss scaling fits on `curate stats` output")
+    fit.add_argument(
+        "stats", nargs="*", metavar="STATS", help="stats directories or stats.jsonl files"
+    )
+    fit.add_argument("--output", metavar="DIR", help="default: STATS/fit, or ./curate-fit")
+    fit.add_argument("--loss-csv", metavar="FILE", help="loss points: columns N, D, loss")
+    fit.add_argument(
+        "--epochs", type=_float_list, default=(), metavar="LIST", help="planned epochs (D')"
+    )
+    fit.add_argument(
+        "--unique-tokens", type=float, metavar="U", help="U_D for D' (default: from the stats)"
+    )
+    fit.add_argument("--params", type=float, metavar="N", help="model parameters for N', loss")
+    fit.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="power-law refits")
+    fit.add_argument(
+        "--chinchilla-bootstrap", type=int, default=200, metavar="B", help="Chinchilla refits"
+    )
+    fit.add_argument(
+        "--starts", type=int, default=20, metavar="S", help="L-BFGS starts (0 = all 4,500)"
+    )
+    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fit.add_argument(
+        "--min-docs", type=int, default=10, metavar="N", help="skip subsamples with fewer docs"
+    )
+    fit.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -64,7 +165,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runtime = {}
     if args.ray_address:
         runtime["ray_address"] = args.ray_address
-    if args.workers:
+    if args.workers is not None:
         runtime["num_workers"] = args.workers
     if args.executor:
         runtime["executor"] = args.executor
@@ -79,6 +180,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"({result.units_run} units run, {result.units_skipped} resumed) -> {result.output}\n"
         f"stats: {result.output}/stats.json  report: {result.output}/report.md"
     )
+    errors = s["reader"]["errors"]
+    if errors:  # counted skips, but a whole unreadable file must not pass unnoticed
+        more = f"; all {len(errors)} in {result.output}/report.md" if len(errors) > 1 else ""
+        print(
+            f"curate: warning: {len(errors)} input problem(s), records counted as skipped: "
+            f"{errors[0]}{more}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -109,6 +218,78 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from pipeline.stats.compute import StatsOptions, compute_stats, default_output
+    from pipeline.stats.report import write_outputs
+
+    opts = StatsOptions(
+        path=args.path,
+        output=args.output,
+        tokenizers=tuple(args.tokenizer or ["word"]),
+        ngrams=args.ngrams,
+        windows=args.windows,
+        subsamples=args.subsamples,
+        seed=args.seed,
+        approx=args.approx,
+        precision=args.hll_precision,
+        per_stage=args.per_stage,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        partitions=args.partitions,
+        memory_mb=args.memory_mb,
+        hash_bits=args.hash_bits,
+        plots=not args.no_plots,
+    )
+    result = compute_stats(opts)
+    output = args.output or default_output(result.source)
+    paths = write_outputs(result, output)
+    tokens = int(result.totals["tokens"][0, -1, 0])
+    docs = int(result.totals["documents"][-1, 0])
+    print(
+        f"stats: {docs:,} documents, {tokens:,} tokens ({result.tokenizers[0]['name']}) in "
+        f"{result.source.sets[-1]!r}, {len(result.source.sets)} set(s) -> {output}\n"
+        + "\n".join(f"  {k}: {v}" for k, v in paths.items())
+    )
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from pipeline.stats.fit import FitOptions, run_fit
+
+    opts = FitOptions(
+        stats=tuple(args.stats),
+        output=args.output,
+        loss_csv=args.loss_csv,
+        epochs=args.epochs,
+        unique_tokens=args.unique_tokens,
+        params=args.params,
+        bootstrap=args.bootstrap,
+        chinchilla_bootstrap=args.chinchilla_bootstrap,
+        starts=args.starts or None,
+        seed=args.seed,
+        min_docs=args.min_docs,
+        plots=not args.no_plots,
+    )
+    result = run_fit(opts)
+    laws = result["power_laws"]
+    final = [f for f in laws if f["stage"] == laws[-1]["stage"]] if laws else []
+    lines = [f"fit: {len(laws)} power law(s); last set shown, all in fit.json"]
+    for f in final:
+        lo, hi = f["gamma_ci95"]
+        lines.append(
+            f"  {f['stage']} {f['metric']} n={f['n']}: gamma={f['gamma']:.3f} [{lo:.3f}, {hi:.3f}]"
+        )
+    if "chinchilla" in result:
+        p = result["chinchilla"]["params"]
+        lines.append("  chinchilla: " + ", ".join(f"{k}={v:.4g}" for k, v in p.items()))
+    if "kaplan" in result:
+        k = result["kaplan"]
+        lines.append(f"  kaplan: alpha_D={k['alpha_D']:.4g}, D_c={k['D_c']:.4g}")
+    lines += [f"  {k}: {v}" for k, v in result["paths"].items()]
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(
@@ -128,8 +309,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "inspect":
             return _cmd_inspect(args)
+        if args.command == "stats":
+            return _cmd_stats(args)
+        if args.command == "fit":
+            return _cmd_fit(args)
     except CurateError as exc:
         print(f"curate: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # outside a unit of work: the run record, stats.json, ...
+        print(
+            f"curate: error: {exc}; fix that and rerun the same command (finished work is kept)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("curate: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -100,6 +100,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
         ran += len(tasks)
         markers.append(done)
 
+    remove_partial_files(fs, root)  # left by workers killed mid-write (their task was retried)
     unit_results = [merge_segments([m[u.index] for m in markers]) for u in units]
     stats = _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
     stats["global"] = global_summaries
@@ -200,7 +201,7 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
 
 def _clear_run(fs: Any, root: str) -> None:
     """Delete what a run writes (and only that) from the output directory."""
-    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, "stats.json", "report.md"):
+    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, "stats", "stats.json", "report.md"):
         path = f"{root}/{name}"
         if fs.exists(path):
             fs.rm(path, recursive=True)
