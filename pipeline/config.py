@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -175,6 +176,13 @@ def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> Non
             )
 
 
+# Offending values are quoted, but bounded: a YAML alias bomb must not become a 1 GB message.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 1
+_SHORT.maxlist = _SHORT.maxdict = 4
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
 def _describe_error(err: dict[str, Any], yaml_root: Any) -> str:
     """One line per pydantic error: dotted key, YAML line, message, allowed values."""
     loc = list(err["loc"])
@@ -195,7 +203,7 @@ def _describe_error(err: dict[str, Any], yaml_root: Any) -> str:
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif "input" in err and err["type"] not in ("model_type",):
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{msg} (got {_SHORT.repr(err['input'])})"
     return f"{key}{line}: {msg}"
 
 

@@ -3,9 +3,11 @@
 Order of evidence (`decode_html`):
   1. a byte-order mark (UTF-8, UTF-16LE/BE) wins outright, as in the WHATWG spec;
   2. the HTTP charset, then a `<meta charset>` / `<meta http-equiv=content-type>` / `<?xml encoding>`
-     declaration in the first 4 KB, each used only if the body decodes cleanly with it; one
-     deliberate exception: a single-byte legacy label (latin-1, cp1252, ...) on a body that is
-     valid non-ASCII UTF-8 is overruled by UTF-8, a very common server misconfiguration;
+     declaration in the first 4 KB, each used only if the body decodes cleanly with it; two
+     deliberate exceptions, both common server misconfigurations: a single-byte legacy label
+     (latin-1, cp1252, ...) on a body that is valid non-ASCII UTF-8 is overruled by UTF-8, and
+     on a body that a multi-byte charset (declared in <meta>, or detected) decodes strictly, by
+     that charset (a single-byte label fits any bytes, so it is the weaker evidence);
   3. strict UTF-8;
   4. detection with resiliparse's uchardet wrapper (on the ClueWeb09 EUC-JP sample 29/29 right,
      ~1 ms per page; charset-normalizer also got 29/29 but called a cp1252 test page cp1250),
@@ -151,6 +153,23 @@ def _mostly_valid(text: str) -> bool:
     return non_ascii > bad and bad <= DECLARED_TOLERANCE * non_ascii
 
 
+def _multibyte_instead(body: bytes, declared: list[str]) -> tuple[str, str] | None:
+    """A multi-byte charset that decodes the body strictly, declared elsewhere (<meta>) or
+    detected: stronger evidence than a single-byte label, which fits any bytes (servers label
+    EUC-JP / Shift_JIS / GBK pages iso-8859-1 by default)."""
+    for codec in declared:
+        if not _SINGLE_BYTE.match(codec):
+            text = _strict(body, codec)
+            if text is not None:
+                return text, codec
+    guess = normalize_charset(detect_encoding(body, max_len=DETECT_BYTES))
+    if guess and guess not in declared and guess != "utf-8" and not _SINGLE_BYTE.match(guess):
+        text = _strict(body, guess)
+        if text is not None:
+            return text, guess
+    return None
+
+
 def decode_html(body: bytes, http_charset: str | None) -> tuple[str | None, str]:
     """Decode an HTML body: (text, codec used); text is None when the body is undecodable."""
     if not body:
@@ -170,6 +189,9 @@ def decode_html(body: bytes, http_charset: str | None) -> tuple[str | None, str]
             text = _is_utf8(body)
             if text is not None:
                 return text, "utf-8"
+            found = _multibyte_instead(body, declared)
+            if found is not None:
+                return found
         text = _strict(body, codec)
         if text is not None:
             return text, codec

@@ -57,8 +57,18 @@ def detect_format(name: str) -> str | None:
 
 
 def _protocols(url: str) -> list[str]:
-    """Every protocol in a (possibly chained, `a::b://`) URL; 'file' for a local path."""
-    return [get_protocol(part) or "file" for part in url.split("::")]
+    """Every protocol in a (possibly chained, `a::b://`) URL; 'file' for a local path.
+
+    In a chain, a part before `::` without `://` is itself a protocol name (`simplecache::s3://`,
+    `reference::s3://...`): it is checked like any other, not mistaken for a local path.
+    """
+    parts = url.split("::")
+    return [
+        part.strip().lower()
+        if "://" not in part and i < len(parts) - 1
+        else get_protocol(part) or "file"
+        for i, part in enumerate(parts)
+    ]
 
 
 def _check_protocol(url: str, allowed: list[str]) -> bool:
@@ -261,11 +271,17 @@ class _Planner:
         path = os.path.abspath(path)
         if os.path.isdir(path):
             if not os.access(path, os.R_OK | os.X_OK):
-                raise InputError(f"cannot read directory {raw!r}: permission denied")
+                raise InputError(
+                    f"cannot read directory {raw!r}: permission denied; fix its permissions or "
+                    "remove it from input.paths"
+                )
             self.add_dir(fs, path, path)
         elif os.path.isfile(path):
             if not os.access(path, os.R_OK):
-                raise InputError(f"cannot read {raw!r}: permission denied")
+                raise InputError(
+                    f"cannot read {raw!r}: permission denied; fix its permissions or remove it "
+                    "from input.paths"
+                )
             self.add_file(path, explicit=True)
         else:
             raise InputError(f"input path not found: {raw!r}; check input.paths")

@@ -13,9 +13,13 @@ Skip reasons (ReaderStats.skipped), in the order they are checked:
   http_status     - status not in input.keep_http_status (3xx redirects included).
   non_html        - Content-Type is not HTML, or is absent/generic and the body does not sniff
                     as HTML (BOM, whitespace, <?xml>, comments and doctypes are skipped first).
-  too_large       - payload (raw or after Content-Encoding) over input.max_record_bytes.
+  too_large       - payload (raw or after Content-Encoding) over input.max_record_bytes; the
+                    reader goes on at the next record start found, not at the claimed length.
   truncated       - the record is physically shorter than its Content-Length (file cut mid-
                     record); records marked WARC-Truncated by the crawler are complete and kept.
+                    A Content-Length that runs on into the next record (a lying header) is not a
+                    skip: the block is cut where the next record's header starts, a message goes
+                    to stats.errors and reading resumes at that record.
   bad_content_encoding - gzip/deflate/br/zstd Content-Encoding that does not decode.
   empty_body      - nothing but whitespace in the payload.
   binary_payload  - labelled HTML but the bytes are binary (magic number or NUL bytes).
@@ -33,6 +37,7 @@ ClueWeb09 (strict mode runs on into the HTML and mistakes page lines for headers
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -54,7 +59,7 @@ from pipeline.io.payload import (
     looks_like_html,
     mime_of,
 )
-from pipeline.io.warc_stream import iter_records
+from pipeline.io.warc_stream import RecordStream
 from pipeline.schema import HTML_SCHEMA, TEXT_SCHEMA
 
 _TYPE_NAMES = {
@@ -69,6 +74,8 @@ _TYPE_NAMES = {
 }
 _RESPONSE = int(WarcRecordType.response)
 _CONVERSION = int(WarcRecordType.conversion)
+# The start of a following record inside a block: its Content-Length ran past the block's end.
+_NEXT_RECORD = re.compile(rb"\r?\n\r?\nWARC/\d{1,2}\.\d{1,2}\r?\n[A-Za-z][A-Za-z0-9-]*:")
 
 
 def record_id(rec: WarcRecord, source: str, offset: int) -> str:
@@ -98,20 +105,25 @@ class _BaseWarcReader(Reader):
         self.cfg = cfg or InputConfig()
         self.max_bytes = self.cfg.max_record_bytes
         self.keep_status = frozenset(self.cfg.keep_http_status)
+        self._overrun = False  # the current record's Content-Length ran into the next record
 
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches of documents from one WARC/WET file, counting every record."""
         builder = BatchBuilder(self.schema, batch_size)
         source = unit.path
-        for offset, rec in iter_records(unit, stats):
+        records = RecordStream(unit, stats)
+        for offset, rec in records:
             rtype = int(rec.record_type)
             if rtype != self.wanted:
                 stats.skip(_TYPE_NAMES.get(rtype, "unknown_type"))
                 continue
+            self._overrun = False
             try:
                 result = self._convert(rec, source, offset, stats)
             except PayloadError as e:
                 stats.skip(e.reason)
+                if e.reason == "too_large" or self._overrun:
+                    records.resync()
                 continue
             except Exception as e:  # a bad record never takes down the run
                 stats.skip("corrupt_record")
@@ -119,6 +131,8 @@ class _BaseWarcReader(Reader):
                     stats.errors, f"{source}: record {rec.record_id}: {type(e).__name__}: {e}"
                 )
                 continue
+            if self._overrun:
+                records.resync()
             row, nbytes = result
             stats.emit(nbytes)
             if builder.add(row, len(row[4])):
@@ -133,11 +147,21 @@ class _BaseWarcReader(Reader):
         raise NotImplementedError
 
     def _read_block(self, rec: WarcRecord, source: str, stats: ReaderStats) -> bytes:
-        """The rest of the record, checked against the size limit and for physical truncation."""
+        """The rest of the record, checked against the size limit, for a Content-Length that
+        runs into the next record (cut there) and for physical truncation."""
         expected = rec.content_length
         if expected > self.max_bytes:
             raise PayloadError("too_large")
         body = rec.reader.read()
+        overrun = _NEXT_RECORD.search(body)
+        if overrun is not None:
+            self._overrun = True
+            add_error(
+                stats.errors,
+                f"{source}: record {rec.record_id}: Content-Length {expected} runs into the next "
+                f"record; block cut at byte {overrun.start()}",
+            )
+            return body[: overrun.start()]
         if len(body) < expected:
             add_error(
                 stats.errors,

@@ -1,7 +1,9 @@
 """Parquet shard writer: bounded row groups, written under a temporary name, renamed when complete.
 
 A reader of the output directory never sees a partial shard: until `close()` succeeds the file
-exists only as `<name>.tmp-<token>`, which the runner deletes on the next start.
+exists only as the hidden `.<name>.tmp-<token>` (Arrow, Spark and `datasets` skip names starting
+with a dot; a `<name>.tmp-...` beside the shards would break `pq.read_table("data/")`), which the
+runner deletes on the next start.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 TMP_MARK = ".tmp-"
+
+
+def temp_name(path: str) -> str:
+    """A unique hidden name beside `path` for writing it: `dir/.<name>.tmp-<token>`."""
+    parent, name = posixpath.split(path)
+    hidden = f".{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    return posixpath.join(parent, hidden) if parent else hidden
 
 
 def output_fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -38,7 +47,7 @@ class ShardWriter:
     ) -> None:
         self.fs = fs
         self.path = path
-        self.tmp_path = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        self.tmp_path = temp_name(path)
         self.rows_per_row_group = rows_per_row_group
         self.max_row_group_bytes = max_row_group_bytes
         self.compression = None if compression == "none" else compression

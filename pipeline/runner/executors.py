@@ -134,7 +134,7 @@ def run_ray(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[Unit
             yield ray.get(ref)
     finally:
         for ref in pending:
-            ray.cancel(ref, force=True)
+            ray.cancel(ref)  # no force: Ray refuses it for actor tasks, masking the real error
         for actor in actors:
             ray.kill(actor)
 

@@ -1,0 +1,1 @@
+"""Fault injection: hostile inputs, bad configs, full disks, crashes; end to end through the CLI."""

@@ -1,0 +1,227 @@
+"""Hostile structured input and unusable input paths, end to end through `curate run`: JSONL lines
+that are not JSON, Parquet files without a usable text column, empty documents, paths that cannot
+be read. Inputs are built from the real DCLM quality sample and crawl files."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.runner import run as run_module
+from tests.conftest import SHARED_DATA
+from tests.faults.helpers import (
+    WGET,
+    assert_reconciles,
+    curate,
+    kept_ids,
+    rejected,
+    stats_of,
+    write_recipe,
+)
+
+DCLM = SHARED_DATA / "quality" / "dclm-agreement.jsonl"
+TEXT_STAGES: list[dict[str, Any]] = [{"stage": "gopher_quality"}]
+
+
+@pytest.fixture(scope="module")
+def dclm(shared_data) -> list[dict[str, Any]]:
+    """The 281 real web texts with their 0/1 quality label."""
+    rows = [json.loads(line) for line in DCLM.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 281
+    return rows
+
+
+def run_ok(capsys, tmp_path: Path, inputs: list[Path], **input_options: Any):
+    out = tmp_path / "out"
+    recipe = write_recipe(
+        tmp_path / "r.yaml", inputs, out, TEXT_STAGES, input_options=input_options
+    )
+    result = curate(capsys, "run", recipe)
+    assert result.code == 0, result.err
+    stats = stats_of(out)
+    assert_reconciles(stats)
+    return result, stats, out
+
+
+def test_jsonl_lines_that_are_not_json(capsys, tmp_path, dclm) -> None:
+    """Broken lines among the real records are `bad_json` skips; every real record is read."""
+    lines = DCLM.read_text(encoding="utf-8").splitlines()
+    bad = [
+        lines[10][: len(lines[10]) // 2],  # a record cut mid-string
+        "this line is plain text, not JSON",
+        json.dumps([dclm[0]["text"]]),  # valid JSON, but not an object
+        '"just a string"',
+        "\x00\x01\x02 binary junk \xff",
+    ]
+    mixed = lines[:100] + bad[:3] + lines[100:200] + bad[3:] + lines[200:]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
+    _, stats, out = run_ok(capsys, tmp_path, [path])
+    assert stats["reader"]["skipped"] == {"bad_json": 5}
+    assert stats["reader"]["documents"] == 281
+    assert stats["reader"]["records"] == 286
+
+
+def test_jsonl_records_without_text(capsys, tmp_path, dclm) -> None:
+    """A record whose text is missing, null or not a string is `missing_text`."""
+    rows = [*dclm[:50], {"label": 1}, {"text": None}, {"text": 42}, {"text": ["a", "list"]}]
+    path = tmp_path / "x.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    _, stats, _ = run_ok(capsys, tmp_path, [path])
+    assert stats["reader"]["skipped"] == {"missing_text": 4}
+    assert stats["reader"]["documents"] == 50
+
+
+def test_empty_and_whitespace_only_documents(capsys, tmp_path, dclm) -> None:
+    """Empty and whitespace-only texts are documents (counted in), and the first stage rejects
+    them with a reason: nothing is dropped silently."""
+    rows = [*dclm[:20], {"id": "empty", "text": ""}, {"id": "blank", "text": " \n\t\u3000 \n"}]
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    _, stats, out = run_ok(capsys, tmp_path, [path])
+    assert stats["reader"]["documents"] == 22
+    gone = rejected(out, "gopher_quality").to_pylist()
+    reasons = {r["id"]: r["reason"] for r in gone}
+    assert reasons["empty"] == reasons["blank"] == "gopher_short_doc"
+
+
+def _parquet(path: Path, dclm: list[dict[str, Any]], columns: dict[str, Any]) -> Path:
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (
+            lambda rows: {
+                "content": [r["text"] for r in rows],
+                "label": [r["label"] for r in rows],
+            },
+            "no 'text' column (columns: content, label); set input.text_field",
+        ),
+        (
+            lambda rows: {"text": [r["label"] for r in rows]},
+            "column 'text' is int64, not a string; set input.text_field",
+        ),
+        (
+            lambda rows: {"text": [[r["text"]] for r in rows]},
+            "column 'text' is list<element: string>, not a string; set input.text_field",
+        ),
+    ],
+    ids=["missing", "int", "list"],
+)
+def test_parquet_with_missing_or_mistyped_text_column(
+    capsys, tmp_path, dclm, columns, message
+) -> None:
+    """Every row of the unusable file is counted as `unreadable_file`, the good file beside it is
+    read, and the user is told which column is wrong and which key to set."""
+    good = _parquet(tmp_path / "good.parquet", dclm, {"text": [r["text"] for r in dclm[:100]]})
+    bad = _parquet(tmp_path / "bad.parquet", dclm, columns(dclm[100:]))
+    result, stats, _ = run_ok(capsys, tmp_path, [good, bad])
+    assert stats["reader"]["documents"] == 100
+    assert stats["reader"]["skipped"] == {"unreadable_file": 181}
+    assert message in result.err and "curate: warning:" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_parquet_text_field_fix_reads_it(capsys, tmp_path, dclm) -> None:
+    """What the message says to do works: input.text_field names the column."""
+    path = _parquet(tmp_path / "c.parquet", dclm, {"content": [r["text"] for r in dclm]})
+    _, stats, _ = run_ok(capsys, tmp_path, [path], text_field="content")
+    assert stats["reader"]["documents"] == 281 and not stats["reader"]["skipped"]
+
+
+def test_truncated_parquet_file(capsys, tmp_path, dclm) -> None:
+    """A Parquet file cut short (no footer) is one `unreadable_file`, with a message."""
+    path = _parquet(tmp_path / "t.parquet", dclm, {"text": [r["text"] for r in dclm]})
+    path.write_bytes(path.read_bytes()[:-100])
+    result, stats, _ = run_ok(capsys, tmp_path, [path])
+    assert stats["reader"]["skipped"] == {"unreadable_file": 1}
+    assert "not a readable Parquet file" in result.err
+
+
+# --- unreadable input paths ---------------------------------------------------------------------
+
+
+def _deny_reading(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """chmod 000, and when that does not stop this process (root), refuse it the same way."""
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # running as root: permissions are not enforced
+        real_access, real_open = os.access, builtins.open
+        denied = str(path)
+
+        def access(p: Any, mode: int, *a: Any, **kw: Any) -> bool:
+            return False if str(p) == denied else real_access(p, mode, *a, **kw)
+
+        def open_(p: Any, *a: Any, **kw: Any) -> Any:
+            if str(p) == denied:
+                raise PermissionError(13, "Permission denied", denied)
+            return real_open(p, *a, **kw)
+
+        monkeypatch.setattr(os, "access", access)
+        monkeypatch.setattr(builtins, "open", open_)
+
+
+def test_unreadable_input_file_fails_before_any_work(capsys, tmp_path, monkeypatch) -> None:
+    """An input file without read permission: a short error naming it, and nothing written."""
+    path = tmp_path / "locked.warc.gz"
+    path.write_bytes(WGET.read_bytes())
+    _deny_reading(monkeypatch, path)
+    out = tmp_path / "out"
+    result = curate(capsys, "run", write_recipe(tmp_path / "r.yaml", [path], out))
+    assert result.code == 2
+    assert result.err == (
+        f"curate: error: cannot read '{path}': permission denied; fix its permissions or remove "
+        "it from input.paths\n"
+    )
+    assert not out.exists()
+
+
+def test_unreadable_input_directory(capsys, tmp_path, monkeypatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "a.warc.gz").write_bytes(WGET.read_bytes())
+    _deny_reading(monkeypatch, locked)
+    result = curate(capsys, "run", write_recipe(tmp_path / "r.yaml", [locked], tmp_path / "o"))
+    assert result.code == 2
+    assert result.err.startswith(
+        f"curate: error: cannot read directory '{locked}': permission denied; fix its permissions"
+    )
+
+
+def test_missing_input_path(capsys, tmp_path) -> None:
+    missing = tmp_path / "nope.warc.gz"
+    result = curate(capsys, "run", write_recipe(tmp_path / "r.yaml", [missing], tmp_path / "o"))
+    assert result.code == 2
+    assert result.err == f"curate: error: input path not found: '{missing}'; check input.paths\n"
+
+
+def test_input_file_vanishing_during_the_run_is_counted(capsys, tmp_path, monkeypatch) -> None:
+    """A file deleted after planning: `unreadable_file` for it, the other file read, a warning."""
+    gone = tmp_path / "gone.warc.gz"
+    gone.write_bytes(WGET.read_bytes())
+    real_plan = run_module.plan_units
+
+    def plan_then_delete(cfg: Any) -> Any:
+        units = real_plan(cfg)
+        gone.unlink()
+        return units
+
+    monkeypatch.setattr(run_module, "plan_units", plan_then_delete)
+    out = tmp_path / "out"
+    result = curate(capsys, "run", write_recipe(tmp_path / "r.yaml", [WGET, gone], out))
+    assert result.code == 0, result.err
+    stats = stats_of(out)
+    assert_reconciles(stats)
+    assert stats["reader"]["skipped"]["unreadable_file"] == 1
+    assert stats["reader"]["documents"] == 22
+    assert "cannot open" in result.err and str(gone) in result.err
+    assert len(kept_ids(out)) > 0
