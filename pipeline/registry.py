@@ -25,6 +25,8 @@ STAGES: dict[str, str] = {
     "exact_dedup": "pipeline.dedup.exact:ExactDedupStage",
     "line_dedup": "pipeline.dedup.lines:LineDedupStage",
     "substring_dedup": "pipeline.dedup.substring:SubstringDedupStage",
+    "semdedup": "pipeline.prune.semdedup:SemDeDupStage",
+    "d4": "pipeline.prune.d4:D4Stage",
 }
 
 
