@@ -36,18 +36,18 @@ from pipeline.errors import CurateError
 from pipeline.io.base import InputUnit
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
-from pipeline.runner.accounting import StageStats, check_segment
+from pipeline.runner.accounting import StageStats
 from pipeline.runner.executors import execute, run_local
 from pipeline.runner.run import claim_output, remove_partial_files, run_recipe
 from pipeline.runner.unit import (
     ShardOutputs,
     StageChain,
+    finish_task,
     marker_path,
     plan_segments,
     segment_output,
     shard_name,
     stage_labels,
-    write_marker,
 )
 from pipeline.schema import REASON
 
@@ -225,29 +225,18 @@ class RethresholdJob:
         except BaseException:
             outputs.abort()
             raise
-        result = {
-            "unit": {
-                "index": unit.index,
-                "path": unit.path,
-                "format": unit.format,
-                "shard": unit.shard,
-                "num_shards": unit.num_shards,
-            },
-            "segment": 0,
-            "input_docs": None,
-            "reader": meta["reader"],
-            "stages": [s.to_dict() for s in all_stats],
-            "output_docs": output_docs,
-            "output_bytes": outputs.output_bytes,
-            "output_file": outputs.data_path[len(root) + 1 :] if output_docs else None,
-            "rejected_files": {k: f"rejected/{k}/{name}.parquet" for k in outputs.rejected},
-            "wall_s": round(time.perf_counter() - started, 4),
-            "worker": {"node": worker, "pid": 0},
-            "from_cache": True,
-        }
-        check_segment(result)
-        write_marker(fs, marker_path(root, 0, unit.index), result)
-        return result
+        return finish_task(
+            outputs,
+            unit,
+            0,
+            input_docs=None,
+            reader=meta["reader"],
+            stats=all_stats,
+            output_docs=output_docs,
+            started=started,
+            worker=worker,
+            from_cache=True,
+        )
 
     def _rejected_rows(
         self, unit: InputUnit, level: int, idx: np.ndarray, reasons: np.ndarray

@@ -228,6 +228,33 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
     except BaseException:
         outputs.abort()
         raise
+    return finish_task(
+        outputs,
+        unit,
+        segment_idx,
+        input_docs=task.shard.num_rows if isinstance(task, ShardTask) else None,
+        reader=reader_stats.to_dict() if reader_stats is not None else None,
+        stats=stats,
+        output_docs=output_docs,
+        started=started,
+        worker=worker,
+    )
+
+
+def finish_task(
+    outputs: ShardOutputs,
+    unit: InputUnit,
+    segment: int,
+    *,
+    input_docs: int | None,
+    reader: dict[str, Any] | None,
+    stats: list[StageStats],
+    output_docs: int,
+    started: float,
+    worker: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A committed task's result: checked for accounting, then recorded in its marker."""
     result = {
         "unit": {
             "index": unit.index,
@@ -236,19 +263,22 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
             "shard": unit.shard,
             "num_shards": unit.num_shards,
         },
-        "segment": segment_idx,
-        "input_docs": task.shard.num_rows if isinstance(task, ShardTask) else None,
-        "reader": reader_stats.to_dict() if reader_stats is not None else None,
+        "segment": segment,
+        "input_docs": input_docs,
+        "reader": reader,
         "stages": [s.to_dict() for s in stats],
         "output_docs": output_docs,
         "output_bytes": outputs.output_bytes,
-        "output_file": data_path[len(root) + 1 :] if output_docs else None,
-        "rejected_files": {k: f"{REJECTED_DIR}/{k}/{name}.parquet" for k in outputs.rejected},
+        "output_file": outputs.data_path[len(outputs.root) + 1 :] if output_docs else None,
+        "rejected_files": {
+            k: f"{REJECTED_DIR}/{k}/{outputs.name}.parquet" for k in outputs.rejected
+        },
         "wall_s": round(time.perf_counter() - started, 4),
         "worker": {"node": worker, "pid": os.getpid()},
+        **extra,
     }
     check_segment(result)
-    write_marker(fs, marker_path(root, segment_idx, unit.index), result)
+    write_marker(outputs.fs, marker_path(outputs.root, segment, unit.index), result)
     return result
 
 
