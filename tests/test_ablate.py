@@ -87,8 +87,12 @@ def test_variants_equal_their_direct_runs(inputs, tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert "| t65 |" in report and "## Differences from `t50`" in report
     assert (out / "funnel.png").stat().st_size > 1000
-    assert (out / "comparison.csv").read_text().startswith("variant,docs_in,docs_out")
+    assert (out / "comparison.csv").read_text().startswith("variant,docs_in,docs_out,bytes_out,tokens_out")
+    assert "unique 13-grams" in report
     summary = json.loads((out / "ablation.json").read_text())
+    by_name = {row["variant"]: row for row in summary["summaries"]}
+    assert by_name["t50"]["unique_1grams_out"] >= by_name["t90"]["unique_1grams_out"] > 0
+    assert by_name["t65"]["distinct_docs_out"] <= by_name["t65"]["docs_out"]
     assert summary["diffs"]["t90"]["only_in_baseline"] == kept["t50"] - kept["t90"]
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from typing import Any
 
 import pyarrow.dataset as ds
 
 from pipeline.ablate.spec import Ablation
 from pipeline.io.writer import output_fs
-
-_WORD = re.compile(r"\w+")
 
 
 def _output_table(stats: dict[str, Any], root: str, fs: Any) -> Any:
@@ -25,17 +22,42 @@ def _output_table(stats: dict[str, Any], root: str, fs: Any) -> Any:
     )
 
 
-def _summary(name: str, stats: dict[str, Any], table: Any) -> dict[str, Any]:
-    texts = [] if table is None else table.column("text").to_pylist()
-    return {
+SEQUENCE_NGRAMS = (1, 5, 13)
+
+
+def _summary(name: str, stats: dict[str, Any], recipe: Any, work: str) -> dict[str, Any]:
+    """A variant's totals plus the unique-sequence statistics of its output (`curate stats`)."""
+    row = {
         "variant": name,
         "docs_in": stats["reader"]["documents"],
         "docs_out": stats["output"]["documents"],
         "bytes_out": stats["output"]["bytes"],
-        "words_out": sum(len(_WORD.findall(t or "")) for t in texts),
-        "distinct_texts_out": len(set(texts)),
+        "tokens_out": 0,
+        "distinct_docs_out": 0,
+        **{f"unique_{n}grams_out": 0 for n in SEQUENCE_NGRAMS},
         "wall_s": stats["wall_s"],
     }
+    if not stats["output"]["documents"]:
+        return row
+    from pipeline.stats.compute import StatsOptions, compute_stats
+
+    seq = compute_stats(
+        StatsOptions(
+            path=recipe.output.path,
+            output=work,
+            ngrams=SEQUENCE_NGRAMS,
+            windows=(),
+            subsamples=0,
+            executor=recipe.runtime.executor,
+            ray_address=recipe.runtime.ray_address,
+            plots=False,
+        )
+    )
+    row["tokens_out"] = int(seq.totals["tokens"][0][0][0])
+    row["distinct_docs_out"] = int(seq.distinct["docs"][0][0])
+    for n in SEQUENCE_NGRAMS:
+        row[f"unique_{n}grams_out"] = int(seq.distinct[str(n)][0][0])
+    return row
 
 
 def write_comparison(ablation: Ablation, result: Any) -> None:
@@ -46,7 +68,7 @@ def write_comparison(ablation: Ablation, result: Any) -> None:
         stats = result.variants[name]
         vfs, vroot = output_fs(recipe.output.path)
         tables[name] = _output_table(stats, vroot, vfs)
-        summaries.append(_summary(name, stats, tables[name]))
+        summaries.append(_summary(name, stats, recipe, f"{root}/_stats/{name}"))
     labels: list[str] = []
     for stats in result.variants.values():
         for s in stats["stages"]:
@@ -176,9 +198,9 @@ def _markdown(
         "",
         "## Documents kept after each stage",
         "",
-        "| variant | input | " + " | ".join(labels) + " | output docs | output bytes | words "
-        "| distinct texts |",
-        "|---|---:|" + "---:|" * len(labels) + "---:|---:|---:|---:|",
+        "| variant | input | " + " | ".join(labels) + " | output docs | output bytes | tokens "
+        "| distinct docs | unique 1-grams | unique 5-grams | unique 13-grams |",
+        "|---|---:|" + "---:|" * len(labels) + "---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summaries:
         cells = [
@@ -187,8 +209,9 @@ def _markdown(
         lines.append(
             f"| {row['variant']} | {row['docs_in']:,} | "
             + " | ".join(cells)
-            + f" | {row['docs_out']:,} | {row['bytes_out']:,} | {row['words_out']:,} "
-            f"| {row['distinct_texts_out']:,} |"
+            + f" | {row['docs_out']:,} | {row['bytes_out']:,} | {row['tokens_out']:,} "
+            f"| {row['distinct_docs_out']:,} | {row['unique_1grams_out']:,} "
+            f"| {row['unique_5grams_out']:,} | {row['unique_13grams_out']:,} |"
         )
     lines += ["", "![funnel](funnel.png)", "", "## Removals by reason", ""]
     for name, stats in result.variants.items():
