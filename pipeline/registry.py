@@ -23,6 +23,7 @@ STAGES: dict[str, str] = {
     "c4_paragraph": "pipeline.stages.c4_quality:C4ParagraphStage",
     "fineweb_quality": "pipeline.stages.fineweb_quality:FineWebQualityStage",
     "exact_dedup": "pipeline.dedup.exact:ExactDedupStage",
+    "minhash_dedup": "pipeline.dedup.minhash:MinHashDedupStage",
     "line_dedup": "pipeline.dedup.lines:LineDedupStage",
     "substring_dedup": "pipeline.dedup.substring:SubstringDedupStage",
     "semdedup": "pipeline.prune.semdedup:SemDeDupStage",

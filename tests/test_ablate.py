@@ -87,7 +87,11 @@ def test_variants_equal_their_direct_runs(inputs, tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert "| t65 |" in report and "## Differences from `t50`" in report
     assert (out / "funnel.png").stat().st_size > 1000
-    assert (out / "comparison.csv").read_text().startswith("variant,docs_in,docs_out,bytes_out,tokens_out")
+    assert (
+        (out / "comparison.csv")
+        .read_text()
+        .startswith("variant,docs_in,docs_out,bytes_out,tokens_out")
+    )
     assert "unique 13-grams" in report
     summary = json.loads((out / "ablation.json").read_text())
     by_name = {row["variant"]: row for row in summary["summaries"]}

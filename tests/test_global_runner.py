@@ -182,3 +182,23 @@ def test_exact_dedup_on_ray_matches_local_and_counts_reasons(demo_warc, tmp_path
         s["removed_by_reason"] for s in local["stages"]
     ]
     assert read_output(tmp_path / "ray").equals(read_output(tmp_path / "local"))
+
+
+def test_minhash_s_curve_is_in_the_report(demo_warc, tmp_path) -> None:
+    recipe = recipe_from_dict(
+        {
+            "input": {"paths": [str(demo_warc)]},
+            "output": {"path": str(tmp_path / "mh")},
+            "runtime": {"executor": "local"},
+            "stages": [{"stage": "extract"}, {"stage": "minhash_dedup", "preset": "fineweb"}],
+        }
+    )
+    stats = run_recipe(recipe).stats
+    summary = stats["global"]["minhash_dedup"]
+    assert (summary["num_bands"], summary["rows_per_band"]) == (14, 8)
+    assert summary["s_curve"]["0.80"] == pytest.approx(1 - (1 - 0.8**8) ** 14, abs=1e-4)
+    # Near-duplicates in the demo: the mirrored page, the EUC-JP copy of the Japanese page, and
+    # the page holding 3 of the 4 paragraphs of the night-train article.
+    assert stats["stages"][1]["removed_by_reason"] == {"minhash_duplicate": 3}
+    report = (tmp_path / "mh" / "report.md").read_text()
+    assert "## Global stages" in report and "P(s) = 1 - (1 - s^r)^b with b = 14, r = 8" in report

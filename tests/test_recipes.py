@@ -36,7 +36,7 @@ def test_recipe_runs_on_the_demo_warc(name: str, demo_warc, tmp_path) -> None:
 
 
 def test_refinedweb_end_to_end_on_all_shared_crawls(shared_data, tmp_path, ray_session) -> None:
-    """RefinedWeb steps 1-6 over every shared WARC and the extraction WARCs, funnel in report.md."""
+    """RefinedWeb's 8 steps over every shared WARC and the extraction WARCs, funnel in report.md."""
     inputs = sorted(str(p) for p in (shared_data / "warc").glob("*.gz"))
     inputs += sorted(str(p) for p in (shared_data / "extraction").glob("*.warc.gz"))
     out = tmp_path / "refinedweb"
@@ -52,6 +52,8 @@ def test_refinedweb_end_to_end_on_all_shared_crawls(shared_data, tmp_path, ray_s
         "gopher_repetition",
         "gopher_quality",
         "line_corrections",
+        "minhash_dedup",
+        "substring_dedup",
     ]
     reader = stats["reader"]
     assert reader["records"] == reader["documents"] + sum(reader["skipped"].values())
@@ -72,4 +74,6 @@ def test_refinedweb_end_to_end_on_all_shared_crawls(shared_data, tmp_path, ray_s
         assert f"| {name} | " in report
     # Bytes are tracked per stage too (the funnel in bytes).
     assert all(s["bytes_in"] >= s["bytes_out"] for s in stats["stages"][2:])
+    # The dedup steps ran as global stages, with their summaries (the LSH S-curve) recorded.
+    assert {"minhash_dedup", "substring_dedup"} <= set(stats["global"])
     (tmp_path / "funnel.json").write_text(json.dumps(stats["stages"], indent=1))

@@ -52,6 +52,7 @@ def render_report(stats: dict[str, Any]) -> str:
         if s["removed_by_reason"]:
             reasons = ", ".join(f"{k} {v:,}" for k, v in s["removed_by_reason"].items())
             lines.append(f"- **{s['name']}**: {reasons}")
+    lines += _global_section(stats.get("global") or {})
     out = stats["output"]
     lines += [
         "",
@@ -62,6 +63,30 @@ def render_report(stats: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _global_section(summaries: dict[str, Any]) -> list[str]:
+    """What each global stage's prepare() reported: scalars, and the LSH S-curve as a table."""
+    if not summaries:
+        return []
+    lines = ["", "## Global stages", ""]
+    for label, summary in summaries.items():
+        scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+        lines.append(f"- **{label}**: " + ", ".join(f"{k} {v}" for k, v in scalars.items()))
+        curve = summary.get("s_curve")
+        if curve:
+            lines += [
+                "",
+                f"  Probability that a pair at Jaccard s becomes a candidate, "
+                f"P(s) = 1 - (1 - s^r)^b with b = {summary.get('num_bands')}, "
+                f"r = {summary.get('rows_per_band')}:",
+                "",
+                "  | s | " + " | ".join(curve) + " |",
+                "  |---|" + "---:|" * len(curve),
+                "  | P(s) | " + " | ".join(f"{v:.3f}" for v in curve.values()) + " |",
+                "",
+            ]
+    return lines
 
 
 def write_report(fs: Any, path: str, stats: dict[str, Any]) -> None:

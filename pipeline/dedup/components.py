@@ -1,0 +1,97 @@
+"""Connected components of the candidate-pair graph, in one process, vectorised with numpy.
+
+Why one process: after LSH the graph holds only documents that have a candidate (duplicates and
+their originals), and star edges give at most one edge per (document, band) bucket membership;
+edges are deduplicated per partition before they get here. Memory is ~40 bytes per edge at peak
+(the int64 edge list, its dense int64 renumbering, the unique() work arrays) plus ~32 bytes per
+node, so 100M candidate edges fit in ~4 GB. datatrove's cluster step is a single task too (union-find);
+a distributed large-star/small-star would trade that bound for O(log n) shuffles of every edge.
+
+Algorithm: nodes renumbered densely in key order, then hooking + pointer jumping (Shiloach-
+Vishkin style): every root takes the smallest root among its edges' endpoints, and pointers are
+jumped until every node points at its root. Each round at least halves the number of roots of
+every non-trivial component, so rounds are O(log n); each is a few numpy passes over the edges.
+The root of a component is its smallest key, which makes cluster ids stable and independent of
+edge order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.dedup.kernels import fmix64
+
+
+@dataclass
+class Components:
+    """Clustered documents (only those with an edge), by key order."""
+
+    keys: np.ndarray  # int64 doc keys, sorted
+    root: np.ndarray  # int64 index into keys of each node's component root (its min key)
+
+    @property
+    def cluster_id(self) -> np.ndarray:
+        """Cluster id of each node = the smallest doc key of its component."""
+        return self.keys[self.root]
+
+    @property
+    def size(self) -> np.ndarray:
+        return np.bincount(self.root, minlength=len(self.keys))[self.root]
+
+
+def connected_components(src: np.ndarray, dst: np.ndarray) -> Components:
+    """Components of the undirected graph with edges (src[i], dst[i]) over int64 keys."""
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    keys, dense = np.unique(np.concatenate((src, dst)), return_inverse=True)
+    u, v = dense[: len(src)], dense[len(src) :]
+    del dense
+    parent = np.arange(len(keys), dtype=np.int64)
+    while True:
+        pu, pv = parent[u], parent[v]
+        differ = pu != pv
+        if not differ.any():
+            break
+        lo = np.minimum(pu[differ], pv[differ])
+        hi = np.maximum(pu[differ], pv[differ])
+        np.minimum.at(parent, hi, lo)  # hook roots onto smaller roots
+        while True:  # pointer jumping until every node points at a root
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+    return Components(keys, parent)
+
+
+def representatives(
+    comp: Components, policy: str, lengths: np.ndarray | None = None, seed: int = 0
+) -> np.ndarray:
+    """Boolean mask over `comp.keys`: the document each cluster keeps.
+
+    "first": the smallest key (first by shard, then row); "longest": the longest text (ties:
+    smallest key), `lengths` aligned with `comp.keys`; "random": the smallest fmix64(key ^ seed),
+    a seeded, order-independent draw.
+    """
+    n = len(comp.keys)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    idx = np.arange(n)
+    if policy == "first":
+        return comp.root == idx
+    if policy == "longest":
+        if lengths is None:
+            raise ValueError("keep 'longest' needs lengths")
+        order = np.lexsort((idx, -np.asarray(lengths, dtype=np.int64), comp.root))
+    elif policy == "random":
+        with np.errstate(over="ignore"):
+            score = fmix64(comp.keys.astype(np.uint64) ^ fmix64(np.uint64(seed)))
+        order = np.lexsort((idx, score, comp.root))
+    else:
+        raise ValueError(f"unknown keep policy {policy!r}")
+    roots = comp.root[order]
+    first = np.concatenate(([True], roots[1:] != roots[:-1]))
+    mask = np.zeros(n, dtype=bool)
+    mask[order[first]] = True
+    return mask

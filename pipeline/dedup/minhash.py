@@ -1,0 +1,435 @@
+"""`minhash_dedup`: MinHash LSH near-duplicate removal over the whole corpus (a global stage).
+
+Phases of `prepare` (files under ctx.work_dir):
+
+1. `signatures` (ctx.map over shards): normalise, shingle and sign every document
+   (`signatures.MinHasher`), hash each of the b bands of r rows to 64 bits and write records
+   (band, band_hash, doc_key) sorted by partition = band_hash mod ctx.num_partitions to
+   `bands/shard-XXXXXX.bin` (+ the partition offsets), plus each document's UTF-8 length
+   (`keep: longest`) and, for `verify`, signatures or shingle sets. doc_key = (shard index << 32)
+   | row number: explicit, global and stable. Documents without any token get no record.
+2. `buckets` (ctx.map over partitions): gather the partition's slice of every shard file, sort by
+   (band, band_hash, doc_key), and emit one star edge (member, smallest member) per bucket member:
+   O(bucket) edges, not O(bucket^2). With `verify`, an edge is kept only when the member's
+   estimated (signature) or exact (shingle-set) Jaccard with the bucket's smallest member reaches
+   `verify_threshold`. Edges are deduplicated and written to `edges/part-XXXXX.npy`.
+3. `clusters` (one ctx.map task): connected components of all edges (`components`, ~40 bytes per
+   edge), one representative per cluster (`keep`), written per shard to
+   `clusters/shard-XXXXXX.npz` (rows, cluster ids, sizes, representative flags) so that
+   `score_shard` loads only its own shard's clustered rows.
+
+Memory and disk (N documents, b bands, P = ctx.num_partitions, k = b*r hashes):
+
+- phase 1, per task: one shard's records (20 bytes x b per document, x2 while sorting) plus a
+  batch of signatures (<= ~32 MB: batch rows shrink as k grows) and the text batch. Disk: 20 bytes
+  x b per document (FineWeb 14x8: 280 B/doc; RefinedWeb 450x20: 9 KB/doc, where datatrove stores
+  the 20 raw hashes per band, ~74 KB/doc).
+- phase 2, per task: 1/P of all records, ~48 bytes per record (records, sort order, sorted copy).
+- phase 3, one task: ~40 bytes per candidate edge + ~32 per clustered document; only documents
+  with a candidate are held (see `components`).
+
+`score_shard` adds, for every document: `minhash_cluster_id` (int64: the smallest doc_key of the
+cluster, the document's own key when it is alone), `minhash_cluster_size` (int32, 1 when alone)
+and `minhash_is_representative` (bool). `keep` rejects non-representatives as
+`minhash_duplicate`. Presets: `fineweb` 14 bands x 8 rows (112 hashes, P = .56/.77/.92 at
+Jaccard .7/.75/.8), `refinedweb` 450 x 20 (9,000 hashes, P = .30/.76/.995).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections import OrderedDict
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field, model_validator
+
+from pipeline.dedup import kernels, lsh
+from pipeline.dedup.components import connected_components, representatives
+from pipeline.dedup.signatures import MinHasher
+from pipeline.dedup.textnorm import NormConfig
+from pipeline.schema import LANG, TEXT
+from pipeline.stages.base import StageConfig, reasons_from_checks
+from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
+
+CLUSTER_ID = "minhash_cluster_id"
+CLUSTER_SIZE = "minhash_cluster_size"
+IS_REPRESENTATIVE = "minhash_is_representative"
+REASON_DUPLICATE = "minhash_duplicate"
+
+RECORD = np.dtype([("hash", "<u8"), ("key", "<i8"), ("band", "<u4")])
+ROW_BITS = 32
+READ_BATCH_ROWS = 4096
+SIGNATURE_CACHE_SHARDS = 16
+
+
+class MinHashDedupConfig(StageConfig):
+    """Banding: `preset`, or `num_bands` x `rows_per_band`, or `threshold` (+ `num_perm` and the
+    weights, as datasketch's optimal_param); FineWeb's 14 x 8 when none is given."""
+
+    stage: Literal["minhash_dedup"] = "minhash_dedup"
+    preset: Literal["fineweb", "refinedweb"] | None = None
+    num_bands: int | None = Field(default=None, ge=1)
+    rows_per_band: int | None = Field(default=None, ge=1)
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+    num_perm: int = Field(default=128, ge=1, le=20000)  # used only with `threshold`
+    false_positive_weight: float = Field(default=0.5, ge=0, le=1)
+    false_negative_weight: float = Field(default=0.5, ge=0, le=1)
+    ngram_size: int = Field(default=5, ge=1, le=64)
+    seed: int = Field(default=1, ge=0, lt=2**32)
+    hash_bits: Literal[32, 64] = 64
+    permutation: Literal["mersenne", "affine64"] = "mersenne"
+    shingle_hash: Literal["words64", "xxh3", "sha1_32"] = "words64"
+    lowercase: bool = True
+    strip_diacritics: bool = True
+    remove_punctuation: bool = True
+    normalize_digits: bool = True
+    verify: Literal["none", "signature", "jaccard"] = "none"
+    verify_threshold: float | None = Field(default=None, gt=0, le=1)
+    keep: Literal["first", "longest", "random"] = "first"
+    engine: Literal["auto", "numba", "numpy"] = "auto"
+
+    @model_validator(mode="after")
+    def _check_banding(self) -> MinHashDedupConfig:
+        explicit = (self.num_bands, self.rows_per_band)
+        if (explicit[0] is None) != (explicit[1] is None):
+            raise ValueError("num_bands and rows_per_band must be given together")
+        chosen = [self.preset is not None, explicit[0] is not None, self.threshold is not None]
+        if sum(chosen) > 1:
+            raise ValueError("give only one of preset, num_bands/rows_per_band, threshold")
+        if abs(self.false_positive_weight + self.false_negative_weight - 1.0) > 1e-9:
+            raise ValueError("false_positive_weight + false_negative_weight must be 1")
+        if self.permutation == "affine64" and self.hash_bits != 64:
+            raise ValueError("permutation 'affine64' needs hash_bits 64")
+        return self
+
+    def banding(self) -> tuple[int, int]:
+        """(bands, rows) after resolving preset / threshold / defaults."""
+        if self.num_bands is not None and self.rows_per_band is not None:
+            return self.num_bands, self.rows_per_band
+        if self.threshold is not None:
+            return lsh.optimal_params(
+                self.threshold,
+                self.num_perm,
+                self.false_positive_weight,
+                self.false_negative_weight,
+            )
+        return lsh.PRESETS[self.preset or "fineweb"]
+
+    def hasher(self) -> MinHasher:
+        bands, rows = self.banding()
+        norm = NormConfig(
+            self.lowercase, self.strip_diacritics, self.remove_punctuation, self.normalize_digits
+        )
+        return MinHasher(
+            num_perm=bands * rows,
+            seed=self.seed,
+            ngram_size=self.ngram_size,
+            scheme=self.permutation,
+            hash_bits=self.hash_bits,
+            shingle_hash=self.shingle_hash,
+            norm=norm,
+            engine=self.engine,
+        )
+
+    def effective_verify_threshold(self) -> float:
+        if self.verify_threshold is not None:
+            return self.verify_threshold
+        if self.threshold is not None:
+            return self.threshold
+        return lsh.half_point(*self.banding())
+
+
+class MinHashDedupStage(GlobalStage):
+    """MinHash LSH fuzzy dedup; see the module docstring."""
+
+    name: ClassVar[str] = "minhash_dedup"
+    config_cls: ClassVar[type[StageConfig]] = MinHashDedupConfig
+    score_columns: ClassVar[tuple[str, ...]] = (CLUSTER_ID, CLUSTER_SIZE, IS_REPRESENTATIVE)
+    config: MinHashDedupConfig
+
+    def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
+        cfg = self.config
+        bands, rows = cfg.banding()
+        work, fs = ctx.work_dir.rstrip("/"), ctx.fs
+        for sub in ("bands", "docs", "edges", "clusters"):
+            fs.makedirs(f"{work}/{sub}", exist_ok=True)
+        parts = max(1, int(ctx.num_partitions))
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        sign = functools.partial(_signature_task, cfg=cfg, fs=fs, work=work, partitions=parts)
+        sig_stats = ctx.map(sign, shards)
+        timings["signatures_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        shard_ids = [s.index for s in shards if s.path is not None]
+        bucket = functools.partial(_bucket_task, cfg=cfg, fs=fs, work=work, shard_ids=shard_ids)
+        edge_stats = ctx.map(bucket, list(range(parts)))
+        timings["buckets_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        cluster = functools.partial(_cluster_task, cfg=cfg, fs=fs, work=work, partitions=parts)
+        clusters = ctx.map(cluster, [0])[0]
+        timings["clusters_s"] = time.perf_counter() - t0
+
+        return {
+            "num_bands": bands,
+            "rows_per_band": rows,
+            "num_perm": bands * rows,
+            "ngram_size": cfg.ngram_size,
+            "approx_threshold": round((1.0 / bands) ** (1.0 / rows), 4),
+            "s_half": round(lsh.half_point(bands, rows), 4),
+            "s_curve": lsh.s_curve(bands, rows),
+            "engine": kernels.resolve_engine(cfg.engine),
+            "documents": int(sum(s["documents"] for s in sig_stats)),
+            "documents_without_shingles": int(sum(s["empty"] for s in sig_stats)),
+            "shingles": int(sum(s["shingles"] for s in sig_stats)),
+            "candidate_edges": int(sum(s["candidates"] for s in edge_stats)),
+            "edges": int(sum(s["edges"] for s in edge_stats)),
+            "verify": cfg.verify,
+            **clusters,
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+        }
+
+    def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:
+        n = table.num_rows
+        keys = (np.int64(shard.index) << ROW_BITS) + np.arange(n, dtype=np.int64)
+        cluster_id, size = keys.copy(), np.ones(n, dtype=np.int32)
+        is_rep = np.ones(n, dtype=bool)
+        work = ctx.work_dir.rstrip("/")
+        docs = f"{work}/docs/shard-{shard.index:06d}.npz"
+        if n and ctx.fs.exists(docs):  # rows are positional: the table must be the signed shard
+            with ctx.fs.open(docs, "rb") as f:
+                signed = len(np.load(f)["lengths"])
+            if signed != n:
+                raise ValueError(
+                    f"shard {shard.index}: {n} rows, but {signed} were signed in prepare()"
+                )
+        path = f"{work}/clusters/shard-{shard.index:06d}.npz"
+        if n and ctx.fs.exists(path):
+            with ctx.fs.open(path, "rb") as f:
+                data = np.load(f)
+                rows = data["rows"]
+                if len(rows) and rows.max() >= n:
+                    raise ValueError(
+                        f"shard {shard.index}: clusters for {rows.max() + 1}+ rows, table has {n}"
+                    )
+                cluster_id[rows] = data["cluster_id"]
+                size[rows] = data["size"]
+                is_rep[rows] = data["is_rep"]
+        for name, values in (
+            (CLUSTER_ID, pa.array(cluster_id, pa.int64())),
+            (CLUSTER_SIZE, pa.array(size, pa.int32())),
+            (IS_REPRESENTATIVE, pa.array(is_rep, pa.bool_())),
+        ):
+            idx = table.schema.get_field_index(name)
+            table = (
+                table.set_column(idx, name, values)
+                if idx >= 0
+                else table.append_column(name, values)
+            )
+        return table
+
+    def keep(self, table: pa.Table) -> pa.Array:
+        rep = table.column(IS_REPRESENTATIVE).to_numpy(zero_copy_only=False)
+        return reasons_from_checks(table.num_rows, [(~rep.astype(bool), REASON_DUPLICATE)])
+
+
+# --- phase 1: signatures and band records ------------------------------------------------------
+
+
+def _signature_task(
+    shard: ShardRef, *, cfg: MinHashDedupConfig, fs, work: str, partitions: int
+) -> dict:
+    """Sign one shard; write its band records (sorted by partition) and per-document data."""
+    stats = {"documents": 0, "empty": 0, "shingles": 0}
+    if shard.path is None:
+        return stats
+    hasher = cfg.hasher()
+    bands, rows = cfg.banding()
+    records: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    sigs: list[np.ndarray] = []
+    shingle_sets: list[np.ndarray] = []
+    row0 = 0
+    with fs.open(shard.path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        columns = [c for c in (TEXT, LANG) if c in pf.schema_arrow.names]
+        # Signature memory per batch = rows x num_perm x 8 bytes: at most ~32 MB.
+        rows_per_batch = int(np.clip((4 << 20) // (bands * rows), 256, READ_BATCH_ROWS))
+        for batch in pf.iter_batches(batch_size=rows_per_batch, columns=columns):
+            texts = batch.column(TEXT)
+            langs = batch.column(LANG).to_pylist() if LANG in columns else None
+            n = len(texts)
+            if cfg.verify == "jaccard":
+                sh = hasher.shingles(texts, langs)
+                sig = hasher.from_shingles(sh)
+                counts = sh.counts
+                for d in range(n):
+                    shingle_sets.append(np.unique(sh.hashes[sh.offsets[d] : sh.offsets[d + 1]]))
+            else:
+                sig, counts = hasher.signatures(texts, langs)
+            keys = (np.int64(shard.index) << ROW_BITS) + np.arange(row0, row0 + n, dtype=np.int64)
+            has = counts > 0
+            bh = lsh.band_hashes(sig[has], bands, rows)
+            rec = np.empty(bh.size, dtype=RECORD)
+            rec["hash"] = bh.ravel()
+            rec["key"] = np.repeat(keys[has], bands)
+            rec["band"] = np.tile(np.arange(bands, dtype=np.uint32), int(has.sum()))
+            records.append(rec)
+            lengths.append(pc.binary_length(texts).fill_null(0).to_numpy(zero_copy_only=False))
+            if cfg.verify == "signature":
+                sigs.append(sig)
+            stats["documents"] += n
+            stats["empty"] += int((~has).sum())
+            stats["shingles"] += int(counts.sum())
+            row0 += n
+    rec = np.concatenate(records) if records else np.empty(0, dtype=RECORD)
+    part = (rec["hash"] % np.uint64(partitions)).astype(np.int64)
+    order = np.argsort(part, kind="stable")
+    rec = rec[order]
+    offsets = np.searchsorted(part[order], np.arange(partitions + 1)).astype(np.int64)
+    name = f"shard-{shard.index:06d}"
+    with fs.open(f"{work}/bands/{name}.bin", "wb") as f:
+        f.write(rec.tobytes())
+    with fs.open(f"{work}/bands/{name}.json", "w") as f:
+        json.dump({"offsets": offsets.tolist()}, f)
+    extra: dict[str, np.ndarray] = {"lengths": np.concatenate(lengths).astype(np.int64)}
+    if cfg.verify == "signature":
+        extra["signatures"] = np.concatenate(sigs)
+    if cfg.verify == "jaccard":
+        extra["shingle_offsets"] = np.concatenate(([0], np.cumsum([len(s) for s in shingle_sets])))
+        extra["shingles"] = np.concatenate(shingle_sets) if shingle_sets else np.empty(0, np.uint64)
+    with fs.open(f"{work}/docs/{name}.npz", "wb") as f:
+        np.savez(f, **extra)
+    return stats
+
+
+# --- phase 2: buckets to star edges --------------------------------------------------------------
+
+
+def _bucket_task(
+    part: int, *, cfg: MinHashDedupConfig, fs, work: str, shard_ids: list[int]
+) -> dict:
+    """Group one partition's records into buckets and emit (member, smallest member) edges."""
+    pieces = []
+    for index in shard_ids:
+        name = f"{work}/bands/shard-{index:06d}"
+        with fs.open(f"{name}.json", "r") as f:
+            offsets = json.load(f)["offsets"]
+        lo, hi = offsets[part], offsets[part + 1]
+        if hi > lo:
+            with fs.open(f"{name}.bin", "rb") as f:
+                f.seek(lo * RECORD.itemsize)
+                pieces.append(np.frombuffer(f.read((hi - lo) * RECORD.itemsize), dtype=RECORD))
+    rec = np.concatenate(pieces) if pieces else np.empty(0, dtype=RECORD)
+    order = np.lexsort((rec["key"], rec["hash"], rec["band"]))
+    rec = rec[order]
+    keys = rec["key"]
+    if len(rec):
+        new = np.concatenate(
+            ([True], (rec["hash"][1:] != rec["hash"][:-1]) | (rec["band"][1:] != rec["band"][:-1]))
+        )
+        group = np.cumsum(new) - 1
+        first = keys[np.flatnonzero(new)][group]
+        is_edge = keys != first
+        src, dst = keys[is_edge], first[is_edge]
+    else:
+        src = dst = np.empty(0, dtype=np.int64)
+    pairs = (
+        np.unique(np.stack((src, dst), axis=1), axis=0) if len(src) else np.empty((0, 2), np.int64)
+    )
+    candidates = len(pairs)
+    if cfg.verify != "none" and len(pairs):
+        pairs = pairs[_verify(pairs, cfg, fs, work)]
+    with fs.open(f"{work}/edges/part-{part:05d}.npy", "wb") as f:
+        np.save(f, pairs.astype(np.int64))
+    return {"candidates": candidates, "edges": len(pairs)}
+
+
+def _verify(pairs: np.ndarray, cfg: MinHashDedupConfig, fs, work: str) -> np.ndarray:
+    """Mask of candidate pairs whose Jaccard (estimated or exact) reaches the threshold."""
+    threshold = cfg.effective_verify_threshold()
+    cache: OrderedDict[int, Any] = OrderedDict()
+
+    def load(shard: int):
+        if shard in cache:
+            cache.move_to_end(shard)
+            return cache[shard]
+        with fs.open(f"{work}/docs/shard-{shard:06d}.npz", "rb") as f:
+            data = dict(np.load(f))
+        cache[shard] = data
+        if len(cache) > SIGNATURE_CACHE_SHARDS:
+            cache.popitem(last=False)
+        return data
+
+    mask = np.zeros(len(pairs), dtype=bool)
+    mask_row = np.int64((1 << ROW_BITS) - 1)
+    for i, (a, b) in enumerate(pairs):
+        da, db = load(int(a >> ROW_BITS)), load(int(b >> ROW_BITS))
+        ra, rb = int(a & mask_row), int(b & mask_row)
+        if cfg.verify == "signature":
+            sim = float(np.mean(da["signatures"][ra] == db["signatures"][rb]))
+        else:
+            sa = da["shingles"][da["shingle_offsets"][ra] : da["shingle_offsets"][ra + 1]]
+            sb = db["shingles"][db["shingle_offsets"][rb] : db["shingle_offsets"][rb + 1]]
+            inter = len(np.intersect1d(sa, sb, assume_unique=True))
+            union = len(sa) + len(sb) - inter
+            sim = inter / union if union else 1.0
+        mask[i] = sim >= threshold
+    return mask
+
+
+# --- phase 3: components and per-shard results ---------------------------------------------------
+
+
+def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions: int) -> dict:
+    """Connected components over all edges; per-shard cluster files for score_shard."""
+    edges = []
+    for part in range(partitions):
+        with fs.open(f"{work}/edges/part-{part:05d}.npy", "rb") as f:
+            edges.append(np.load(f))
+    pairs = np.concatenate(edges) if edges else np.empty((0, 2), np.int64)
+    comp = connected_components(pairs[:, 0], pairs[:, 1])
+    del pairs, edges
+    shard_of = comp.keys >> ROW_BITS
+    row_of = comp.keys & np.int64((1 << ROW_BITS) - 1)
+    lengths = None
+    if cfg.keep == "longest":
+        lengths = np.zeros(len(comp.keys), dtype=np.int64)
+        for shard in np.unique(shard_of):
+            sel = shard_of == shard
+            with fs.open(f"{work}/docs/shard-{int(shard):06d}.npz", "rb") as f:
+                lengths[sel] = np.load(f)["lengths"][row_of[sel]]
+    is_rep = representatives(comp, cfg.keep, lengths, cfg.seed)
+    cluster_id, size = comp.cluster_id, comp.size
+    bounds = np.flatnonzero(np.concatenate(([True], shard_of[1:] != shard_of[:-1], [True])))
+    if len(comp.keys) == 0:
+        bounds = bounds[:0]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        with fs.open(f"{work}/clusters/shard-{int(shard_of[lo]):06d}.npz", "wb") as f:
+            np.savez(
+                f,
+                rows=row_of[lo:hi],
+                cluster_id=cluster_id[lo:hi],
+                size=size[lo:hi].astype(np.int32),
+                is_rep=is_rep[lo:hi],
+            )
+    roots = np.flatnonzero(comp.root == np.arange(len(comp.keys)))
+    sizes = np.bincount(comp.root)[roots] if len(roots) else np.zeros(0, dtype=np.int64)
+    hist = np.bincount(np.floor(np.log2(sizes)).astype(np.int64)) if len(sizes) else []
+    return {
+        "clusters": int(len(roots)),
+        "documents_in_clusters": int(len(comp.keys)),
+        "duplicates": int(len(comp.keys) - is_rep.sum()),
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+        "cluster_size_log2_histogram": {
+            f"{2**i}-{2 ** (i + 1) - 1}": int(c) for i, c in enumerate(hist) if c
+        },
+    }
