@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import __version__
@@ -34,8 +33,7 @@ from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.sources import get_reader, input_fingerprint
 from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
-from pipeline.runner.unit import plan_segments
-from pipeline.schema import TEXT
+from pipeline.runner.unit import payload_lengths, plan_segments
 from pipeline.stages.base import Stage, StageConfig
 
 FAILED = "__failed_at"
@@ -175,17 +173,7 @@ def _with_level0(batch: pa.Table) -> pa.Table:
     """Reader batch + the internal columns of level 0."""
     n = batch.num_rows
     batch = batch.append_column(FAILED, pa.nulls(n, pa.int16()))
-    sizes = _row_bytes(batch)
-    return batch.append_column(bytes_col(0), pa.array(sizes, pa.int64()))
-
-
-def _row_bytes(batch: pa.Table) -> np.ndarray:
-    """Payload bytes per row (`text`, else `html`; 0 when null)."""
-    col = TEXT if TEXT in batch.column_names else "html" if "html" in batch.column_names else None
-    if col is None:
-        return np.zeros(batch.num_rows, dtype=np.int64)
-    lengths = pc.binary_length(batch.column(col)).fill_null(0)
-    return lengths.to_numpy(zero_copy_only=False).astype(np.int64)
+    return batch.append_column(bytes_col(0), payload_lengths(batch))
 
 
 def score_all(stage: Stage, batch: pa.Table, level: int) -> pa.Table:
@@ -231,7 +219,7 @@ def score_all(stage: Stage, batch: pa.Table, level: int) -> pa.Table:
         order.append(dead_idx)
     merged = pa.concat_tables(pieces, promote_options="permissive")
     merged = merged.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
-    return merged.append_column(bytes_col(level), pa.array(_row_bytes(merged), pa.int64()))
+    return merged.append_column(bytes_col(level), payload_lengths(merged))
 
 
 def _table_path(root: str, key: str, unit: InputUnit) -> str:

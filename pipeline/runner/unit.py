@@ -366,13 +366,19 @@ def _concat(parts: list[pa.Table], like: pa.Table, drop_reason: bool = False) ->
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def _payload_bytes(batch: pa.Table) -> int:
-    """UTF-8 bytes of the payload column (`text`, else `html`)."""
+def payload_lengths(batch: pa.Table) -> pa.Array:
+    """UTF-8 bytes per row of the payload column (`text`, else `html`; 0 when null or absent)."""
     col = TEXT if TEXT in batch.column_names else HTML if HTML in batch.column_names else None
-    if col is None or batch.num_rows == 0:
+    if col is None:
+        return pa.array([0] * batch.num_rows, pa.int64())
+    return pc.binary_length(batch.column(col)).fill_null(0).cast(pa.int64())
+
+
+def _payload_bytes(batch: pa.Table) -> int:
+    """UTF-8 bytes of the payload column, summed (the byte accounting of stats.json)."""
+    if batch.num_rows == 0:
         return 0
-    total = pc.sum(pc.binary_length(batch.column(col))).as_py()
-    return int(total or 0)
+    return int(pc.sum(payload_lengths(batch)).as_py() or 0)
 
 
 def write_marker(fs: Any, path: str, payload: dict[str, Any]) -> None:
