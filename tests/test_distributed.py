@@ -20,12 +20,24 @@ from tests.test_runner import read_output
 CURATE = [sys.executable, "-m", "pipeline.cli"]
 
 
-def _write_recipe(path: Path, inputs: list[str], out: Path, **runtime) -> Path:
+MAP_STAGES = [{"stage": "extract"}, {"stage": "langid", "threshold": 0.5}]
+# Global stages between map stages: both dedup shuffles run on the cluster too.
+DEDUP_STAGES = [
+    {"stage": "extract"},
+    {"stage": "exact_dedup"},
+    {"stage": "langid", "threshold": 0.5},
+    {"stage": "minhash_dedup", "preset": "fineweb"},
+]
+
+
+def _write_recipe(
+    path: Path, inputs: list[str], out: Path, stages: list[dict] = MAP_STAGES, **runtime
+) -> Path:
     recipe = {
         "input": {"paths": inputs},
         "output": {"path": str(out), "keep_rejected": True},
         "runtime": {"executor": "ray", "batch_size": 16, "progress": "log", **runtime},
-        "stages": [{"stage": "extract"}, {"stage": "langid", "threshold": 0.5}],
+        "stages": stages,
     }
     path.write_text(json.dumps(recipe))  # JSON is valid YAML
     return path
@@ -35,10 +47,10 @@ def _inputs(shared_data: Path) -> list[str]:
     return sorted(str(p) for p in (shared_data / "warc").glob("*.warc.gz"))
 
 
-def _reference(inputs: list[str], tmp_path: Path):
+def _reference(inputs: list[str], tmp_path: Path, stages: list[dict] = MAP_STAGES):
     """The uninterrupted, single-process output to compare against."""
     out = tmp_path / "reference"
-    recipe = json.loads(_write_recipe(tmp_path / "ref.yaml", inputs, out).read_text())
+    recipe = json.loads(_write_recipe(tmp_path / "ref.yaml", inputs, out, stages).read_text())
     recipe["runtime"]["executor"] = "local"
     run_recipe(recipe_from_dict(recipe))
     return read_output(out)
@@ -54,7 +66,7 @@ def test_two_node_cluster_gives_the_same_output(shared_data, tmp_path) -> None:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         out = tmp_path / "cluster"
-        config = _write_recipe(tmp_path / "r.yaml", inputs, out)
+        config = _write_recipe(tmp_path / "r.yaml", inputs, out, DEDUP_STAGES)
         proc = subprocess.run(
             [*CURATE, "run", str(config), "--ray-address", cluster.address],
             capture_output=True,
@@ -70,7 +82,17 @@ def test_two_node_cluster_gives_the_same_output(shared_data, tmp_path) -> None:
         for m in (out / "_run" / "units" / "seg00").glob("*.json")
     }
     assert len(nodes) == 2, "both nodes of the cluster should have processed units"
-    assert read_output(out).equals(_reference(inputs, tmp_path))
+    assert read_output(out).equals(_reference(inputs, tmp_path, DEDUP_STAGES))
+    for stage in ("exact_dedup", "minhash_dedup"):  # the same removed sets
+        removed = [
+            _removed_ids(root / "rejected" / stage) for root in (out, tmp_path / "reference")
+        ]
+        assert removed[0] == removed[1], stage
+    assert _removed_ids(out / "rejected" / "exact_dedup"), "the shared WARCs hold exact copies"
+
+
+def _removed_ids(path: Path) -> set[str]:
+    return {i for f in path.glob("*.parquet") for i in pq.read_table(f).column("id").to_pylist()}
 
 
 @pytest.mark.slow
