@@ -20,9 +20,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.schema import LANG, TEXT
+from pipeline.schema import TEXT
 from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
 from pipeline.text import base_lang, is_spaced, non_symbol_words, split_words
+from pipeline.text.batch import columns_from_rows, texts_and_langs, with_columns
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 POLICY_SUBSTRINGS = (
@@ -279,14 +280,11 @@ class C4QualityStage(Stage):
         }
 
     def score(self, batch: pa.Table) -> pa.Table:
-        texts = column_as_list(batch, TEXT)
-        langs = column_as_list(batch, LANG) if LANG in batch.column_names else [None] * len(texts)
-        rows = [self.clean(t or "", lang) for t, lang in zip(texts, langs, strict=True)]
+        texts, langs = texts_and_langs(batch)
+        rows = [self.clean(t, lang) for t, lang in zip(texts, langs, strict=True)]
         types = {TEXT: pa.string(), "c4_lorem_ipsum": pa.bool_(), "c4_curly_bracket": pa.bool_()}
-        for col in self.score_columns:
-            values = pa.array([r[col] for r in rows], type=types.get(col, pa.int64()))
-            batch = _put(batch, col, values)
-        return batch
+        types = {col: types.get(col, pa.int64()) for col in self.score_columns}
+        return with_columns(batch, columns_from_rows(rows, types))
 
     def keep(self, batch: pa.Table) -> pa.Array:
         cfg: C4QualityConfig = self.config  # type: ignore[assignment]
@@ -327,7 +325,9 @@ class C4ParagraphStage(Stage):
         for text in column_as_list(batch, TEXT):
             lengths = sorted((len(line) for line in (text or "").split("\n")), reverse=True)
             values.append(lengths[k - 1] if len(lengths) >= k else 0)
-        return _put(batch, "c4_paragraph_kth_longest_line", pa.array(values, type=pa.int64()))
+        return with_columns(
+            batch, {"c4_paragraph_kth_longest_line": pa.array(values, type=pa.int64())}
+        )
 
     def keep(self, batch: pa.Table) -> pa.Array:
         cfg: C4ParagraphConfig = self.config  # type: ignore[assignment]
@@ -335,10 +335,3 @@ class C4ParagraphStage(Stage):
         return reasons_from_checks(
             batch.num_rows, [(kth < cfg.min_paragraph_len, "c4_too_few_paragraphs")]
         )
-
-
-def _put(batch: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    """`batch` with column `name` set to `values` (replaced when it exists)."""
-    if name in batch.column_names:
-        return batch.set_column(batch.column_names.index(name), name, values)
-    return batch.append_column(name, values)

@@ -26,7 +26,14 @@ import regex
 from pydantic import Field
 
 from pipeline.stages.base import Stage, StageConfig, reasons_from_checks
-from pipeline.text.batch import above, below, numeric_column, texts_and_langs, with_columns
+from pipeline.text.batch import (
+    above,
+    below,
+    columns_from_rows,
+    numeric_column,
+    texts_and_langs,
+    with_columns,
+)
 from pipeline.text.words import non_symbol_words, split_words
 
 PREFIX = "fineweb_"
@@ -117,10 +124,7 @@ class FineWebQualityStage(Stage):
         texts, langs = texts_and_langs(batch)
         length = self.config.short_line_length
         rows = [fineweb_scores(t, lang, length) for t, lang in zip(texts, langs, strict=True)]
-        columns = {
-            PREFIX + m: pa.array([r[m] for r in rows], type=dtype) for m, dtype in MEASURES.items()
-        }
-        return with_columns(batch, columns)
+        return with_columns(batch, columns_from_rows(rows, MEASURES, PREFIX))
 
     def keep(self, batch: pa.Table) -> pa.Array:
         c = self.config

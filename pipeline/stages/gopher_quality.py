@@ -32,7 +32,14 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from pipeline.stages.base import Stage, StageConfig, reasons_from_checks
-from pipeline.text.batch import above, below, numeric_column, texts_and_langs, with_columns
+from pipeline.text.batch import (
+    above,
+    below,
+    columns_from_rows,
+    numeric_column,
+    texts_and_langs,
+    with_columns,
+)
 from pipeline.text.stopwords import stop_words_for
 from pipeline.text.words import base_lang, non_symbol_words, split_lines, split_words
 
@@ -121,10 +128,7 @@ class GopherQualityStage(Stage):
     def score(self, batch: pa.Table) -> pa.Table:
         texts, langs = texts_and_langs(batch)
         rows = [quality_scores(t, lang) for t, lang in zip(texts, langs, strict=True)]
-        columns = {
-            PREFIX + m: pa.array([r[m] for r in rows], type=dtype) for m, dtype in MEASURES.items()
-        }
-        return with_columns(batch, columns)
+        return with_columns(batch, columns_from_rows(rows, MEASURES, PREFIX))
 
     def keep(self, batch: pa.Table) -> pa.Array:
         c = self.config

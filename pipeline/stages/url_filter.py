@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 
 from pipeline.schema import URL
 from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
+from pipeline.text.batch import columns_from_rows, with_columns
 
 RESOURCES = "resources/url_filter"
 # The Pile's sources, excluded by the DCLM reproduction of RefinedWeb (refinedweb.yaml).
@@ -274,14 +275,11 @@ class UrlFilterStage(Stage):
         self.setup()
         urls = column_as_list(batch, URL) if URL in batch.column_names else [None] * batch.num_rows
         rows = [self.score_url(u) for u in urls]
-        for col in self.score_columns:
-            typ = pa.int32() if col == "url_soft_word_count" else pa.bool_()
-            values = pa.array([r[col] for r in rows], type=typ)
-            if col in batch.column_names:
-                batch = batch.set_column(batch.column_names.index(col), col, values)
-            else:
-                batch = batch.append_column(col, values)
-        return batch
+        types = {
+            col: pa.int32() if col == "url_soft_word_count" else pa.bool_()
+            for col in self.score_columns
+        }
+        return with_columns(batch, columns_from_rows(rows, types))
 
     def keep(self, batch: pa.Table) -> pa.Array:
         cfg: UrlFilterConfig = self.config  # type: ignore[assignment]

@@ -35,6 +35,13 @@ def below(values: np.ndarray, threshold: float | None) -> np.ndarray:
     return values < threshold
 
 
+def columns_from_rows(
+    rows: list[dict], types: dict[str, pa.DataType], prefix: str = ""
+) -> dict[str, pa.Array]:
+    """Per-document measurement dicts -> one typed Arrow column per key (named prefix + key)."""
+    return {prefix + k: pa.array([r[k] for r in rows], type=t) for k, t in types.items()}
+
+
 def with_columns(batch: pa.Table, columns: dict[str, pa.Array | np.ndarray]) -> pa.Table:
     """`batch` with each named column appended, or replaced when it is already there."""
     for name, values in columns.items():
