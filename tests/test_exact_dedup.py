@@ -219,14 +219,19 @@ def test_archive_it_byte_identical_pages(shared_data: Path, tmp_path: Path) -> N
     assert max(kept_sha.values()) == 1
 
 
-def test_gold_texts(shared_data: Path, tmp_path: Path) -> None:
-    """Real extracted text: no two gold texts are equal once NFC-stripped (3 are blank)."""
+def gold_text_shards(shared_data: Path, tmp_path: Path) -> tuple[list[str], list[ShardRef]]:
+    """The non-empty gold texts of both extraction benchmarks, dealt into 4 shards."""
     rows = []
     for name in ("cleaneval", "scrapinghub"):
         with open(shared_data / "extraction" / f"{name}.gold.jsonl") as f:
             rows += [json.loads(line) for line in f]
     texts = [r["gold"] for r in rows if r.get("gold")]
-    refs = write_shards(tmp_path, [docs(texts[i::4], f"g{i}-") for i in range(4)])
+    return texts, write_shards(tmp_path, [docs(texts[i::4], f"g{i}-") for i in range(4)])
+
+
+def test_gold_texts(shared_data: Path, tmp_path: Path) -> None:
+    """Real extracted text: no two gold texts are equal once NFC-stripped (3 are blank)."""
+    texts, refs = gold_text_shards(shared_data, tmp_path)
     summary, kept, rejected = run_stage(ExactDedupStage(ExactDedupConfig()), refs, tmp_path)
     assert summary["documents"] == len(texts) == 916
     assert rejected.num_rows == 0 and summary["hashed"] == 913

@@ -3,7 +3,6 @@ shard groups, the too-short rule, and the amount removed from the extraction gol
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from pipeline.dedup.lines import (
     LineDedupStage,
     remove_lines,
 )
-from tests.test_exact_dedup import docs, run_stage, write_shards
+from tests.test_exact_dedup import docs, gold_text_shards, run_stage, write_shards
 
 LONG = "x" * 40
 
@@ -96,12 +95,7 @@ def test_remove_lines_helper() -> None:
 
 def test_gold_texts(shared_data: Path, tmp_path: Path) -> None:
     """Real extracted text: report how much line dedup removes (asserted loosely)."""
-    rows = []
-    for name in ("cleaneval", "scrapinghub"):
-        with open(shared_data / "extraction" / f"{name}.gold.jsonl") as f:
-            rows += [json.loads(line) for line in f]
-    texts = [r["gold"] for r in rows if r.get("gold")]
-    refs = write_shards(tmp_path, [docs(texts[i::4], f"g{i}-") for i in range(4)])
+    texts, refs = gold_text_shards(shared_data, tmp_path)
     summary, kept, rejected = run_stage(LineDedupStage(LineDedupConfig()), refs, tmp_path)
     assert kept.num_rows + rejected.num_rows == len(texts)
     frac = summary["lines_dropped_frac"]

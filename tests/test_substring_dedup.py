@@ -3,7 +3,6 @@ semantics, byte units with multi-byte characters, emptied documents, and the gol
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from pipeline.dedup.substring import (
     plan_groups,
     token_byte_spans,
 )
-from tests.test_exact_dedup import docs, run_stage, write_shards
+from tests.test_exact_dedup import docs, gold_text_shards, run_stage, write_shards
 
 _RNG = random.Random(7)
 
@@ -129,12 +128,7 @@ def test_groups_bound_the_pool(tmp_path: Path) -> None:
 
 
 def test_gold_texts(shared_data: Path, tmp_path: Path) -> None:
-    rows = []
-    for name in ("cleaneval", "scrapinghub"):
-        with open(shared_data / "extraction" / f"{name}.gold.jsonl") as f:
-            rows += [json.loads(line) for line in f]
-    texts = [r["gold"] for r in rows if r.get("gold")]
-    refs = write_shards(tmp_path, [docs(texts[i::4], f"g{i}-") for i in range(4)])
+    texts, refs = gold_text_shards(shared_data, tmp_path)
     summary, kept, rejected = run_stage(SubstringDedupStage(SubstringDedupConfig()), refs, tmp_path)
     assert kept.num_rows + rejected.num_rows == len(texts)
     print(
