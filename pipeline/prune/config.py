@@ -36,6 +36,9 @@ class PruneConfig(StageConfig):
     max_tokens: int = Field(default=256, gt=0)  # neural embedders truncate to this many tokens
     embed_batch_size: int = Field(default=64, gt=0)
     device: Device = "auto"  # auto = CUDA when torch sees a GPU
+    # GPUs each embedding task reserves on Ray (fractions share a GPU); None = 1 for a neural
+    # embedder not on `device: cpu` when the cluster has GPUs, else 0.
+    num_gpus: float | None = Field(default=None, ge=0)
     max_chars: int = Field(default=20_000, gt=0)  # texts are cut to this before embedding
     light_features: int = Field(default=2**17, ge=2**8)  # hashed n-gram buckets
     light_ngram_max: int = Field(default=1, ge=1, le=3)  # word n-grams 1..n
@@ -69,6 +72,12 @@ class PruneConfig(StageConfig):
         if (self.embeddings == "side_file") != (self.embeddings_dir is not None):
             raise ValueError("embeddings_dir is required with embeddings: side_file, and only then")
         return self
+
+    def embed_gpus(self) -> float | None:
+        """GPUs per embedding task for `GlobalContext.map` (None: one if the cluster has any)."""
+        if self.embedder == "light" or self.device == "cpu":
+            return self.num_gpus or 0
+        return self.num_gpus
 
     def embed_spec(self, light_model: str | None = None) -> EmbedSpec:
         """The embedder spec of this config (`light_model`: the fitted light model file)."""

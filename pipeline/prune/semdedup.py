@@ -201,6 +201,7 @@ def _embed_all(ctx: GlobalContext, cfg: PruneConfig, present: list[ShardRef]) ->
     return ctx.map(
         partial(phases.embed_shard, fs=ctx.fs, work=ctx.work_dir, spec=spec, side_dir=side),
         present,
+        num_gpus=cfg.embed_gpus(),
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from pipeline.config import Recipe, RuntimeConfig
+from pipeline.errors import CurateError
 from pipeline.runner.unit import StageChain, Task, process_task
 from pipeline.stages.global_base import GlobalContext, LocalContext
 
@@ -162,11 +163,27 @@ class RayContext:
         self.fs.makedirs(self.work_dir, exist_ok=True)
         self.num_partitions = num_partitions
 
-    def map(self, fn: Callable[[Any], Any], items: Any) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Any, *, num_gpus: float | None = 0) -> list[Any]:
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=3)(_call)
+        gpus = task_gpus(num_gpus, ray.cluster_resources().get("GPU", 0.0))
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(_call)
         return ray.get([remote.remote(fn, item) for item in items])
+
+
+def task_gpus(requested: float | None, cluster_gpus: float) -> float:
+    """GPUs per task: `requested`, or (None) one when the cluster has any.
+
+    A request the cluster cannot meet is an error here: Ray would otherwise wait forever.
+    """
+    if requested is None:
+        return 1.0 if cluster_gpus >= 1 else 0.0
+    if requested > cluster_gpus:
+        raise CurateError(
+            f"tasks ask for {requested:g} GPU(s) each but the Ray cluster has {cluster_gpus:g}; "
+            "lower the stage's num_gpus (0 = CPU) or add GPU nodes"
+        )
+    return requested
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:

@@ -66,10 +66,14 @@ class GlobalContext(Protocol):
     work_dir: str  # this stage's private directory for intermediate files (created, empty)
     num_partitions: int  # suggested hash-partition count for shuffles (>= number of workers)
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, num_gpus: float | None = 0
+    ) -> list[R]:
         """Run `fn` over `items` in parallel (Ray tasks or a local loop), results in order.
 
         `fn` must be picklable: a module-level function or a functools.partial of one.
+        `num_gpus`: GPUs each call reserves on a Ray cluster (fractions share one); None = one
+        when the cluster has GPUs, else none. A local loop runs with whatever the process sees.
         """
         ...
 
@@ -82,7 +86,9 @@ class LocalContext:
         self.fs.makedirs(self.work_dir, exist_ok=True)
         self.num_partitions = num_partitions
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, num_gpus: float | None = 0
+    ) -> list[R]:
         return [fn(item) for item in items]
 
 

@@ -107,16 +107,16 @@ def instrument(killer: Killer, setattr_: Callable[[Any, str, Any], None] = setat
 
     real_map = global_base.LocalContext.map
 
-    def map_(ctx: Any, fn: Callable[[Any], Any], items: Any) -> list[Any]:
+    def map_(ctx: Any, fn: Callable[[Any], Any], items: Any, **options: Any) -> list[Any]:
         def item(x: Any) -> Any:
             killer.event()
             return fn(x)
 
-        return real_map(ctx, item, items)
+        return real_map(ctx, item, items, **options)
 
     setattr_(global_base.LocalContext, "map", map_)
 
-    def ray_map(ctx: Any, fn: Callable[[Any], Any], items: Any) -> list[Any]:
+    def ray_map(ctx: Any, fn: Callable[[Any], Any], items: Any, **options: Any) -> list[Any]:
         """RayContext.map with one event once every task is submitted (all in flight)."""
         import ray
 
