@@ -209,6 +209,10 @@ def _sleepy(seconds: float) -> Callable[[str], str]:
             os._exit(3)
         elif item == "alloc":
             return str(len(bytearray(2 << 30)))  # 2 GiB
+        elif item == "spin":  # burn `seconds` of CPU
+            end = time.process_time() + seconds
+            while time.process_time() < end:
+                pass
         return item.upper()
 
     return fn
@@ -238,6 +242,18 @@ def test_sandbox_memory_limit_turns_memory_bomb_into_error() -> None:
     with Sandbox(_sleepy, (0.0,), timeout_s=10.0, memory_limit_mb=1024) as box:
         results = box.map([("alloc",), ("a",)])
     assert results == [(ERROR, "MemoryError: "), (OK, "A")]
+
+
+def test_sandbox_counts_the_cpu_of_its_children_also_those_killed() -> None:
+    with Sandbox(_sleepy, (0.4,), timeout_s=10.0) as box:
+        assert box.map([("spin",)]) == [(OK, "SPIN")]
+        first = box.cpu_seconds
+        assert first >= 0.4
+        box.timeout_s = 0.2  # the next spin runs past the limit: the child is killed
+        assert box.map([("spin",), ("a",)]) == [(TIMEOUT, None), (OK, "A")]
+        assert box.stats.starts == 2
+        assert box.cpu_seconds >= first + 0.15  # the killed child's CPU is kept
+    assert box.cpu_seconds >= first + 0.15  # and survives close()
 
 
 def test_sandbox_reports_factory_failure() -> None:

@@ -12,9 +12,9 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import recipe_from_dict
 from pipeline.errors import AccountingError, OutputError
-from pipeline.runner.accounting import check_run
+from pipeline.runner.accounting import StageStats, check_run
 from pipeline.runner.run import run_recipe
-from pipeline.runner.unit import _apply_isolated
+from pipeline.runner.unit import _apply_isolated, _run_stage
 from pipeline.stages.base import Stage, StageConfig
 
 
@@ -175,6 +175,30 @@ def test_a_document_that_crashes_a_stage_is_rejected_not_fatal() -> None:
     assert kept.column("id").to_pylist() == ["a", "c"]
     assert rejected.column("id").to_pylist() == ["b"]
     assert rejected.column("reason").to_pylist() == ["explodes_error"]
+
+
+class _HelperProcessStage(_ExplodingStage):
+    """Reports 2.5 CPU seconds of a helper process per call (as the extract sandbox would)."""
+
+    def __init__(self, config: StageConfig) -> None:
+        super().__init__(config)
+        self.helper = 0.0
+
+    def score(self, batch: pa.Table) -> pa.Table:
+        self.helper += 2.5
+        return super().score(batch)
+
+    def helper_cpu_s(self) -> float:
+        return self.helper
+
+
+def test_a_stage_is_charged_the_cpu_of_its_helper_processes() -> None:
+    stats = StageStats("explodes")
+    batch = pa.table({"id": ["a"], "text": ["fine"]})
+    _run_stage(_HelperProcessStage(_Explodes()), batch, stats)
+    _run_stage(_HelperProcessStage(_Explodes()), batch, stats)
+    assert 5.0 <= stats.cpu_s < 5.5
+    assert stats.wall_s < 1.0
 
 
 def test_accounting_violation_is_loud() -> None:

@@ -47,6 +47,10 @@ class Stage(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (subprocesses, files). Called when the worker is done."""
 
+    def helper_cpu_s(self) -> float:
+        """CPU seconds so far of processes this stage runs work in (added to its cpu_s)."""
+        return 0.0
+
     @abstractmethod
     def score(self, batch: pa.Table) -> pa.Table:
         """Return `batch` with this stage's measurement (or transformed) columns added."""

@@ -152,6 +152,9 @@ class ExtractStage(Stage):
         if self._sandbox is not None:
             self._sandbox.close()
 
+    def helper_cpu_s(self) -> float:
+        return self._sandbox.cpu_seconds if self._sandbox is not None else 0.0
+
     @property
     def sandbox(self) -> Sandbox | None:
         """The extractor process handle (None in-process), for stats and tests."""

@@ -31,6 +31,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 OK, ERROR, TIMEOUT, CRASH = "ok", "error", "timeout", "crash"
 Result = tuple[str, Any]
 
@@ -85,6 +87,7 @@ class Sandbox:
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._finalizer: weakref.finalize | None = None
+        self._retired_cpu_s = 0.0  # CPU of children already gone
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -137,18 +140,36 @@ class Sandbox:
 
     def close(self) -> None:
         """Ask the child to exit, then make sure it has (kill after a short grace period)."""
+        cpu = self._child_cpu_s()
         if self._conn is not None and self.running:
             try:
                 self._conn.send(None)
                 self._proc.wait(timeout=2)  # type: ignore[union-attr]
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        self._kill()
+        self._kill(cpu)
 
-    def _kill(self) -> None:
+    def _kill(self, cpu_s: float | None = None) -> None:
+        """Kill and reap the child; its CPU time (`cpu_s`, else read now) joins the total."""
+        self._retired_cpu_s += self._child_cpu_s() if cpu_s is None else cpu_s
         if self._finalizer is not None:
             self._finalizer()  # kills, reaps and closes; runs at most once
         self._proc, self._conn, self._finalizer = None, None, None
+
+    def _child_cpu_s(self) -> float:
+        """User + system CPU seconds of the current child so far (0 when none or unreadable)."""
+        if self._proc is None:
+            return 0.0
+        try:
+            t = psutil.Process(self._proc.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return t.user + t.system
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds used by every child of this sandbox so far (the parent's not included)."""
+        return self._retired_cpu_s + self._child_cpu_s()
 
     def __enter__(self) -> Sandbox:
         self.start()
