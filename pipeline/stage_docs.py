@@ -1,12 +1,18 @@
 """The stage reference (`curate stages`, and the README's stage tables), made from the code.
 
 Each stage's keys, defaults and threshold flags come from its config class, so the reference
-cannot drift from what the config validator accepts.
+cannot drift from what the config validator accepts; a key's meaning is its `Field(description=)`,
+else the comment on or above its line in the class source.
 """
 
 from __future__ import annotations
 
+import inspect
+import io
 import json
+import textwrap
+import tokenize
+from functools import cache
 from typing import Any
 
 from pydantic.fields import FieldInfo
@@ -22,6 +28,61 @@ def _default(field: FieldInfo) -> str:
         value = sorted(value) if isinstance(value, (set, frozenset)) else list(value)
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+@cache
+def field_comments(cls: type) -> dict[str, str]:
+    """Comments documenting the fields declared in `cls`'s own body: name -> text.
+
+    A field's comment is the trailing `# ...` of its statement, else the contiguous comment
+    lines directly above it (at the field's indentation). Read with `tokenize`, so a `#` inside
+    a string is never taken for a comment.
+    """
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    above: list[tokenize.TokenInfo] = []  # comment lines since the last statement or blank line
+    stmt: list[tokenize.TokenInfo] = []  # tokens of the logical line being read
+    depth = 0
+    prev = tokenize.NEWLINE
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in (tokenize.INDENT, tokenize.DEDENT):
+            depth += 1 if tok.type == tokenize.INDENT else -1
+        elif tok.type == tokenize.NEWLINE:
+            code = [t for t in stmt if t.type != tokenize.COMMENT]
+            # `name: annotation ...` directly in the class body declares a field.
+            if (
+                depth == 1
+                and len(code) > 1
+                and code[0].type == tokenize.NAME
+                and code[1].string == ":"
+            ):
+                trailing = [t.string for t in stmt if t.type == tokenize.COMMENT]
+                col = code[0].start[1]
+                lines = trailing or [t.string for t in above if t.start[1] == col]
+                out[code[0].string] = " ".join(c.lstrip("#").strip() for c in lines)
+            stmt, above = [], []
+        elif not stmt and tok.type == tokenize.COMMENT:
+            above.append(tok)
+        elif not stmt and tok.type == tokenize.NL:
+            if prev != tokenize.COMMENT:  # a blank line ends the comment block above
+                above = []
+        elif tok.type != tokenize.NL:
+            stmt.append(tok)
+        prev = tok.type
+    return out
+
+
+def meaning(cls: type, key: str, field: FieldInfo) -> str:
+    """What config key `key` of `cls` means: its description, else its comment (MRO order)."""
+    if field.description:
+        return field.description
+    for base in cls.__mro__:
+        if key in inspect.get_annotations(base) and (text := field_comments(base).get(key)):
+            return text
+    return ""
 
 
 def _summary(cls: type) -> str:
@@ -44,8 +105,8 @@ def stage_reference(names: list[str] | None = None) -> str:
         out += ["| key | default | threshold | meaning |", "|---|---|---|---|"]
         for key, field in fields.items():
             threshold = "yes" if key in cls.threshold_keys else ""
-            meaning = (field.description or "").replace("|", "\\|")
-            out.append(f"| `{key}` | `{_default(field)}` | {threshold} | {meaning} |")
+            text = meaning(cls.config_cls, key, field).replace("|", "\\|")
+            out.append(f"| `{key}` | `{_default(field)}` | {threshold} | {text} |")
         out.append("")
     return "\n".join(out)
 

@@ -20,3 +20,43 @@ def test_readme_documents_every_cli_verb() -> None:
     sub = next(a for a in _build_parser()._actions if a.dest == "command")
     for verb in sub.choices:
         assert f"### `curate {verb}" in readme, f"README has no section for `curate {verb}`"
+
+
+def test_every_stage_key_has_a_meaning() -> None:
+    from pipeline.registry import available_stages
+    from pipeline.stage_docs import meaning
+
+    missing = [
+        f"{name}.{key}"
+        for name, cls in available_stages().items()
+        for key, field in cls.config_cls.model_fields.items()
+        if key != "stage" and not meaning(cls.config_cls, key, field).strip()
+    ]
+    assert not missing, f"config keys without a comment or description: {', '.join(missing)}"
+
+
+def test_field_comments_reads_trailing_and_above_comments() -> None:
+    from pydantic import BaseModel
+
+    from pipeline.stage_docs import field_comments, meaning
+
+    class Base(BaseModel):
+        inherited: int = 0  # from the base class
+
+    class Sample(Base):
+        trailing: str = "a # b"  # the trailing one
+        # The comment
+        # above.
+        above: int = 1
+        bare: int = 2
+
+        # After a blank line: not above `spaced`.
+
+        spaced: int = 3
+
+    comments = field_comments(Sample)
+    assert comments["trailing"] == "the trailing one"
+    assert comments["above"] == "The comment above."
+    assert comments["bare"] == comments["spaced"] == ""
+    assert meaning(Sample, "inherited", Sample.model_fields["inherited"]) == "from the base class"
+    assert meaning(Sample, "bare", Sample.model_fields["bare"]) == ""

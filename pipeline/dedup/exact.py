@@ -58,10 +58,11 @@ class ExactDedupConfig(StageConfig):
     """Which value is compared, how it is normalised, and which copy survives."""
 
     stage: Literal["exact_dedup"] = "exact_dedup"
-    column: Literal["text", "html"] = "text"
-    normalization: NormSpec = "nfc_strip"
+    column: Literal["text", "html"] = "text"  # value compared (html: before extract)
+    normalization: NormSpec = "nfc_strip"  # preset name or TextNorm switches (dedup/normalize.py)
+    # Copy kept: first (input order), longest (most characters) or random (hash of id, seed).
     keep: Literal["first", "longest", "random"] = "first"
-    seed: int = Field(default=0, ge=0, lt=1 << 64)  # keep: random only
+    seed: int = Field(default=0, ge=0, lt=1 << 64)  # seed of the id hash of keep: random
 
 
 # --- keyed record files: one file, many slices, each readable alone ------------------------------

@@ -63,9 +63,9 @@ class LineDedupConfig(StageConfig):
     """Line normalisation, the shard group pooled together, and the length left to keep a doc."""
 
     stage: Literal["line_dedup"] = "line_dedup"
-    normalization: NormSpec = "ccnet"
+    normalization: NormSpec = "ccnet"  # line key: preset name or TextNorm switches
     group_size: int | None = Field(default=None, ge=1)  # shards per group; null = all shards
-    min_length: int = Field(default=300, ge=0)  # characters, for documents that lost lines
+    min_length: int = Field(default=300, ge=0)  # reject a doc that lost lines if fewer chars remain
 
 
 def line_hashes(text: str, normalization: NormSpec) -> tuple[list[int], list[int]]:

@@ -73,26 +73,28 @@ class MinHashDedupConfig(StageConfig):
     weights, as datasketch's optimal_param); FineWeb's 14 x 8 when none is given."""
 
     stage: Literal["minhash_dedup"] = "minhash_dedup"
-    preset: Literal["fineweb", "refinedweb"] | None = None
-    num_bands: int | None = Field(default=None, ge=1)
-    rows_per_band: int | None = Field(default=None, ge=1)
+    preset: Literal["fineweb", "refinedweb"] | None = None  # bands x rows: 14 x 8 or 450 x 20
+    num_bands: int | None = Field(default=None, ge=1)  # LSH bands b (with rows_per_band)
+    rows_per_band: int | None = Field(default=None, ge=1)  # hashes per band r (with num_bands)
+    # Target Jaccard similarity: bands x rows chosen for it (datasketch optimal_param).
     threshold: float | None = Field(default=None, gt=0, lt=1)
-    num_perm: int = Field(default=128, ge=1, le=20000)  # used only with `threshold`
-    false_positive_weight: float = Field(default=0.5, ge=0, le=1)
-    false_negative_weight: float = Field(default=0.5, ge=0, le=1)
-    ngram_size: int = Field(default=5, ge=1, le=64)
-    seed: int = Field(default=1, ge=0, lt=2**32)
-    hash_bits: Literal[32, 64] = 64
-    permutation: Literal["mersenne", "affine64"] = "mersenne"
-    shingle_hash: Literal["words64", "xxh3", "sha1_32"] = "words64"
-    lowercase: bool = True
-    strip_diacritics: bool = True
-    remove_punctuation: bool = True
-    normalize_digits: bool = True
-    verify: Literal["none", "signature", "jaccard"] = "none"
+    num_perm: int = Field(default=128, ge=1, le=20000)  # hashes available to `threshold` banding
+    false_positive_weight: float = Field(default=0.5, ge=0, le=1)  # weight in `threshold` banding
+    false_negative_weight: float = Field(default=0.5, ge=0, le=1)  # weight in `threshold` banding
+    ngram_size: int = Field(default=5, ge=1, le=64)  # words per shingle
+    seed: int = Field(default=1, ge=0, lt=2**32)  # seed of the permutations and keep: random
+    hash_bits: Literal[32, 64] = 64  # width of the signature values
+    permutation: Literal["mersenne", "affine64"] = "mersenne"  # hash family (datasketch schemes)
+    shingle_hash: Literal["words64", "xxh3", "sha1_32"] = "words64"  # how shingles are hashed
+    lowercase: bool = True  # normalisation before shingling: lowercase
+    strip_diacritics: bool = True  # normalisation: "é" == "e"
+    remove_punctuation: bool = True  # normalisation: punctuation and symbols split words
+    normalize_digits: bool = True  # normalisation: every number reads "0"
+    verify: Literal["none", "signature", "jaccard"] = "none"  # recheck LSH candidate pairs
+    # Jaccard a verified pair needs; null: `threshold`, else the banding's 50% point.
     verify_threshold: float | None = Field(default=None, gt=0, le=1)
-    keep: Literal["first", "longest", "random"] = "first"
-    engine: Literal["auto", "numba", "numpy"] = "auto"
+    keep: Literal["first", "longest", "random"] = "first"  # document each cluster keeps
+    engine: Literal["auto", "numba", "numpy"] = "auto"  # signature kernels; auto: numba if found
 
     @model_validator(mode="after")
     def _check_banding(self) -> MinHashDedupConfig:

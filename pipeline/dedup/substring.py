@@ -65,10 +65,11 @@ class SubstringDedupConfig(StageConfig):
     """Span threshold and unit, which copies go, and the group size bound."""
 
     stage: Literal["substring_dedup"] = "substring_dedup"
-    min_tokens: int = Field(default=50, ge=1)
-    unit: Literal["words", "bytes"] = "words"
-    bytes_per_token: float = Field(default=4.0, gt=0)  # unit: bytes only
-    remove: Literal["all", "all_but_first"] = "all"
+    min_tokens: int = Field(default=50, ge=1)  # shortest repeated span that is cut, in tokens
+    unit: Literal["words", "bytes"] = "words"  # words (split_words tokens) or bytes (UTF-8)
+    bytes_per_token: float = Field(default=4.0, gt=0)  # unit bytes: span = min_tokens x this
+    remove: Literal["all", "all_but_first"] = "all"  # cut every copy, or all but the first
+    # Max UTF-8 bytes of text per group (one suffix array; a larger shard is a group alone).
     max_group_bytes: int = Field(default=256 << 20, ge=1, le=(1 << 31) - 1)
     min_length: int = Field(default=0, ge=0)  # characters left (stripped) to keep an edited doc
 

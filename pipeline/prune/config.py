@@ -34,8 +34,8 @@ class PruneConfig(StageConfig):
     model_path: str | None = None  # local Hugging Face model directory, for embedder: hf
     pooling: Pooling = "mean"  # mean | last (last real token, as SemDeDup on C4)
     max_tokens: int = Field(default=256, gt=0)  # neural embedders truncate to this many tokens
-    embed_batch_size: int = Field(default=64, gt=0)
-    device: Device = "auto"  # auto = CUDA when torch sees a GPU
+    embed_batch_size: int = Field(default=64, gt=0)  # texts per embedder batch
+    device: Device = "auto"  # auto (CUDA when torch sees a GPU) | cpu | cuda
     # GPUs each embedding task reserves on Ray (fractions share a GPU); None = 1 for a neural
     # embedder not on `device: cpu` when the cluster has GPUs, else 0.
     num_gpus: float | None = Field(default=None, ge=0)
@@ -45,15 +45,16 @@ class PruneConfig(StageConfig):
     light_dim: int = Field(default=256, ge=2)  # SVD dimensions
     light_fit_docs: int = Field(default=20_000, gt=0)  # sample the idf and SVD are fitted on
     # k-means (spherical, cosine).
-    n_clusters: int | None = Field(default=None, gt=0)  # None: round(sqrt(documents))
-    kmeans_iters: int = Field(default=20, gt=0)
+    n_clusters: int | None = Field(default=None, gt=0)  # k-means k; None: round(sqrt(documents))
+    kmeans_iters: int = Field(default=20, gt=0)  # max k-means iterations
     kmeans_max_train: int = Field(default=200_000, gt=0)  # training sample cap (also 256 per K)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0)  # seed of sampling, k-means and which_to_keep: random
     # SemDeDup (ALGORITHMS.md 1.2).
     which_to_keep: Literal["hard", "easy", "random"] = "hard"  # hard: farthest from centroid first
     block_size: int = Field(default=2048, gt=0)  # similarity blocks of block_size^2 float64
     eps: float | None = Field(default=None, gt=0, le=1)  # remove max_sim > 1 - eps
-    r_dedup: float | None = Field(default=DEFAULT_R_DEDUP, gt=0, le=1)  # or keep this fraction
+    # Or by ratio: keep this fraction, removing the 1 - r_dedup with the highest max_sim.
+    r_dedup: float | None = Field(default=DEFAULT_R_DEDUP, gt=0, le=1)
     # Persistence of the embedding: a column, a side file per shard, or nothing.
     embeddings: Literal["column", "side_file", "none"] = "column"
     embeddings_dir: str | None = None  # for embeddings: side_file (fsspec URL or path)

@@ -40,9 +40,11 @@ class D4Config(PruneConfig):
 
     stage: Literal["d4"] = "d4"
     r_proto: float | None = Field(default=None, gt=0, le=1)  # keep ratio of the prototype step
-    keep_ratio: float | None = Field(default=DEFAULT_KEEP_RATIO, gt=0, le=1)  # or overall R
-    proto_ranking: Literal["global", "cluster"] = "global"
-    proto_n_clusters: int | None = Field(default=None, gt=0)  # None: round(sqrt(survivors))
+    # Or the overall keep ratio R = r_dedup x R_proto (R_proto = keep_ratio / r_dedup).
+    keep_ratio: float | None = Field(default=DEFAULT_KEEP_RATIO, gt=0, le=1)
+    proto_ranking: Literal["global", "cluster"] = "global"  # rank survivors globally or per cluster
+    # Clusters of the k-means over SemDeDup survivors; None: round(sqrt(survivors)).
+    proto_n_clusters: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="before")
     @classmethod

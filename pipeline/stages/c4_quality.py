@@ -159,22 +159,24 @@ class C4QualityConfig(StageConfig):
     """Line rules (score keys: they shape the rewritten text) and document thresholds."""
 
     stage: Literal["c4_quality"] = "c4_quality"
-    remove_citations: bool = True
-    filter_no_terminal_punct: bool = True  # FineWeb runs C4 with False
-    terminal_punctuation: tuple[str, ...] = (".", "?", "!", '"', "'")
-    min_words_per_line: int = Field(default=3, ge=0)  # 0 disables
-    max_word_length: int = Field(default=1000, ge=0)  # 0 disables
-    filter_javascript: bool = True
-    filter_policy: bool = True
-    badwords_default_lang: str | None = "en"  # list used when a document has no `lang`
+    remove_citations: bool = True  # strip [1], [edit] and [citation needed] marks
+    # Drop lines not ending in terminal_punctuation, or ending in "..." (FineWeb: False).
+    filter_no_terminal_punct: bool = True
+    terminal_punctuation: tuple[str, ...] = (".", "?", "!", '"', "'")  # accepted line endings
+    min_words_per_line: int = Field(default=3, ge=0)  # drop lines with fewer words; 0 disables
+    max_word_length: int = Field(default=1000, ge=0)  # drop lines with a longer word; 0 disables
+    filter_javascript: bool = True  # drop lines mentioning "javascript"
+    filter_policy: bool = True  # drop lines with a terms-of-use, privacy or cookie phrase
+    badwords_default_lang: str | None = "en"  # bad-word list used when a doc has no `lang`
+    # Per language code, bad-word list entries never counted (default: a few in ja, zh, no).
     badwords_allowlist: dict[str, tuple[str, ...]] = Field(
         default_factory=lambda: dict(DEFAULT_ALLOWLIST)
     )
     # Threshold keys (used only by keep()).
-    min_num_sentences: int = Field(default=5, ge=0)  # 0 disables
-    filter_lorem_ipsum: bool = True
-    filter_curly_bracket: bool = True
-    filter_badwords: bool = True
+    min_num_sentences: int = Field(default=5, ge=0)  # reject docs with fewer sentences; 0 disables
+    filter_lorem_ipsum: bool = True  # reject documents containing "lorem ipsum"
+    filter_curly_bracket: bool = True  # reject documents containing "{"
+    filter_badwords: bool = True  # reject documents with more than max_badwords bad words
     max_badwords: int = Field(default=0, ge=0)  # reject when more bad-word matches than this
 
 
@@ -306,9 +308,9 @@ class C4ParagraphConfig(StageConfig):
     """mC4's paragraph rule: at least `min_paragraphs` lines of `min_paragraph_len` characters."""
 
     stage: Literal["c4_paragraph"] = "c4_paragraph"
-    min_paragraphs: int = Field(default=3, ge=1)  # score key: which longest line is measured
+    min_paragraphs: int = Field(default=3, ge=1)  # long lines required (k-th longest measured)
     # Threshold key (used only by keep()).
-    min_paragraph_len: int = Field(default=200, ge=0)
+    min_paragraph_len: int = Field(default=200, ge=0)  # characters a long line needs
 
 
 class C4ParagraphStage(Stage):

@@ -92,9 +92,9 @@ class ExtractConfig(StageConfig):
     """Backend and its options, the per-page time limit and the page-size guard."""
 
     stage: Literal["extract"] = "extract"
-    backend: Literal["trafilatura", "resiliparse"] = "trafilatura"
-    trafilatura: TrafilaturaOptions = TrafilaturaOptions()
-    resiliparse: ResiliparseOptions = ResiliparseOptions()
+    backend: Literal["trafilatura", "resiliparse"] = "trafilatura"  # HTML-to-text extractor
+    trafilatura: TrafilaturaOptions = TrafilaturaOptions()  # options of backend: trafilatura
+    resiliparse: ResiliparseOptions = ResiliparseOptions()  # options of backend: resiliparse
     # Seconds one page may take before its extractor process is killed (reason
     # extract_timeout). null or 0: extract in-process, no limit, no process overhead.
     timeout_s: float | None = Field(default=5.0, ge=0)

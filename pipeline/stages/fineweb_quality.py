@@ -45,12 +45,12 @@ class FineWebQualityConfig(StageConfig):
     """`short_line_length` shapes a score; the rest are thresholds (`null` disables a rule)."""
 
     stage: Literal["fineweb_quality"] = "fineweb_quality"
-    short_line_length: int = Field(default=30, ge=0)
-    min_line_punct_ratio: float | None = Field(default=0.12, ge=0)
+    short_line_length: int = Field(default=30, ge=0)  # lines of at most this many chars are short
+    min_line_punct_ratio: float | None = Field(default=0.12, ge=0)  # min share of terminated lines
     line_punct_exclude_zero: bool = False  # keep documents with no terminated line at all
-    max_short_line_ratio: float | None = Field(default=0.67, ge=0)
-    max_dup_line_char_frac: float | None = Field(default=0.01, ge=0)
-    max_newline_ratio: float | None = Field(default=0.3, ge=0)
+    max_short_line_ratio: float | None = Field(default=0.67, ge=0)  # max share of short lines
+    max_dup_line_char_frac: float | None = Field(default=0.01, ge=0)  # max char share of dup lines
+    max_newline_ratio: float | None = Field(default=0.3, ge=0)  # max newlines per word
 
 
 MEASURES: dict[str, pa.DataType] = {

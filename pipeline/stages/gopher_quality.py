@@ -52,14 +52,16 @@ class GopherQualityConfig(StageConfig):
     """Thresholds from datatrove's GopherQualityFilter; `null` disables a rule."""
 
     stage: Literal["gopher_quality"] = "gopher_quality"
-    min_doc_words: int | None = Field(default=50, ge=0)
-    max_doc_words: int | None = Field(default=100_000, ge=0)
-    min_avg_word_length: float | None = Field(default=3, ge=0)
-    max_avg_word_length: float | None = Field(default=10, ge=0)
-    max_symbol_word_ratio: float | None = Field(default=0.1, ge=0)  # "#" and ellipses, each
-    max_bullet_lines_ratio: float | None = Field(default=0.9, ge=0)
-    max_ellipsis_lines_ratio: float | None = Field(default=0.3, ge=0)
-    min_alpha_words_ratio: float | None = Field(default=0.8, ge=0)
+    min_doc_words: int | None = Field(default=50, ge=0)  # reject documents with fewer words
+    max_doc_words: int | None = Field(default=100_000, ge=0)  # reject documents with more words
+    min_avg_word_length: float | None = Field(default=3, ge=0)  # min mean word length (chars)
+    max_avg_word_length: float | None = Field(default=10, ge=0)  # max mean word length (chars)
+    # Max ratio of "#" to words, and of ellipses to words (each checked on its own).
+    max_symbol_word_ratio: float | None = Field(default=0.1, ge=0)
+    max_bullet_lines_ratio: float | None = Field(default=0.9, ge=0)  # max share of bullet lines
+    max_ellipsis_lines_ratio: float | None = Field(default=0.3, ge=0)  # max share of ellipsis lines
+    min_alpha_words_ratio: float | None = Field(default=0.8, ge=0)  # min share of alphabetic words
+    # Min occurrences of the language's stop words (languages without a list pass).
     min_stop_words: int | None = Field(default=2, ge=0)
 
     @model_validator(mode="after")

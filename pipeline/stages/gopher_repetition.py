@@ -47,19 +47,19 @@ class GopherRepetitionConfig(StageConfig):
     """Thresholds (all `drop if >`); `null` disables a rule."""
 
     stage: Literal["gopher_repetition"] = "gopher_repetition"
-    dup_para_frac: Frac = Field(default=0.30, ge=0)
-    dup_para_char_frac: Frac = Field(default=0.20, ge=0)
-    dup_line_frac: Frac = Field(default=0.30, ge=0)
-    dup_line_char_frac: Frac = Field(default=0.20, ge=0)
-    top_2gram_char_frac: Frac = Field(default=0.20, ge=0)
-    top_3gram_char_frac: Frac = Field(default=0.18, ge=0)
-    top_4gram_char_frac: Frac = Field(default=0.16, ge=0)
-    dup_5gram_char_frac: Frac = Field(default=0.15, ge=0)
-    dup_6gram_char_frac: Frac = Field(default=0.14, ge=0)
-    dup_7gram_char_frac: Frac = Field(default=0.13, ge=0)
-    dup_8gram_char_frac: Frac = Field(default=0.12, ge=0)
-    dup_9gram_char_frac: Frac = Field(default=0.11, ge=0)
-    dup_10gram_char_frac: Frac = Field(default=0.10, ge=0)
+    dup_para_frac: Frac = Field(default=0.30, ge=0)  # max share of paragraphs that are repeats
+    dup_para_char_frac: Frac = Field(default=0.20, ge=0)  # max char share of repeated paragraphs
+    dup_line_frac: Frac = Field(default=0.30, ge=0)  # max share of lines that are repeats
+    dup_line_char_frac: Frac = Field(default=0.20, ge=0)  # max char share of repeated lines
+    top_2gram_char_frac: Frac = Field(default=0.20, ge=0)  # max char share of the top 2-gram
+    top_3gram_char_frac: Frac = Field(default=0.18, ge=0)  # max char share of the top 3-gram
+    top_4gram_char_frac: Frac = Field(default=0.16, ge=0)  # max char share of the top 4-gram
+    dup_5gram_char_frac: Frac = Field(default=0.15, ge=0)  # max char share of repeated 5-grams
+    dup_6gram_char_frac: Frac = Field(default=0.14, ge=0)  # max char share of repeated 6-grams
+    dup_7gram_char_frac: Frac = Field(default=0.13, ge=0)  # max char share of repeated 7-grams
+    dup_8gram_char_frac: Frac = Field(default=0.12, ge=0)  # max char share of repeated 8-grams
+    dup_9gram_char_frac: Frac = Field(default=0.11, ge=0)  # max char share of repeated 9-grams
+    dup_10gram_char_frac: Frac = Field(default=0.10, ge=0)  # max char share of repeated 10-grams
 
 
 # (measurement / config key, reason), in the order the rules are applied.

@@ -91,18 +91,20 @@ class LineCorrectionsConfig(StageConfig):
     """Every correction is switchable (None or empty disables it); defaults are RefinedWeb's."""
 
     stage: Literal["line_corrections"] = "line_corrections"
-    max_consecutive_newlines: int | None = Field(default=2, ge=1)
-    remove_urls: bool = True
-    max_uppercase_ratio: float | None = Field(default=0.5, ge=0, le=1)  # drop line if above
-    max_numeric_ratio: float | None = Field(default=0.999999, ge=0, le=1)  # drop if above
-    remove_counter_lines: bool = True
+    max_consecutive_newlines: int | None = Field(default=2, ge=1)  # newline runs capped at this
+    remove_urls: bool = True  # delete URLs, bare domains, e-mail and IPv4 addresses
+    # Drop lines whose share of uppercase characters is above this.
+    max_uppercase_ratio: float | None = Field(default=0.5, ge=0, le=1)
+    # Drop lines whose share of digit characters is above this.
+    max_numeric_ratio: float | None = Field(default=0.999999, ge=0, le=1)
+    remove_counter_lines: bool = True  # drop social-counter lines such as "3 likes"
     min_words_per_line: int | None = Field(default=2, ge=1)  # drop lines with fewer words
-    cut_max_words: int = Field(default=10, ge=0)  # cuts apply to lines of at most this many
-    cut_prefixes: tuple[str, ...] = ("sign-in",)
-    cut_suffixes: tuple[str, ...] = ("read more...",)
-    cut_anywhere: tuple[str, ...] = ("items in cart",)
+    cut_max_words: int = Field(default=10, ge=0)  # cut_* apply to lines of at most this many words
+    cut_prefixes: tuple[str, ...] = ("sign-in",)  # cut at the start of short lines (any case)
+    cut_suffixes: tuple[str, ...] = ("read more...",)  # cut at the end of short lines
+    cut_anywhere: tuple[str, ...] = ("items in cart",)  # cut anywhere in short lines
     # Threshold key (used only by keep()).
-    max_word_removal_ratio: float = Field(default=0.05, ge=0, le=1)
+    max_word_removal_ratio: float = Field(default=0.05, ge=0, le=1)  # max share of words removed
 
 
 def _alternation(words: tuple[str, ...]) -> str:

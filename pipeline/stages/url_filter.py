@@ -57,17 +57,17 @@ class UrlFilterConfig(StageConfig):
     """Block lists and word lists (score keys) and the decision switches (threshold keys)."""
 
     stage: Literal["url_filter"] = "url_filter"
-    use_default_lists: bool = True  # the lists shipped in pipeline/resources/url_filter
+    use_default_lists: bool = True  # also use the lists in pipeline/resources/url_filter
     blocked_domains_files: tuple[str, ...] = ()  # one domain per line ('#' comments, .gz ok)
     blocked_urls_files: tuple[str, ...] = ()  # one URL per line, scheme optional
-    hard_words_files: tuple[str, ...] = ()
-    soft_words_files: tuple[str, ...] = ()
-    strict_subwords_files: tuple[str, ...] = ()
-    curated_domains: tuple[str, ...] = CURATED_DOMAINS
+    hard_words_files: tuple[str, ...] = ()  # extra hard words: any one as a URL token rejects
+    soft_words_files: tuple[str, ...] = ()  # extra soft words, counted per URL (distinct)
+    strict_subwords_files: tuple[str, ...] = ()  # extra sub-words (URL without - and .)
+    curated_domains: tuple[str, ...] = CURATED_DOMAINS  # curated sources (and their subdomains)
     # Threshold keys (used only by keep()).
-    exclude_curated: bool = True
+    exclude_curated: bool = True  # reject documents from curated_domains
     soft_word_threshold: int = Field(default=2, ge=1)  # reject when >= this many soft words
-    missing_url: Literal["reject", "keep"] = "reject"
+    missing_url: Literal["reject", "keep"] = "reject"  # reject or keep docs with no (or blank) URL
 
     @field_validator(
         "blocked_domains_files",
