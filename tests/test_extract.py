@@ -4,6 +4,7 @@ and extraction quality on the real ScrapingHub and CleanEval benchmarks."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -254,6 +255,30 @@ def test_sandbox_counts_the_cpu_of_its_children_also_those_killed() -> None:
         assert box.stats.starts == 2
         assert box.cpu_seconds >= first + 0.15  # the killed child's CPU is kept
     assert box.cpu_seconds >= first + 0.15  # and survives close()
+
+
+ORPHAN = """
+import os
+import subprocess
+from pipeline.stages.sandbox import Sandbox
+from tests.test_extract import _sleepy
+box = Sandbox(_sleepy, (1.0,), timeout_s=30.0)
+box.start()
+box._conn.send([("sleep",)])
+os._exit(0)  # the worker dies with a page in flight; the child answers into a closed socket
+"""
+
+
+def test_sandbox_child_of_a_killed_worker_exits_quietly() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", ORPHAN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_sandbox_reports_factory_failure() -> None:

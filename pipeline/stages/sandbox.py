@@ -275,20 +275,20 @@ def _child_main(fd: int) -> None:
     except Exception:  # noqa: BLE001 - reported to the parent, which raises
         conn.send(("failed", traceback.format_exc(limit=5)))
         return
-    conn.send(("ready", None))
-    while True:
-        try:
+    try:
+        conn.send(("ready", None))
+        while True:
             chunk = conn.recv()
-        except EOFError:
-            return
-        if chunk is None:
-            return
-        for args in chunk:
-            try:
-                reply: Result = (OK, fn(*args))
-            except Exception as exc:  # noqa: BLE001 - one bad item must not end the child
-                reply = (ERROR, _error_text(exc))
-            conn.send(reply)
+            if chunk is None:
+                return
+            for args in chunk:
+                try:
+                    reply: Result = (OK, fn(*args))
+                except Exception as exc:  # noqa: BLE001 - one bad item must not end the child
+                    reply = (ERROR, _error_text(exc))
+                conn.send(reply)
+    except (EOFError, OSError):  # the parent is gone (closed, or its worker was killed)
+        return
 
 
 if __name__ == "__main__":
