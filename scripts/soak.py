@@ -140,6 +140,8 @@ def verify(out: Path) -> dict[str, Any]:
             units[m["unit"]["index"]].append(m)
     assert len(units) == stats["inputs"]["units"]
     by_source: dict[str, set[str]] = defaultdict(set)
+    map_kept: dict[str, int] = {}
+    global_kept: dict[tuple[str, str], int] = defaultdict(int)
     timed_out = 0
     for index, markers in units.items():
         markers.sort(key=lambda m: m["segment"])
@@ -157,24 +159,43 @@ def verify(out: Path) -> dict[str, Any]:
         if last["output_file"]:
             rows = pq.read_metadata(out / last["output_file"]).num_rows
             assert rows == last["output_docs"], (index, rows, last["output_docs"])
-        stages = [s for m in markers for s in m["stages"]]
-        if any("extract_timeout" in s["removed_by_reason"] for s in stages):
+        source = Path(markers[0]["unit"]["path"]).name.split("-", 1)[1]
+        map_stages = markers[0]["stages"]  # segment 0: per-document stages only
+        map_kept[source] = map_stages[-1]["docs_kept"] if map_stages else r["documents"]
+        for m in markers[1:]:  # global segments: copies of one file are duplicates of each other
+            for s in m["stages"]:
+                global_kept[(source, s["name"])] += s["docs_kept"]
+        if any("extract_timeout" in s["removed_by_reason"] for s in map_stages):
             timed_out += 1  # a time limit depends on the machine's load: not comparable
             continue
         fingerprint = json.dumps(
             [r["documents"], r["skipped"]]
-            + [(s["name"], s["docs_kept"], s["removed_by_reason"]) for s in stages],
+            + [(s["name"], s["docs_kept"], s["removed_by_reason"]) for s in map_stages],
             sort_keys=True,
         )
-        source = Path(markers[0]["unit"]["path"]).name.split("-", 1)[1]
         by_source[source].add(fingerprint)
     differing = [s for s, prints in by_source.items() if len(prints) != 1]
     assert not differing, f"copies of the same file gave different counts: {differing}"
+    # Dedup keeps at most one copy's worth of each file, whichever copy it keeps.
+    over = {k: v for k, v in global_kept.items() if v > map_kept[k[0]]}
+    assert not over, f"a global stage kept more than one copy's worth: {over}"
     visible = [p for p in (out / "data").iterdir() if not p.name.startswith((".", "_"))]
     assert sum(pq.read_metadata(p).num_rows for p in visible) == stats["output"]["documents"]
     leftovers = [str(p) for p in out.rglob("*.tmp*")]
     assert not leftovers, leftovers
     return {**stats, "units_with_timeouts": timed_out}
+
+
+def _counts(stats: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a verified run worth reporting."""
+    return {
+        "records": stats["reader"]["records"],
+        "documents_in": stats["reader"]["documents"],
+        "documents_kept": stats["output"]["documents"],
+        "stages": {s["name"]: s["docs_kept"] for s in stats["stages"]},
+        "units_not_compared_for_timeouts": stats["units_with_timeouts"],
+        "accounting": stats["accounting"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-restarts", type=int, default=5, help="driver restarts allowed")
     parser.add_argument("--keep", action="store_true", help="keep the inputs and output")
+    parser.add_argument("--verify", metavar="OUT", help="only re-check an existing soak output")
     args = parser.parse_args(argv)
+    if args.verify:
+        stats = verify(Path(args.verify))
+        print(json.dumps(_counts(stats), indent=1))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
 
     from pipeline.config import load_recipe
@@ -233,17 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "input_files": len(files),
         "input_gib": round(size / 2**30, 3),
-        "records": stats["reader"]["records"],
-        "documents_in": stats["reader"]["documents"],
-        "documents_kept": stats["output"]["documents"],
-        "stages": {s["name"]: s["docs_kept"] for s in stats["stages"]},
+        **_counts(stats),
         "kills": len(killer.kills),
         "kills_mid_task": sum(k["busy"] for k in killer.kills),
         "driver_restarts": restarts,
-        "units_not_compared_for_timeouts": stats["units_with_timeouts"],
         "wall_s": round(wall, 1),
         "documents_per_s": round(stats["reader"]["documents"] / wall, 1),
-        "accounting": stats["accounting"],
     }
     print(json.dumps(summary, indent=1))
     (work / "soak-summary.json").write_text(json.dumps({**summary, "kill_log": killer.kills}))
