@@ -354,3 +354,23 @@ def test_stage_pickles_without_its_process() -> None:
     scored = clone.score(html_batch([ARTICLE]))  # starts its own process
     clone.close()
     assert scored.column("extract_status").to_pylist() == ["ok"]
+
+
+def test_table_rows_lose_their_outer_pipes() -> None:
+    from pipeline.stages.extractors import build_extractor, strip_outer_pipes
+
+    assert strip_outer_pipes(
+        "intro\n| A full sentence. | Another one. | \n| Price | 12.50 |\nend"
+    ) == ("intro\nA full sentence. | Another one.\nPrice | 12.50\nend")
+    assert strip_outer_pipes("a | b\n|x|") == "a | b\n|x|"  # only trafilatura's row shape
+    page = (
+        b"<html><body><article><p>Intro paragraph of the article with several words.</p>"
+        b"<table><tr><td>First cell has a full sentence.</td><td>Second cell too.</td></tr>"
+        b"</table><p>Closing paragraph with some more words to make it long.</p>"
+        b"</article></body></html>"
+    )
+    options = ExtractConfig(stage="extract").backend_options()
+    text = build_extractor("trafilatura", options)(page, None)
+    assert "First cell has a full sentence. | Second cell too.\n" in text
+    raw = build_extractor("trafilatura", {**options, "table_outer_pipes": True})(page, None)
+    assert "| First cell has a full sentence. | Second cell too. |" in raw

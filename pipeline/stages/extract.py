@@ -64,6 +64,10 @@ class TrafilaturaOptions(_Options):
     # passes the work (~30% faster on modern pages, F1 unchanged). [] = vanilla trafilatura.
     # Do not add "form": ASP.NET pages wrap the whole body in one.
     prune_tags: tuple[str, ...] = PRUNE_TAGS
+    # trafilatura 2.x writes table rows as "| a | b | "; drop the outer pipes so a row reads as a
+    # line ("a | b") that ends in its last cell's punctuation, as trafilatura 1.x (FineWeb's)
+    # wrote it. Layout tables otherwise fail line-wise filters such as FineWeb's punct ratio.
+    table_outer_pipes: bool = False
 
     @field_validator("prune_tags")
     @classmethod

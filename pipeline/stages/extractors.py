@@ -34,6 +34,7 @@ def _trafilatura(
     deduplicate: bool,
     fast: bool,
     prune_tags: tuple[str, ...] | list[str],
+    table_outer_pipes: bool,
 ) -> Extractor:
     """trafilatura on a tree we parse ourselves.
 
@@ -89,9 +90,23 @@ def _trafilatura(
         options = copy.copy(base)
         options.url = url
         options.source = url
-        return trafilatura.extract(tree, url=url, options=options) or ""
+        text = trafilatura.extract(tree, url=url, options=options) or ""
+        if not table_outer_pipes and "| " in text:
+            text = strip_outer_pipes(text)
+        return text
 
     return extract
+
+
+def strip_outer_pipes(text: str) -> str:
+    """Table rows "| a | b | " as "a | b"; other lines unchanged."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("| "):
+            row = line.rstrip()
+            if row.endswith("|"):
+                lines[i] = row[1:-1].strip()
+    return "\n".join(lines)
 
 
 def _resiliparse(
