@@ -15,6 +15,7 @@ import tokenize
 from functools import cache
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pipeline.registry import available_stages
@@ -90,6 +91,25 @@ def _summary(cls: type) -> str:
     return doc[0] if doc else ""
 
 
+def _nested_model(field: FieldInfo) -> type[BaseModel] | None:
+    """The options model a key holds (e.g. extract's `trafilatura`), else None."""
+    ann = field.annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def config_keys(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, type, str, FieldInfo]]:
+    """Every key of config class `cls` as (dotted key, declaring class, name, field); the keys
+    of a nested options model follow their parent as `parent.key`."""
+    out = []
+    for key, field in cls.model_fields.items():
+        if key == "stage" and not prefix:
+            continue
+        out.append((prefix + key, cls, key, field))
+        if (nested := _nested_model(field)) is not None:
+            out += config_keys(nested, f"{prefix}{key}.")
+    return out
+
+
 def stage_reference(names: list[str] | None = None) -> str:
     """Markdown: one section per stage with a table of its keys."""
     stages = available_stages()
@@ -98,15 +118,16 @@ def stage_reference(names: list[str] | None = None) -> str:
         cls = stages[name]
         kind = "global stage" if getattr(cls, "is_global", False) else "map stage"
         out += [f"#### `{name}` ({kind})", "", _summary(cls), ""]
-        fields = {k: f for k, f in cls.config_cls.model_fields.items() if k != "stage"}
-        if not fields:
+        keys = config_keys(cls.config_cls)
+        if not keys:
             out += ["No keys.", ""]
             continue
         out += ["| key | default | threshold | meaning |", "|---|---|---|---|"]
-        for key, field in fields.items():
-            threshold = "yes" if key in cls.threshold_keys else ""
-            text = meaning(cls.config_cls, key, field).replace("|", "\\|")
-            out.append(f"| `{key}` | `{_default(field)}` | {threshold} | {text} |")
+        for dotted, owner, key, field in keys:
+            threshold = "yes" if dotted in cls.threshold_keys else ""
+            text = meaning(owner, key, field).replace("|", "\\|")
+            default = "(below)" if _nested_model(field) is not None else _default(field)
+            out.append(f"| `{dotted}` | `{default}` | {threshold} | {text} |")
         out.append("")
     return "\n".join(out)
 

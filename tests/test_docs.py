@@ -24,13 +24,13 @@ def test_readme_documents_every_cli_verb() -> None:
 
 def test_every_stage_key_has_a_meaning() -> None:
     from pipeline.registry import available_stages
-    from pipeline.stage_docs import meaning
+    from pipeline.stage_docs import config_keys, meaning
 
     missing = [
-        f"{name}.{key}"
+        f"{name}.{dotted}"
         for name, cls in available_stages().items()
-        for key, field in cls.config_cls.model_fields.items()
-        if key != "stage" and not meaning(cls.config_cls, key, field).strip()
+        for dotted, owner, key, field in config_keys(cls.config_cls)
+        if not meaning(owner, key, field).strip()
     ]
     assert not missing, f"config keys without a comment or description: {', '.join(missing)}"
 

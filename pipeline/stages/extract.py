@@ -48,10 +48,10 @@ class TrafilaturaOptions(_Options):
     """trafilatura settings. favor_precision and no comments as FineWeb used them (also the best
     F1 on ScrapingHub and CleanEval here); see docs/benchmarks.md."""
 
-    favor_precision: bool = True
-    favor_recall: bool = False
-    include_comments: bool = False
-    include_tables: bool = True
+    favor_precision: bool = True  # trafilatura's precision focus: drop more doubtful sections
+    favor_recall: bool = False  # trafilatura's recall focus: keep more doubtful sections
+    include_comments: bool = False  # keep a page's comment section in the text
+    include_tables: bool = True  # keep table contents (rows as "a | b")
     # trafilatura's LRU deduplication is process-wide: a paragraph seen in earlier documents of
     # the same worker is dropped, so output depends on document order (FineWeb used it; off by
     # default here so reruns and resumes are reproducible).
@@ -86,13 +86,13 @@ class TrafilaturaOptions(_Options):
 class ResiliparseOptions(_Options):
     """resiliparse `extract_plain_text` settings (defaults chosen on ScrapingHub/CleanEval)."""
 
-    main_content: bool = True
-    preserve_formatting: bool = True
-    list_bullets: bool = False
-    alt_texts: bool = False
-    links: bool = False
-    form_fields: bool = False
-    noscript: bool = False
+    main_content: bool = True  # resiliparse's rule-based main-content (boilerplate) filter
+    preserve_formatting: bool = True  # block elements end lines; off: one line of text
+    list_bullets: bool = False  # prefix list items with a bullet
+    alt_texts: bool = False  # include the alt text of images
+    links: bool = False  # include link targets after link texts
+    form_fields: bool = False  # include the text of form fields and buttons
+    noscript: bool = False  # include <noscript> content
     comments: bool = False  # True treats comment sections as main content
     skip_elements: tuple[str, ...] = ()  # extra CSS selectors to drop
 
