@@ -47,6 +47,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "timeout_s": None,
         "trafilatura": {"fast": True, "favor_precision": False},
     },
+    # the same two with trafilatura's own lxml XPath selectors (before fast_xpath)
+    "trafilatura-lxml-xpath": {"trafilatura": {"compiled_selectors": False}},
+    "trafilatura-fast-lxml-xpath": {
+        "trafilatura": {"fast": True, "favor_precision": False, "compiled_selectors": False}
+    },
     "resiliparse": {"backend": "resiliparse"},
     "resiliparse-inproc": {"backend": "resiliparse", "timeout_s": None},
 }

@@ -545,16 +545,23 @@ def compile_xpath(path: str) -> _Selector:
 # --------------------------------------------------------------------------------------------
 # Installation into trafilatura
 
-_TRAFILATURA_MODULES = (
-    "trafilatura.xpaths",
-    "trafilatura.settings",
-    "trafilatura.baseline",
-    "trafilatura.core",
-    "trafilatura.main_extractor",
-    "trafilatura.htmlprocessing",
-    "trafilatura.external",
-    "trafilatura.metadata",
-)
+
+def _trafilatura_modules() -> tuple[Any, ...]:
+    """trafilatura's modules that hold (or import) its XPath selectors."""
+    from trafilatura import (
+        baseline,
+        core,
+        external,
+        htmlprocessing,
+        main_extractor,
+        metadata,
+        settings,
+        xpaths,
+    )
+
+    return (xpaths, settings, baseline, core, main_extractor, htmlprocessing, external, metadata)
+
+
 # What install() replaced, to put back: (module, attribute, original) and (list, index, original)
 _globals_swapped: list[tuple[Any, str, Any]] = []
 _items_swapped: list[tuple[list[Any], int, Any]] = []
@@ -578,11 +585,8 @@ def install() -> dict[str, int]:
     global _counts
     if _counts is not None:
         return _counts
-    import importlib
-
     cache: dict[int, Any] = {}
-    for name in _TRAFILATURA_MODULES:
-        module = importlib.import_module(name)
+    for module in _trafilatura_modules():
         for attr, value in list(vars(module).items()):
             if isinstance(value, etree.XPath):
                 new = _compiled(value, cache)
