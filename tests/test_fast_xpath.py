@@ -141,8 +141,13 @@ def test_install_and_uninstall_swap_trafilatura_selectors() -> None:
         assert fast_xpath.install() == counts  # idempotent
         assert not isinstance(xp.OVERALL_DISCARD_XPATH[0], etree.XPath)
         assert me.OVERALL_DISCARD_XPATH is xp.OVERALL_DISCARD_XPATH  # shared list, swapped
+        # globals imported by name into other modules are swapped there too
+        baseline = sys.modules["trafilatura.baseline"]  # (trafilatura.baseline is a function)
+        assert not isinstance(baseline.BASIC_CLEAN_XPATH, etree.XPath)
+        assert not isinstance(sys.modules["trafilatura.settings"].BASIC_CLEAN_XPATH, etree.XPath)
         fast_xpath.uninstall()
         assert xp.OVERALL_DISCARD_XPATH[0] is original
+        assert isinstance(baseline.BASIC_CLEAN_XPATH, etree.XPath)
         assert not fast_xpath.installed()
     finally:
         if was:

@@ -27,6 +27,7 @@ returns the same elements as lxml and that extraction output is byte-identical.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,7 @@ class _Str:
     fn: StrFn
     attrs: frozenset[str] | None  # attributes read (None: not attribute-only)
     attr: str | None = None  # the single attribute, when the argument is just `@attr`
+    union: tuple[str, ...] | None = None  # the attributes, when the argument is `@a|@b|...`
     # translate(@attr, src, dst) without deletions: the attribute and the character table
     translated: tuple[str, dict[int, int]] | None = None
 
@@ -96,6 +98,8 @@ class _Pred:
     attrs: frozenset[str] | None  # attributes read; None: also reads the tag or descendants
     arg: _Str | None = None  # a string test: searching `pattern` in arg's value decides it
     pattern: str | None = None
+    exists: frozenset[str] | None = None  # `@a` or `@a|@b`: true when one is present
+    dispatched: bool = False  # cheap on elements without attributes: needs no guard
 
 
 def _attr_string(names: tuple[str, ...]) -> StrFn:
@@ -125,7 +129,7 @@ def _string_test(arg: _Str, pattern: str) -> _Pred:
         # contains/starts-with on translate(@a): the same search on @a itself, each literal
         # character widened to the characters translate maps onto it
         name, table = translated
-        arg = _Str(f"@{name}", _attr_string((name,)), frozenset((name,)), attr=name)
+        arg = _Str(f"@{name}", _attr_string((name,)), frozenset((name,)), attr=name, union=(name,))
     search = re.compile(pattern).search
     fn_arg = arg.fn
     return _Pred(lambda e: search(fn_arg(e)) is not None, arg.attrs, arg, pattern)
@@ -149,48 +153,73 @@ def _preimage_pattern(literal: str, table: dict[int, int]) -> str:
 
 
 def _fuse_or(parts: list[_Pred]) -> _Pred:
-    """One predicate for `p1 or p2 or ...`: string tests on the same argument share a regex."""
+    """One predicate for `p1 or p2 or ...`.
+
+    String tests on the same attribute (or attribute union) share one alternation regex, and
+    all of them, with attribute-existence tests, are dispatched from one pass over the
+    element's attributes in source order: an element pays for the attributes it has, not for
+    the tests the expression lists. Other parts are evaluated after, as closures.
+    """
     groups: dict[str, tuple[_Str, list[str]]] = {}
     others: list[Pred] = []
+    exists: set[str] = set()
     for p in parts:
-        if p.arg is not None and p.pattern is not None and not _BACKREF.search(p.pattern):
+        if p.exists is not None:
+            exists |= p.exists
+        elif p.arg is not None and p.pattern is not None and not _BACKREF.search(p.pattern):
             groups.setdefault(p.arg.key, (p.arg, []))[1].append(p.pattern)
         else:
             others.append(p.fn)
-    searches: list[tuple[str | None, StrFn, Callable[[str], Any], bool]] = []
-    for arg, patterns in groups.values():
+    # attribute name -> what seeing it does: (union id, search); search None means "exists"
+    dispatch: dict[str, list[tuple[int, Callable[[str], Any] | None]]] = {}
+    for name in exists:
+        dispatch.setdefault(name, []).append((-1, None))
+    for uid, (arg, patterns) in enumerate(groups.values()):
         merged = "|".join(f"(?:{pat})" for pat in patterns)
         try:
             search = re.compile(merged).search
         except re.error:  # e.g. a global inline flag inside one pattern: test them apart
             others.extend(_string_test(arg, pat).fn for pat in patterns)
             continue
-        searches.append((arg.attr, arg.fn, search, search("") is not None))
+        if arg.union is None or search("") is not None:
+            # not a plain attribute (union), or true on a missing one: evaluate as written
+            fn_arg = arg.fn
+            others.append(lambda e, s=search, a=fn_arg: s(a(e)) is not None)
+            continue
+        for name in arg.union:
+            dispatch.setdefault(name, []).append((uid if len(arg.union) > 1 else -1, search))
     attrs: set[str] | None = set()
     for p in parts:
         attrs = None if attrs is None or p.attrs is None else attrs | p.attrs
     rest = tuple(others)
+    get_actions = dispatch.get
 
     def fn(e: Elem) -> bool:
-        for attr, arg, search, matches_empty in searches:
-            if attr is not None:  # the common case, without a call for the argument
-                value = e.get(attr)
-                if value is None:
-                    if matches_empty:
-                        return True
-                    continue
-            else:
-                value = arg(e)
-            if search(value) is not None:
-                return True
-        return any(f(e) for f in rest)
+        seen: list[int] | None = None  # unions already decided by their first attribute
+        for name, value in e.items():
+            actions = get_actions(name)
+            if actions is None:
+                continue
+            for uid, search in actions:
+                if search is None:
+                    return True
+                if uid >= 0:  # a union's string is its first attribute in source order
+                    if seen is None:
+                        seen = [uid]
+                    elif uid in seen:
+                        continue
+                    else:
+                        seen.append(uid)
+                if search(value) is not None:
+                    return True
+        return any(f(e) for f in rest) if rest else False
 
-    return _Pred(fn, None if attrs is None else frozenset(attrs))
+    return _Pred(fn, None if attrs is None else frozenset(attrs), dispatched=True)
 
 
 def _guarded(p: _Pred) -> Pred:
     """`p`, decided without evaluation for elements carrying none of the attributes it reads."""
-    if p.attrs is None or len(p.attrs) < 2:
+    if p.attrs is None or len(p.attrs) < 2 or p.dispatched:
         return p.fn
     if p.fn(_NO_ATTRIBUTES):
         return p.fn
@@ -353,13 +382,18 @@ class _Parser:
                     raise Unsupported("comparison of an attribute union")
                 (name,) = names
                 if lit:  # a missing attribute ("") never equals a non-empty literal
-                    arg = _Str(f"@{name}", _attr_string(names), frozenset(names), attr=name)
+                    arg = _Str(
+                        f"@{name}", _attr_string(names), frozenset(names), attr=name, union=names
+                    )
                     return _string_test(arg, rf"\A{re.escape(lit)}\Z")
                 return _Pred(lambda e: e.get(name) == lit, frozenset(names))
+            present = frozenset(names)
             if len(names) == 1:
                 (name,) = names
-                return _Pred(lambda e: e.get(name) is not None, frozenset(names))
-            return _Pred(lambda e: any(e.get(n) is not None for n in names), frozenset(names))
+                return _Pred(lambda e: e.get(name) is not None, present, exists=present)
+            return _Pred(
+                lambda e: any(e.get(n) is not None for n in names), present, exists=present
+            )
         if kind == "name":
             return self.bool_call()
         raise Unsupported(f"unexpected {value!r} in {self.path!r}")
@@ -412,7 +446,7 @@ class _Parser:
             names = self.attr_union()
             key = "|".join(f"@{n}" for n in names)
             attr = names[0] if len(names) == 1 else None
-            return _Str(key, _attr_string(names), frozenset(names), attr=attr)
+            return _Str(key, _attr_string(names), frozenset(names), attr=attr, union=names)
         if kind == "name" and self.peek()[1] == "translate":
             self.take("name")
             self.take("op", "(")
@@ -547,19 +581,22 @@ def compile_xpath(path: str) -> _Selector:
 
 
 def _trafilatura_modules() -> tuple[Any, ...]:
-    """trafilatura's modules that hold (or import) its XPath selectors."""
-    from trafilatura import (
-        baseline,
-        core,
-        external,
-        htmlprocessing,
-        main_extractor,
-        metadata,
-        settings,
-        xpaths,
-    )
+    """trafilatura's modules that hold (or import) its XPath selectors.
 
-    return (xpaths, settings, baseline, core, main_extractor, htmlprocessing, external, metadata)
+    Taken from sys.modules: `from trafilatura import baseline` would give the function that
+    trafilatura's package exports under that name, not the module.
+    """
+    import trafilatura.baseline
+    import trafilatura.core
+    import trafilatura.external
+    import trafilatura.htmlprocessing
+    import trafilatura.main_extractor
+    import trafilatura.metadata
+    import trafilatura.settings
+    import trafilatura.xpaths  # noqa: F401
+
+    names = ("xpaths", "settings", "baseline", "core", "main_extractor", "htmlprocessing")
+    return tuple(sys.modules[f"trafilatura.{n}"] for n in (*names, "external", "metadata"))
 
 
 # What install() replaced, to put back: (module, attribute, original) and (list, index, original)
