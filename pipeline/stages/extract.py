@@ -56,8 +56,9 @@ class TrafilaturaOptions(_Options):
     # the same worker is dropped, so output depends on document order (FineWeb used it; off by
     # default here so reruns and resumes are reproducible).
     deduplicate: bool = False
-    # Skip trafilatura's readability/jusText comparison ("fast" mode): ~1.5x faster; with
-    # favor_precision: false it keeps ScrapingHub F1 (0.962), see docs/benchmarks.md.
+    # Skip trafilatura's readability/jusText comparison ("fast" mode): 1.2-1.5x faster; with
+    # favor_precision: false it keeps ScrapingHub F1 (0.962) at >= 150 docs/s per core, see
+    # docs/benchmarks.md.
     fast: bool = False
     # Elements removed with their subtree before trafilatura runs. trafilatura deletes these
     # in its own cleaning anyway; removing them first in one cheap lxml pass saves its XPath
@@ -70,7 +71,7 @@ class TrafilaturaOptions(_Options):
     table_outer_pipes: bool = False
     # Run trafilatura's XPath selectors compiled to lxml tag iteration plus fused regexes
     # (pipeline/stages/fast_xpath.py) instead of lxml's XPath with Python re:test callbacks:
-    # byte-identical text, ~1.5-2x faster. Process-wide: the last extractor built in a process
+    # byte-identical text, 1.3-1.6x faster. Process-wide: the last extractor built in a process
     # decides. false: trafilatura's own XPath objects.
     compiled_selectors: bool = True
 
