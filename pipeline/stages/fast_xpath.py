@@ -84,10 +84,29 @@ class _Str:
     key: str  # canonical text: tests on the same key share one regex search
     fn: StrFn
     attrs: frozenset[str] | None  # attributes read (None: not attribute-only)
-    attr: str | None = None  # the single attribute, when the argument is just `@attr`
     union: tuple[str, ...] | None = None  # the attributes, when the argument is `@a|@b|...`
     # translate(@attr, src, dst) without deletions: the attribute and the character table
     translated: tuple[str, dict[int, int]] | None = None
+
+    @property
+    def attr(self) -> str | None:
+        """The single attribute, when the argument is just `@attr`."""
+        return self.union[0] if self.union is not None and len(self.union) == 1 else None
+
+
+def _attr_arg(names: tuple[str, ...]) -> _Str:
+    """The argument `@a` or `@a|@b|...`."""
+    return _Str("|".join(f"@{n}" for n in names), _attr_string(names), frozenset(names), names)
+
+
+def _attrs_of(parts: list[_Pred]) -> frozenset[str] | None:
+    """The attributes a combination of `parts` reads (None when one reads more)."""
+    out: set[str] = set()
+    for p in parts:
+        if p.attrs is None:
+            return None
+        out |= p.attrs
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -125,11 +144,11 @@ def _attr_string(names: tuple[str, ...]) -> StrFn:
 def _string_test(arg: _Str, pattern: str) -> _Pred:
     """A test decided by `re.search(pattern, arg)`; kept mergeable with its siblings."""
     translated = arg.translated
-    if translated is not None and pattern is not None:
+    if translated is not None:
         # contains/starts-with on translate(@a): the same search on @a itself, each literal
         # character widened to the characters translate maps onto it
         name, table = translated
-        arg = _Str(f"@{name}", _attr_string((name,)), frozenset((name,)), attr=name, union=(name,))
+        arg = _attr_arg((name,))
     search = re.compile(pattern).search
     fn_arg = arg.fn
     return _Pred(lambda e: search(fn_arg(e)) is not None, arg.attrs, arg, pattern)
@@ -188,9 +207,6 @@ def _fuse_or(parts: list[_Pred]) -> _Pred:
             continue
         for name in arg.union:
             dispatch.setdefault(name, []).append((uid if len(arg.union) > 1 else -1, search))
-    attrs: set[str] | None = set()
-    for p in parts:
-        attrs = None if attrs is None or p.attrs is None else attrs | p.attrs
     rest = tuple(others)
     get_actions = dispatch.get
 
@@ -214,7 +230,7 @@ def _fuse_or(parts: list[_Pred]) -> _Pred:
                     return True
         return any(f(e) for f in rest) if rest else False
 
-    return _Pred(fn, None if attrs is None else frozenset(attrs), dispatched=True)
+    return _Pred(fn, _attrs_of(parts), dispatched=True)
 
 
 def _guarded(p: _Pred) -> Pred:
@@ -343,10 +359,7 @@ class _Parser:
         if len(parts) == 1:
             return parts[0]
         fns = tuple(p.fn for p in parts)
-        attrs: set[str] | None = set()
-        for p in parts:
-            attrs = None if attrs is None or p.attrs is None else attrs | p.attrs
-        return _Pred(lambda e: all(f(e) for f in fns), None if attrs is None else frozenset(attrs))
+        return _Pred(lambda e: all(f(e) for f in fns), _attrs_of(parts))
 
     def unary(self) -> _Pred:
         if self.at("name", "not") and self.peek(1) == ("op", "("):
@@ -382,9 +395,7 @@ class _Parser:
                     raise Unsupported("comparison of an attribute union")
                 (name,) = names
                 if lit:  # a missing attribute ("") never equals a non-empty literal
-                    arg = _Str(
-                        f"@{name}", _attr_string(names), frozenset(names), attr=name, union=names
-                    )
+                    arg = _attr_arg(names)
                     return _string_test(arg, rf"\A{re.escape(lit)}\Z")
                 return _Pred(lambda e: e.get(name) == lit, frozenset(names))
             present = frozenset(names)
@@ -443,10 +454,7 @@ class _Parser:
     def string_arg(self) -> _Str:
         kind, _ = self.peek()
         if kind == "attr":
-            names = self.attr_union()
-            key = "|".join(f"@{n}" for n in names)
-            attr = names[0] if len(names) == 1 else None
-            return _Str(key, _attr_string(names), frozenset(names), attr=attr, union=names)
+            return _attr_arg(self.attr_union())
         if kind == "name" and self.peek()[1] == "translate":
             self.take("name")
             self.take("op", "(")
