@@ -88,6 +88,19 @@ def test_compiled_selector_matches_lxml_on_edge_cases(expr: str) -> None:
     assert [e.text for e in got] == [e.text for e in expected]
 
 
+def test_remembered_verdicts_survive_the_memo_starting_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verdicts are remembered per attribute value; a full memo is emptied, not trusted."""
+    monkeypatch.setattr(fast_xpath, "_MEMO_SIZE", 2)
+    tree = lxml.html.document_fromstring(EDGE_PAGE)
+    for expr in EDGE_EXPRESSIONS:
+        compiled = fast_xpath.compile_xpath(expr)
+        expected = _lxml(expr)(tree)
+        assert compiled(tree) == expected  # fills (and overflows) the memo
+        assert compiled(tree) == expected  # answered partly from it
+
+
 def test_edge_cases_select_what_xpath_1_says() -> None:
     """Spot values, so both sides cannot be wrong together."""
     tree = lxml.html.document_fromstring(EDGE_PAGE)

@@ -6,7 +6,8 @@ attribute in a Python object, per element and per test: these selectors are abou
 trafilatura's time per page. This module compiles expressions of the small XPath 1.0 subset
 trafilatura uses into an equivalent evaluator: candidate elements come from lxml's C-level tag
 iteration; within one `or`, every string test on the same attribute (`contains`, `starts-with`,
-`= 'literal'`, `re:test`, also through `translate`) becomes one alternation regex searched once;
+`= 'literal'`, `re:test`, also through `translate`) becomes one alternation regex searched once
+(and its verdict remembered per attribute value: class and id values repeat within a page);
 an element carrying none of the attributes a predicate reads is decided without evaluating it.
 An expression outside the subset is left to lxml untouched.
 
@@ -54,6 +55,26 @@ _TOKEN = re.compile(
 # A backreference ties a pattern to its own group numbers: such a pattern is never merged.
 _BACKREF = re.compile(r"\\[1-9]|\(\?P=")
 _NO_ATTRIBUTES = etree.Element("none")
+# Attribute values repeat within a page and across pages of a site (class="menu-item", ...):
+# each fused regex remembers its verdict per value, up to this many values (then starts over).
+_MEMO_SIZE = 50_000
+
+
+def _memo_matcher(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    """`bool(pattern.search(value))`, remembered per value."""
+    search = pattern.search
+    memo: dict[str, bool] = {}
+    get = memo.get
+
+    def matches(value: str) -> bool:
+        hit = get(value)
+        if hit is None:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            hit = memo[value] = search(value) is not None
+        return hit
+
+    return matches
 
 
 class Unsupported(ValueError):
@@ -149,9 +170,9 @@ def _string_test(arg: _Str, pattern: str) -> _Pred:
         # character widened to the characters translate maps onto it
         name, table = translated
         arg = _attr_arg((name,))
-    search = re.compile(pattern).search
+    matches = _memo_matcher(re.compile(pattern))
     fn_arg = arg.fn
-    return _Pred(lambda e: search(fn_arg(e)) is not None, arg.attrs, arg, pattern)
+    return _Pred(lambda e: matches(fn_arg(e)), arg.attrs, arg, pattern)
 
 
 def _preimage_pattern(literal: str, table: dict[int, int]) -> str:
@@ -189,24 +210,24 @@ def _fuse_or(parts: list[_Pred]) -> _Pred:
             groups.setdefault(p.arg.key, (p.arg, []))[1].append(p.pattern)
         else:
             others.append(p.fn)
-    # attribute name -> what seeing it does: (union id, search); search None means "exists"
-    dispatch: dict[str, list[tuple[int, Callable[[str], Any] | None]]] = {}
+    # attribute name -> what seeing it does: (union id, matcher); None means "exists"
+    dispatch: dict[str, list[tuple[int, Callable[[str], bool] | None]]] = {}
     for name in exists:
         dispatch.setdefault(name, []).append((-1, None))
     for uid, (arg, patterns) in enumerate(groups.values()):
         merged = "|".join(f"(?:{pat})" for pat in patterns)
         try:
-            search = re.compile(merged).search
+            matches = _memo_matcher(re.compile(merged))
         except re.error:  # e.g. a global inline flag inside one pattern: test them apart
             others.extend(_string_test(arg, pat).fn for pat in patterns)
             continue
-        if arg.union is None or search("") is not None:
+        if arg.union is None or matches(""):
             # not a plain attribute (union), or true on a missing one: evaluate as written
             fn_arg = arg.fn
-            others.append(lambda e, s=search, a=fn_arg: s(a(e)) is not None)
+            others.append(lambda e, m=matches, a=fn_arg: m(a(e)))
             continue
         for name in arg.union:
-            dispatch.setdefault(name, []).append((uid if len(arg.union) > 1 else -1, search))
+            dispatch.setdefault(name, []).append((uid if len(arg.union) > 1 else -1, matches))
     rest = tuple(others)
     get_actions = dispatch.get
 
@@ -216,8 +237,8 @@ def _fuse_or(parts: list[_Pred]) -> _Pred:
             actions = get_actions(name)
             if actions is None:
                 continue
-            for uid, search in actions:
-                if search is None:
+            for uid, matches in actions:
+                if matches is None:
                     return True
                 if uid >= 0:  # a union's string is its first attribute in source order
                     if seen is None:
@@ -226,7 +247,7 @@ def _fuse_or(parts: list[_Pred]) -> _Pred:
                         continue
                     else:
                         seen.append(uid)
-                if search(value) is not None:
+                if matches(value):
                     return True
         return any(f(e) for f in rest) if rest else False
 
