@@ -47,6 +47,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "timeout_s": None,
         "trafilatura": {"fast": True, "favor_precision": False},
     },
+    # the fast setting without trafilatura's recall retry of short extractions
+    "trafilatura-fast-noretry": {
+        "trafilatura": {"fast": True, "favor_precision": False, "recall_escalation": False}
+    },
+    "trafilatura-fast-noretry-inproc": {
+        "timeout_s": None,
+        "trafilatura": {"fast": True, "favor_precision": False, "recall_escalation": False},
+    },
     # the same two with trafilatura's own lxml XPath selectors (before fast_xpath)
     "trafilatura-lxml-xpath": {"trafilatura": {"compiled_selectors": False}},
     "trafilatura-fast-lxml-xpath": {

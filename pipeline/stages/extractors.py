@@ -10,6 +10,7 @@ sandbox child).
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,7 @@ def _trafilatura(
     prune_tags: tuple[str, ...] | list[str],
     table_outer_pipes: bool,
     compiled_selectors: bool = True,
+    recall_escalation: bool = True,
 ) -> Extractor:
     """trafilatura on a tree we parse ourselves.
 
@@ -47,6 +49,7 @@ def _trafilatura(
     HtmlElement in C instead of lxml.html's per-element Python lookup: same output, ~5-10%
     faster. `compiled_selectors` swaps trafilatura's XPath selectors for compiled ones
     (pipeline/stages/fast_xpath.py: same elements, so the same text, in about half the time).
+    `recall_escalation: False` turns off trafilatura's recall retry of short extractions.
     """
     import lxml.html
     import trafilatura
@@ -59,6 +62,7 @@ def _trafilatura(
         fast_xpath.install()
     else:
         fast_xpath.uninstall()
+    set_recall_escalation(recall_escalation)
 
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # it logs every discarded page
     parser = lxml.html.HTMLParser(
@@ -105,6 +109,26 @@ def _trafilatura(
         return text
 
     return extract
+
+
+# trafilatura's own recall-escalation limit, saved the first time it is turned off.
+_ESCALATION_LIMIT: list[int] = []
+
+
+def set_recall_escalation(enabled: bool) -> None:
+    """Turn trafilatura's recall retry of short extractions on or off, process-wide.
+
+    trafilatura.core retries a balanced-focus extraction shorter than ESCALATION_MAX_LENGTH
+    characters in recall mode; the limit is read on every call, so 0 switches the retry (and
+    the whole-page text pass that decides it) off. trafilatura versions without the retry
+    have no such constant and nothing to switch.
+    """
+    core = importlib.import_module("trafilatura.core")  # a module, whatever the package exports
+    if not hasattr(core, "ESCALATION_MAX_LENGTH"):
+        return
+    if not _ESCALATION_LIMIT:
+        _ESCALATION_LIMIT.append(core.ESCALATION_MAX_LENGTH)
+    core.ESCALATION_MAX_LENGTH = _ESCALATION_LIMIT[0] if enabled else 0
 
 
 def strip_outer_pipes(text: str) -> str:
