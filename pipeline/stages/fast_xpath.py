@@ -508,14 +508,27 @@ class _Parser:
 # Evaluation
 
 
+def _all_of(preds: tuple[Pred, ...]) -> Pred:
+    """One predicate true when all of `preds` are (in order, stopping at the first false)."""
+    if not preds:
+        return lambda e: True
+    if len(preds) == 1:
+        return preds[0]
+    if len(preds) == 2:
+        first, second = preds
+        return lambda e: first(e) and second(e)
+    return lambda e: all(p(e) for p in preds)
+
+
 class _Branch:
     """One `.//tags[preds]` location path of a union, with its position rule."""
 
-    __slots__ = ("tags", "preds", "first_per_parent", "first_overall")
+    __slots__ = ("tags", "preds", "matches", "first_per_parent", "first_overall")
 
     def __init__(self, tags: tuple[str, ...] | None, preds: list[Pred], first_per_parent: bool):
         self.tags = tags
         self.preds = tuple(preds)
+        self.matches = _all_of(self.preds)
         self.first_per_parent = first_per_parent
         self.first_overall = False
 
@@ -524,21 +537,15 @@ class _Branch:
             return node.iterdescendants(etree.Element)
         return node.iterdescendants(*self.tags)
 
-    def matches(self, e: Elem) -> bool:
-        return all(p(e) for p in self.preds)
-
     def select(self, node: Elem) -> list[Elem]:
-        preds = self.preds
+        matches = self.matches
         if self.first_overall:
             for e in self.candidates(node):
-                if all(p(e) for p in preds):
+                if matches(e):
                     return [e]
             return []
-        if len(preds) == 1:
-            (p,) = preds
-            found = [e for e in self.candidates(node) if p(e)]
-        elif preds:
-            found = [e for e in self.candidates(node) if all(q(e) for q in preds)]
+        if self.preds:
+            found = [e for e in self.candidates(node) if matches(e)]
         else:
             found = list(self.candidates(node))
         if self.first_per_parent and len(found) > 1:
@@ -583,11 +590,12 @@ class _Selector:
             tags, rest = self._tag_set, self._rest
             out = []
             for e in node.iterdescendants(etree.Element):
-                if e.tag in tags:
+                tag = e.tag
+                if tag in tags:
                     out.append(e)
                     continue
                 for b in rest:
-                    if (b.tags is None or e.tag in b.tags) and b.matches(e):
+                    if (b.tags is None or tag in b.tags) and b.matches(e):
                         out.append(e)
                         break
             return out
