@@ -10,8 +10,8 @@ sandbox child).
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -123,7 +123,9 @@ def set_recall_escalation(enabled: bool) -> None:
     the whole-page text pass that decides it) off. trafilatura versions without the retry
     have no such constant and nothing to switch.
     """
-    core = importlib.import_module("trafilatura.core")  # a module, whatever the package exports
+    import trafilatura.core  # noqa: F401  (loaded; taken below from sys.modules as a module)
+
+    core = sys.modules["trafilatura.core"]
     if not hasattr(core, "ESCALATION_MAX_LENGTH"):
         return
     if not _ESCALATION_LIMIT:
