@@ -76,9 +76,10 @@ class TrafilaturaOptions(_Options):
     compiled_selectors: bool = True
     # trafilatura (2.3+) retries a short balanced-focus extraction in recall mode when it
     # holds < 20% of the page's text; measuring that text costs a whole-page pass on every
-    # short extraction (~16% of fast mode's instructions). false skips the retry: ScrapingHub F1
-    # unchanged (0.962), CleanEval 0.847 -> 0.841 (10 of 739 pages lose text), fast mode
-    # 1.2-1.3x faster. Only with favor_precision and favor_recall false. Process-wide.
+    # short extraction (~16% of fast mode's instructions). false skips the retry: ScrapingHub
+    # F1 unchanged (0.962), CleanEval 0.847 -> 0.841 (10 of 739 pages lose text), fast mode
+    # 1.2-1.3x faster. Only with favor_precision and favor_recall false. Process-wide, like
+    # compiled_selectors (each sandboxed stage has its own process).
     recall_escalation: bool = True
 
     @field_validator("prune_tags")
