@@ -57,7 +57,8 @@ _BACKREF = re.compile(r"\\[1-9]|\(\?P=")
 _NO_ATTRIBUTES = etree.Element("none")
 # Attribute values repeat within a page and across pages of a site (class="menu-item", ...):
 # each fused regex remembers its verdict per value, up to this many values (then starts over).
-_MEMO_SIZE = 50_000
+# Bounded so that the ~130 memos stay within a few tens of MiB on an endless stream of pages.
+_MEMO_SIZE = 4096
 
 
 def _memo_matcher(pattern: re.Pattern[str]) -> Callable[[str], bool]:
