@@ -111,7 +111,7 @@ def _trafilatura(
     return extract
 
 
-# trafilatura's own recall-escalation limit, saved the first time it is turned off.
+# trafilatura's own recall-escalation limit, saved before the first change to it.
 _ESCALATION_LIMIT: list[int] = []
 
 

@@ -380,8 +380,7 @@ class _Parser:
             parts.append(self.unary())
         if len(parts) == 1:
             return parts[0]
-        fns = tuple(p.fn for p in parts)
-        return _Pred(lambda e: all(f(e) for f in fns), _attrs_of(parts))
+        return _Pred(_all_of(tuple(p.fn for p in parts)), _attrs_of(parts))
 
     def unary(self) -> _Pred:
         if self.at("name", "not") and self.peek(1) == ("op", "("):
