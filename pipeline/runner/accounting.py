@@ -27,6 +27,9 @@ class StageStats:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
+    metrics: Counter[str] = field(default_factory=Counter)  # stage counters (take_metrics)
+    warnings: list[str] = field(default_factory=list)  # set-up warnings, each once
+    first_error: str | None = None  # message of the first `<stage>_error` rejection
 
     def add(self, other: StageStats) -> None:
         self.docs_in += other.docs_in
@@ -37,6 +40,10 @@ class StageStats:
         self.wall_s += other.wall_s
         self.cpu_s += other.cpu_s
         self.reasons.update(other.reasons)
+        self.metrics.update(other.metrics)
+        self.warnings.extend(w for w in other.warnings if w not in self.warnings)
+        if self.first_error is None:
+            self.first_error = other.first_error
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +56,9 @@ class StageStats:
             "wall_s": round(self.wall_s, 4),
             "cpu_s": round(self.cpu_s, 4),
             "removed_by_reason": dict(self.reasons.most_common()),
+            "metrics": dict(sorted(self.metrics.items())),
+            "warnings": list(self.warnings),
+            "first_error": self.first_error,
         }
 
     @classmethod
@@ -63,6 +73,9 @@ class StageStats:
             wall_s=d["wall_s"],
             cpu_s=d["cpu_s"],
             reasons=Counter(d["removed_by_reason"]),
+            metrics=Counter(d.get("metrics", {})),
+            warnings=list(d.get("warnings", [])),
+            first_error=d.get("first_error"),
         )
 
 

@@ -327,17 +327,24 @@ def _run_stage(stage: Stage, batch: pa.Table, stats: StageStats) -> tuple[pa.Tab
     wall0, cpu0 = time.perf_counter(), time.process_time() + stage.helper_cpu_s()
     stats.docs_in += batch.num_rows
     stats.bytes_in += _payload_bytes(batch)
-    kept, rejected = _apply_isolated(stage, batch)
+    kept, rejected = _apply_isolated(stage, batch, stats)
     _count(stats, kept, rejected)
+    stats.metrics.update(stage.take_metrics())
+    for w in stage.warnings():
+        if w not in stats.warnings:
+            stats.warnings.append(w)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0
     return kept, rejected
 
 
-def _apply_isolated(stage: Stage, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+def _apply_isolated(
+    stage: Stage, batch: pa.Table, stats: StageStats | None = None
+) -> tuple[pa.Table, pa.Table]:
     """Apply a stage; if the batch raises, retry row by row so one bad document can't sink it.
 
-    A document on which the stage itself fails is rejected as `<stage>_error`.
+    A document on which the stage itself fails is rejected as `<stage>_error`; the first such
+    error's message is kept in `stats.first_error`.
     """
     try:
         return stage.apply(batch)
@@ -350,6 +357,8 @@ def _apply_isolated(stage: Stage, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
             kept, rejected = stage.apply(row)
         except Exception as exc:  # noqa: BLE001
             log.warning("stage %s rejected a document it could not process: %s", stage.name, exc)
+            if stats is not None and stats.first_error is None:
+                stats.first_error = f"{type(exc).__name__}: {exc}"[:500]
             reason = pa.array([f"{stage.name}_error"], type=pa.string())
             kept, rejected = split_by_reason(row, reason)
         if kept.num_rows:

@@ -51,6 +51,16 @@ class Stage(ABC):
         """CPU seconds so far of processes this stage runs work in (added to its cpu_s)."""
         return 0.0
 
+    def take_metrics(self) -> dict[str, int]:
+        """Counters since the last call (e.g. pages near the time limit); the runner sums them
+        per stage into stats.json under `metrics`. Default: none."""
+        return {}
+
+    def warnings(self) -> list[str]:
+        """One-line warnings from set-up (e.g. a fallback taken); reported once per stage in
+        the log and in stats.json under `warnings`. Default: none."""
+        return []
+
     @abstractmethod
     def score(self, batch: pa.Table) -> pa.Table:
         """Return `batch` with this stage's measurement (or transformed) columns added."""
