@@ -49,6 +49,9 @@ class RuntimeConfig(BaseModel):
     batch_size: int = Field(default=512, gt=0)
     num_partitions: int | None = Field(default=None, gt=0)  # hash partitions of global stages
     progress: Literal["auto", "bar", "log", "off"] = "auto"
+    # A stage whose `<stage>_error` rejections exceed this share of its input fails the run
+    # (after accounting, naming the first error): a broken extractor is not a filter.
+    max_error_fraction: float = Field(default=0.01, ge=0, le=1, allow_inf_nan=False)
 
 
 @cache

@@ -18,7 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from pipeline.errors import ConfigError
 from pipeline.registry import available_stages
+from pipeline.stages.contract import Contract
 
 
 def _default(field: FieldInfo) -> str:
@@ -110,14 +112,34 @@ def config_keys(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, type,
     return out
 
 
+def _columns(names: tuple[str, ...]) -> str:
+    return ", ".join(f"`{c}`" for c in names) or "none"
+
+
+def declaration(cls: Any) -> list[str]:
+    """The stage's declaration (for its default config) as Markdown lines."""
+    try:
+        c = cls.contract(cls.config_cls())
+    except ValueError:  # a config with required keys: the class-level declaration
+        c = Contract(cls.name, cls.kind, cls.requires, cls.score_columns, cls.drops, cls.resources)
+    lines = [f"Requires: {_columns(c.requires)}. Produces: {_columns(c.produces)}."]
+    if c.drops:
+        lines[0] += f" Drops: {_columns(c.drops)}."
+    lines.append(f"Resources (default config): {c.resources.describe()}.")
+    return [" ".join(lines), ""]
+
+
 def stage_reference(names: list[str] | None = None) -> str:
-    """Markdown: one section per stage with a table of its keys."""
+    """Markdown: one section per stage with its declaration and a table of its keys."""
     stages = available_stages()
+    unknown = [n for n in names or [] if n not in stages]
+    if unknown:
+        raise ConfigError(f"unknown stage {unknown[0]!r}; allowed: {', '.join(sorted(stages))}")
     out = []
     for name in names or list(stages):
         cls = stages[name]
-        kind = "global stage" if getattr(cls, "is_global", False) else "map stage"
-        out += [f"#### `{name}` ({kind})", "", _summary(cls), ""]
+        out += [f"#### `{name}` ({cls.kind} stage)", "", _summary(cls), ""]
+        out += declaration(cls)
         keys = config_keys(cls.config_cls)
         if not keys:
             out += ["No keys.", ""]

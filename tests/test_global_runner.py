@@ -35,7 +35,6 @@ def _texts_of(fs: Any, shard: ShardRef) -> list[tuple[str, int, int]]:
 class SameTextStage(GlobalStage):
     """A minimal global stage for the runner tests: drops later copies of an identical text."""
 
-    name = "same_text"
     config_cls = SameTextConfig
     prepared = 0
     fail_on_shard: int | None = None

@@ -13,8 +13,8 @@ from pipeline.cli import main
 from pipeline.config import recipe_from_dict
 from pipeline.errors import AccountingError, OutputError
 from pipeline.runner.accounting import StageStats, check_run
+from pipeline.runner.kernel import run_stage
 from pipeline.runner.run import run_recipe
-from pipeline.runner.unit import _apply_isolated, _run_stage
 from pipeline.stages.base import Stage, StageConfig
 
 
@@ -157,7 +157,6 @@ class _Explodes(StageConfig):
 class _ExplodingStage(Stage):
     """Fails on any batch containing the word 'boom'."""
 
-    name = "explodes"
     config_cls = _Explodes
 
     def score(self, batch: pa.Table) -> pa.Table:
@@ -171,10 +170,13 @@ class _ExplodingStage(Stage):
 
 def test_a_document_that_crashes_a_stage_is_rejected_not_fatal() -> None:
     batch = pa.table({"id": ["a", "b", "c"], "text": ["fine", "boom here", "also fine"]})
-    kept, rejected = _apply_isolated(_ExplodingStage(_Explodes()), batch)
+    stats = StageStats("explodes")
+    kept, rejected = run_stage(_ExplodingStage(_Explodes()), batch, stats)
     assert kept.column("id").to_pylist() == ["a", "c"]
     assert rejected.column("id").to_pylist() == ["b"]
     assert rejected.column("reason").to_pylist() == ["explodes_error"]
+    assert stats.reasons == {"explodes_error": 1} and (stats.docs_in, stats.docs_kept) == (3, 2)
+    assert stats.first_error == "ValueError: boom"
 
 
 class _HelperProcessStage(_ExplodingStage):
@@ -195,8 +197,8 @@ class _HelperProcessStage(_ExplodingStage):
 def test_a_stage_is_charged_the_cpu_of_its_helper_processes() -> None:
     stats = StageStats("explodes")
     batch = pa.table({"id": ["a"], "text": ["fine"]})
-    _run_stage(_HelperProcessStage(_Explodes()), batch, stats)
-    _run_stage(_HelperProcessStage(_Explodes()), batch, stats)
+    run_stage(_HelperProcessStage(_Explodes()), batch, stats)
+    run_stage(_HelperProcessStage(_Explodes()), batch, stats)
     assert 5.0 <= stats.cpu_s < 5.5
     assert stats.wall_s < 1.0
 

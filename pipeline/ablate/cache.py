@@ -33,7 +33,9 @@ from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.sources import get_reader, input_fingerprint
 from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
-from pipeline.runner.unit import payload_lengths, plan_segments
+from pipeline.runner import kernel
+from pipeline.runner.kernel import payload_lengths
+from pipeline.runner.unit import plan_segments
 from pipeline.stages.base import Stage, StageConfig
 
 FAILED = "__failed_at"
@@ -147,9 +149,11 @@ class MaterializeJob:
                 batches, reader = _cached_batches(fs, root, node.parent, unit)
             writer = ShardWriter(fs, _table_path(root, node.key, unit))
             stage = self._stages[node.key]
+            errors: list[str] = []
             try:
                 for batch in batches:
-                    writer.write(score_all(stage, batch, node.level))
+                    writer.write(score_all(stage, batch, node.level, errors))
+                    errors += [e for e in [stage.take_error()] if e and not errors]
                 rows = writer.close()
             except BaseException:
                 writer.abort()
@@ -162,6 +166,7 @@ class MaterializeJob:
                 "wall_s": round(time.perf_counter() - started, 4),
                 "cpu_s": round(time.process_time() - cpu0, 4),
                 "stage": node.config["stage"],
+                "first_error": errors[0] if errors else None,
             }
             with fs.open(_sidecar(root, node.key, unit), "w") as f:
                 json.dump(meta, f)
@@ -176,11 +181,14 @@ def _with_level0(batch: pa.Table) -> pa.Table:
     return batch.append_column(bytes_col(0), payload_lengths(batch))
 
 
-def score_all(stage: Stage, batch: pa.Table, level: int) -> pa.Table:
+def score_all(
+    stage: Stage, batch: pa.Table, level: int, stage_errors: list[str] | None = None
+) -> pa.Table:
     """Score every live row of `batch` with `stage`, keeping row order.
 
     Rows that failed at an earlier level pass through (projected onto the scored columns); rows
-    on which `score` raises are marked failed at `level` and pass through the same way.
+    on which `score` raises are marked failed at `level` and pass through the same way; the
+    first failure's message goes to `stage_errors` when given and still empty.
     """
     if batch.num_rows == 0:
         return batch.append_column(bytes_col(level), pa.array([], pa.int64()))
@@ -191,15 +199,13 @@ def score_all(stage: Stage, batch: pa.Table, level: int) -> pa.Table:
     live = batch.take(pa.array(live_idx, pa.int64())).drop_columns(internal)
     parts: list[tuple[np.ndarray, pa.Table]] = []
     newly_failed: list[int] = []
-    if len(live_idx):
-        try:
-            parts.append((live_idx, stage.score(live)))
-        except Exception:  # noqa: BLE001 - isolate the documents that break the stage
-            for j, i in enumerate(live_idx):
-                try:
-                    parts.append((np.array([i]), stage.score(live.slice(j, 1))))
-                except Exception:  # noqa: BLE001
-                    newly_failed.append(int(i))
+    if len(live_idx):  # the run's kernel: a document that breaks the stage is isolated
+        scored = kernel.score_isolated(stage, live)
+        if scored.table is not None:
+            parts.append((live_idx[scored.ok], scored.table))
+        newly_failed = [int(i) for i in live_idx[scored.failed]]
+        if scored.first_error and stage_errors is not None and not stage_errors:
+            stage_errors.append(scored.first_error)
     pieces, order = [], []
     for idx, table in parts:
         carried = batch.take(pa.array(idx, pa.int64())).select(internal)
@@ -244,13 +250,16 @@ def _iter_table(fs: Any, path: str, rows: int) -> Any:
             yield pa.Table.from_batches([rb])
 
 
-def load_node(cache_dir: str, key: str, unit: InputUnit) -> tuple[pa.Table | None, dict[str, Any]]:
-    """A node's whole table for one unit (None when it has no rows) and its sidecar."""
+def load_node(
+    cache_dir: str, key: str, unit: InputUnit, rows: bool = True
+) -> tuple[pa.Table | None, dict[str, Any]]:
+    """A node's whole table for one unit (None when it has no rows, or not `rows`) and its
+    sidecar."""
     fs, root = output_fs(cache_dir)
     with fs.open(_sidecar(root, key, unit), "r") as f:
         meta = json.load(f)
     path = _table_path(root, key, unit)
-    if meta["rows"] == 0 or not fs.exists(path):
+    if not rows or meta["rows"] == 0 or not fs.exists(path):
         return None, meta
     with fs.open(path, "rb") as f:
         return pq.read_table(f), meta

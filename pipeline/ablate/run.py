@@ -36,8 +36,10 @@ from pipeline.errors import CurateError
 from pipeline.io.base import InputUnit
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
+from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats
 from pipeline.runner.executors import execute, run_local
+from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.run import claim_output, remove_partial_files, run_recipe
 from pipeline.runner.unit import (
     ShardOutputs,
@@ -74,6 +76,9 @@ def run_ablation(ablation: Ablation, overwrite: bool = False) -> AblationResult:
     if any(r.input != first.input for r in recipes.values()):
         raise CurateError("all variants of an ablation must read the same input")
     units = plan_units(first.input)
+    for recipe in recipes.values():  # every variant's chain, before any scoring
+        check_plan(recipe, {u.format for u in units})
+    preflight_input(first, units)
     fs, root = output_fs(ablation.output)
     cache_dir = f"{root}/_cache"
     chains = {name: variant_nodes(r) for name, r in recipes.items()}
@@ -195,23 +200,28 @@ class RethresholdJob:
                     continue
                 wall0, cpu0 = time.perf_counter(), time.process_time()
                 idx = np.flatnonzero(alive)
-                reasons = np.full(len(idx), None, dtype=object)
                 broke = failed_at[idx] == level
-                if broke.any():
-                    reasons[broke] = f"{stage.name}_error"
-                ok = np.flatnonzero(~broke)
-                if len(ok):
-                    decided = stage.keep(leaf.take(pa.array(idx[ok], pa.int64())))
-                    reasons[ok] = np.array(decided.to_pylist(), dtype=object)
+                # The run's kernel decides on the stored scores: the same keep(), isolation
+                # and error reason as `curate run`.
+                scored = kernel.Scored(
+                    leaf.take(pa.array(idx[~broke], pa.int64())),
+                    np.flatnonzero(~broke),
+                    np.flatnonzero(broke),
+                    None,
+                )
+                reasons, first = kernel.decide(stage, scored, len(idx))
                 rejected = np.array([r is not None for r in reasons], dtype=bool)
                 before = leaf.column(bytes_col(level - 1)).to_numpy()
                 after = leaf.column(bytes_col(level)).to_numpy()
-                stats.docs_in = len(idx)
-                stats.docs_rejected = int(rejected.sum())
-                stats.docs_kept = stats.docs_in - stats.docs_rejected
-                stats.bytes_in = int(before[idx].sum())
-                stats.bytes_out = int(after[idx[~rejected]].sum())
-                stats.reasons.update(r for r in reasons if r is not None)
+                if kernel.error_reason(stage) in reasons:
+                    first = first or self._first_error(unit, level)
+                kernel.account(
+                    stats,
+                    reasons,
+                    int(before[idx].sum()),
+                    int(after[idx[~rejected]].sum()),
+                    first,
+                )
                 if recipe.output.keep_rejected and rejected.any():
                     outputs.reject(stats.name, self._rejected_rows(unit, level, idx, reasons))
                 alive[idx[rejected]] = False
@@ -237,6 +247,11 @@ class RethresholdJob:
             worker=worker,
             from_cache=True,
         )
+
+    def _first_error(self, unit: InputUnit, level: int) -> str | None:
+        """The first scoring failure recorded in the cache at `level`."""
+        _, meta = load_node(self.cache_dir, self.nodes[level - 1].key, unit, rows=False)
+        return meta.get("first_error")
 
     def _rejected_rows(
         self, unit: InputUnit, level: int, idx: np.ndarray, reasons: np.ndarray

@@ -26,6 +26,7 @@ hash is null, count 1, kept (empty documents are for the length filters, not "du
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import partial
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from pydantic import Field
 from pipeline.dedup.normalize import NormSpec, normalizer
 from pipeline.schema import ID
 from pipeline.stages.base import StageConfig, reasons_from_checks
+from pipeline.stages.contract import Contract
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.text.batch import with_columns
 
@@ -246,11 +248,15 @@ def _dedup_partition(
 class ExactDedupStage(GlobalStage):
     """Document-level exact dedup; columns exact_dup_hash / _count / _is_kept."""
 
-    name = "exact_dedup"
     config_cls = ExactDedupConfig
     score_columns = (HASH, COUNT, IS_KEPT)
 
     config: ExactDedupConfig
+
+    @classmethod
+    def contract(cls, config: ExactDedupConfig) -> Contract:  # type: ignore[override]
+        """Compares the configured column (`text`, or `html` before extract)."""
+        return replace(super().contract(config), requires=(config.column,))
 
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir

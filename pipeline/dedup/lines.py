@@ -151,7 +151,6 @@ def _dedup_partition(
 class LineDedupStage(GlobalStage):
     """Line-level exact dedup within shard groups; rewrites `text`."""
 
-    name = "line_dedup"
     config_cls = LineDedupConfig
     threshold_keys = frozenset({"min_length"})
     score_columns = (TEXT, LINES_REMOVED, CHARS_REMOVED, CHARS_BEFORE)

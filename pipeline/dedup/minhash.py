@@ -150,7 +150,6 @@ class MinHashDedupConfig(StageConfig):
 class MinHashDedupStage(GlobalStage):
     """MinHash LSH fuzzy dedup; see the module docstring."""
 
-    name: ClassVar[str] = "minhash_dedup"
     config_cls: ClassVar[type[StageConfig]] = MinHashDedupConfig
     score_columns: ClassVar[tuple[str, ...]] = (CLUSTER_ID, CLUSTER_SIZE, IS_REPRESENTATIVE)
     config: MinHashDedupConfig

@@ -327,7 +327,6 @@ def _dedup_group(
 class SubstringDedupStage(GlobalStage):
     """ExactSubstr-style span removal within size-bounded shard groups; rewrites `text`."""
 
-    name = "substring_dedup"
     config_cls = SubstringDedupConfig
     threshold_keys = frozenset({"min_length"})
     score_columns = (TEXT, CHARS_REMOVED, SPANS_REMOVED)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+
+from pipeline.schema import HTML_SCHEMA, TEXT_SCHEMA
+
+# Skip reasons that mean the recipe does not fit the input, with the key that fixes them.
+CONFIG_SKIPS: dict[str, str] = {
+    "missing_text": "input.text_field",
+    "missing_text_column": "input.text_field",
+}
+MAX_SEEN_FIELDS = 30
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,32 @@ class ReaderStats:
     bytes_read: int = 0  # payload bytes of the documents emitted
     skipped: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # file-level problems, human readable
+    # Field names of records skipped for a configuration reason (for the error naming the key).
+    seen_fields: list[str] = field(default_factory=list)
+
+    def note_fields(self, names: Iterable[str]) -> None:
+        """Remember the field names of a record skipped for a configuration reason (bounded)."""
+        for name in names:
+            if len(self.seen_fields) >= MAX_SEEN_FIELDS:
+                return
+            if name not in self.seen_fields:
+                self.seen_fields.append(str(name)[:80])
+
+    def config_problem(self, source: str) -> str | None:
+        """One line naming the key to set when every record was skipped for a configuration
+        reason (e.g. every JSON line lacks the text field), else None."""
+        if self.documents or not self.records:
+            return None
+        reasons = {r for r, n in self.skipped.items() if n}
+        if not reasons or not reasons <= set(CONFIG_SKIPS):
+            return None
+        keys = sorted({CONFIG_SKIPS[r] for r in reasons})
+        counts = ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items()) if n)
+        seen = ", ".join(self.seen_fields) or "none"
+        return (
+            f"{source}: no record was usable ({counts}); fields seen: {seen}; "
+            f"set {' / '.join(keys)}"
+        )
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.records += n
@@ -70,3 +105,8 @@ class Reader(ABC):
     @abstractmethod
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches for `unit`, updating `stats` as records are read."""
+
+
+def reader_schema(fmt: str) -> pa.Schema:
+    """The columns a reader of `fmt` emits: raw HTML for WARC, text for every other format."""
+    return HTML_SCHEMA if fmt == "warc" else TEXT_SCHEMA

@@ -76,7 +76,8 @@ class HFReader(Reader):
                 if seen == 0:
                     problem = check_text_column(table.schema, self.cfg.text_field)
                     if problem:
-                        stats.skip("unreadable_file", max(total or table.num_rows, 1))
+                        stats.skip("missing_text_column", max(total or table.num_rows, 1))
+                        stats.note_fields(table.schema.names)
                         add_error(stats.errors, f"{source}: {problem}")
                         return
                 out = self.fields.from_arrow(table, source, seen, stats)

@@ -57,6 +57,7 @@ class JsonlReader(Reader):
                     row = self.fields.from_record(obj, source, lineno)
                     if row is None:
                         stats.skip("missing_text")
+                        stats.note_fields(obj)
                         continue
                     text = row[4]
                     stats.emit(len(line))

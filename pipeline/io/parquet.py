@@ -58,7 +58,8 @@ class ParquetReader(Reader):
             total = pf.metadata.num_rows
             problem = check_text_column(pf.schema_arrow, self.cfg.text_field)
             if problem:
-                stats.skip("unreadable_file", max(total, 1))
+                stats.skip("missing_text_column", max(total, 1))
+                stats.note_fields(pf.schema_arrow.names)
                 add_error(stats.errors, f"{source}: {problem}")
                 return
             seen = 0

@@ -78,7 +78,6 @@ def _nullable(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.A
 class D4Stage(EmbeddingPruneStage):
     """D4 pruning: SemDeDup then SSL prototypes, with every score stored per document."""
 
-    name = "d4"
     prefix = "d4"
     config_cls = D4Config
     threshold_keys = frozenset({"r_proto", "keep_ratio", "proto_ranking"})

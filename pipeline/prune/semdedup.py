@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar, Literal
 
@@ -40,6 +40,7 @@ from pipeline.prune import kmeans, phases
 from pipeline.prune.config import PruneConfig
 from pipeline.prune.prototypes import rank_frac
 from pipeline.stages.base import reasons_from_checks
+from pipeline.stages.contract import Contract, Resources
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.text.batch import numeric_column, with_columns
 
@@ -312,6 +313,15 @@ class EmbeddingPruneStage(GlobalStage):
     config: PruneConfig
 
     @classmethod
+    def contract(cls, config: PruneConfig) -> Contract:  # type: ignore[override]
+        """Embedding tasks may reserve GPUs; the embedding column only with embeddings: column."""
+        base = super().contract(config)
+        produces = tuple(
+            c for c in base.produces if config.embeddings == "column" or c != cls.col("embedding")
+        )
+        return replace(base, produces=produces, resources=Resources(gpus=config.embed_gpus()))
+
+    @classmethod
     def col(cls, name: str) -> str:
         return f"{cls.prefix}_{name}"
 
@@ -360,7 +370,6 @@ class EmbeddingPruneStage(GlobalStage):
 class SemDeDupStage(EmbeddingPruneStage):
     """Semantic dedup: embed, cluster, drop members too similar to an earlier cluster member."""
 
-    name = "semdedup"
     prefix = "semdedup"
     config_cls = SemDeDupConfig
     threshold_keys = frozenset({"eps", "r_dedup"})

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import AccountingError
+from pipeline.errors import AccountingError, CurateError
 
 
 @dataclass
@@ -106,14 +106,19 @@ class ReaderTotals:
         }
 
 
+def task_where(unit: Any, segment: int) -> str:
+    """'unit I (PATH), segment S' for a unit given as an InputUnit or its marker dict."""
+    if isinstance(unit, dict):
+        return f"unit {unit['index']} ({unit['path']}), segment {segment}"
+    return f"unit {unit.index} ({unit.path}), segment {segment}"
+
+
 def check_segment(result: dict[str, Any]) -> None:
     """Raise AccountingError if one task's numbers do not reconcile.
 
     Segment 0 starts from the reader's documents; later segments from their input shard's rows.
     """
-    where = (
-        f"unit {result['unit']['index']} ({result['unit']['path']}), segment {result['segment']}"
-    )
+    where = task_where(result["unit"], result["segment"])
     reader = result["reader"]
     problems = _reader_problems(reader) if reader is not None else []
     start = reader["documents"] if reader is not None else result["input_docs"]
@@ -188,3 +193,21 @@ def sum_units(units: list[dict[str, Any]], stage_names: list[str]) -> dict[str, 
         "output_docs": output_docs,
         "output_bytes": output_bytes,
     }
+
+
+def check_error_fractions(stages: list[dict[str, Any]], limit: float) -> None:
+    """Raise CurateError when a stage failed on more than `limit` of its input documents.
+
+    Failures are the `<stage>_error` rejections (a document the stage raised on, or e.g. a page
+    the extractor crashed on): counted like any removal, but past a few they mean the stage is
+    broken, not that the documents were bad.
+    """
+    for s in stages:
+        base = s["name"].split(".")[0]
+        errors = s["removed_by_reason"].get(f"{base}_error", 0)
+        if s["docs_in"] and errors / s["docs_in"] > limit:
+            raise CurateError(
+                f"stage {s['name']} failed on {errors} of {s['docs_in']} documents "
+                f"({errors / s['docs_in']:.1%} > runtime.max_error_fraction {limit:g}); "
+                f"first error: {s.get('first_error') or 'not recorded'}; counts are in stats.json"
+            )

@@ -28,8 +28,9 @@ from pipeline.io.base import InputUnit
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import TMP_MARK, output_fs
 from pipeline.registry import stage_class
-from pipeline.runner.accounting import check_run, merge_segments, sum_units
+from pipeline.runner.accounting import check_error_fractions, check_run, merge_segments, sum_units
 from pipeline.runner.executors import RecipeJob, execute, global_context
+from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
 from pipeline.runner.unit import (
@@ -66,6 +67,8 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
     """Run a recipe to completion (resuming finished work) and return its totals."""
     started = time.perf_counter()
     units = plan_units(recipe.input)
+    check_plan(recipe, {u.format for u in units})
+    preflight_input(recipe, units)
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
     claim_output(fs, root, recipe, config_hash, overwrite)
@@ -108,6 +111,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
     write_report(fs, f"{root}/report.md", stats)
     if fs.exists(f"{root}/{WORK_DIR}"):
         fs.rm(f"{root}/{WORK_DIR}", recursive=True)
+    check_error_fractions(stats["stages"], recipe.runtime.max_error_fraction)
     return RunResult(recipe.output.path, stats, units_run=ran, units_skipped=skipped)
 
 
@@ -121,9 +125,10 @@ def _execute(recipe: Recipe, tasks: list[Any], total: int) -> dict[int, dict[str
         for result in execute(RecipeJob(recipe), tasks, recipe.runtime):
             results[result["unit"]["index"]] = result
             progress.advance(result)
-    except CurateError:
-        raise
     except Exception as exc:
+        user_error = worker_user_error(exc)
+        if user_error is not None:
+            raise user_error from None
         raise CurateError(
             f"run failed: {_root_cause(exc)}. Finished units are kept; rerun the same command "
             f"to resume."
@@ -275,6 +280,22 @@ def _write_json(fs: Any, path: str, payload: dict[str, Any]) -> None:
     with fs.open(tmp, "w") as f:
         json.dump(payload, f, indent=2, ensure_ascii=False)
     fs.mv(tmp, path)
+
+
+def worker_user_error(exc: BaseException) -> CurateError | None:
+    """The CurateError a task raised (a config problem found while reading, an accounting
+    violation), unwrapped from Ray's task error so the user sees one line, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        wrapped = type(seen).__name__.startswith("RayTaskError") or hasattr(seen, "traceback_str")
+        if isinstance(seen, CurateError) and not wrapped:
+            return seen
+        if isinstance(seen, CurateError):  # Ray's dual-class copy: rebuild the plain error
+            cause = getattr(seen, "cause", None)
+            if isinstance(cause, CurateError):
+                return cause
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    return None
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -22,17 +22,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline.config import Recipe
+from pipeline.errors import AccountingError, ConfigError
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.sources import get_reader
 from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
-from pipeline.runner.accounting import StageStats, check_segment
-from pipeline.schema import HTML, REASON, TEXT
-from pipeline.stages.base import Stage, split_by_reason
+from pipeline.runner import kernel
+from pipeline.runner.accounting import StageStats, check_segment, task_where
+from pipeline.stages.base import Stage
 from pipeline.stages.global_base import GlobalStage, LocalContext, ShardRef
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def plan_segments(recipe: Recipe) -> list[Segment]:
     opener: int | None = None
     maps: list[int] = []
     for pos, cfg in enumerate(recipe.stages):
-        if getattr(stage_class(cfg.stage), "is_global", False):  # type: ignore[attr-defined]
+        if stage_class(cfg.stage).kind == "global":  # type: ignore[attr-defined]
             segments.append(Segment(len(segments), opener, tuple(maps)))
             opener, maps = pos, []
         else:
@@ -177,7 +178,7 @@ class ShardOutputs:
 
     def keep(self, batch: pa.Table) -> None:
         if batch.num_rows:
-            self.output_bytes += _payload_bytes(batch)
+            self.output_bytes += kernel.payload_bytes(batch)
             self.data.write(batch)
 
     def commit(self) -> int:
@@ -221,10 +222,16 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
             for pos, st in zip(segment.map_stages, map_stats, strict=True):
                 if batch.num_rows == 0:
                     break
-                batch, rejected = _run_stage(chain.stages[pos], batch, st)  # type: ignore[arg-type]
+                batch, rejected = kernel.run_stage(chain.stages[pos], batch, st)  # type: ignore[arg-type]
                 outputs.reject(st.name, rejected)
             outputs.keep(batch)
+        if reader_stats is not None and (problem := reader_stats.config_problem(unit.path)):
+            raise ConfigError(problem)
         output_docs = outputs.commit()
+    except AccountingError as exc:
+        outputs.abort()
+        where = task_where(unit, segment_idx)
+        raise AccountingError(f"accounting violated in {where}: {exc}") from None
     except BaseException:
         outputs.abort()
         raise
@@ -299,95 +306,24 @@ def _global_then_batches(
     table = task.shard.read(fs)
     ctx = LocalContext(global_work_dir(root, task.segment, chain.labels[pos]))
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    stats.docs_in += table.num_rows
-    stats.bytes_in += _payload_bytes(table)
     if table.num_rows:
-        kept, rejected = stage.apply_shard(ctx, task.shard, table)
+        scored = kernel.Scored(
+            stage.score_shard(ctx, task.shard, table),
+            np.arange(table.num_rows),
+            np.zeros(0, np.int64),
+            None,
+        )
     else:
-        kept, rejected = table, table
-    _count(stats, kept, rejected)
+        scored = kernel.Scored(table, np.zeros(0, np.int64), np.zeros(0, np.int64), None)
+    reasons, first = kernel.decide(stage, scored, table.num_rows)
+    kept, rejected = kernel.split(table, scored, reasons)
+    kernel.account(stats, reasons, kernel.payload_bytes(table), kernel.payload_bytes(kept), first)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() - cpu0
     outputs.reject(stats.name, rejected)
     size = recipe.runtime.batch_size
     for start in range(0, kept.num_rows, size):
         yield kept.slice(start, size)
-
-
-def _count(stats: StageStats, kept: pa.Table, rejected: pa.Table) -> None:
-    stats.docs_kept += kept.num_rows
-    stats.docs_rejected += rejected.num_rows
-    stats.bytes_out += _payload_bytes(kept)
-    if rejected.num_rows:
-        stats.reasons.update(rejected.column(REASON).to_pylist())
-
-
-def _run_stage(stage: Stage, batch: pa.Table, stats: StageStats) -> tuple[pa.Table, pa.Table]:
-    """Apply one stage to a batch, timing it and counting what it keeps and rejects."""
-    wall0, cpu0 = time.perf_counter(), time.process_time() + stage.helper_cpu_s()
-    stats.docs_in += batch.num_rows
-    stats.bytes_in += _payload_bytes(batch)
-    kept, rejected = _apply_isolated(stage, batch, stats)
-    _count(stats, kept, rejected)
-    stats.metrics.update(stage.take_metrics())
-    for w in stage.warnings():
-        if w not in stats.warnings:
-            stats.warnings.append(w)
-    stats.wall_s += time.perf_counter() - wall0
-    stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0
-    return kept, rejected
-
-
-def _apply_isolated(
-    stage: Stage, batch: pa.Table, stats: StageStats | None = None
-) -> tuple[pa.Table, pa.Table]:
-    """Apply a stage; if the batch raises, retry row by row so one bad document can't sink it.
-
-    A document on which the stage itself fails is rejected as `<stage>_error`; the first such
-    error's message is kept in `stats.first_error`.
-    """
-    try:
-        return stage.apply(batch)
-    except Exception as exc:  # noqa: BLE001 - isolate, count and continue
-        log.warning("stage %s failed on a batch (%s); isolating documents", stage.name, exc)
-    kept_parts, rejected_parts = [], []
-    for i in range(batch.num_rows):
-        row = batch.slice(i, 1)
-        try:
-            kept, rejected = stage.apply(row)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("stage %s rejected a document it could not process: %s", stage.name, exc)
-            if stats is not None and stats.first_error is None:
-                stats.first_error = f"{type(exc).__name__}: {exc}"[:500]
-            reason = pa.array([f"{stage.name}_error"], type=pa.string())
-            kept, rejected = split_by_reason(row, reason)
-        if kept.num_rows:
-            kept_parts.append(kept)
-        if rejected.num_rows:
-            rejected_parts.append(rejected)
-    return _concat(kept_parts, batch, drop_reason=True), _concat(rejected_parts, batch)
-
-
-def _concat(parts: list[pa.Table], like: pa.Table, drop_reason: bool = False) -> pa.Table:
-    if not parts:
-        empty = like.slice(0, 0)
-        return empty if drop_reason else empty.append_column(REASON, pa.array([], pa.string()))
-    return pa.concat_tables(parts, promote_options="permissive")
-
-
-def payload_lengths(batch: pa.Table) -> pa.Array:
-    """UTF-8 bytes per row of the payload column (`text`, else `html`; 0 when null or absent)."""
-    col = TEXT if TEXT in batch.column_names else HTML if HTML in batch.column_names else None
-    if col is None:
-        return pa.array([0] * batch.num_rows, pa.int64())
-    return pc.binary_length(batch.column(col)).fill_null(0).cast(pa.int64())
-
-
-def _payload_bytes(batch: pa.Table) -> int:
-    """UTF-8 bytes of the payload column, summed (the byte accounting of stats.json)."""
-    if batch.num_rows == 0:
-        return 0
-    return int(pc.sum(payload_lengths(batch)).as_py() or 0)
 
 
 def write_marker(fs: Any, path: str, payload: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.schema import REASON
+from pipeline.stages.contract import Declared, StageKind
 
 
 class StageConfig(BaseModel):
@@ -24,19 +25,19 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-class Stage(ABC):
+class Stage(Declared, ABC):
     """A per-document stage.
 
-    Subclasses set `name`, `config_cls` and `threshold_keys` (config keys used only by `keep`,
-    never by `score`), implement `score` and `keep`, and load heavy resources in `setup`, which the
-    runner calls once per worker process before the first batch.
+    Subclasses set `config_cls` (whose `stage` field names the stage), their declaration
+    (`requires`, `score_columns`, `drops`, `resources`: see pipeline.stages.contract) and
+    `threshold_keys` (config keys used only by `keep`, never by `score`), implement `score` and
+    `keep`, and load heavy resources in `setup`, which the runner calls once per worker process
+    before the first batch.
     """
 
-    name: ClassVar[str]
+    kind: ClassVar[StageKind] = "map"
     config_cls: ClassVar[type[StageConfig]]
     threshold_keys: ClassVar[frozenset[str]] = frozenset()
-    # Columns `score` writes; with `threshold_keys` they let a cache reuse stored scores.
-    score_columns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: StageConfig) -> None:
         self.config = config
@@ -55,6 +56,12 @@ class Stage(ABC):
         """Counters since the last call (e.g. pages near the time limit); the runner sums them
         per stage into stats.json under `metrics`. Default: none."""
         return {}
+
+    def take_error(self) -> str | None:
+        """The first per-document failure message since the last call, for a stage that turns
+        failures into its own `<name>_error` rejections (the runner names it when too many
+        documents fail). Default: none."""
+        return None
 
     def warnings(self) -> list[str]:
         """One-line warnings from set-up (e.g. a fallback taken); reported once per stage in

@@ -183,7 +183,6 @@ class C4QualityConfig(StageConfig):
 class C4QualityStage(Stage):
     """Rewrites `text` with the C4 line rules and scores the document rules."""
 
-    name: ClassVar[str] = "c4_quality"
     config_cls: ClassVar[type[StageConfig]] = C4QualityConfig
     threshold_keys: ClassVar[frozenset[str]] = frozenset(
         {
@@ -316,7 +315,6 @@ class C4ParagraphConfig(StageConfig):
 class C4ParagraphStage(Stage):
     """Scores the length of the `min_paragraphs`-th longest line; keep() compares it."""
 
-    name: ClassVar[str] = "c4_paragraph"
     config_cls: ClassVar[type[StageConfig]] = C4ParagraphConfig
     threshold_keys: ClassVar[frozenset[str]] = frozenset({"min_paragraph_len"})
     score_columns: ClassVar[tuple[str, ...]] = ("c4_paragraph_kth_longest_line",)

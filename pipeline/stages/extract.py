@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.schema import HTML, TEXT, URL
 from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
+from pipeline.stages.contract import Contract, Resources
 from pipeline.stages.extractors import Extractor, build_extractor
 from pipeline.stages.sandbox import CRASH, ERROR, OK, TIMEOUT, Sandbox, in_process
 
@@ -130,10 +132,17 @@ class ExtractConfig(StageConfig):
 class ExtractStage(Stage):
     """Replace `html` by extracted `text`; reject empty, oversized, timed-out and failed pages."""
 
-    name: ClassVar[str] = "extract"
     config_cls: ClassVar[type[StageConfig]] = ExtractConfig
     threshold_keys: ClassVar[frozenset[str]] = frozenset()
+    requires: ClassVar[tuple[str, ...]] = (HTML,)
     score_columns: ClassVar[tuple[str, ...]] = (TEXT, HTML_BYTES, EXTRACT_STATUS)
+    drops: ClassVar[tuple[str, ...]] = (HTML,)
+
+    @classmethod
+    def contract(cls, config: ExtractConfig) -> Contract:  # type: ignore[override]
+        """The sandboxed extractor (timeout_s set) runs pages in one child process."""
+        helpers = 1 if config.timeout_s else 0
+        return replace(super().contract(config), resources=Resources(helper_processes=helpers))
 
     config: ExtractConfig
 

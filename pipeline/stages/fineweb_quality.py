@@ -105,7 +105,6 @@ def fineweb_scores(text: str, lang: str | None, short_line_length: int) -> dict[
 class FineWebQualityStage(Stage):
     """FineWeb quality rules: terminal punctuation, short lines, repeated lines, list-likeness."""
 
-    name = "fineweb_quality"
     config_cls = FineWebQualityConfig
     threshold_keys = frozenset(
         {

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.stages.base import StageConfig, split_by_reason
+from pipeline.stages.contract import Declared, StageKind
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -92,14 +93,13 @@ class LocalContext:
         return [fn(item) for item in items]
 
 
-class GlobalStage(ABC):
-    """A stage over the whole corpus. Subclasses set name, config_cls, threshold_keys."""
+class GlobalStage(Declared, ABC):
+    """A stage over the whole corpus. Subclasses set config_cls, their declaration (see
+    pipeline.stages.contract) and threshold_keys."""
 
-    name: ClassVar[str]
+    kind: ClassVar[StageKind] = "global"
     config_cls: ClassVar[type[StageConfig]]
     threshold_keys: ClassVar[frozenset[str]] = frozenset()
-    score_columns: ClassVar[tuple[str, ...]] = ()
-    is_global: ClassVar[bool] = True
 
     def __init__(self, config: StageConfig) -> None:
         self.config = config

@@ -120,7 +120,6 @@ def count_alpha_words(words: list[str]) -> int:
 class GopherQualityStage(Stage):
     """Gopher quality rules: word count, word length, symbols, bullets, letters, stop words."""
 
-    name = "gopher_quality"
     config_cls = GopherQualityConfig
     threshold_keys = frozenset(GopherQualityConfig.model_fields) - {"stage"}
     score_columns: ClassVar[tuple[str, ...]] = tuple(PREFIX + m for m in MEASURES)

@@ -226,7 +226,6 @@ def repetition_scores(text: str, lang: str | None = None) -> dict[str, float]:
 class GopherRepetitionStage(Stage):
     """Gopher repetition removal: score = the 13 fractions, keep = their Table A1 cut-offs."""
 
-    name = "gopher_repetition"
     config_cls = GopherRepetitionConfig
     threshold_keys = frozenset(MEASURES)
     score_columns = tuple(PREFIX + key for key in MEASURES)

@@ -100,7 +100,6 @@ class LangIdConfig(StageConfig):
 class LangIdStage(Stage):
     """Annotate `lang` / `lang_score`; reject by allowed languages and score threshold."""
 
-    name: ClassVar[str] = "langid"
     config_cls: ClassVar[type[StageConfig]] = LangIdConfig
     threshold_keys: ClassVar[frozenset[str]] = frozenset({"languages", "threshold"})
     score_columns: ClassVar[tuple[str, ...]] = (LANG, LANG_SCORE)

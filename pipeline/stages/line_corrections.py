@@ -114,7 +114,6 @@ def _alternation(words: tuple[str, ...]) -> str:
 class LineCorrectionsStage(Stage):
     """Rewrites `text` line by line and records how many words that removed."""
 
-    name: ClassVar[str] = "line_corrections"
     config_cls: ClassVar[type[StageConfig]] = LineCorrectionsConfig
     threshold_keys: ClassVar[frozenset[str]] = frozenset({"max_word_removal_ratio"})
     score_columns: ClassVar[tuple[str, ...]] = (

@@ -195,11 +195,11 @@ def strict_form(text: str) -> str:
 class UrlFilterStage(Stage):
     """Block lists, curated-source exclusion and RefinedWeb URL word scores."""
 
-    name: ClassVar[str] = "url_filter"
     config_cls: ClassVar[type[StageConfig]] = UrlFilterConfig
     threshold_keys: ClassVar[frozenset[str]] = frozenset(
         {"exclude_curated", "soft_word_threshold", "missing_url"}
     )
+    requires: ClassVar[tuple[str, ...]] = (URL,)
     score_columns: ClassVar[tuple[str, ...]] = (
         "url_missing",
         "url_malformed",

@@ -132,6 +132,14 @@ def compute_stats(opts: StatsOptions) -> StatsResult:
     result.timings = timings
     result.cpu_s = sum(s["cpu_s"] for s in scans)
     _check_sets(source, result.totals["documents"][:, 0].tolist())
+    if not result.totals["documents_with_text"][0, 0]:
+        hint = next((e for e in result.errors if "no record was usable" in e), None)
+        raise InputError(
+            f"{opts.path}: no document has text to count"
+            + (f" ({hint.split(': ', 1)[1]})" if hint else "")
+            + "; `curate stats` reads the `text` field of JSONL/Parquet (rename the field, or "
+            "run a recipe with input.text_field and point curate stats at the run)"
+        )
     if not opts.approx:
         _exact_phases(ctx, cfg, source, scans, result)
     fs, work = fsspec.core.url_to_fs(work_url)

@@ -161,6 +161,8 @@ def _batches(src: SourceFile, batch_docs: int, errors: list[str]) -> Iterator[pa
     stats = ReaderStats()
     yield from get_reader(src.format, InputConfig(paths=[src.path])).read(unit, stats, batch_docs)
     errors.extend(stats.errors)
+    if problem := stats.config_problem(src.path):
+        errors.append(problem)
 
 
 def scan_file(cfg: CountConfig, src: SourceFile) -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""The plan check: a recipe's stage chain against the reader's columns, before any work.
+
+Each stage declares the columns it requires, produces and drops (pipeline.stages.contract).
+Walking the chain from the columns the input format's reader emits finds a stage whose input
+lacks a column it needs; the error names the stage, the column and the stage that would produce
+it, so a misordered recipe exits before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pipeline.config import Recipe
+from pipeline.errors import ConfigError
+from pipeline.io.base import InputUnit, ReaderStats, reader_schema
+from pipeline.io.sources import get_reader
+from pipeline.registry import available_stages, stage_class
+from pipeline.stages.contract import Contract
+
+
+def recipe_contracts(recipe: Recipe) -> list[Contract]:
+    """The declaration of every stage of the recipe, in order."""
+    return [
+        stage_class(cfg.stage).contract(cfg)  # type: ignore[attr-defined]
+        for cfg in recipe.stages
+    ]
+
+
+def check_plan(recipe: Recipe, formats: Iterable[str]) -> None:
+    """Raise ConfigError if some stage would lack a column it requires, for any input format."""
+    contracts = recipe_contracts(recipe)
+    for fmt in sorted(set(formats)):
+        problem = chain_problem(contracts, fmt)
+        if problem:
+            raise ConfigError(f"{recipe.source}: {problem}; nothing was run")
+
+
+def chain_problem(contracts: list[Contract], fmt: str) -> str | None:
+    """Why the chain cannot run on `fmt` input (one line), or None when it can."""
+    available = set(reader_schema(fmt).names)
+    for pos, c in enumerate(contracts):
+        missing = [col for col in c.requires if col not in available]
+        if missing:
+            col = missing[0]
+            return (
+                f"stages[{pos}] ({c.name}) needs column `{col}`, which {fmt} input does not "
+                f"have at that point; {_remedy(contracts, pos, col, fmt)}"
+            )
+        available -= set(c.drops)
+        available |= set(c.produces)
+    return None
+
+
+def _remedy(contracts: list[Contract], pos: int, col: str, fmt: str) -> str:
+    """What would make `col` available at stage `pos`: a later stage moved, or another stage."""
+    later = [(i, c) for i, c in enumerate(contracts) if i > pos and col in c.produces]
+    if later:
+        i, c = later[0]
+        return f"{c.name} (stages[{i}]) produces it: put it before {contracts[pos].name}"
+    earlier = [c for c in contracts[:pos] if col in c.drops]
+    if earlier:
+        return f"{earlier[0].name} removes it earlier in the chain: move {contracts[pos].name} before it"
+    producers = sorted(
+        name
+        for name, cls in available_stages().items()
+        if col in cls.score_columns and col not in cls.requires
+    )
+    formats = [f for f in ("warc", "jsonl") if col in reader_schema(f).names]
+    hints = []
+    if producers:
+        hints.append(f"a stage producing it ({', '.join(producers)}) must come first")
+    if formats and fmt not in formats:
+        kind = "WARC" if formats == ["warc"] else "text (WET/JSONL/Parquet/HF)"
+        hints.append(f"only {kind} input has it: remove {contracts[pos].name} for {fmt} input")
+    return "; or ".join(hints) if hints else "no stage produces it"
+
+
+# Formats whose records are mapped through input.* field names (WARC and WET are not).
+FIELD_MAPPED_FORMATS = ("jsonl", "parquet", "hf")
+
+
+def preflight_input(recipe: Recipe, units: list[InputUnit]) -> None:
+    """Read the first unit of each field-mapped format until its first batch; if no record of
+    it is usable for a configuration reason (e.g. no `text` field), fail before any work."""
+    firsts: dict[str, InputUnit] = {}
+    for u in units:
+        if u.format in FIELD_MAPPED_FORMATS:
+            firsts.setdefault(u.format, u)
+    for unit in firsts.values():
+        stats = ReaderStats()
+        batches = get_reader(unit.format, recipe.input).read(unit, stats, recipe.runtime.batch_size)
+        try:
+            for _ in batches:
+                break
+        finally:
+            batches.close()  # type: ignore[attr-defined]
+        problem = stats.config_problem(unit.path)
+        if problem:
+            raise ConfigError(f"{problem}; nothing was run")

@@ -1,0 +1,89 @@
+"""What a stage declares about itself: its kind, the columns it needs and makes, its resources.
+
+Every stage class (map or global) carries one declaration; `Declared` derives the stage's name
+from its config's `stage` field, so a name is written once. The runner checks a recipe's chain of
+declarations against the reader's columns before any work (pipeline.runner.plan), and
+`curate stages` prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, get_args
+
+from pipeline.schema import TEXT
+
+StageKind = Literal["map", "global"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one copy of a stage occupies while it runs."""
+
+    cpus: float = 1.0
+    # GPUs per task; None: one when the cluster has GPUs, else none (neural embedders).
+    gpus: float | None = 0.0
+    helper_processes: int = 0  # child processes it starts (e.g. the extraction sandbox)
+
+    def describe(self) -> str:
+        gpus = "auto" if self.gpus is None else f"{self.gpus:g}"
+        return f"cpus {self.cpus:g}, gpus {gpus}, helper processes {self.helper_processes}"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A stage's declaration, for one config of it."""
+
+    name: str
+    kind: StageKind
+    requires: tuple[str, ...]  # columns that must be present in the stage's input
+    produces: tuple[str, ...]  # columns it adds or rewrites
+    drops: tuple[str, ...] = ()  # columns its output no longer has
+    resources: Resources = field(default_factory=Resources)
+
+
+def stage_name_of(config_cls: type) -> str:
+    """The name a config class's `stage` field admits (its Literal, else its default)."""
+    stage_field = config_cls.model_fields["stage"]  # type: ignore[attr-defined]
+    args = get_args(stage_field.annotation)
+    return str(args[0] if args else stage_field.default)
+
+
+class Declared:
+    """Mixin of the stage bases: the declaration as class attributes, the name derived.
+
+    A stage sets `config_cls`, `requires`, `score_columns` (what it produces), `drops` and
+    `resources`; a stage whose columns or resources depend on its config overrides
+    `contract(config)`.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[StageKind]
+    config_cls: ClassVar[type[Any]]
+    requires: ClassVar[tuple[str, ...]] = (TEXT,)
+    score_columns: ClassVar[tuple[str, ...]] = ()
+    drops: ClassVar[tuple[str, ...]] = ()
+    resources: ClassVar[Resources] = Resources()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        config_cls = cls.__dict__.get("config_cls")
+        if config_cls is None:
+            return
+        derived = stage_name_of(config_cls)
+        own = cls.__dict__.get("name")
+        if own is not None and own != derived:
+            raise TypeError(f"{cls.__name__}.name {own!r} differs from its config's {derived!r}")
+        cls.name = derived
+
+    @classmethod
+    def contract(cls, config: Any) -> Contract:
+        """The declaration for `config` (the class attributes, unless overridden)."""
+        return Contract(
+            name=cls.name,
+            kind=cls.kind,
+            requires=cls.requires,
+            produces=cls.score_columns,
+            drops=cls.drops,
+            resources=cls.resources,
+        )
