@@ -80,7 +80,7 @@ def test_missing_text_column(tmp_path: Path) -> None:
     datasets.Dataset.from_dict({"body": ["a", "b"]}).save_to_disk(str(tmp_path / "nt"))
     unit = plan_units(InputConfig(paths=[str(tmp_path / "nt")]))[0]
     _, stats = read_unit(unit)
-    assert stats.skipped == {"unreadable_file": 2} and "no 'text' column" in stats.errors[0]
+    assert stats.skipped == {"missing_text_column": 2} and "no 'text' column" in stats.errors[0]
 
 
 def test_streamed_parquet_and_jsonl_files(tmp_path: Path) -> None:
