@@ -65,9 +65,10 @@ class ReaderStats:
         keys = sorted({CONFIG_SKIPS[r] for r in reasons})
         counts = ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items()) if n)
         seen = ", ".join(self.seen_fields) or "none"
+        detail = self.errors[0].removeprefix(f"{source}: ") if self.errors else ""
         return (
-            f"{source}: no record was usable ({counts}); fields seen: {seen}; "
-            f"set {' / '.join(keys)}"
+            f"{source}: no record was usable ({counts}{'; ' + detail if detail else ''}); "
+            f"fields seen: {seen}; set {' / '.join(keys)}"
         )
 
     def skip(self, reason: str, n: int = 1) -> None:

@@ -121,15 +121,18 @@ def _parquet(path: Path, dclm: list[dict[str, Any]], columns: dict[str, Any]) ->
 def test_parquet_with_missing_or_mistyped_text_column(
     capsys, tmp_path, dclm, columns, message
 ) -> None:
-    """Every row of the unusable file is counted as `unreadable_file`, the good file beside it is
-    read, and the user is told which column is wrong and which key to set."""
-    good = _parquet(tmp_path / "good.parquet", dclm, {"text": [r["text"] for r in dclm[:100]]})
-    bad = _parquet(tmp_path / "bad.parquet", dclm, columns(dclm[100:]))
-    result, stats, _ = run_ok(capsys, tmp_path, [good, bad])
-    assert stats["reader"]["documents"] == 100
-    assert stats["reader"]["skipped"] == {"unreadable_file": 181}
-    assert message in result.err and "curate: warning:" in result.err
+    """A file none of whose rows has a usable text column is a configuration problem: the run
+    fails (exit 2) telling which column is wrong and which key to set, even when a good file
+    beside it was read first."""
+    good = _parquet(tmp_path / "a-good.parquet", dclm, {"text": [r["text"] for r in dclm[:100]]})
+    bad = _parquet(tmp_path / "b-bad.parquet", dclm, columns(dclm[100:]))
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", [good, bad], out, TEXT_STAGES)
+    result = curate(capsys, "run", recipe)
+    assert result.code == 2
+    assert f"{bad}: no record was usable (181 missing_text_column; {message})" in result.err
     assert len(result.err.strip().splitlines()) == 1
+    assert not (out / "stats.json").exists()
 
 
 def test_parquet_text_field_fix_reads_it(capsys, tmp_path, dclm) -> None:
