@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +24,7 @@ from pipeline.io.options import InputConfig
 from pipeline.io.sources import get_reader, plan_units
 from pipeline.registry import STAGES, stage_class
 from pipeline.schema import LANG, TEXT
+from pipeline.stages.base import StageConfig
 from pipeline.stages.extract import ExtractConfig, ExtractStage
 from pipeline.stages.langid import LangIdConfig, LangIdStage
 
@@ -290,3 +291,213 @@ def test_cache_nodes_key_on_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(fp, "installed_version", lambda d: "0" if d == "regex" else real(d))
     changed = [n.key for n in cache_module.variant_nodes(recipe)]
     assert changed[0] == keys[0] and changed[1] != keys[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 2: threshold keys are exactly the keys only keep() reads, and changing them leaves scores
+# identical.
+
+GLOBAL_STAGES = [n for n in STAGES if getattr(stage_class(n), "is_global", False)]
+# Global stages that need more than defaults to run here: the light embedder (no model file).
+GLOBAL_CONFIG: dict[str, dict[str, Any]] = {
+    "semdedup": {"embedder": "light"},
+    "d4": {"embedder": "light"},
+}
+
+
+class ConfigReads:
+    """A stage config whose field reads are recorded, by phase ("score" or "keep").
+
+    Reads go through attribute access (`cfg.key`, `getattr`), or through model_dump() and the
+    other whole-model operations, which count as reading every field.
+    """
+
+    WHOLE = ("model_dump", "model_dump_json", "__iter__", "__eq__", "__hash__", "__getstate__")
+
+    def __init__(self, config: StageConfig) -> None:
+        self.phase = "score"
+        self.reads: dict[str, set[str]] = {"score": set(), "keep": set()}
+        fields = set(type(config).model_fields)
+        reads, me = self.reads, self
+
+        def getattribute(obj: Any, name: str) -> Any:
+            if name in fields:
+                reads[me.phase].add(name)
+            elif name in ConfigReads.WHOLE:
+                reads[me.phase].update(fields)
+            return object.__getattribute__(obj, name)
+
+        recording = type(f"Recording{type(config).__name__}", (type(config),), {})
+        recording.__getattribute__ = getattribute  # type: ignore[method-assign]
+        self.config = recording.model_construct(
+            _fields_set=config.model_fields_set, **{k: getattr(config, k) for k in fields}
+        )
+
+
+def _map_reads(stage: str, config: StageConfig, batch: pa.Table) -> dict[str, set[str]]:
+    rec = ConfigReads(config)
+    cls = stage_class(stage)
+    instance = cls(rec.config)
+    instance.setup()
+    scored = instance.score(batch)
+    rec.phase = "keep"
+    instance.keep(scored)
+    instance.close()
+    return rec.reads
+
+
+def _global_scores(
+    stage: str, config: StageConfig, table: pa.Table, work: Path, rec: ConfigReads | None = None
+) -> tuple:
+    """prepare() + score_shard() over two shards of `table`, in this process: (stage, scored)."""
+    from pipeline.stages.global_base import LocalContext, ShardRef
+
+    work.mkdir(parents=True)
+    half = table.num_rows // 2
+    refs = []
+    for i, part in enumerate((table.slice(0, half), table.slice(half))):
+        path = work / f"shard-{i}.parquet"
+        pq.write_table(part, path)
+        refs.append(ShardRef(i, str(path), part.num_rows))
+    ctx = LocalContext(str(work / "ctx"), num_partitions=2)
+    instance = stage_class(stage)(config)
+    instance.prepare(ctx, refs)
+    if rec is not None:
+        rec.phase = "shard"
+    return instance, [instance.score_shard(ctx, ref, ref.read(ctx.fs)) for ref in refs]
+
+
+def _global_reads(stage: str, config: StageConfig, table: pa.Table, work: Path) -> dict:
+    """Config reads of prepare() (phase "score"), score_shard() ("shard") and keep()."""
+    rec = ConfigReads(config)
+    rec.reads["shard"] = set()
+    instance, scored = _global_scores(stage, rec.config, table, work, rec)
+    rec.phase = "keep"
+    for shard in scored:
+        instance.keep(shard)
+    return rec.reads
+
+
+def _default_config(stage: str) -> StageConfig:
+    cls = stage_class(stage)
+    extra = GLOBAL_CONFIG.get(stage, {}) | _fast(stage)
+    return cls.config_cls.model_validate({"stage": stage} | extra)
+
+
+def _check_reads(stage: str, reads: dict[str, set[str]], scoring: str = "score") -> None:
+    """No threshold key read while `scoring`; keys only keep() reads are all threshold keys."""
+    thresholds = stage_class(stage).threshold_keys
+    keep_only = reads["keep"] - reads["score"] - reads.get("shard", set())
+    assert not thresholds & reads[scoring], f"{stage}: {scoring} reads threshold keys"
+    assert keep_only <= thresholds, f"{stage}: keys read only by keep() but not threshold keys"
+    assert thresholds <= reads["keep"], f"{stage}: threshold keys keep() never reads"
+
+
+@pytest.mark.parametrize("stage", MAP_STAGES)
+def test_threshold_keys_are_read_only_by_keep(
+    stage: str, html_batch: pa.Table, text_batch: pa.Table
+) -> None:
+    """Recorded config reads on real documents: score() (with __init__ and setup()) reads no
+    threshold key, and every key only keep() reads is a threshold key."""
+    config = _default_config(stage)
+    _check_reads(stage, _map_reads(stage, config, input_for(stage, html_batch, text_batch)))
+
+
+@pytest.mark.parametrize("stage", GLOBAL_STAGES)
+def test_global_threshold_keys_are_read_only_by_keep(
+    stage: str, text_batch: pa.Table, tmp_path: Path
+) -> None:
+    """The same for global stages: score_shard() reads no threshold key. prepare() may (d4 and
+    semdedup count what their thresholds would keep, for the report): the test below shows
+    their score columns do not change with them."""
+    reads = _global_reads(stage, _default_config(stage), text_batch, tmp_path / "run")
+    _check_reads(stage, reads, scoring="shard")
+
+
+def _literals(annotation: Any) -> list[Any]:
+    """The Literal values anywhere in a type annotation."""
+    if get_origin(annotation) is Literal:
+        return list(get_args(annotation))
+    return [v for arg in get_args(annotation) for v in _literals(arg)]
+
+
+def _candidates(value: Any, annotation: Any) -> list[Any]:
+    """Other values to try for a threshold key, most ordinary first (validation picks)."""
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value * 2, max(value - 1, 0), 1, 0, None]
+    if isinstance(value, float):
+        return [value / 2, value * 1.5, min(value + 0.1, 1.0), 0.5, 1.0, 0.0, None]
+    if isinstance(value, str):
+        return [v for v in _literals(annotation) if v != value]
+    if isinstance(value, tuple | list):
+        return [("de", "en"), ()]
+    assert value is None, value
+    return [0.5, 1, 3, True, ("de", "en")]
+
+
+def threshold_variants(stage: str) -> list[tuple[StageConfig, list[str]]]:
+    """Configs that differ from the test default only in threshold keys, covering every one of
+    them: as many as possible changed together, the rest (mutually exclusive keys) one each."""
+    cls = stage_class(stage)
+    given = {"stage": stage} | GLOBAL_CONFIG.get(stage, {}) | _fast(stage)
+    base = cls.config_cls.model_validate(given)
+
+    def change(start: dict[str, Any], key: str) -> dict[str, Any] | None:
+        annotation = cls.config_cls.model_fields[key].annotation
+        for candidate in _candidates(getattr(base, key), annotation):
+            try:
+                trial = cls.config_cls.model_validate(start | {key: candidate})
+            except ValueError:
+                continue
+            if getattr(trial, key) != getattr(base, key):
+                return start | {key: candidate}
+        return None
+
+    joint, alone = dict(given), []
+    for key in sorted(cls.threshold_keys):
+        changed = change(joint, key)
+        if changed is not None:
+            joint = changed
+        else:
+            single = change(given, key)
+            assert single is not None, f"{stage}: no other valid value for threshold key {key}"
+            alone.append((single, [key]))
+    variants = [(joint, sorted(k for k in joint if k not in given or joint[k] != given[k]))]
+    variants += alone
+    return [(cls.config_cls.model_validate(data), keys) for data, keys in variants if keys]
+
+
+def _same(a: pa.Table, b: pa.Table) -> bool:
+    """Same schema and values (NaN equal to NaN)."""
+    return a.schema == b.schema and repr(a.to_pydict()) == repr(b.to_pydict())
+
+
+@pytest.mark.parametrize("stage", MAP_STAGES)
+def test_threshold_keys_leave_scores_identical(
+    stage: str, html_batch: pa.Table, text_batch: pa.Table
+) -> None:
+    """Changing only a stage's threshold keys (to other valid values) on real documents leaves
+    every column score() writes identical, while keep() decides differently where it can."""
+    cls = stage_class(stage)
+    batch = input_for(stage, html_batch, text_batch)
+    base = _default_config(stage)
+    scored = cls(base).score(batch)
+    variants = threshold_variants(stage)
+    assert sum(len(keys) for _, keys in variants) >= len(cls.threshold_keys)
+    for config, keys in variants:
+        other = cls(config)
+        rescored = other.score(batch)
+        assert _same(rescored, scored), (stage, keys)
+
+
+@pytest.mark.parametrize("stage", GLOBAL_STAGES)
+def test_global_threshold_keys_leave_scores_identical(
+    stage: str, text_batch: pa.Table, tmp_path: Path
+) -> None:
+    base = _default_config(stage)
+    _, scored = _global_scores(stage, base, text_batch, tmp_path / "base")
+    for i, (config, keys) in enumerate(threshold_variants(stage)):
+        _, rescored = _global_scores(stage, config, text_batch, tmp_path / f"v{i}")
+        assert all(_same(a, b) for a, b in zip(rescored, scored, strict=True)), (stage, keys)
