@@ -181,8 +181,10 @@ def _import_distributions() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+@cache
 def installed_version(distribution: str) -> str | None:
-    """The installed version of `distribution`, None when it is not installed."""
+    """The installed version of `distribution`, None when it is not installed (memoised: the
+    environment of a running process does not change)."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
