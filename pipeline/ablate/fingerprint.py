@@ -68,6 +68,11 @@ def _is_package(name: str) -> bool:
     return path is not None and path.name == "__init__.py"
 
 
+@cache
+def _syntax_tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def imported_modules(name: str) -> set[str]:
     """Absolute names of the modules `pipeline` module `name` imports anywhere in its source.
 
@@ -78,7 +83,7 @@ def imported_modules(name: str) -> set[str]:
         return set()
     package = name if _is_package(name) else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in ast.walk(_syntax_tree(path)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -111,14 +116,13 @@ def declared_resources(name: str) -> tuple[str, ...]:
     path = module_path(name)
     if path is None:
         return ()
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     declares = any(
         isinstance(node, ast.Assign | ast.AnnAssign)
         and any(
             isinstance(t, ast.Name) and t.id == RESOURCES_NAME
             for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
         )
-        for node in tree.body
+        for node in _syntax_tree(path).body
     )
     if not declares:
         return ()
