@@ -24,12 +24,12 @@ from pipeline.io.options import InputConfig
 from pipeline.io.sources import get_reader, plan_units
 from pipeline.registry import STAGES, stage_class
 from pipeline.schema import LANG, TEXT
-from pipeline.stages.base import StageConfig
+from pipeline.stages.base import Stage, StageConfig
 from pipeline.stages.extract import ExtractConfig, ExtractStage
 from pipeline.stages.langid import LangIdConfig, LangIdStage
 
 REPO = Path(__file__).resolve().parents[1]
-MAP_STAGES = [n for n in STAGES if not getattr(stage_class(n), "is_global", False)]
+MAP_STAGES = [n for n in STAGES if issubclass(stage_class(n), Stage)]
 # Languages whose text takes the segmenters and per-language lists (Thai words, bad words).
 LINGUA_LANGS = ("th", "ja", "zh", "ru", "de", "nb")
 
@@ -298,7 +298,7 @@ def test_cache_nodes_key_on_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> 
 # Part 2: threshold keys are exactly the keys only keep() reads, and changing them leaves scores
 # identical.
 
-GLOBAL_STAGES = [n for n in STAGES if getattr(stage_class(n), "is_global", False)]
+GLOBAL_STAGES = [n for n in STAGES if n not in MAP_STAGES]
 # Global stages that need more than defaults to run here: the light embedder (no model file).
 GLOBAL_CONFIG: dict[str, dict[str, Any]] = {
     "semdedup": {"embedder": "light"},
