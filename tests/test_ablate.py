@@ -117,12 +117,12 @@ def test_shared_scores_are_computed_once_and_caches_invalidate_exactly(
     result = run_ablation(load_ablation(changed))
     assert result.computed == {"a": ["line_corrections"], "b": []}
     # The code of a stage changed: that stage and the ones after it.
-    real = cache_module.stage_code_hash
+    real = cache_module.stage_fingerprint
 
-    def patched(name: str) -> str:
-        return "new-code" if name == "gopher_quality" else real(name)
+    def patched(name: str, config: dict) -> str:
+        return "new-code" if name == "gopher_quality" else real(name, config)
 
-    monkeypatch.setattr(cache_module, "stage_code_hash", patched)
+    monkeypatch.setattr(cache_module, "stage_fingerprint", patched)
     result = run_ablation(load_ablation(path))
     assert result.computed == {"a": ["gopher_quality", "line_corrections"]} | {
         "b": ["gopher_quality", "line_corrections"]

@@ -2,9 +2,11 @@
 
 Variants of a recipe share work through a tree of cache nodes. A node is one map stage applied
 after its parent node; its key hashes the parent's key, the stage name, the stage's config
-*without its threshold keys* and the stage module's source code. So variants that differ only in
-thresholds share every node, and a changed non-threshold key, stage code or input file recomputes
-exactly that node and the nodes below it.
+*without its threshold keys* and the stage's fingerprint (pipeline.ablate.fingerprint: the source
+of every project module it imports, its resource files, library versions and the files its config
+names). So variants that differ only in thresholds share every node, and a changed non-threshold
+key, stage code, resource, library or input file recomputes exactly that node and the nodes below
+it.
 
 A node's table holds every document of a unit ("score everything, decide later"): documents are
 never dropped while scoring, so a variant re-applies its own `keep()` thresholds to the stored
@@ -15,12 +17,9 @@ columns. Extra columns: `__failed_at` (the level whose `score` raised on the doc
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
-import sys
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
+from pipeline.ablate.fingerprint import stage_fingerprint
 from pipeline.config import Recipe
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.sources import get_reader, input_fingerprint
@@ -46,13 +46,6 @@ def bytes_col(level: int) -> str:
 
 
 INTERNAL_PREFIX = "__"
-
-
-@cache
-def stage_code_hash(name: str) -> str:
-    """A hash of the source of the module defining stage `name` (changes invalidate caches)."""
-    module = sys.modules[stage_class(name).__module__]
-    return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:16]
 
 
 def score_config(cfg: StageConfig) -> dict[str, Any]:
@@ -86,8 +79,9 @@ def variant_nodes(recipe: Recipe) -> list[Node]:
     nodes = []
     for level, pos in enumerate(segment.map_stages, start=1):
         cfg = recipe.stages[pos]
+        scored = score_config(cfg)
         blob = json.dumps(
-            [key, cfg.stage, score_config(cfg), stage_code_hash(cfg.stage)],  # type: ignore[attr-defined]
+            [key, cfg.stage, scored, stage_fingerprint(cfg.stage, scored)],  # type: ignore[attr-defined]
             sort_keys=True,
         )
         key = hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -25,6 +25,11 @@ from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_fro
 from pipeline.text import base_lang, is_spaced, non_symbol_words, split_words
 from pipeline.text.batch import columns_from_rows, texts_and_langs, with_columns
 
+# The LDNOOBW bad-word lists, one file per language code (pipeline/resources/README.md).
+BADWORDS = "resources/badwords"
+# Package files read at run time (in the ablation cache key: pipeline.ablate.fingerprint).
+RESOURCE_FILES = (BADWORDS,)
+
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 POLICY_SUBSTRINGS = (
     "terms of use",
@@ -127,14 +132,14 @@ def badwords_language(lang: str | None) -> str | None:
 @cache
 def available_badword_langs() -> frozenset[str]:
     """Language codes with a bad-word list under pipeline/resources/badwords."""
-    folder = resources.files("pipeline").joinpath("resources", "badwords")
+    folder = resources.files("pipeline").joinpath(BADWORDS)
     return frozenset(p.name for p in folder.iterdir() if p.is_file() and "." not in p.name)
 
 
 @cache
 def load_badwords(lang: str) -> tuple[str, ...]:
     """The shipped LDNOOBW list of `lang`, lowercased, in file order without duplicates."""
-    path = resources.files("pipeline").joinpath("resources", "badwords", lang)
+    path = resources.files("pipeline").joinpath(BADWORDS, lang)
     words = (w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines())
     return tuple(dict.fromkeys(w for w in words if w))
 

@@ -28,6 +28,8 @@ from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_fro
 from pipeline.text.batch import columns_from_rows, with_columns
 
 RESOURCES = "resources/url_filter"
+# Package files read at run time (in the ablation cache key: pipeline.ablate.fingerprint).
+RESOURCE_FILES = (RESOURCES,)
 # The Pile's sources, excluded by the DCLM reproduction of RefinedWeb (refinedweb.yaml).
 CURATED_DOMAINS = (
     "arxiv.org",

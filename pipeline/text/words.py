@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # PyThaiNLP's Thai word list (CC0), see pipeline/resources/thai/README.md.
 THAI_WORDS = "resources/thai/words_th.txt.gz"
+# Package files read at run time (in the ablation cache key: pipeline.ablate.fingerprint).
+RESOURCE_FILES = (THAI_WORDS,)
 
 # A word is a run of word characters, optionally joined by an inner apostrophe, hyphen or period
 # ("don't", "e-mail", "3.5", "www.example.com"); any other run of non-space characters is one

