@@ -34,16 +34,10 @@ import pyarrow as pa
 import xxhash
 from pydantic import Field
 
-from pipeline.dedup.exact import (
-    MANIFEST,
-    ROW_BITS,
-    read_json,
-    read_keyed,
-    shard_path,
-    write_json,
-    write_keyed,
-)
+from pipeline.dedup.exact import MANIFEST, ROW_BITS, shard_path
 from pipeline.dedup.normalize import NormSpec, normalize_lines
+from pipeline.io.atomic import read_json, write_json_atomic
+from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
@@ -112,7 +106,9 @@ def _hash_shard(
         chunks.append(rec)
     records = np.concatenate(chunks) if chunks else np.empty(0, dtype=LINE_RECORD)
     keys = np.uint64(group * num_partitions) + records["hash"] % np.uint64(num_partitions)
-    write_keyed(fs, shard_path(work_dir, "hashes", shard.index), records, keys)
+    write_keyed(
+        fs, shard_path(work_dir, "hashes", shard.index), records, keys, key="group_partition"
+    )
     return {"index": shard.index, "rows": row, "lines": len(records)}
 
 
@@ -132,7 +128,7 @@ def _dedup_partition(
     group, part = item
     key = group * num_partitions + part
     paths = [shard_path(work_dir, "hashes", s) for s in groups[group]]
-    records = read_keyed(fs, paths, key, LINE_RECORD)
+    records = read_keyed(fs, paths, key, LINE_RECORD, key="group_partition")
     # Slices are in (doc_key, line) order, so a stable sort keeps the first occurrence first.
     order = np.argsort(records["hash"], kind="stable")
     hashes = records["hash"][order]
@@ -144,7 +140,8 @@ def _dedup_partition(
     dropped.sort()  # back to (doc_key, line) order
     doc = records["doc"][dropped]
     packed = ((doc & np.uint64((1 << ROW_BITS) - 1)) << np.uint64(32)) | records["line"][dropped]
-    write_keyed(fs, _drops_path(work_dir, group, part), packed, doc >> np.uint64(ROW_BITS))
+    shards = doc >> np.uint64(ROW_BITS)
+    write_keyed(fs, _drops_path(work_dir, group, part), packed, shards, key="shard")
     return {"lines": len(records), "dropped": len(packed)}
 
 
@@ -186,7 +183,7 @@ class LineDedupStage(GlobalStage):
             partial(_dedup_partition, fs=fs, work_dir=work, groups=groups, num_partitions=parts),
             tasks,
         )
-        write_json(
+        write_json_atomic(
             fs,
             f"{work}/{MANIFEST}",
             {
@@ -219,7 +216,7 @@ class LineDedupStage(GlobalStage):
         if not n or group is None:
             return {}
         paths = [_drops_path(ctx.work_dir, group, p) for p in range(manifest["partitions"])]
-        packed = read_keyed(ctx.fs, paths, shard.index, DROP_RECORD)
+        packed = read_keyed(ctx.fs, paths, shard.index, DROP_RECORD, key="shard")
         out: dict[int, set[int]] = {}
         for value in np.sort(packed).tolist():
             out.setdefault(value >> 32, set()).add(value & 0xFFFFFFFF)

@@ -43,7 +43,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from pipeline.dedup.exact import MANIFEST, read_json, read_keyed, write_json, write_keyed
+from pipeline.dedup.exact import MANIFEST
+from pipeline.io.atomic import read_json, write_json_atomic
+from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
@@ -312,7 +314,7 @@ def _dedup_group(
     out["start"] = rs - starts[doc]
     out["end"] = re_ - starts[doc]
     keys = owner[doc, 0]
-    write_keyed(fs, f"{work_dir}/ranges/{group:05d}.bin", out, keys)
+    write_keyed(fs, f"{work_dir}/ranges/{group:05d}.bin", out, keys, key="shard")
     return {
         "group": group,
         "rows": {str(s.index): int(n) for s, n in zip(shards, counts, strict=True)},
@@ -349,7 +351,7 @@ class SubstringDedupStage(GlobalStage):
         )
         group_of = {str(i): g for g, members in enumerate(groups) for i in members}
         rows = {k: v for s in stats for k, v in s.pop("rows").items()}
-        write_json(fs, f"{work}/{MANIFEST}", {"group": group_of, "rows": rows})
+        write_json_atomic(fs, f"{work}/{MANIFEST}", {"group": group_of, "rows": rows})
         total = sum(s["bytes"] for s in stats)
         removed = sum(s["bytes_removed"] for s in stats)
         bytes_per_byte = 21 if cfg.remove == "all_but_first" else 13
@@ -376,8 +378,9 @@ class SubstringDedupStage(GlobalStage):
         if expected != n:
             raise ValueError(f"shard {shard.index}: prepare() saw {expected} rows, now {n}")
         group = manifest["group"].get(str(shard.index))
+        path = f"{ctx.work_dir}/ranges/{group:05d}.bin"
         ranges = (
-            read_keyed(ctx.fs, f"{ctx.work_dir}/ranges/{group:05d}.bin", shard.index, RANGE_RECORD)
+            read_keyed(ctx.fs, path, shard.index, RANGE_RECORD, key="shard")
             if group is not None and n
             else np.empty(0, RANGE_RECORD)
         )
