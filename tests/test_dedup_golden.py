@@ -21,14 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.dedup import normalize as keys
-from pipeline.dedup import textnorm as tokens
 from pipeline.dedup.exact import ExactDedupConfig, ExactDedupStage
 from pipeline.dedup.lines import LineDedupConfig, LineDedupStage
 from pipeline.dedup.minhash import MinHashDedupConfig, MinHashDedupStage
 from pipeline.dedup.substring import SubstringDedupConfig, SubstringDedupStage
 from pipeline.stages.global_base import LocalContext, ShardRef
 from pipeline.stats.hashing import doc_hashes
+from pipeline.text.normalize import TextNorm, normalize, normalize_batch, normalize_lines
 
 GOLDEN_STRINGS = Path(__file__).parent / "golden" / "normalization.json"
 LANGS = ("de", "fr", "vi", "ru", "el", "ar", "ja", "zh", "th", "tr")
@@ -232,14 +231,12 @@ def normalised_strings(inputs: list[str]) -> dict[str, list]:
     """{setting: [normalised input, ...]} for every key preset (document and per-line) and
     switch set, and every token (MinHash) switch set."""
     out: dict[str, list] = {}
-    specs = {
-        **{p: p for p in keys.PRESETS},
-        **{k: keys.TextNorm(**v) for k, v in KEY_SWITCHES.items()},
-    }
+    presets = ("none", "strip", "nfc_strip", "nfc_whitespace", "lowercase", "ccnet")
+    specs = {**{p: p for p in presets}, **{k: TextNorm(**v) for k, v in KEY_SWITCHES.items()}}
     for name, spec in specs.items():
-        out[f"key:{name}"] = [keys.normalize(t, spec) for t in inputs]
-        out[f"lines:{name}"] = [keys.normalize_lines(t, spec) for t in inputs]
+        out[f"key:{name}"] = [normalize(t, spec) for t in inputs]
+        out[f"lines:{name}"] = [normalize_lines(t, spec) for t in inputs]
     for name, switches in TOKEN_SWITCHES.items():
-        cfg = tokens.NormConfig(**switches)
-        out[f"tokens:{name}"] = tokens.normalize_batch(inputs, None, cfg)
+        norm = MinHashDedupConfig(**switches).normalization()  # MinHash's config keys
+        out[f"tokens:{name}"] = normalize_batch(inputs, None, norm)
     return out

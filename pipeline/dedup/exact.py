@@ -34,13 +34,13 @@ import pyarrow as pa
 import xxhash
 from pydantic import Field
 
-from pipeline.dedup.normalize import NormSpec, normalizer
 from pipeline.io.atomic import read_json, write_json_atomic
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import ID
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.text.batch import with_columns
+from pipeline.text.normalize import NormSpec, normalizer
 
 HASH, COUNT, IS_KEPT = "exact_dup_hash", "exact_dup_count", "exact_dup_is_kept"
 REASON_DUPLICATE = "exact_duplicate"
@@ -60,7 +60,7 @@ class ExactDedupConfig(StageConfig):
 
     stage: Literal["exact_dedup"] = "exact_dedup"
     column: Literal["text", "html"] = "text"  # value compared (html: before extract)
-    normalization: NormSpec = "nfc_strip"  # preset name or TextNorm switches (dedup/normalize.py)
+    normalization: NormSpec = "nfc_strip"  # preset or TextNorm switches (text/normalize.py)
     # Copy kept: first (input order), longest (most characters) or random (hash of id, seed).
     keep: Literal["first", "longest", "random"] = "first"
     seed: int = Field(default=0, ge=0, lt=1 << 64)  # seed of the id hash of keep: random

@@ -35,13 +35,13 @@ import xxhash
 from pydantic import Field
 
 from pipeline.dedup.exact import MANIFEST, ROW_BITS, shard_path
-from pipeline.dedup.normalize import NormSpec, normalize_lines
 from pipeline.io.atomic import read_json, write_json_atomic
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.text.batch import with_columns
+from pipeline.text.normalize import NormSpec, normalize_lines
 
 LINES_REMOVED = "line_dedup_lines_removed"
 CHARS_REMOVED = "line_dedup_chars_removed"
@@ -57,7 +57,7 @@ class LineDedupConfig(StageConfig):
     """Line normalisation, the shard group pooled together, and the length left to keep a doc."""
 
     stage: Literal["line_dedup"] = "line_dedup"
-    normalization: NormSpec = "ccnet"  # line key: preset name or TextNorm switches
+    normalization: NormSpec = "ccnet"  # line key: preset or TextNorm switches (text/normalize.py)
     group_size: int | None = Field(default=None, ge=1)  # shards per group; null = all shards
     min_length: int = Field(default=300, ge=0)  # reject a doc that lost lines if fewer chars remain
 

@@ -51,12 +51,12 @@ from pydantic import Field, model_validator
 from pipeline.dedup import kernels, lsh
 from pipeline.dedup.components import connected_components, representatives
 from pipeline.dedup.signatures import MinHasher
-from pipeline.dedup.textnorm import NormConfig
 from pipeline.io.atomic import atomic_write
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import LANG, TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
+from pipeline.text.normalize import TextNorm
 
 CLUSTER_ID = "minhash_cluster_id"
 CLUSTER_SIZE = "minhash_cluster_size"
@@ -87,6 +87,7 @@ class MinHashDedupConfig(StageConfig):
     hash_bits: Literal[32, 64] = 64  # width of the signature values
     permutation: Literal["mersenne", "affine64"] = "mersenne"  # hash family (datasketch schemes)
     shingle_hash: Literal["words64", "xxh3", "sha1_32"] = "words64"  # how shingles are hashed
+    # Normalisation before shingling: TextNorm (text/normalize.py) switches; all on = `fineweb`.
     lowercase: bool = True  # normalisation before shingling: lowercase
     strip_diacritics: bool = True  # normalisation: "é" == "e"
     remove_punctuation: bool = True  # normalisation: punctuation and symbols split words
@@ -126,9 +127,6 @@ class MinHashDedupConfig(StageConfig):
 
     def hasher(self) -> MinHasher:
         bands, rows = self.banding()
-        norm = NormConfig(
-            self.lowercase, self.strip_diacritics, self.remove_punctuation, self.normalize_digits
-        )
         return MinHasher(
             num_perm=bands * rows,
             seed=self.seed,
@@ -136,8 +134,18 @@ class MinHashDedupConfig(StageConfig):
             scheme=self.permutation,
             hash_bits=self.hash_bits,
             shingle_hash=self.shingle_hash,
-            norm=norm,
+            norm=self.normalization(),
             engine=self.engine,
+        )
+
+    def normalization(self) -> TextNorm:
+        """The TextNorm switches that the four normalisation keys stand for."""
+        return TextNorm(
+            lowercase=self.lowercase,
+            strip_diacritics=self.strip_diacritics,
+            punctuation="split" if self.remove_punctuation else "keep",
+            digits="number" if self.normalize_digits else "keep",
+            whitespace="tokens",
         )
 
     def effective_verify_threshold(self) -> float:
