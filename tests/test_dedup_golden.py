@@ -113,85 +113,67 @@ def digest(stage, refs: list[ShardRef], work: Path, columns: tuple[str, ...]) ->
     return h.hexdigest()[:16], rejected
 
 
-EXACT = ("exact_dup_hash", "exact_dup_count", "exact_dup_is_kept")
-EXACT_GOLDEN = {
-    "none": ("9430bae7321830e5", 11),
-    "strip": ("45a0360398202145", 12),
-    "nfc_strip": ("fa75e523ec27e165", 12),
-    "nfc_whitespace": ("1fc55300932d2273", 18),
-    "lowercase": ("dcacde8656425a82", 23),
-    "ccnet": ("b9fd622ae017e929", 27),
-    "switches": ("64b339c25a8547c8", 11),
-    "longest": ("b9fd622ae017e929", 27),
-    "random": ("34ed8a6fc3ff80dc", 23),
+STAGES = {
+    "exact": (ExactDedupStage, ExactDedupConfig),
+    "line": (LineDedupStage, LineDedupConfig),
+    "minhash": (MinHashDedupStage, MinHashDedupConfig),
+    "substring": (SubstringDedupStage, SubstringDedupConfig),
 }
-LINE = ("line_dedup_lines_removed", "line_dedup_chars_removed", "line_dedup_chars_before")
-LINE_GOLDEN = {
-    "ccnet": ("184b0a1edac1628b", 36),
-    "nfc_strip": ("cef7d5bdf593062e", 16),
-    "switches": ("c49386e9d9f3e9fe", 30),
+COLUMNS = {
+    "exact": ("exact_dup_hash", "exact_dup_count", "exact_dup_is_kept"),
+    "line": ("line_dedup_lines_removed", "line_dedup_chars_removed", "line_dedup_chars_before"),
+    "minhash": ("minhash_cluster_id", "minhash_cluster_size", "minhash_is_representative"),
+    "substring": ("substr_chars_removed", "substr_spans_removed"),
 }
-MINHASH = ("minhash_cluster_id", "minhash_cluster_size", "minhash_is_representative")
-MINHASH_GOLDEN = {
-    "fineweb": ("947cb1336ea89311", 50),
-    "raw": ("cc69608d0bc021e6", 35),
-    "digits_only": ("cc69608d0bc021e6", 35),
-    "jaccard_3gram": ("78e9dda7162a0bb9", 69),
+MINHASH_RAW = {"lowercase": False, "strip_diacritics": False, "remove_punctuation": False}
+# (stage, config) -> (digest, documents rejected), recorded before the merges.
+GOLDEN: dict[tuple[str, str], tuple[dict, tuple[str, int]]] = {
+    ("exact", "none"): ({"normalization": "none"}, ("9430bae7321830e5", 11)),
+    ("exact", "strip"): ({"normalization": "strip"}, ("45a0360398202145", 12)),
+    ("exact", "nfc_strip"): ({"normalization": "nfc_strip"}, ("fa75e523ec27e165", 12)),
+    ("exact", "nfc_whitespace"): ({"normalization": "nfc_whitespace"}, ("1fc55300932d2273", 18)),
+    ("exact", "lowercase"): ({"normalization": "lowercase"}, ("dcacde8656425a82", 23)),
+    ("exact", "ccnet"): ({"normalization": "ccnet"}, ("b9fd622ae017e929", 27)),
+    ("exact", "switches"): (
+        {"normalization": {"strip_accents": True, "lowercase": True, "digits": True}},
+        ("64b339c25a8547c8", 11),
+    ),
+    ("exact", "longest"): (
+        {"keep": "longest", "normalization": "ccnet"},
+        ("b9fd622ae017e929", 27),
+    ),
+    ("exact", "random"): (
+        {"keep": "random", "seed": 3, "normalization": "lowercase"},
+        ("34ed8a6fc3ff80dc", 23),
+    ),
+    ("line", "ccnet"): ({}, ("184b0a1edac1628b", 36)),
+    ("line", "nfc_strip"): (
+        {"normalization": "nfc_strip", "min_length": 5},
+        ("cef7d5bdf593062e", 16),
+    ),
+    ("line", "switches"): (
+        {"normalization": {"nfc": True, "punctuation": True, "whitespace": "collapse"}},
+        ("c49386e9d9f3e9fe", 30),
+    ),
+    ("minhash", "fineweb"): ({}, ("947cb1336ea89311", 50)),
+    ("minhash", "raw"): ({**MINHASH_RAW, "normalize_digits": False}, ("cc69608d0bc021e6", 35)),
+    ("minhash", "digits_only"): (MINHASH_RAW, ("cc69608d0bc021e6", 35)),
+    ("minhash", "jaccard_3gram"): (
+        {"threshold": 0.3, "ngram_size": 3, "verify": "jaccard", "keep": "longest"},
+        ("78e9dda7162a0bb9", 69),
+    ),
+    ("substring", "20_tokens"): ({"min_tokens": 20}, ("afeb2ff2bd3c7858", 30)),
 }
-SUBSTRING_GOLDEN = ("afeb2ff2bd3c7858", 30)
 STATS_GOLDEN = "422cd8e3a9e9b17d"
 
-EXACT_CONFIGS = {
-    **{p: {"normalization": p} for p in ("none", "strip", "nfc_strip", "nfc_whitespace")},
-    **{p: {"normalization": p} for p in ("lowercase", "ccnet")},
-    "switches": {"normalization": {"strip_accents": True, "lowercase": True, "digits": True}},
-    "longest": {"keep": "longest", "normalization": "ccnet"},
-    "random": {"keep": "random", "seed": 3, "normalization": "lowercase"},
-}
-LINE_CONFIGS = {
-    "ccnet": {},
-    "nfc_strip": {"normalization": "nfc_strip", "min_length": 5},
-    "switches": {"normalization": {"nfc": True, "punctuation": True, "whitespace": "collapse"}},
-}
-MINHASH_CONFIGS = {
-    "fineweb": {},
-    "raw": {
-        "lowercase": False,
-        "strip_diacritics": False,
-        "remove_punctuation": False,
-        "normalize_digits": False,
-    },
-    "digits_only": {"lowercase": False, "strip_diacritics": False, "remove_punctuation": False},
-    "jaccard_3gram": {"threshold": 0.3, "ngram_size": 3, "verify": "jaccard", "keep": "longest"},
-}
 
-
-@pytest.mark.parametrize("name", list(EXACT_CONFIGS))
-def test_exact_dedup_golden(corpus, name: str) -> None:
+@pytest.mark.parametrize(("stage", "name"), list(GOLDEN))
+def test_dedup_golden(corpus, stage: str, name: str) -> None:
     tmp, refs = corpus
-    stage = ExactDedupStage(ExactDedupConfig(**EXACT_CONFIGS[name]))
-    assert digest(stage, refs, tmp / f"exact-{name}", EXACT) == EXACT_GOLDEN[name]
-
-
-@pytest.mark.parametrize("name", list(LINE_CONFIGS))
-def test_line_dedup_golden(corpus, name: str) -> None:
-    tmp, refs = corpus
-    stage = LineDedupStage(LineDedupConfig(**LINE_CONFIGS[name]))
-    assert digest(stage, refs, tmp / f"line-{name}", LINE) == LINE_GOLDEN[name]
-
-
-@pytest.mark.parametrize("name", list(MINHASH_CONFIGS))
-def test_minhash_dedup_golden(corpus, name: str) -> None:
-    tmp, refs = corpus
-    stage = MinHashDedupStage(MinHashDedupConfig(**MINHASH_CONFIGS[name]))
-    assert digest(stage, refs, tmp / f"minhash-{name}", MINHASH) == MINHASH_GOLDEN[name]
-
-
-def test_substring_dedup_golden(corpus) -> None:
-    tmp, refs = corpus
-    stage = SubstringDedupStage(SubstringDedupConfig(min_tokens=20))
-    cols = ("substr_chars_removed", "substr_spans_removed")
-    assert digest(stage, refs, tmp / "substring", cols) == SUBSTRING_GOLDEN
+    config, expected = GOLDEN[stage, name]
+    stage_cls, config_cls = STAGES[stage]
+    got = digest(stage_cls(config_cls(**config)), refs, tmp / f"{stage}-{name}", COLUMNS[stage])
+    assert got == expected
 
 
 def test_stats_distinct_document_hashes_golden(corpus) -> None:
