@@ -34,7 +34,7 @@ import pyarrow as pa
 import xxhash
 from pydantic import Field
 
-from pipeline.io.atomic import read_json, write_json_atomic
+from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK, read_manifest, shard_path, write_manifest
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import ID
 from pipeline.stages.base import StageConfig, reasons_from_checks
@@ -44,9 +44,6 @@ from pipeline.text.normalize import NormSpec, normalizer
 
 HASH, COUNT, IS_KEPT = "exact_dup_hash", "exact_dup_count", "exact_dup_is_kept"
 REASON_DUPLICATE = "exact_duplicate"
-MANIFEST = "manifest.json"
-ROW_BITS = 32
-ROW_MASK = (1 << ROW_BITS) - 1
 _MASK64 = (1 << 64) - 1
 
 HASH_RECORD = np.dtype(
@@ -64,13 +61,6 @@ class ExactDedupConfig(StageConfig):
     # Copy kept: first (input order), longest (most characters) or random (hash of id, seed).
     keep: Literal["first", "longest", "random"] = "first"
     seed: int = Field(default=0, ge=0, lt=1 << 64)  # seed of the id hash of keep: random
-
-
-# --- work files ----------------------------------------------------------------------------------
-
-
-def shard_path(work_dir: str, kind: str, index: int) -> str:
-    return f"{work_dir}/{kind}/{index:06d}.bin"
 
 
 # --- hashing ----------------------------------------------------------------------------------
@@ -180,8 +170,6 @@ class ExactDedupStage(GlobalStage):
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
         parts = max(1, ctx.num_partitions)
-        for sub in ("hashes", "decisions"):
-            fs.makedirs(f"{work}/{sub}", exist_ok=True)
         present = [s for s in shards if s.path is not None]
         hashed = ctx.map(
             partial(_hash_shard, fs=fs, work_dir=work, cfg=cfg, num_partitions=parts), present
@@ -191,11 +179,8 @@ class ExactDedupStage(GlobalStage):
             partial(_dedup_partition, fs=fs, work_dir=work, shard_indices=indices, keep=cfg.keep),
             list(range(parts)),
         )
-        write_json_atomic(
-            fs,
-            f"{work}/{MANIFEST}",
-            {"partitions": parts, "rows": {str(h["index"]): h["rows"] for h in hashed}},
-        )
+        rows = {str(h["index"]): h["rows"] for h in hashed}
+        write_manifest(fs, work, {"partitions": parts, "rows": rows})
         docs = sum(s["documents"] for s in stats)
         distinct = sum(s["distinct"] for s in stats)
         return {
@@ -214,10 +199,7 @@ class ExactDedupStage(GlobalStage):
         n = table.num_rows
         if cfg.column not in table.column_names:
             raise KeyError(f"exact_dedup.column is {cfg.column!r} but the shard has no such column")
-        manifest = read_json(fs, f"{work}/{MANIFEST}")
-        expected = manifest["rows"].get(str(shard.index), 0)
-        if expected != n:
-            raise ValueError(f"shard {shard.index}: prepare() saw {expected} rows, now {n}")
+        manifest = read_manifest(fs, work, shard.index, n)
         counts = np.ones(n, dtype=np.int64)
         kept = np.ones(n, dtype=bool)
         paths = [f"{work}/decisions/{part:05d}.bin" for part in range(manifest["partitions"])]

@@ -34,8 +34,7 @@ import pyarrow as pa
 import xxhash
 from pydantic import Field
 
-from pipeline.dedup.exact import MANIFEST, ROW_BITS, shard_path
-from pipeline.io.atomic import read_json, write_json_atomic
+from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK, read_manifest, shard_path, write_manifest
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
@@ -139,7 +138,7 @@ def _dedup_partition(
     del order
     dropped.sort()  # back to (doc_key, line) order
     doc = records["doc"][dropped]
-    packed = ((doc & np.uint64((1 << ROW_BITS) - 1)) << np.uint64(32)) | records["line"][dropped]
+    packed = ((doc & np.uint64(ROW_MASK)) << np.uint64(32)) | records["line"][dropped]
     shards = doc >> np.uint64(ROW_BITS)
     write_keyed(fs, _drops_path(work_dir, group, part), packed, shards, key="shard")
     return {"lines": len(records), "dropped": len(packed)}
@@ -158,8 +157,6 @@ class LineDedupStage(GlobalStage):
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
         parts = max(1, ctx.num_partitions)
-        for sub in ("hashes", "drops"):
-            fs.makedirs(f"{work}/{sub}", exist_ok=True)
         ordered = sorted(shards, key=lambda s: s.index)
         size = cfg.group_size or max(1, len(ordered))
         group_of = {s.index: pos // size for pos, s in enumerate(ordered)}
@@ -183,9 +180,9 @@ class LineDedupStage(GlobalStage):
             partial(_dedup_partition, fs=fs, work_dir=work, groups=groups, num_partitions=parts),
             tasks,
         )
-        write_json_atomic(
+        write_manifest(
             fs,
-            f"{work}/{MANIFEST}",
+            work,
             {
                 "partitions": parts,
                 "group": {str(i): g for i, g in group_of.items()},
@@ -208,10 +205,7 @@ class LineDedupStage(GlobalStage):
 
     def _drops(self, ctx: GlobalContext, shard: ShardRef, n: int) -> dict[int, set[int]]:
         """row -> line numbers to drop, for one shard."""
-        manifest = read_json(ctx.fs, f"{ctx.work_dir}/{MANIFEST}")
-        expected = manifest["rows"].get(str(shard.index), 0)
-        if expected != n:
-            raise ValueError(f"shard {shard.index}: prepare() saw {expected} rows, now {n}")
+        manifest = read_manifest(ctx.fs, ctx.work_dir, shard.index, n)
         group = manifest["group"].get(str(shard.index))
         if not n or group is None:
             return {}

@@ -51,6 +51,7 @@ from pydantic import Field, model_validator
 from pipeline.dedup import kernels, lsh
 from pipeline.dedup.components import connected_components, representatives
 from pipeline.dedup.signatures import MinHasher
+from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK
 from pipeline.io.atomic import atomic_write
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import LANG, TEXT
@@ -64,7 +65,6 @@ IS_REPRESENTATIVE = "minhash_is_representative"
 REASON_DUPLICATE = "minhash_duplicate"
 
 RECORD = np.dtype([("hash", "<u8"), ("key", "<i8"), ("band", "<u4")])
-ROW_BITS = 32
 READ_BATCH_ROWS = 4096
 SIGNATURE_CACHE_SHARDS = 16
 
@@ -168,8 +168,6 @@ class MinHashDedupStage(GlobalStage):
         cfg = self.config
         bands, rows = cfg.banding()
         work, fs = ctx.work_dir.rstrip("/"), ctx.fs
-        for sub in ("bands", "docs", "edges", "clusters"):
-            fs.makedirs(f"{work}/{sub}", exist_ok=True)
         parts = max(1, int(ctx.num_partitions))
         timings: dict[str, float] = {}
 
@@ -366,7 +364,7 @@ def _verify(pairs: np.ndarray, cfg: MinHashDedupConfig, fs, work: str) -> np.nda
         return data
 
     mask = np.zeros(len(pairs), dtype=bool)
-    mask_row = np.int64((1 << ROW_BITS) - 1)
+    mask_row = np.int64(ROW_MASK)
     for i, (a, b) in enumerate(pairs):
         da, db = load(int(a >> ROW_BITS)), load(int(b >> ROW_BITS))
         ra, rb = int(a & mask_row), int(b & mask_row)
@@ -395,7 +393,7 @@ def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions:
     comp = connected_components(pairs[:, 0], pairs[:, 1])
     del pairs, edges
     shard_of = comp.keys >> ROW_BITS
-    row_of = comp.keys & np.int64((1 << ROW_BITS) - 1)
+    row_of = comp.keys & np.int64(ROW_MASK)
     lengths = None
     if cfg.keep == "longest":
         lengths = np.zeros(len(comp.keys), dtype=np.int64)

@@ -43,8 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from pipeline.dedup.exact import MANIFEST
-from pipeline.io.atomic import read_json, write_json_atomic
+from pipeline.dedup.workfiles import read_manifest, write_manifest
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
@@ -338,7 +337,6 @@ class SubstringDedupStage(GlobalStage):
 
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
-        fs.makedirs(f"{work}/ranges", exist_ok=True)
         present = sorted((s for s in shards if s.path is not None), key=lambda s: s.index)
         sizes = ctx.map(partial(_shard_bytes, fs=fs), present)
         groups = plan_groups(
@@ -351,7 +349,7 @@ class SubstringDedupStage(GlobalStage):
         )
         group_of = {str(i): g for g, members in enumerate(groups) for i in members}
         rows = {k: v for s in stats for k, v in s.pop("rows").items()}
-        write_json_atomic(fs, f"{work}/{MANIFEST}", {"group": group_of, "rows": rows})
+        write_manifest(fs, work, {"group": group_of, "rows": rows})
         total = sum(s["bytes"] for s in stats)
         removed = sum(s["bytes_removed"] for s in stats)
         bytes_per_byte = 21 if cfg.remove == "all_but_first" else 13
@@ -373,10 +371,7 @@ class SubstringDedupStage(GlobalStage):
 
     def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:
         n = table.num_rows
-        manifest = read_json(ctx.fs, f"{ctx.work_dir}/{MANIFEST}")
-        expected = manifest["rows"].get(str(shard.index), 0)
-        if expected != n:
-            raise ValueError(f"shard {shard.index}: prepare() saw {expected} rows, now {n}")
+        manifest = read_manifest(ctx.fs, ctx.work_dir, shard.index, n)
         group = manifest["group"].get(str(shard.index))
         path = f"{ctx.work_dir}/ranges/{group:05d}.bin"
         ranges = (
