@@ -34,8 +34,10 @@ class AtomicFile:
     For writers that keep the file open across calls (ShardWriter); otherwise use `atomic_write`.
     """
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, mode: str = "wb") -> None:
-        self.fs, self.path, self.mode = fs, path, mode
+    def __init__(
+        self, fs: fsspec.AbstractFileSystem, path: str, mode: str = "wb", **open_kwargs: Any
+    ) -> None:
+        self.fs, self.path, self.mode, self.open_kwargs = fs, path, mode, open_kwargs
         self.tmp_path = temp_name(path)
 
     def open(self) -> IO[Any]:
@@ -43,7 +45,7 @@ class AtomicFile:
         parent = posixpath.dirname(self.path)
         if parent:
             self.fs.makedirs(parent, exist_ok=True)
-        return self.fs.open(self.tmp_path, self.mode)
+        return self.fs.open(self.tmp_path, self.mode, **self.open_kwargs)
 
     def commit(self) -> None:
         """Rename the (closed) temporary file to the final name, replacing any file there."""
@@ -56,10 +58,12 @@ class AtomicFile:
 
 
 @contextmanager
-def atomic_write(fs: fsspec.AbstractFileSystem, path: str, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open `path` for writing atomically: renamed into place when the block ends, the temporary
-    file removed if it raises."""
-    target = AtomicFile(fs, path, mode)
+def atomic_write(
+    fs: fsspec.AbstractFileSystem, path: str, mode: str = "wb", **open_kwargs: Any
+) -> Iterator[IO[Any]]:
+    """Open `path` for writing atomically (`open_kwargs` as for `fs.open`, e.g. newline=""):
+    renamed into place when the block ends, the temporary file removed if it raises."""
+    target = AtomicFile(fs, path, mode, **open_kwargs)
     try:
         with target.open() as f:
             yield f
