@@ -58,7 +58,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import regex
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.text.words import split_words
 
@@ -79,14 +87,14 @@ class TextNorm(BaseModel):
     )
     lowercase: bool = False
     digits: Digits = "keep"  # zero: each digit -> "0"; number: each number -> "0" (tokens)
-    punctuation: Punctuation = "keep"  # remove: \\p{P} deleted; split: P and S separate (tokens)
+    punctuation: Punctuation = "keep"  # remove: \p{P} deleted; split: P and S separate (tokens)
     nonprinting: bool = False  # delete control/format/private-use characters that are not space
     # keep; strip: outer whitespace; collapse: runs -> " ", then strip; tokens: word tokens.
     whitespace: Whitespace = "keep"
 
     @field_validator("digits", "punctuation", mode="before")
     @classmethod
-    def _switch_on(cls, value: Any, info: Any) -> Any:
+    def _switch_on(cls, value: Any, info: ValidationInfo) -> Any:
         """`true` / `false` as the string engine's on / off (the original switches)."""
         if isinstance(value, bool):
             return ("zero" if info.field_name == "digits" else "remove") if value else "keep"
