@@ -128,7 +128,7 @@ def profile_breakdown(texts: list[str]) -> dict:
     """Where signature time goes: CPU seconds per phase on the same texts."""
     from pipeline.dedup import kernels
     from pipeline.dedup.signatures import MinHasher
-    from pipeline.dedup.textnorm import Utf8Batch, segment_unspaced, tables
+    from pipeline.text.normalize import Utf8Batch, segment_unspaced, tables
 
     hasher = MinHasher(num_perm=112)
     column = pa.array(texts)

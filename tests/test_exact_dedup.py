@@ -14,8 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.dedup.exact import COUNT, HASH, IS_KEPT, ExactDedupConfig, ExactDedupStage
-from pipeline.dedup.normalize import PRESETS, TextNorm, normalize, normalize_lines
 from pipeline.stages.global_base import GlobalStage, LocalContext, ShardRef
+from pipeline.text.normalize import PRESETS, TextNorm, normalize, normalize_lines
 
 # --- helpers shared by the three dedup test files ---------------------------------------------
 

@@ -9,25 +9,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io.base import InputUnit, ReaderStats
+from pipeline.io.base import InputUnit
 from pipeline.io.hf import HFReader
 from pipeline.io.options import InputConfig
 from pipeline.io.sources import input_fingerprint, plan_units
-from pipeline.schema import TEXT_SCHEMA
+from tests.readers import read_all
 
 datasets = pytest.importorskip("datasets")
 
 
 def read_unit(unit: InputUnit, cfg: InputConfig | None = None, batch_size: int = 100):
     """All rows of one unit and its stats (accounting checked)."""
-    stats = ReaderStats()
-    batches = list(HFReader(cfg).read(unit, stats, batch_size))
-    assert stats.balanced()
-    for b in batches:
-        assert b.schema == TEXT_SCHEMA and b.num_rows <= batch_size
-    table = pa.concat_tables(batches) if batches else TEXT_SCHEMA.empty_table()
-    assert table.num_rows == stats.documents
-    return table, stats
+    return read_all(HFReader(cfg), unit, batch_size)
 
 
 @pytest.fixture

@@ -6,14 +6,13 @@ import gzip
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 import zstandard
 
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.jsonl import JsonlReader
 from pipeline.io.options import InputConfig
-from pipeline.schema import TEXT_SCHEMA
+from tests.readers import read_all
 
 LINES = [
     json.dumps({"id": "a", "text": "first document", "url": "http://x/1", "lang": "en"}),
@@ -43,15 +42,7 @@ def write(path: Path, lines: list[str]) -> Path:
 
 def read(path: Path, cfg: InputConfig | None = None, batch_size: int = 100):
     """All rows of one file and its stats (accounting checked)."""
-    stats = ReaderStats()
-    batches = list(JsonlReader(cfg).read(InputUnit(0, str(path), "jsonl"), stats, batch_size))
-    assert stats.balanced()
-    for b in batches:
-        assert b.schema == TEXT_SCHEMA and b.num_rows <= batch_size
-        b.validate(full=True)
-    table = pa.concat_tables(batches) if batches else TEXT_SCHEMA.empty_table()
-    assert table.num_rows == stats.documents
-    return table, stats
+    return read_all(JsonlReader(cfg), InputUnit(0, str(path), "jsonl"), batch_size)
 
 
 @pytest.mark.parametrize("name", ["docs.jsonl", "docs.jsonl.gz", "docs.jsonl.zst"])

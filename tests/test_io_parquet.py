@@ -8,22 +8,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io.base import InputUnit, ReaderStats
+from pipeline.io.base import InputUnit
 from pipeline.io.options import InputConfig
 from pipeline.io.parquet import ParquetReader
-from pipeline.schema import TEXT_SCHEMA
+from tests.readers import read_all
 
 
 def read(path: Path, cfg: InputConfig | None = None, batch_size: int = 100):
     """All rows of one Parquet file and its stats (accounting checked)."""
-    stats = ReaderStats()
-    batches = list(ParquetReader(cfg).read(InputUnit(0, str(path), "parquet"), stats, batch_size))
-    assert stats.balanced()
-    for b in batches:
-        assert b.schema == TEXT_SCHEMA and b.num_rows <= batch_size
-    table = pa.concat_tables(batches) if batches else TEXT_SCHEMA.empty_table()
-    assert table.num_rows == stats.documents
-    return table, stats
+    return read_all(ParquetReader(cfg), InputUnit(0, str(path), "parquet"), batch_size)
 
 
 def test_parquet_mapping(tmp_path: Path) -> None:

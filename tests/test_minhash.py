@@ -22,8 +22,8 @@ from pipeline.dedup.minhash import (
 )
 from pipeline.dedup.shingles import ngram_strings, shingle_hashes
 from pipeline.dedup.signatures import MinHasher, permutations
-from pipeline.dedup.textnorm import NormConfig, normalize, normalize_batch
 from pipeline.stages.global_base import LocalContext, ShardRef
+from pipeline.text.normalize import TextNorm, normalize, normalize_batch
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
@@ -116,15 +116,18 @@ def test_unmasked_mersenne_is_exact_mod_p() -> None:
 
 
 def test_normalize_rules() -> None:
-    assert normalize("Héllo, WORLD!! It costs 3.14 $ or 2,000 — naïve café_x") == (
+    assert normalize("Héllo, WORLD!! It costs 3.14 $ or 2,000 — naïve café_x", "fineweb") == (
         "hello world it costs 0 or 0 naive cafe x"
     )
-    assert normalize("a\u00adb  c\n\td") == "ab c d"  # soft hyphen ignored, whitespace collapsed
-    assert normalize("1..2 x1.y") == "0 0 x0 y"
-    assert normalize("") == normalize(None) == normalize("!!! ...") == ""
-    assert normalize("这是中文") == "这是 中文"
-    kept = NormConfig(lowercase=False, remove_punctuation=False, normalize_digits=False)
-    assert normalize("Héllo, World 42!", cfg=kept) == "Hello, World 42!"
+    assert (
+        normalize("a\u00adb  c\n\td", "fineweb") == "ab c d"
+    )  # soft hyphen ignored, whitespace collapsed
+    assert normalize("1..2 x1.y", "fineweb") == "0 0 x0 y"
+    assert normalize("", "fineweb") == normalize(None, "fineweb") == ""
+    assert normalize("!!! ...", "fineweb") == ""
+    assert normalize("这是中文", "fineweb") == "这是 中文"
+    kept = TextNorm(strip_diacritics=True, whitespace="tokens")
+    assert normalize("Héllo, World 42!", kept) == "Hello, World 42!"
 
 
 def test_short_and_empty_documents() -> None:
@@ -165,7 +168,7 @@ def test_words64_matches_a_python_reference() -> None:
         return h ^ (h >> 33)
 
     text = "Ärger über 12 Äpfel, und noch mehr Wörter hier"
-    tokens = normalize(text).split()
+    tokens = normalize(text, "fineweb").split()
     words = []
     for tok in tokens:
         h = 0

@@ -17,8 +17,8 @@ from pipeline.dedup import lsh
 from pipeline.dedup.minhash import CLUSTER_ID, MinHashDedupConfig, MinHashDedupStage
 from pipeline.dedup.shingles import ngram_strings
 from pipeline.dedup.signatures import MinHasher
-from pipeline.dedup.textnorm import normalize_batch
 from pipeline.stages.global_base import LocalContext, ShardRef
+from pipeline.text.normalize import normalize_batch
 
 CATEGORIES = ("cut", "light", "heavy", "non")
 

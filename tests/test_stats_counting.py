@@ -6,6 +6,7 @@ import json
 import unicodedata
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -113,17 +114,21 @@ def _brute(docs: list[tuple[str, str | None, int]], k: int, level: int) -> dict[
 @pytest.fixture(scope="module")
 def exact(fake_run, tmp_path_factory):
     root, _ = fake_run
-    opts = StatsOptions(
+    return compute_stats(_options(root, tmp_path_factory.mktemp("out"), partitions=3))
+
+
+def _options(root: Path, output: Path, **changes: Any) -> StatsOptions:
+    """The exact-mode options of these tests (SIZES, WINDOWS, LEVELS, per stage, local)."""
+    return StatsOptions(
         str(root),
-        output=str(tmp_path_factory.mktemp("out")),
+        output=str(output),
         ngrams=SIZES,
         windows=WINDOWS,
         subsamples=LEVELS,
         per_stage=True,
         executor="local",
-        partitions=3,
+        **changes,
     )
-    return compute_stats(opts)
 
 
 @pytest.mark.parametrize("k", [0, 1, 2])
@@ -157,18 +162,7 @@ def test_records_follow_the_format(exact):
 
 def test_128_bit_mode_and_one_partition_agree(fake_run, exact, tmp_path):
     root, _ = fake_run
-    opts = StatsOptions(
-        str(root),
-        output=str(tmp_path),
-        ngrams=SIZES,
-        windows=WINDOWS,
-        subsamples=LEVELS,
-        per_stage=True,
-        executor="local",
-        partitions=1,
-        hash_bits="128",
-    )
-    wide = compute_stats(opts)
+    wide = compute_stats(_options(root, tmp_path, partitions=1, hash_bits="128"))
     assert wide.config.hash_bits == 128
     for key, arr in exact.distinct.items():
         assert (wide.distinct[key] == arr).all(), key

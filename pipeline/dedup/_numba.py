@@ -1,7 +1,7 @@
 """numba versions of the MinHash kernels (imported only when numba is installed and chosen).
 
 Same values as the numpy versions in `kernels` (tests compare them): UTF-8 is decoded on the fly
-and normalised through the `textnorm` tables, so a batch of Arrow strings is hashed without a
+and normalised through the tables of text/normalize.py, so a batch of Arrow strings is hashed without a
 Python call per document or per character.
 """
 

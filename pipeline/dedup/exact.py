@@ -25,7 +25,6 @@ hash is null, count 1, kept (empty documents are for the length filters, not "du
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from functools import partial
 from typing import Any, Literal
@@ -36,18 +35,17 @@ import pyarrow as pa
 import xxhash
 from pydantic import Field
 
-from pipeline.dedup.normalize import NormSpec, normalizer
+from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK, read_manifest, shard_path, write_manifest
+from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import ID
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.contract import Contract
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.text.batch import with_columns
+from pipeline.text.normalize import NormSpec, normalizer
 
 HASH, COUNT, IS_KEPT = "exact_dup_hash", "exact_dup_count", "exact_dup_is_kept"
 REASON_DUPLICATE = "exact_duplicate"
-MANIFEST = "manifest.json"
-ROW_BITS = 32
-ROW_MASK = (1 << ROW_BITS) - 1
 _MASK64 = (1 << 64) - 1
 
 HASH_RECORD = np.dtype(
@@ -61,95 +59,10 @@ class ExactDedupConfig(StageConfig):
 
     stage: Literal["exact_dedup"] = "exact_dedup"
     column: Literal["text", "html"] = "text"  # value compared (html: before extract)
-    normalization: NormSpec = "nfc_strip"  # preset name or TextNorm switches (dedup/normalize.py)
+    normalization: NormSpec = "nfc_strip"  # preset or TextNorm switches (text/normalize.py)
     # Copy kept: first (input order), longest (most characters) or random (hash of id, seed).
     keep: Literal["first", "longest", "random"] = "first"
     seed: int = Field(default=0, ge=0, lt=1 << 64)  # seed of the id hash of keep: random
-
-
-# --- keyed record files: one file, many slices, each readable alone ------------------------------
-
-_MAGIC = b"PDK1"
-
-
-def write_keyed(
-    fs: fsspec.AbstractFileSystem, path: str, records: np.ndarray, keys: np.ndarray
-) -> None:
-    """Write `records` grouped by integer `keys` (stable within a key), atomically.
-
-    Layout: magic, u64 header length, JSON header {keys, offsets (in records)}, the records.
-    """
-    order = np.argsort(keys, kind="stable")
-    records, keys = records[order], keys[order]
-    uniq, starts = np.unique(keys, return_index=True)
-    header = json.dumps(
-        {"keys": uniq.tolist(), "offsets": [*starts.tolist(), len(records)]}
-    ).encode()
-    tmp = f"{path}.tmp"
-    with fs.open(tmp, "wb") as f:
-        f.write(_MAGIC + len(header).to_bytes(8, "little") + header)
-        f.write(np.ascontiguousarray(records).tobytes())
-    fs.mv(tmp, path)
-
-
-def _keyed_slice(
-    fs: fsspec.AbstractFileSystem, path: str, key: int, itemsize: int
-) -> tuple[int, int]:
-    """(byte offset, number of records) of `key`'s slice in a keyed file; (0, 0) if absent."""
-    with fs.open(path, "rb") as f:
-        head = f.read(12)
-        if head[:4] != _MAGIC:
-            raise ValueError(f"{path} is not a keyed record file")
-        size = int.from_bytes(head[4:], "little")
-        header = json.loads(f.read(size))
-    keys = header["keys"]
-    i = int(np.searchsorted(keys, key))
-    if i == len(keys) or keys[i] != key:
-        return 0, 0
-    start, end = header["offsets"][i], header["offsets"][i + 1]
-    return 12 + size + start * itemsize, end - start
-
-
-def read_keyed(
-    fs: fsspec.AbstractFileSystem, paths: str | list[str], key: int, dtype: np.dtype
-) -> np.ndarray:
-    """The records written under `key`, concatenated over `paths` in order.
-
-    Headers are read first, then every slice straight into one preallocated array, so the peak
-    is the result itself (no per-file copies to concatenate).
-    """
-    paths = [paths] if isinstance(paths, str) else paths
-    slices = [(path, *_keyed_slice(fs, path, key, dtype.itemsize)) for path in paths]
-    out = np.empty(sum(count for _, _, count in slices), dtype=dtype)
-    buf = memoryview(out.view(np.uint8).reshape(-1))
-    pos = 0
-    for path, offset, count in slices:
-        if not count:
-            continue
-        nbytes = count * dtype.itemsize
-        with fs.open(path, "rb") as f:
-            f.seek(offset)
-            got = f.readinto(buf[pos : pos + nbytes])
-        if got != nbytes:
-            raise ValueError(f"{path}: truncated keyed record file")
-        pos += nbytes
-    return out
-
-
-def write_json(fs: fsspec.AbstractFileSystem, path: str, obj: Any) -> None:
-    """A small JSON file, written atomically."""
-    with fs.open(f"{path}.tmp", "w") as f:
-        json.dump(obj, f)
-    fs.mv(f"{path}.tmp", path)
-
-
-def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
-    with fs.open(path, "r") as f:
-        return json.load(f)
-
-
-def shard_path(work_dir: str, kind: str, index: int) -> str:
-    return f"{work_dir}/{kind}/{index:06d}.bin"
 
 
 # --- hashing ----------------------------------------------------------------------------------
@@ -192,7 +105,7 @@ def _hash_shard(
         row += len(values)
     records = np.concatenate(chunks) if chunks else np.empty(0, dtype=HASH_RECORD)
     keys = records["lo"] % np.uint64(num_partitions)
-    write_keyed(fs, shard_path(work_dir, "hashes", shard.index), records, keys)
+    write_keyed(fs, shard_path(work_dir, "hashes", shard.index), records, keys, key="partition")
     return {"index": shard.index, "rows": row, "hashed": len(records)}
 
 
@@ -220,7 +133,7 @@ def _dedup_partition(
 ) -> dict[str, int]:
     """Phase 2: group one partition's records by hash and write decisions for the copies."""
     paths = [shard_path(work_dir, "hashes", s) for s in shard_indices]
-    records = read_keyed(fs, paths, part, HASH_RECORD)
+    records = read_keyed(fs, paths, part, HASH_RECORD, key="partition")
     order = _order(records, keep)
     n = len(records)
     hi, lo = records["hi"][order], records["lo"][order]
@@ -237,7 +150,9 @@ def _dedup_partition(
     out["row"] = docs & np.uint64(ROW_MASK)
     out["count"] = counts[dup]
     out["kept"] = is_head[dup]
-    write_keyed(fs, f"{work_dir}/decisions/{part:05d}.bin", out, docs >> np.uint64(ROW_BITS))
+    write_keyed(
+        fs, f"{work_dir}/decisions/{part:05d}.bin", out, docs >> np.uint64(ROW_BITS), key="shard"
+    )
     return {
         "documents": n,
         "distinct": int(is_head.sum()),
@@ -261,8 +176,6 @@ class ExactDedupStage(GlobalStage):
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
         parts = max(1, ctx.num_partitions)
-        for sub in ("hashes", "decisions"):
-            fs.makedirs(f"{work}/{sub}", exist_ok=True)
         present = [s for s in shards if s.path is not None]
         hashed = ctx.map(
             partial(_hash_shard, fs=fs, work_dir=work, cfg=cfg, num_partitions=parts), present
@@ -272,11 +185,8 @@ class ExactDedupStage(GlobalStage):
             partial(_dedup_partition, fs=fs, work_dir=work, shard_indices=indices, keep=cfg.keep),
             list(range(parts)),
         )
-        write_json(
-            fs,
-            f"{work}/{MANIFEST}",
-            {"partitions": parts, "rows": {str(h["index"]): h["rows"] for h in hashed}},
-        )
+        rows = {str(h["index"]): h["rows"] for h in hashed}
+        write_manifest(fs, work, {"partitions": parts, "rows": rows})
         docs = sum(s["documents"] for s in stats)
         distinct = sum(s["distinct"] for s in stats)
         return {
@@ -295,14 +205,11 @@ class ExactDedupStage(GlobalStage):
         n = table.num_rows
         if cfg.column not in table.column_names:
             raise KeyError(f"exact_dedup.column is {cfg.column!r} but the shard has no such column")
-        manifest = read_json(fs, f"{work}/{MANIFEST}")
-        expected = manifest["rows"].get(str(shard.index), 0)
-        if expected != n:
-            raise ValueError(f"shard {shard.index}: prepare() saw {expected} rows, now {n}")
+        manifest = read_manifest(fs, work, shard.index, n)
         counts = np.ones(n, dtype=np.int64)
         kept = np.ones(n, dtype=bool)
         paths = [f"{work}/decisions/{part:05d}.bin" for part in range(manifest["partitions"])]
-        dec = read_keyed(fs, paths, shard.index, DECISION_RECORD)
+        dec = read_keyed(fs, paths, shard.index, DECISION_RECORD, key="shard")
         counts[dec["row"]] = dec["count"]
         kept[dec["row"]] = dec["kept"].astype(bool)
         hashes = value_hashes(table.column(cfg.column).to_pylist(), cfg.normalization)

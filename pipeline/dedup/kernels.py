@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.dedup.textnorm import (
+from pipeline.text.normalize import (
     DIGIT,
     DROP,
     SEP,
@@ -91,11 +91,11 @@ def words64_shingles(
     batch: Utf8Batch, tab: Tables, n: int, engine: Engine = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
     """`words64` shingle hashes of a (segmented) batch: (hashes uint64, offsets int64 with
-    len n_docs + 1). The normalisation rules of `textnorm` are applied through its tables."""
+    len n_docs + 1). The normalisation rules of text/normalize.py are applied through its tables."""
     if resolve_engine(engine) == "numba":
         from pipeline.dedup import _numba
 
-        args = (tab.cls, tab.fold, tab.normalize_digits, n, DIGIT, SEP, DROP, ngram_multipliers(n))
+        args = (tab.cls, tab.fold, tab.numbers, n, DIGIT, SEP, DROP, ngram_multipliers(n))
         return _numba.words64(batch.data, batch.offsets, *args)
     cps, offsets = batch.codepoints()
     return _words64_numpy(cps, offsets, tab, n)

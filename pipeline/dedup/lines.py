@@ -34,20 +34,13 @@ import pyarrow as pa
 import xxhash
 from pydantic import Field
 
-from pipeline.dedup.exact import (
-    MANIFEST,
-    ROW_BITS,
-    read_json,
-    read_keyed,
-    shard_path,
-    write_json,
-    write_keyed,
-)
-from pipeline.dedup.normalize import NormSpec, normalize_lines
+from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK, read_manifest, shard_path, write_manifest
+from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.text.batch import with_columns
+from pipeline.text.normalize import NormSpec, normalize_lines
 
 LINES_REMOVED = "line_dedup_lines_removed"
 CHARS_REMOVED = "line_dedup_chars_removed"
@@ -63,7 +56,7 @@ class LineDedupConfig(StageConfig):
     """Line normalisation, the shard group pooled together, and the length left to keep a doc."""
 
     stage: Literal["line_dedup"] = "line_dedup"
-    normalization: NormSpec = "ccnet"  # line key: preset name or TextNorm switches
+    normalization: NormSpec = "ccnet"  # line key: preset or TextNorm switches (text/normalize.py)
     group_size: int | None = Field(default=None, ge=1)  # shards per group; null = all shards
     min_length: int = Field(default=300, ge=0)  # reject a doc that lost lines if fewer chars remain
 
@@ -112,7 +105,9 @@ def _hash_shard(
         chunks.append(rec)
     records = np.concatenate(chunks) if chunks else np.empty(0, dtype=LINE_RECORD)
     keys = np.uint64(group * num_partitions) + records["hash"] % np.uint64(num_partitions)
-    write_keyed(fs, shard_path(work_dir, "hashes", shard.index), records, keys)
+    write_keyed(
+        fs, shard_path(work_dir, "hashes", shard.index), records, keys, key="group_partition"
+    )
     return {"index": shard.index, "rows": row, "lines": len(records)}
 
 
@@ -132,7 +127,7 @@ def _dedup_partition(
     group, part = item
     key = group * num_partitions + part
     paths = [shard_path(work_dir, "hashes", s) for s in groups[group]]
-    records = read_keyed(fs, paths, key, LINE_RECORD)
+    records = read_keyed(fs, paths, key, LINE_RECORD, key="group_partition")
     # Slices are in (doc_key, line) order, so a stable sort keeps the first occurrence first.
     order = np.argsort(records["hash"], kind="stable")
     hashes = records["hash"][order]
@@ -143,8 +138,9 @@ def _dedup_partition(
     del order
     dropped.sort()  # back to (doc_key, line) order
     doc = records["doc"][dropped]
-    packed = ((doc & np.uint64((1 << ROW_BITS) - 1)) << np.uint64(32)) | records["line"][dropped]
-    write_keyed(fs, _drops_path(work_dir, group, part), packed, doc >> np.uint64(ROW_BITS))
+    packed = ((doc & np.uint64(ROW_MASK)) << np.uint64(32)) | records["line"][dropped]
+    shards = doc >> np.uint64(ROW_BITS)
+    write_keyed(fs, _drops_path(work_dir, group, part), packed, shards, key="shard")
     return {"lines": len(records), "dropped": len(packed)}
 
 
@@ -160,8 +156,6 @@ class LineDedupStage(GlobalStage):
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
         parts = max(1, ctx.num_partitions)
-        for sub in ("hashes", "drops"):
-            fs.makedirs(f"{work}/{sub}", exist_ok=True)
         ordered = sorted(shards, key=lambda s: s.index)
         size = cfg.group_size or max(1, len(ordered))
         group_of = {s.index: pos // size for pos, s in enumerate(ordered)}
@@ -185,9 +179,9 @@ class LineDedupStage(GlobalStage):
             partial(_dedup_partition, fs=fs, work_dir=work, groups=groups, num_partitions=parts),
             tasks,
         )
-        write_json(
+        write_manifest(
             fs,
-            f"{work}/{MANIFEST}",
+            work,
             {
                 "partitions": parts,
                 "group": {str(i): g for i, g in group_of.items()},
@@ -210,15 +204,12 @@ class LineDedupStage(GlobalStage):
 
     def _drops(self, ctx: GlobalContext, shard: ShardRef, n: int) -> dict[int, set[int]]:
         """row -> line numbers to drop, for one shard."""
-        manifest = read_json(ctx.fs, f"{ctx.work_dir}/{MANIFEST}")
-        expected = manifest["rows"].get(str(shard.index), 0)
-        if expected != n:
-            raise ValueError(f"shard {shard.index}: prepare() saw {expected} rows, now {n}")
+        manifest = read_manifest(ctx.fs, ctx.work_dir, shard.index, n)
         group = manifest["group"].get(str(shard.index))
         if not n or group is None:
             return {}
         paths = [_drops_path(ctx.work_dir, group, p) for p in range(manifest["partitions"])]
-        packed = read_keyed(ctx.fs, paths, shard.index, DROP_RECORD)
+        packed = read_keyed(ctx.fs, paths, shard.index, DROP_RECORD, key="shard")
         out: dict[int, set[int]] = {}
         for value in np.sort(packed).tolist():
             out.setdefault(value >> 32, set()).add(value & 0xFFFFFFFF)

@@ -5,7 +5,7 @@ Phases of `prepare` (files under ctx.work_dir):
 1. `signatures` (ctx.map over shards): normalise, shingle and sign every document
    (`signatures.MinHasher`), hash each of the b bands of r rows to 64 bits and write records
    (band, band_hash, doc_key) sorted by partition = band_hash mod ctx.num_partitions to
-   `bands/shard-XXXXXX.bin` (+ the partition offsets), plus each document's UTF-8 length
+   `bands/shard-XXXXXX.bin` (a keyed record file, io/shuffle.py), plus each document's UTF-8 length
    (`keep: longest`) and, for `verify`, signatures or shingle sets. doc_key = (shard index << 32)
    | row number: explicit, global and stable. Documents without any token get no record.
 2. `buckets` (ctx.map over partitions): gather the partition's slice of every shard file, sort by
@@ -38,7 +38,6 @@ Jaccard .7/.75/.8), `refinedweb` 450 x 20 (9,000 hashes, P = .30/.76/.995).
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections import OrderedDict
 from typing import Any, ClassVar, Literal
@@ -52,10 +51,13 @@ from pydantic import Field, model_validator
 from pipeline.dedup import kernels, lsh
 from pipeline.dedup.components import connected_components, representatives
 from pipeline.dedup.signatures import MinHasher
-from pipeline.dedup.textnorm import NormConfig
+from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK
+from pipeline.io.atomic import atomic_write
+from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import LANG, TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
+from pipeline.text.normalize import TextNorm
 
 CLUSTER_ID = "minhash_cluster_id"
 CLUSTER_SIZE = "minhash_cluster_size"
@@ -63,7 +65,6 @@ IS_REPRESENTATIVE = "minhash_is_representative"
 REASON_DUPLICATE = "minhash_duplicate"
 
 RECORD = np.dtype([("hash", "<u8"), ("key", "<i8"), ("band", "<u4")])
-ROW_BITS = 32
 READ_BATCH_ROWS = 4096
 SIGNATURE_CACHE_SHARDS = 16
 
@@ -86,6 +87,7 @@ class MinHashDedupConfig(StageConfig):
     hash_bits: Literal[32, 64] = 64  # width of the signature values
     permutation: Literal["mersenne", "affine64"] = "mersenne"  # hash family (datasketch schemes)
     shingle_hash: Literal["words64", "xxh3", "sha1_32"] = "words64"  # how shingles are hashed
+    # Normalisation before shingling: TextNorm (text/normalize.py) switches; all on = `fineweb`.
     lowercase: bool = True  # normalisation before shingling: lowercase
     strip_diacritics: bool = True  # normalisation: "é" == "e"
     remove_punctuation: bool = True  # normalisation: punctuation and symbols split words
@@ -125,9 +127,6 @@ class MinHashDedupConfig(StageConfig):
 
     def hasher(self) -> MinHasher:
         bands, rows = self.banding()
-        norm = NormConfig(
-            self.lowercase, self.strip_diacritics, self.remove_punctuation, self.normalize_digits
-        )
         return MinHasher(
             num_perm=bands * rows,
             seed=self.seed,
@@ -135,8 +134,18 @@ class MinHashDedupConfig(StageConfig):
             scheme=self.permutation,
             hash_bits=self.hash_bits,
             shingle_hash=self.shingle_hash,
-            norm=norm,
+            norm=self.normalization(),
             engine=self.engine,
+        )
+
+    def normalization(self) -> TextNorm:
+        """The TextNorm switches that the four normalisation keys stand for."""
+        return TextNorm(
+            lowercase=self.lowercase,
+            strip_diacritics=self.strip_diacritics,
+            punctuation="split" if self.remove_punctuation else "keep",
+            digits="number" if self.normalize_digits else "keep",
+            whitespace="tokens",
         )
 
     def effective_verify_threshold(self) -> float:
@@ -158,8 +167,6 @@ class MinHashDedupStage(GlobalStage):
         cfg = self.config
         bands, rows = cfg.banding()
         work, fs = ctx.work_dir.rstrip("/"), ctx.fs
-        for sub in ("bands", "docs", "edges", "clusters"):
-            fs.makedirs(f"{work}/{sub}", exist_ok=True)
         parts = max(1, int(ctx.num_partitions))
         timings: dict[str, float] = {}
 
@@ -292,22 +299,16 @@ def _signature_task(
             stats["shingles"] += int(counts.sum())
             row0 += n
     rec = np.concatenate(records) if records else np.empty(0, dtype=RECORD)
-    part = (rec["hash"] % np.uint64(partitions)).astype(np.int64)
-    order = np.argsort(part, kind="stable")
-    rec = rec[order]
-    offsets = np.searchsorted(part[order], np.arange(partitions + 1)).astype(np.int64)
+    part = rec["hash"] % np.uint64(partitions)
     name = f"shard-{shard.index:06d}"
-    with fs.open(f"{work}/bands/{name}.bin", "wb") as f:
-        f.write(rec.tobytes())
-    with fs.open(f"{work}/bands/{name}.json", "w") as f:
-        json.dump({"offsets": offsets.tolist()}, f)
+    write_keyed(fs, f"{work}/bands/{name}.bin", rec, part, key="partition")
     extra: dict[str, np.ndarray] = {"lengths": np.concatenate(lengths).astype(np.int64)}
     if cfg.verify == "signature":
         extra["signatures"] = np.concatenate(sigs)
     if cfg.verify == "jaccard":
         extra["shingle_offsets"] = np.concatenate(([0], np.cumsum([len(s) for s in shingle_sets])))
         extra["shingles"] = np.concatenate(shingle_sets) if shingle_sets else np.empty(0, np.uint64)
-    with fs.open(f"{work}/docs/{name}.npz", "wb") as f:
+    with atomic_write(fs, f"{work}/docs/{name}.npz") as f:
         np.savez(f, **extra)
     return stats
 
@@ -319,17 +320,8 @@ def _bucket_task(
     part: int, *, cfg: MinHashDedupConfig, fs, work: str, shard_ids: list[int]
 ) -> dict:
     """Group one partition's records into buckets and emit (member, smallest member) edges."""
-    pieces = []
-    for index in shard_ids:
-        name = f"{work}/bands/shard-{index:06d}"
-        with fs.open(f"{name}.json", "r") as f:
-            offsets = json.load(f)["offsets"]
-        lo, hi = offsets[part], offsets[part + 1]
-        if hi > lo:
-            with fs.open(f"{name}.bin", "rb") as f:
-                f.seek(lo * RECORD.itemsize)
-                pieces.append(np.frombuffer(f.read((hi - lo) * RECORD.itemsize), dtype=RECORD))
-    rec = np.concatenate(pieces) if pieces else np.empty(0, dtype=RECORD)
+    paths = [f"{work}/bands/shard-{index:06d}.bin" for index in shard_ids]
+    rec = read_keyed(fs, paths, part, RECORD, key="partition")
     order = np.lexsort((rec["key"], rec["hash"], rec["band"]))
     rec = rec[order]
     keys = rec["key"]
@@ -349,7 +341,7 @@ def _bucket_task(
     candidates = len(pairs)
     if cfg.verify != "none" and len(pairs):
         pairs = pairs[_verify(pairs, cfg, fs, work)]
-    with fs.open(f"{work}/edges/part-{part:05d}.npy", "wb") as f:
+    with atomic_write(fs, f"{work}/edges/part-{part:05d}.npy") as f:
         np.save(f, pairs.astype(np.int64))
     return {"candidates": candidates, "edges": len(pairs)}
 
@@ -371,7 +363,7 @@ def _verify(pairs: np.ndarray, cfg: MinHashDedupConfig, fs, work: str) -> np.nda
         return data
 
     mask = np.zeros(len(pairs), dtype=bool)
-    mask_row = np.int64((1 << ROW_BITS) - 1)
+    mask_row = np.int64(ROW_MASK)
     for i, (a, b) in enumerate(pairs):
         da, db = load(int(a >> ROW_BITS)), load(int(b >> ROW_BITS))
         ra, rb = int(a & mask_row), int(b & mask_row)
@@ -400,7 +392,7 @@ def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions:
     comp = connected_components(pairs[:, 0], pairs[:, 1])
     del pairs, edges
     shard_of = comp.keys >> ROW_BITS
-    row_of = comp.keys & np.int64((1 << ROW_BITS) - 1)
+    row_of = comp.keys & np.int64(ROW_MASK)
     lengths = None
     if cfg.keep == "longest":
         lengths = np.zeros(len(comp.keys), dtype=np.int64)
@@ -414,7 +406,7 @@ def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions:
     if len(comp.keys) == 0:
         bounds = bounds[:0]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        with fs.open(f"{work}/clusters/shard-{int(shard_of[lo]):06d}.npz", "wb") as f:
+        with atomic_write(fs, f"{work}/clusters/shard-{int(shard_of[lo]):06d}.npz") as f:
             np.savez(
                 f,
                 rows=row_of[lo:hi],

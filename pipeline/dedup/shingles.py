@@ -1,6 +1,6 @@
 """Word n-gram shingles of normalised text and their 64-bit hashes.
 
-After normalisation (`textnorm`) a document is a sequence of tokens; its shingles are the n-grams
+After normalisation (text/normalize.py, tokens engine) a document is a sequence of tokens; its shingles are the n-grams
 of consecutive tokens (`n` = `ngram_size`, 5 by default as in datatrove and Lee et al.). A
 document with 1 to n-1 tokens has one shingle, its whole token sequence; a document with no token
 has none (it never joins a cluster).
@@ -31,9 +31,8 @@ import pyarrow as pa
 import xxhash
 
 from pipeline.dedup import kernels
-from pipeline.dedup.textnorm import (
-    DEFAULT_NORM,
-    NormConfig,
+from pipeline.text.normalize import (
+    NormSpec,
     Utf8Batch,
     normalize_batch,
     segment_unspaced,
@@ -81,7 +80,7 @@ def shingle_hashes(
     *,
     n: int = 5,
     kind: ShingleHash = "words64",
-    norm: NormConfig = DEFAULT_NORM,
+    norm: NormSpec = "fineweb",
     engine: kernels.Engine = "auto",
 ) -> ShingleBatch:
     """Shingle hashes of raw documents (normalised here)."""

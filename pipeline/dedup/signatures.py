@@ -17,7 +17,7 @@ get all-ones rows and are excluded from banding by the caller.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from pipeline.dedup import kernels
 from pipeline.dedup.shingles import ShingleBatch, ShingleHash, shingle_hashes
-from pipeline.dedup.textnorm import NormConfig
+from pipeline.text.normalize import PRESETS, TextNorm
 
 Scheme = Literal["mersenne", "affine64"]
 # Documents are hashed in slices of at most this many UTF-8 bytes (bounds temporary memory to
@@ -66,7 +66,7 @@ class MinHasher:
     scheme: Scheme = "mersenne"
     hash_bits: Literal[32, 64] = 64
     shingle_hash: ShingleHash = "words64"
-    norm: NormConfig = field(default_factory=NormConfig)
+    norm: TextNorm = PRESETS["fineweb"]
     engine: kernels.Engine = "auto"
 
     def __post_init__(self) -> None:

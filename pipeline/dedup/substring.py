@@ -43,7 +43,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from pipeline.dedup.exact import MANIFEST, read_json, read_keyed, write_json, write_keyed
+from pipeline.dedup.workfiles import read_manifest, write_manifest
+from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
@@ -312,7 +313,7 @@ def _dedup_group(
     out["start"] = rs - starts[doc]
     out["end"] = re_ - starts[doc]
     keys = owner[doc, 0]
-    write_keyed(fs, f"{work_dir}/ranges/{group:05d}.bin", out, keys)
+    write_keyed(fs, f"{work_dir}/ranges/{group:05d}.bin", out, keys, key="shard")
     return {
         "group": group,
         "rows": {str(s.index): int(n) for s, n in zip(shards, counts, strict=True)},
@@ -335,7 +336,6 @@ class SubstringDedupStage(GlobalStage):
 
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
-        fs.makedirs(f"{work}/ranges", exist_ok=True)
         present = sorted((s for s in shards if s.path is not None), key=lambda s: s.index)
         sizes = ctx.map(partial(_shard_bytes, fs=fs), present)
         groups = plan_groups(
@@ -348,7 +348,7 @@ class SubstringDedupStage(GlobalStage):
         )
         group_of = {str(i): g for g, members in enumerate(groups) for i in members}
         rows = {k: v for s in stats for k, v in s.pop("rows").items()}
-        write_json(fs, f"{work}/{MANIFEST}", {"group": group_of, "rows": rows})
+        write_manifest(fs, work, {"group": group_of, "rows": rows})
         total = sum(s["bytes"] for s in stats)
         removed = sum(s["bytes_removed"] for s in stats)
         bytes_per_byte = 21 if cfg.remove == "all_but_first" else 13
@@ -370,13 +370,11 @@ class SubstringDedupStage(GlobalStage):
 
     def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:
         n = table.num_rows
-        manifest = read_json(ctx.fs, f"{ctx.work_dir}/{MANIFEST}")
-        expected = manifest["rows"].get(str(shard.index), 0)
-        if expected != n:
-            raise ValueError(f"shard {shard.index}: prepare() saw {expected} rows, now {n}")
+        manifest = read_manifest(ctx.fs, ctx.work_dir, shard.index, n)
         group = manifest["group"].get(str(shard.index))
+        path = f"{ctx.work_dir}/ranges/{group:05d}.bin"
         ranges = (
-            read_keyed(ctx.fs, f"{ctx.work_dir}/ranges/{group:05d}.bin", shard.index, RANGE_RECORD)
+            read_keyed(ctx.fs, path, shard.index, RANGE_RECORD, key="shard")
             if group is not None and n
             else np.empty(0, RANGE_RECORD)
         )

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from pipeline.io.base import ReaderStats
+from pipeline.io.base import Reader, ReaderStats
 from pipeline.io.dates import iso_utc
 from pipeline.io.options import InputConfig
 from pipeline.schema import FETCH_DATE, TEXT_SCHEMA
@@ -51,6 +51,15 @@ def is_string_type(type_: pa.DataType) -> bool:
     if pa.types.is_dictionary(type_):
         type_ = type_.value_type
     return pa.types.is_string(type_) or pa.types.is_large_string(type_) or type_ == pa.string_view()
+
+
+class FieldReader(Reader):
+    """A reader of records with named fields (JSONL, Parquet, `datasets`): its config and the
+    FieldMap of the configured names."""
+
+    def __init__(self, cfg: InputConfig | None = None) -> None:
+        self.cfg = cfg or InputConfig()
+        self.fields = FieldMap(self.cfg)
 
 
 class FieldMap:

@@ -20,10 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.io.base import InputUnit, Reader, ReaderStats
+from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.batch import add_error
-from pipeline.io.fields import FieldMap
-from pipeline.io.options import InputConfig
+from pipeline.io.fields import FieldReader
 from pipeline.io.parquet import check_text_column
 from pipeline.io.sources import COMPRESSION_SUFFIXES, filesystem, hf_data_files
 
@@ -52,14 +51,10 @@ def _is_dataset_dir(path: str) -> bool:
     return fs.isfile(posixpath.join(root, "state.json"))
 
 
-class HFReader(Reader):
+class HFReader(FieldReader):
     """Rows of a `datasets` dataset -> TEXT_SCHEMA batches."""
 
     format = "hf"
-
-    def __init__(self, cfg: InputConfig | None = None) -> None:
-        self.cfg = cfg or InputConfig()
-        self.fields = FieldMap(self.cfg)
 
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches for one dataset shard or one streamed file, counting every row."""

@@ -13,21 +13,17 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from pipeline.io.base import InputUnit, Reader, ReaderStats
+from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.batch import BatchBuilder, add_error
-from pipeline.io.fields import FieldMap
-from pipeline.io.options import InputConfig
+from pipeline.io.fields import FieldReader
 from pipeline.io.sources import decompressing, open_binary
 from pipeline.schema import TEXT_SCHEMA
 
 
-class JsonlReader(Reader):
+class JsonlReader(FieldReader):
     """One JSON object per line -> TEXT_SCHEMA batches."""
 
     format = "jsonl"
-
-    def __init__(self, cfg: InputConfig | None = None) -> None:
-        self.fields = FieldMap(cfg or InputConfig())
 
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches for one JSONL file, counting every non-blank line."""

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io.base import InputUnit, Reader, ReaderStats
+from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.batch import add_error
-from pipeline.io.fields import FieldMap, is_string_type
-from pipeline.io.options import InputConfig
+from pipeline.io.fields import FieldReader, is_string_type
 from pipeline.io.sources import open_binary
 
 
@@ -30,14 +29,10 @@ def check_text_column(schema: pa.Schema, text_field: str) -> str | None:
     return None
 
 
-class ParquetReader(Reader):
+class ParquetReader(FieldReader):
     """Parquet rows -> TEXT_SCHEMA batches, mapped by pipeline.io.fields."""
 
     format = "parquet"
-
-    def __init__(self, cfg: InputConfig | None = None) -> None:
-        self.cfg = cfg or InputConfig()
-        self.fields = FieldMap(self.cfg)
 
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches for one Parquet file, counting every row."""

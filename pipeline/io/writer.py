@@ -1,29 +1,20 @@
 """Parquet shard writer: bounded row groups, written under a temporary name, renamed when complete.
 
 A reader of the output directory never sees a partial shard: until `close()` succeeds the file
-exists only as the hidden `.<name>.tmp-<token>` (Arrow, Spark and `datasets` skip names starting
-with a dot; a `<name>.tmp-...` beside the shards would break `pq.read_table("data/")`), which the
-runner deletes on the next start.
+exists only under the hidden temporary name of `io/atomic.py`, which the runner deletes on the next
+start.
 """
 
 from __future__ import annotations
 
-import posixpath
-import uuid
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-TMP_MARK = ".tmp-"
-
-
-def temp_name(path: str) -> str:
-    """A unique hidden name beside `path` for writing it: `dir/.<name>.tmp-<token>`."""
-    parent, name = posixpath.split(path)
-    hidden = f".{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
-    return posixpath.join(parent, hidden) if parent else hidden
+from pipeline.io.atomic import TMP_MARK as TMP_MARK  # re-exported: the runner's cleanup uses it
+from pipeline.io.atomic import AtomicFile
 
 
 def output_fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -47,7 +38,7 @@ class ShardWriter:
     ) -> None:
         self.fs = fs
         self.path = path
-        self.tmp_path = temp_name(path)
+        self._target = AtomicFile(fs, path)
         self.rows_per_row_group = rows_per_row_group
         self.max_row_group_bytes = max_row_group_bytes
         self.compression = None if compression == "none" else compression
@@ -89,10 +80,7 @@ class ShardWriter:
 
     def _write_group(self, table: pa.Table) -> None:
         if self._writer is None:
-            parent = posixpath.dirname(self.path)
-            if parent:
-                self.fs.makedirs(parent, exist_ok=True)
-            self._file = self.fs.open(self.tmp_path, "wb")
+            self._file = self._target.open()
             self._writer = pq.ParquetWriter(
                 self._file,
                 self.schema,
@@ -115,7 +103,7 @@ class ShardWriter:
             self._writer.close()
             self._file.close()
             self._writer = None
-            self.fs.mv(self.tmp_path, self.path)
+            self._target.commit()
         return self.rows
 
     def abort(self) -> None:
@@ -126,8 +114,7 @@ class ShardWriter:
                 self._file.close()
         finally:
             self._writer = None
-            if self.fs.exists(self.tmp_path):
-                self.fs.rm(self.tmp_path)
+            self._target.discard()
 
 
 def _concrete_schema(schema: pa.Schema) -> pa.Schema:

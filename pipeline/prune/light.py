@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import xxhash
 
+from pipeline.io.atomic import atomic_write
 from pipeline.prune.embed import normalize_rows
 
 _TOKEN = re.compile(r"\w\w+")  # tokens of 2+ word characters, lowercased
@@ -164,9 +165,8 @@ class LightEmbedder:
             rows=self.components[used],
             ngram_max=np.int64(self.ngram_max),
         )
-        with fs.open(f"{path}.tmp", "wb") as f:
+        with atomic_write(fs, path) as f:
             f.write(buf.getvalue())
-        fs.mv(f"{path}.tmp", path)
 
     @classmethod
     def load(

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.io.atomic import atomic_write
 from pipeline.prune import kmeans
 from pipeline.prune.embed import EmbedSpec, get_embedder
 from pipeline.schema import ID, TEXT
@@ -61,10 +62,8 @@ def save_arrays(fs: fsspec.AbstractFileSystem, path: str, **arrays: np.ndarray) 
         np.save(buf, array)
     else:
         np.savez(buf, **arrays)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(f"{path}.tmp", "wb") as f:
+    with atomic_write(fs, path) as f:
         f.write(buf.getvalue())
-    fs.mv(f"{path}.tmp", path)
 
 
 def load_npy(fs: fsspec.AbstractFileSystem, path: str) -> np.ndarray:
@@ -82,10 +81,9 @@ def load_npz(
 
 
 def write_table(fs: fsspec.AbstractFileSystem, path: str, table: pa.Table) -> None:
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(f"{path}.tmp", "wb") as f:
+    """One Parquet file, written atomically."""
+    with atomic_write(fs, path) as f:
         pq.write_table(table, f)
-    fs.mv(f"{path}.tmp", path)
 
 
 # --- light embedder fit -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import yaml
 from pipeline import __version__
 from pipeline.config import Recipe
 from pipeline.errors import CurateError, OutputError
+from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import TMP_MARK, output_fs
@@ -276,10 +277,8 @@ def _run_stats(
 
 
 def _write_json(fs: Any, path: str, payload: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    with fs.open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, ensure_ascii=False)
-    fs.mv(tmp, path)
+    """stats.json and the run's config copy, atomically (tests/faults patch this name)."""
+    write_json_atomic(fs, path, payload, indent=2, ensure_ascii=False)
 
 
 def worker_user_error(exc: BaseException) -> CurateError | None:

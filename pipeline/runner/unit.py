@@ -13,7 +13,6 @@ cluster, produces the same bytes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -27,6 +26,7 @@ import pyarrow as pa
 
 from pipeline.config import Recipe
 from pipeline.errors import AccountingError, ConfigError
+from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.sources import get_reader
 from pipeline.io.writer import ShardWriter, output_fs
@@ -328,8 +328,4 @@ def _global_then_batches(
 
 def write_marker(fs: Any, path: str, payload: dict[str, Any]) -> None:
     """Write the unit's completion marker atomically (temp name, then rename)."""
-    tmp = f"{path}.tmp"
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(tmp, "w") as f:
-        json.dump(payload, f, indent=1, sort_keys=True)
-    fs.mv(tmp, path)
+    write_json_atomic(fs, path, payload, indent=1, sort_keys=True)

@@ -21,8 +21,8 @@ from typing import Any
 import fsspec
 import numpy as np
 
+from pipeline.io.shuffle import KeyedFile, write_keyed
 from pipeline.stats.hashing import bit_length
-from pipeline.stats.keyed import KeyedReader, write_keyed
 from pipeline.stats.scan import DOCREC, POS_BITS, POS_MASK, CountConfig
 
 FILE_GROUP = 256  # files per phase-2 output file of a (partition, metric): small headers
@@ -38,13 +38,21 @@ def count_partition(
     """
     fs, work = fsspec.core.url_to_fs(cfg.work_dir)
     w = cfg.partitions
-    readers = {s: KeyedReader(fs, f"{s}.ngrams") for s in chunks if fs.exists(f"{s}.ngrams")}
-    doc_readers = [KeyedReader(fs, f"{s}.docs") for s in chunks if fs.exists(f"{s}.docs")]
+    readers = [
+        KeyedFile(fs, f"{s}.ngrams", key="metric_partition", dtype=cfg.ngram_dtype)
+        for s in chunks
+        if fs.exists(f"{s}.ngrams")
+    ]
+    doc_readers = [
+        KeyedFile(fs, f"{s}.docs", key="partition", dtype=DOCREC)
+        for s in chunks
+        if fs.exists(f"{s}.docs")
+    ]
     out: dict[str, Any] = {"part": part, "metrics": {}}
     # Records are built inside the call so _count's sorted copy replaces them (peak memory).
     out["docs"] = _count(cfg, _concat([r.read(part) for r in doc_readers], DOCREC), file_sets, True)
     for mi, size in enumerate(cfg.sizes, start=1):
-        slices = (r.read(mi * w + part) for r in readers.values())
+        slices = (r.read(mi * w + part) for r in readers)
         res = _count(cfg, _concat(list(slices), cfg.ngram_dtype), file_sets, docs=False)
         rep = res.pop("rep_records", None)
         if rep is not None and rep.size:
@@ -64,7 +72,7 @@ def _write_repeated(fs: Any, work: str, part: int, metric: int, rep: np.ndarray)
     group = files // FILE_GROUP
     for g in np.unique(group).tolist():
         sel = group == g
-        write_keyed(fs, _rep_path(work, part, metric, g), rep[sel], files[sel])
+        write_keyed(fs, _rep_path(work, part, metric, g), rep[sel], files[sel], key="file")
 
 
 def _concat(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
@@ -152,7 +160,7 @@ def cover_file(cfg: CountConfig, file_index: int, tokens: int) -> dict[str, list
         for part in range(cfg.partitions):
             path = _rep_path(work, part, mi, group)
             if fs.exists(path):
-                sec = KeyedReader(fs, path).read(file_index)
+                sec = KeyedFile(fs, path, key="file", dtype=REPREC).read(file_index)
                 rep[(sec["pos"] & np.uint64(POS_MASK)).astype(np.int64)] = sec["rep"]
         covered = sliding_max(rep, size)
         hist = np.bincount(covered.astype(np.int64) + 1, minlength=cfg.num_sets + 1)

@@ -23,6 +23,7 @@ import fsspec
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.io.atomic import atomic_write, write_json_atomic
 from pipeline.stats import laws
 from pipeline.stats.fit_chinchilla import ChinchillaFit, fit_chinchilla
 from pipeline.stats.fit_powerlaw import PowerLawFit, fit_power_law
@@ -271,8 +272,7 @@ def run_fit(opts: FitOptions) -> dict[str, Any]:
         chin, kap = _loss_fits(loss, opts, result)
     fs, root = fsspec.core.url_to_fs(output)
     fs.makedirs(root, exist_ok=True)
-    with fs.open(f"{root}/fit.json", "w") as f:
-        json.dump(_clean(result), f, indent=2)
+    write_json_atomic(fs, f"{root}/fit.json", _clean(result), indent=2)
     _write_csv(fs, f"{root}/fit.csv", fits)
     paths = {"json": f"{output}/fit.json", "csv": f"{output}/fit.csv"}
     if opts.plots:
@@ -319,7 +319,7 @@ def _loss_fits(
 
 
 def _write_csv(fs: Any, path: str, fits: list[CurveFit]) -> None:
-    with fs.open(path, "w", newline="") as f:
+    with atomic_write(fs, path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
             [

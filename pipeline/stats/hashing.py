@@ -15,6 +15,8 @@ from functools import cache
 import numpy as np
 import xxhash
 
+from pipeline.text.normalize import normalizer
+
 _C1 = np.uint64(0xFF51AFD7ED558CCD)
 _C2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
@@ -80,12 +82,12 @@ def window_hashes(
 
 
 def doc_hashes(texts: list[str]) -> np.ndarray:
-    """128-bit xxh3 of each NFC-normalised, stripped text, as an (n, 2) uint64 array (hi, lo)."""
-    import unicodedata
-
+    """128-bit xxh3 of each text normalised with the `nfc_strip` preset (NFC, stripped), as an
+    (n, 2) uint64 array (hi, lo): the distinct-document key, as exact dedup's default."""
+    norm = normalizer("nfc_strip")
     out = np.empty((len(texts), 2), dtype=np.uint64)
     for i, text in enumerate(texts):
-        v = xxhash.xxh3_128_intdigest(unicodedata.normalize("NFC", text).strip().encode())
+        v = xxhash.xxh3_128_intdigest(norm(text).encode())
         out[i, 0] = v >> 64
         out[i, 1] = v & MASK64
     return out

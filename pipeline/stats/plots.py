@@ -7,6 +7,8 @@ from typing import Any
 import fsspec
 import numpy as np
 
+from pipeline.io.atomic import atomic_write
+
 
 def pyplot() -> Any:
     import matplotlib
@@ -20,7 +22,7 @@ def pyplot() -> Any:
 def save_png(fig: Any, output: str, name: str) -> str:
     fs, root = fsspec.core.url_to_fs(output)
     fs.makedirs(root, exist_ok=True)
-    with fs.open(f"{root}/{name}", "wb") as f:
+    with atomic_write(fs, f"{root}/{name}") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     pyplot().close(fig)
     return f"{output}/{name}"

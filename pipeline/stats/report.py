@@ -21,6 +21,7 @@ import fsspec
 import numpy as np
 
 from pipeline import __version__
+from pipeline.io.atomic import atomic_write, write_json_atomic
 from pipeline.stats.compute import StatsResult
 
 RECORDS, SUMMARY, CURVES, REPORT = "stats.jsonl", "summary.json", "curves.csv", "report.md"
@@ -268,15 +269,14 @@ def write_outputs(res: StatsResult, output: str) -> dict[str, str]:
     fs.makedirs(root, exist_ok=True)
     records = build_records(res)
     paths = {}
-    with fs.open(f"{root}/{RECORDS}", "w") as f:
+    with atomic_write(fs, f"{root}/{RECORDS}", "w") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     paths["records"] = f"{output}/{RECORDS}"
     digest = summary(res, records)
-    with fs.open(f"{root}/{SUMMARY}", "w") as f:
-        json.dump(digest, f, indent=2, ensure_ascii=False)
+    write_json_atomic(fs, f"{root}/{SUMMARY}", digest, indent=2, ensure_ascii=False)
     paths["summary"] = f"{output}/{SUMMARY}"
-    with fs.open(f"{root}/{CURVES}", "w", newline="") as f:
+    with atomic_write(fs, f"{root}/{CURVES}", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
             [
@@ -309,7 +309,7 @@ def write_outputs(res: StatsResult, output: str) -> dict[str, str]:
                     ]
                 )
     paths["curves"] = f"{output}/{CURVES}"
-    with fs.open(f"{root}/{REPORT}", "w") as f:
+    with atomic_write(fs, f"{root}/{REPORT}", "w") as f:
         f.write(markdown(res, records, digest))
     paths["report"] = f"{output}/{REPORT}"
     if res.options.plots:

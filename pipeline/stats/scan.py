@@ -26,10 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.io.atomic import atomic_write
+from pipeline.io.shuffle import write_keyed
 from pipeline.stats import hll
 from pipeline.stats.hashing import doc_hashes, subsample_levels, window_hashes
 from pipeline.stats.inputs import SourceFile
-from pipeline.stats.keyed import write_keyed
 from pipeline.stats.tokenizers import load_tokenizer
 
 POS_BITS = 40  # token offset bits of a position key; the file index takes the other 24
@@ -127,11 +128,12 @@ class _Spill:
             recs = np.concatenate([r for _, r in self.ngrams])
             metric = np.concatenate([np.full(r.size, m, np.int64) for m, r in self.ngrams])
             keys = metric * self.cfg.partitions + (recs["h"] % w).astype(np.int64)
-            write_keyed(self.fs, f"{stem}.ngrams", recs, keys)
+            write_keyed(self.fs, f"{stem}.ngrams", recs, keys, key="metric_partition")
             wrote = True
         if self.docs:
             recs = np.concatenate(self.docs)
-            write_keyed(self.fs, f"{stem}.docs", recs, (recs["h2"] % w).astype(np.int64))
+            parts = (recs["h2"] % w).astype(np.int64)
+            write_keyed(self.fs, f"{stem}.docs", recs, parts, key="partition")
             wrote = True
         if wrote:
             self.chunks.append(stem)
@@ -258,7 +260,7 @@ def _save_registers(cfg: CountConfig, src: SourceFile, regs: np.ndarray) -> str:
     fs, root = fsspec.core.url_to_fs(f"{cfg.work_dir}/p1")
     fs.makedirs(root, exist_ok=True)
     path = f"{root}/f{src.index:06d}.regs"
-    with fs.open(path, "wb") as f:
+    with atomic_write(fs, path) as f:
         f.write(regs.tobytes())
     return path
 
