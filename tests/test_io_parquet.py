@@ -58,7 +58,7 @@ def test_missing_text_column(tmp_path: Path) -> None:
     path = tmp_path / "m.parquet"
     pq.write_table(pa.table({"content": ["a", "b", "c"], "id": ["1", "2", "3"]}), path)
     out, stats = read(path)
-    assert out.num_rows == 0 and stats.skipped == {"unreadable_file": 3}
+    assert out.num_rows == 0 and stats.skipped == {"missing_text_column": 3}
     assert "no 'text' column" in stats.errors[0] and "input.text_field" in stats.errors[0]
     out, stats = read(path, InputConfig(text_field="content"))
     assert stats.documents == 3
@@ -68,7 +68,7 @@ def test_non_string_text_column(tmp_path: Path) -> None:
     path = tmp_path / "n.parquet"
     pq.write_table(pa.table({"text": [1, 2]}), path)
     _, stats = read(path)
-    assert stats.skipped == {"unreadable_file": 2} and "not a string" in stats.errors[0]
+    assert stats.skipped == {"missing_text_column": 2} and "not a string" in stats.errors[0]
 
 
 def test_not_a_parquet_file(tmp_path: Path) -> None:

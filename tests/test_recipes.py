@@ -37,7 +37,7 @@ def test_recipe_runs_on_the_demo_warc(name: str, demo_warc, tmp_path) -> None:
 
 def test_refinedweb_end_to_end_on_all_shared_crawls(shared_data, tmp_path, ray_session) -> None:
     """RefinedWeb's 8 steps over every shared WARC and the extraction WARCs, funnel in report.md."""
-    inputs = sorted(str(p) for p in (shared_data / "warc").glob("*.gz"))
+    inputs = sorted(str(p) for p in (shared_data / "warc").glob("*.warc.gz"))  # not WET/WAT
     inputs += sorted(str(p) for p in (shared_data / "extraction").glob("*.warc.gz"))
     out = tmp_path / "refinedweb"
     recipe = load_recipe(REPO / "configs" / "refinedweb.yaml").with_overrides(

@@ -128,8 +128,13 @@ def test_cli_runs_every_shared_warc_and_accounting_adds_up(
         "input:\n  paths: [PLACEHOLDER]\noutput:\n  path: unused\nstages:\n"
         "  - stage: extract\n  - stage: langid\n    threshold: 0.5\n"
     )
-    warcs = sorted(str(p) for p in (shared_data / "warc").glob("*.warc*.gz"))
-    code = main(["run", str(config), "--input", *warcs, "--output", str(out), "--keep-rejected"])
+    files = sorted(str(p) for p in (shared_data / "warc").glob("*.warc*.gz"))
+    wet = [f for f in files if f.endswith(".wet.gz")]
+    warcs = [f for f in files if f not in wet]
+    args = ["run", str(config), "--output", str(out), "--keep-rejected", "--input"]
+    assert wet and main([*args, *files]) == 2  # extract on WET text: refused before any work
+    assert not out.exists()
+    code = main([*args, *warcs])
     assert code == 0
     stats = json.loads((out / "stats.json").read_text())
     per_unit = {Path(u["path"]).name: u for u in stats["units"]}
