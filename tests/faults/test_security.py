@@ -76,7 +76,9 @@ _FORBIDDEN_CALLS = {
     "exec": set(),
     "compile": set(),
     "__import__": set(),
-    "import_module": {"registry.py"},  # the stage registry: names from its own static table
+    # The stage registry (names from its own static table) and the ablation fingerprint
+    # (pipeline modules found in the project's own import statements, never in a config).
+    "import_module": {"registry.py", "ablate/fingerprint.py"},
     "unsafe_load": set(),
     "full_load": set(),
 }
