@@ -27,7 +27,7 @@ Skip reasons (ReaderStats.skipped), in the order they are checked:
   unreadable_file - the file cannot be opened or holds no readable WARC record at all; counted
                     once, with a message in stats.errors.
 Columns: id = WARC-Record-ID verbatim (`<urn:uuid:...>`, as in the gold files; a hash of source
-and offset if absent), url = WARC-Target-URI, source = unit path, fetch_date = WARC-Date as
+and offset if absent), url = WARC-Target-URI, source = unit path (escaped if not UTF-8), fetch_date = WARC-Date as
 `YYYY-MM-DDTHH:MM:SSZ` (null if invalid, e.g. ClueWeb09's `2008-10-294T...`).
 WAT files read with `format: warc` give no documents: their records count as `metadata`.
 HTTP headers are parsed by fastwarc in quirks mode, which accepts the bare-LF header lines of
@@ -49,6 +49,7 @@ from pipeline.io.batch import BatchBuilder, add_error
 from pipeline.io.dates import iso_utc
 from pipeline.io.encoding import charset_from_content_type, html_to_utf8
 from pipeline.io.options import InputConfig
+from pipeline.io.pathnames import display_path
 from pipeline.io.payload import (
     GENERIC_MIMES,
     HTML_MIMES,
@@ -110,7 +111,7 @@ class _BaseWarcReader(Reader):
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches of documents from one WARC/WET file, counting every record."""
         builder = BatchBuilder(self.schema, batch_size)
-        source = unit.path
+        source = display_path(unit.path)
         records = RecordStream(unit, stats)
         for offset, rec in records:
             rtype = int(rec.record_type)

@@ -26,7 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.errors import InputError
 from pipeline.io.atomic import atomic_write
+from pipeline.io.pathnames import display_path
 from pipeline.io.shuffle import write_keyed
 from pipeline.stats import hll
 from pipeline.stats.hashing import doc_hashes, subsample_levels, window_hashes
@@ -145,15 +147,27 @@ def cluster_columns(names: list[str]) -> list[str]:
     return [c for c in names if c.endswith(CLUSTER_SUFFIXES)]
 
 
+def read_columns(names: list[str]) -> list[str]:
+    """The columns of a Parquet file the statistics read."""
+    return [c for c in ("id", "text", "lang") if c in names] + cluster_columns(names)
+
+
 def _batches(src: SourceFile, batch_docs: int, errors: list[str]) -> Iterator[pa.Table]:
     if src.format == "parquet":
         fs, path = fsspec.core.url_to_fs(src.path)
+        seen = 0
         with fs.open(path, "rb") as f:
-            pf = pq.ParquetFile(f)
-            names = pf.schema_arrow.names
-            cols = [c for c in ("id", "text", "lang") if c in names] + cluster_columns(names)
-            for batch in pf.iter_batches(batch_size=batch_docs, columns=cols):
-                yield pa.Table.from_batches([batch])
+            try:
+                pf = pq.ParquetFile(f)
+                cols = read_columns(pf.schema_arrow.names)
+                for batch in pf.iter_batches(batch_size=batch_docs, columns=cols):
+                    seen += batch.num_rows
+                    yield pa.Table.from_batches([batch])
+            except (OSError, pa.ArrowException) as e:  # a page broken after a good footer
+                raise InputError(
+                    f"{display_path(src.path)}: Parquet file broken after {seen} rows ({e}); "
+                    "repair or remove it"
+                ) from e
         return
     from pipeline.io.base import InputUnit, ReaderStats
     from pipeline.io.options import InputConfig
