@@ -22,7 +22,8 @@ Skip reasons (ReaderStats.skipped), in the order they are checked:
                     to stats.errors and reading resumes at that record.
   bad_content_encoding - gzip/deflate/br/zstd Content-Encoding that does not decode.
   empty_body      - nothing but whitespace in the payload.
-  binary_payload  - labelled HTML but the bytes are binary (magic number or NUL bytes).
+  binary_payload  - labelled HTML but the bytes are binary (magic number, or NUL bytes not
+                    explained by a UTF-16/32 BOM or charset label).
   undecodable     - no charset leaves fewer than 25 % replacement characters.
   unreadable_file - the file cannot be opened or holds no readable WARC record at all; counted
                     once, with a message in stats.errors.
@@ -47,7 +48,12 @@ from fastwarc.warc import WarcRecord, WarcRecordType
 from pipeline.io.base import InputUnit, Reader, ReaderStats
 from pipeline.io.batch import BatchBuilder, add_error
 from pipeline.io.dates import iso_utc
-from pipeline.io.encoding import charset_from_content_type, html_to_utf8
+from pipeline.io.encoding import (
+    charset_from_content_type,
+    html_to_utf8,
+    normalize_charset,
+    wide_codec,
+)
 from pipeline.io.options import InputConfig
 from pipeline.io.pathnames import display_path
 from pipeline.io.payload import (
@@ -206,11 +212,13 @@ class WarcReader(_BaseWarcReader):
         body = decode_content(body, http.get("Content-Encoding"), self.max_bytes)
         if not body.strip():
             raise PayloadError("empty_body")
-        if binary_kind(body) is not None:
+        charset = charset_from_content_type(content_type)
+        wide = wide_codec(body, normalize_charset(charset)) is not None
+        if binary_kind(body, wide_text=wide) is not None:
             raise PayloadError("binary_payload" if labelled_html else "non_html")
         if not labelled_html and not looks_like_html(body):
             raise PayloadError("non_html")
-        html, _codec = html_to_utf8(body, charset_from_content_type(content_type))
+        html, _codec = html_to_utf8(body, charset)
         if html is None:
             raise PayloadError("undecodable")
         row = (

@@ -76,6 +76,28 @@ def html_responses(members: list[Member]) -> list[int]:
     return out
 
 
+# A <meta> tag declaring a charset (removed when a page is re-encoded).
+META_CHARSET = re.compile(rb"<meta[^>]*charset[^>]*>", re.IGNORECASE)
+
+
+def html_pages(path: Path, n: int) -> list[tuple[Member, str]]:
+    """The first `n` non-ASCII HTML responses of a real file as (member, page decoded right)."""
+    from pipeline.io.encoding import charset_from_content_type, decode_html
+
+    out = []
+    ms = warc_members(path)
+    for k in html_responses(ms):
+        block = split_record(ms[k].record)[1]
+        ct = re.search(rb"\nContent-Type:([^\r\n]*)", block[:2000], re.I)
+        label = charset_from_content_type(ct.group(1).decode()) if ct else None
+        text, _ = decode_html(http_body(ms[k]), label)
+        if text and not text.isascii():
+            out.append((ms[k], text))
+        if len(out) == n:
+            break
+    return out
+
+
 def split_record(record: bytes) -> tuple[bytes, bytes]:
     """(WARC header block without the blank line, content block); the trailing CRLFs dropped."""
     head, _, block = record.partition(b"\r\n\r\n")
