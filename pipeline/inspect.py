@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import InputError
 from pipeline.io.pathnames import display_path
 from pipeline.io.sources import detect_format, open_binary
+from pipeline.runner.kernel import error_text
 
 SAMPLE_CHARS = 300
 
@@ -104,7 +105,7 @@ def _inspect_parquet(files: list[Path], sample: int) -> str:
                         rows += batch.to_pylist()
                         break
         except (OSError, pa.ArrowException) as e:
-            problems.append(f"{name}: not a readable Parquet file: {e}")
+            problems.append(f"{name}: not a readable Parquet file ({error_text(e)})")
     if not readable:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(f"{problems[0]}{more}")

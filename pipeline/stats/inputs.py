@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.io.pathnames import display_path
+from pipeline.runner.kernel import error_text
 
 DATA_DIR, REJECTED_DIR, RUN_CONFIG = "data", "rejected", "_run/config.json"
 
@@ -83,7 +84,9 @@ def _run_input(fs: Any, root: str, per_stage: bool) -> StatsInput:
         with fs.open(f"{root}/stats.json", "r", encoding="utf-8") as f:
             stats = json.load(f)
     except (OSError, ValueError) as e:
-        raise InputError(f"{root}/stats.json is unreadable ({e}); rerun `curate run`") from e
+        raise InputError(
+            f"{root}/stats.json is unreadable ({error_text(e)}); rerun `curate run`"
+        ) from e
     if not (isinstance(stats, dict) and isinstance(stats.get("output"), dict)):
         raise InputError(f"{root}/stats.json is not a run's statistics; rerun `curate run`")
     labels = [s["name"] for s in stats.get("stages", [])]
@@ -154,7 +157,9 @@ def parquet_metadata(
             md = pq.ParquetFile(fh).metadata
         names = md.schema.to_arrow_schema().names
     except (OSError, pa.ArrowException) as e:
-        raise InputError(f"{name}: not a readable Parquet file ({e}); repair or remove it") from e
+        raise InputError(
+            f"{name}: not a readable Parquet file ({error_text(e)}); repair or remove it"
+        ) from e
     read = set(read_columns(names))
     twice = sorted({c for c in names if c in read and names.count(c) > 1})
     if twice:

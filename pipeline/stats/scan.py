@@ -30,6 +30,7 @@ from pipeline.errors import InputError
 from pipeline.io.atomic import atomic_write
 from pipeline.io.pathnames import display_path
 from pipeline.io.shuffle import write_keyed
+from pipeline.runner.kernel import error_text
 from pipeline.stats import hll
 from pipeline.stats.hashing import doc_hashes, subsample_levels, window_hashes
 from pipeline.stats.inputs import SourceFile
@@ -155,17 +156,15 @@ def read_columns(names: list[str]) -> list[str]:
 def _batches(src: SourceFile, batch_docs: int, errors: list[str]) -> Iterator[pa.Table]:
     if src.format == "parquet":
         fs, path = fsspec.core.url_to_fs(src.path)
-        seen = 0
         with fs.open(path, "rb") as f:
             try:
                 pf = pq.ParquetFile(f)
                 cols = read_columns(pf.schema_arrow.names)
                 for batch in pf.iter_batches(batch_size=batch_docs, columns=cols):
-                    seen += batch.num_rows
                     yield pa.Table.from_batches([batch])
             except (OSError, pa.ArrowException) as e:  # a page broken after a good footer
                 raise InputError(
-                    f"{display_path(src.path)}: Parquet file broken after {seen} rows ({e}); "
+                    f"{display_path(src.path)}: broken Parquet file ({error_text(e)}); "
                     "repair or remove it"
                 ) from e
         return
