@@ -291,11 +291,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _escape_unprintable_output() -> None:
-    """Print file names that are not valid UTF-8 escaped instead of failing mid-message."""
+    """Print file names that are not valid UTF-8 escaped (`caf\\xe9`) instead of failing."""
+    from pipeline.io.pathnames import ESCAPE_ERRORS
+
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
-            reconfigure(errors="backslashreplace")
+            reconfigure(errors=ESCAPE_ERRORS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ messages, the `source` column, stats.json, reports, the terminal."""
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Any
 
@@ -34,3 +35,19 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def _escape_unencodable(err: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: lone surrogates as `display_path` writes them, any other character
+    the stream cannot encode as a backslash escape."""
+    assert isinstance(err, UnicodeEncodeError)
+    bad = err.object[err.start : err.end]
+    return "".join(
+        display_path(c) if _SURROGATE.match(c) else c.encode("ascii", "backslashreplace").decode()
+        for c in bad
+    ), err.end
+
+
+# For text streams: `open(..., errors=ESCAPE_ERRORS)` or `stream.reconfigure(errors=...)`.
+ESCAPE_ERRORS = "pipeline_escape_names"
+codecs.register_error(ESCAPE_ERRORS, _escape_unencodable)
