@@ -225,3 +225,27 @@ def test_non_utf8_file_names_in_inspect_stats_and_ablate(capsys, tmp_path, non_u
         assert failed.code == 2, argv
         assert failed.err.startswith("curate: error: ") and failed.err.count("\n") == 1, argv
         assert "Traceback" not in failed.err
+
+
+@pytest.mark.timeout(120)
+def test_failed_stats_write_leaves_no_temp_file(capsys, tmp_path, lines, monkeypatch) -> None:
+    """stats.json cannot be put in place (disk full at the rename): exit 2, one line, and no
+    `stats.json.tmp` left in the output root; the rerun writes it."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    write_jsonl(tmp_path / "a.jsonl", lines[:10])
+    real_mv = LocalFileSystem.mv
+
+    def full_disk(self, path1, path2, *args, **kwargs):
+        if str(path2).endswith("stats.json"):
+            raise OSError(28, "No space left on device")
+        return real_mv(self, path1, path2, *args, **kwargs)
+
+    monkeypatch.setattr(LocalFileSystem, "mv", full_disk)
+    result, out = run(capsys, tmp_path, [tmp_path / "a.jsonl"])
+    assert result.code == 2 and "No space left on device" in result.err
+    assert result.err.count("\n") == 1
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(LocalFileSystem, "mv", real_mv)
+    again, _ = run(capsys, tmp_path, [tmp_path / "a.jsonl"])
+    assert again.code == 0 and stats_of(out)["reader"]["documents"] == 10
