@@ -36,6 +36,8 @@ UNDECODABLE_RATIO = 0.25
 DECLARED_TOLERANCE = 0.1
 # In UTF-16/32 text, at most this share of the NUL bytes may sit in a character's low byte.
 WIDE_STRAY_NUL = 0.1
+# UTF-16/32 HTML is at least this share NUL bytes (its ASCII markup); fewer: a mislabelled page.
+WIDE_MIN_NUL = 1 / 16
 # How far into the body to look for <meta charset> and how much uchardet sees.
 META_SCAN_BYTES = 4096
 DETECT_BYTES = 4096  # uchardet samples head + tail; more data did not help on the gold sets
@@ -113,15 +115,15 @@ def charset_from_content_type(content_type: str | None) -> str | None:
 def wide_codec(body: bytes, codec: str | None) -> str | None:
     """For a UTF-16/32 label (`codec` normalised), the codec the body is really in: endianness
     from where the NUL bytes of its ASCII markup fall (a bare `utf-16` label, or a wrong byte
-    order). None when the bytes are not laid out that way: no NUL in the first KB (the label
-    is wrong, the page is ASCII/UTF-8), or NULs at every offset (binary data)."""
+    order). None when the bytes are not laid out that way: (almost) no NUL in the first 4 KB
+    (the label is wrong, the page is ASCII/UTF-8), or NULs at every offset (binary data)."""
     if codec not in _UTF16:
         return None
     head = body[:DETECT_BYTES]
     width = 4 if codec.startswith("utf-32") else 2
     zeros = [head[i::width].count(0) for i in range(width)]
     total = sum(zeros)
-    if not total:
+    if total < len(head) * WIDE_MIN_NUL:
         return None
     low_first = zeros[0] <= WIDE_STRAY_NUL * total  # a character's first byte is rarely NUL
     high_first = zeros[-1] <= WIDE_STRAY_NUL * total

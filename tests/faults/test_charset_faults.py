@@ -92,12 +92,24 @@ def test_wide_character_page_is_decoded(
 
 
 @pytest.mark.timeout(60)
-def test_utf8_page_labelled_utf16_is_read_as_utf8(pages) -> None:
-    """A UTF-8 page under a `charset=utf-16` label has no NUL bytes: the label is wrong and is
-    ignored (decoding it as UTF-16 would turn the page into CJK noise)."""
-    text = pages[0][1]
-    got, codec = decode_html(text.encode("utf-8"), "utf-16")
-    assert (got, codec) == (text, "utf-8")
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_japanese_pages_in_utf16(shared_data, codec: str) -> None:
+    """Real Japanese pages (most characters without a NUL byte) in UTF-16 under a bare label:
+    the markup's NUL bytes still give the byte order."""
+    found = html_pages(WARC_DIR / "clueweb09-ja-quirk.warc.gz", 3)
+    assert len(found) == 3
+    for _, text in found:
+        assert decode_html(text.encode(codec), "utf-16") == (text, codec)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("stray", [b"", b"\x00", b"\x00\x00\x00"])
+def test_utf8_page_labelled_utf16_is_read_as_utf8(pages, stray: bytes) -> None:
+    """A UTF-8 page under a `charset=utf-16` label has (almost) no NUL bytes: the label is wrong
+    and is ignored (decoding it as UTF-16 would turn the page into CJK noise)."""
+    body = stray + pages[0][1].encode("utf-8")
+    got, codec = decode_html(body, "utf-16")
+    assert (got, codec) == (body.decode("utf-8"), "utf-8")
 
 
 @pytest.mark.timeout(120)
