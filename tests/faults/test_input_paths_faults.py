@@ -245,7 +245,7 @@ def test_failed_stats_write_leaves_no_temp_file(capsys, tmp_path, lines, monkeyp
     result, out = run(capsys, tmp_path, [tmp_path / "a.jsonl"])
     assert result.code == 2 and "No space left on device" in result.err
     assert result.err.count("\n") == 1
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
     monkeypatch.setattr(LocalFileSystem, "mv", real_mv)
     again, _ = run(capsys, tmp_path, [tmp_path / "a.jsonl"])
     assert again.code == 0 and stats_of(out)["reader"]["documents"] == 10
