@@ -22,8 +22,12 @@ from pipeline.cli import main
 from tests.conftest import SHARED_DATA
 
 WARC_DIR = SHARED_DATA / "warc"
+# 281 real web texts with a 0/1 quality label, one JSON object per line.
+DCLM = SHARED_DATA / "quality" / "dclm-agreement.jsonl"
 # A real wget crawl: 48 records, 22 HTML responses, one gzip member per record.
 WGET = WARC_DIR / "wget-2024-sample-0000.warc.gz"
+# One cheap text stage, for runs over text input (JSONL, Parquet).
+TEXT_STAGES: list[dict[str, Any]] = [{"stage": "gopher_quality"}]
 # Fast, in-process extraction for tests about readers, accounting and the runner.
 FAST_EXTRACT: dict[str, Any] = {"stage": "extract", "backend": "resiliparse", "timeout_s": None}
 
@@ -150,6 +154,13 @@ def with_http_body(
 def http_body(member: Member) -> bytes:
     """The HTTP body of a response record (as stored)."""
     return http_parts(split_record(member.record)[1])[1]
+
+
+def dclm_lines() -> list[str]:
+    """The 281 DCLM records as JSON lines."""
+    lines = DCLM.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 281
+    return lines
 
 
 # --- recipes and runs ---------------------------------------------------------------------

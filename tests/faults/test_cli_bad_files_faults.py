@@ -13,19 +13,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import SHARED_DATA
-from tests.faults.helpers import CliResult, assert_reconciles, curate, stats_of, write_recipe
-
-DCLM = SHARED_DATA / "quality" / "dclm-agreement.jsonl"
-STAGES: list[dict[str, Any]] = [{"stage": "gopher_quality"}]
+from tests.faults.helpers import (
+    TEXT_STAGES,
+    CliResult,
+    assert_reconciles,
+    curate,
+    dclm_lines,
+    stats_of,
+    write_recipe,
+)
 
 
 @pytest.fixture(scope="module")
 def texts(shared_data) -> list[str]:
     """The 281 real DCLM texts."""
-    out = [json.loads(x)["text"] for x in DCLM.read_text(encoding="utf-8").splitlines()]
-    assert len(out) == 281
-    return out
+    return [json.loads(x)["text"] for x in dclm_lines()]
 
 
 def one_line_error(result: CliResult, *names: str) -> None:
@@ -76,7 +78,7 @@ def test_parquet_with_a_column_twice_is_counted_not_fatal(capsys, tmp_path, bad_
     file. Now each such file is `unreadable_file` (its rows counted, the file and column named)
     and the rest is read; the first unit being such a file is not taken for a config problem."""
     out = tmp_path / "out"
-    recipe = write_recipe(tmp_path / "r.yaml", [tmp_path / "in"], out, STAGES)
+    recipe = write_recipe(tmp_path / "r.yaml", [tmp_path / "in"], out, TEXT_STAGES)
     for attempt in range(2):  # the rerun resumes instead of failing again
         result = curate(capsys, "run", recipe)
         assert result.code == 0, result.err
@@ -130,7 +132,7 @@ def test_run_directory_with_garbage_stats_json(capsys, tmp_path, bad_parquets) -
     """A run whose stats.json was overwritten: inspect says so and still shows the data; stats
     refuses in one line."""
     out = tmp_path / "out"
-    recipe = write_recipe(tmp_path / "r.yaml", [bad_parquets["good"]], out, STAGES)
+    recipe = write_recipe(tmp_path / "r.yaml", [bad_parquets["good"]], out, TEXT_STAGES)
     assert curate(capsys, "run", recipe).code == 0
     (out / "stats.json").write_text('{"reader": ')
     shown = curate(capsys, "inspect", out)

@@ -15,26 +15,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import SHARED_DATA
 from tests.faults.helpers import (
+    TEXT_STAGES,
     assert_reconciles,
     curate,
+    dclm_lines,
     read_output,
     stats_of,
     write_recipe,
 )
 
-DCLM = SHARED_DATA / "quality" / "dclm-agreement.jsonl"
-STAGES: list[dict[str, Any]] = [{"stage": "gopher_quality"}]
 NOT_REGULAR = "not a regular file; only regular files are read"
 
 
 @pytest.fixture(scope="module")
 def lines(shared_data) -> list[str]:
-    """The 281 real DCLM records as JSON lines."""
-    out = DCLM.read_text(encoding="utf-8").splitlines()
-    assert len(out) == 281
-    return out
+    return dclm_lines()
 
 
 def write_jsonl(path: Path | bytes, lines: list[str]) -> None:
@@ -45,7 +41,7 @@ def write_jsonl(path: Path | bytes, lines: list[str]) -> None:
 
 def run(capsys, tmp_path: Path, inputs: list[Any], out: Path | None = None):
     out = out or tmp_path / "out"
-    recipe = write_recipe(tmp_path / "r.yaml", inputs, out, STAGES)
+    recipe = write_recipe(tmp_path / "r.yaml", inputs, out, TEXT_STAGES)
     return curate(capsys, "run", recipe), out
 
 
@@ -186,7 +182,7 @@ def test_non_utf8_file_names_are_read_and_escaped(capsys, tmp_path, non_utf8_dir
 def test_non_utf8_path_named_on_the_command_line(capsys, tmp_path, non_utf8_dir) -> None:
     """The same file named explicitly (--input): the recipe record and stats are written."""
     path = os.fsdecode(os.fsencode(non_utf8_dir) + b"/caf\xe9.jsonl")
-    recipe = write_recipe(tmp_path / "r.yaml", [non_utf8_dir], tmp_path / "out", STAGES)
+    recipe = write_recipe(tmp_path / "r.yaml", [non_utf8_dir], tmp_path / "out", TEXT_STAGES)
     result = curate(capsys, "run", recipe, "--input", path)
     assert result.code == 0, result.err
     assert stats_of(tmp_path / "out")["reader"]["documents"] == 40
@@ -209,7 +205,7 @@ def test_non_utf8_file_names_in_inspect_stats_and_ablate(capsys, tmp_path, non_u
     summary = json.loads(assert_utf8_without_surrogates(tmp_path / "st" / "summary.json"))
     assert summary["input"] == f"{non_utf8_dir}/caf\\xe9.jsonl"
 
-    base = write_recipe(tmp_path / "base.yaml", [non_utf8_dir], tmp_path / "unused", STAGES)
+    base = write_recipe(tmp_path / "base.yaml", [non_utf8_dir], tmp_path / "unused", TEXT_STAGES)
     ablation = tmp_path / "abl.yaml"
     ablation.write_text(
         f"name: t\nbase: {base}\noutput:\n  path: {tmp_path / 'abl'}\nvariants:\n"
