@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
+from pipeline.io.fields import is_string_type
 from pipeline.io.pathnames import display_path
 from pipeline.runner.kernel import error_text
 
@@ -150,16 +151,18 @@ def parquet_metadata(
     fs: Any, path: str, read_columns: Callable[[list[str]], list[str]]
 ) -> pq.FileMetaData:
     """The footer of one Parquet file to count, or an InputError naming the file: not Parquet
-    (or cut short), or one of the columns the statistics read (`read_columns(names)`) twice."""
+    (or cut short), one of the columns the statistics read (`read_columns(names)`) twice, or
+    `text` / `lang` not a string."""
     name = display_path(path)
     try:
         with fs.open(path, "rb") as fh:
             md = pq.ParquetFile(fh).metadata
-        names = md.schema.to_arrow_schema().names
+        schema = md.schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as e:
         raise InputError(
             f"{name}: not a readable Parquet file ({error_text(e)}); repair or remove it"
         ) from e
+    names = schema.names
     read = set(read_columns(names))
     twice = sorted({c for c in names if c in read and names.count(c) > 1})
     if twice:
@@ -167,4 +170,10 @@ def parquet_metadata(
             f"{name}: column {', '.join(repr(c) for c in twice)} appears more than once; rename "
             "or drop the duplicate"
         )
+    for col in ("text", "lang"):
+        if col in read and not is_string_type(schema.field(col).type):
+            raise InputError(
+                f"{name}: column '{col}' is {schema.field(col).type}, not a string; "
+                "`curate stats` counts string columns only"
+            )
     return md

@@ -326,8 +326,9 @@ def _groups(lengths: np.ndarray, limit: int) -> Iterator[tuple[int, int]]:
 
 
 def _ids(table: pa.Table, src: SourceFile, first: int) -> list[str]:
-    """Document ids (the id column; `path#row` where absent or null), for subsample levels."""
+    """Document ids (the id column as text, as the readers map it; `path#row` where absent or
+    null), for subsample levels."""
     if "id" in table.column_names:
         ids = table.column("id").to_pylist()
-        return [i if i is not None else f"{src.path}#{first + k}" for k, i in enumerate(ids)]
+        return [str(i) if i is not None else f"{src.path}#{first + k}" for k, i in enumerate(ids)]
     return [f"{src.path}#{first + k}" for k in range(table.num_rows)]

@@ -69,6 +69,7 @@ def bad_parquets(tmp_path: Path, texts: list[str]) -> dict[str, Path]:
         ),
         "cut": cut,
         "broken": broken,
+        "text_int": write_parquet(tmp_path / "text-int.parquet", [("text", list(range(5)))]),
     }
 
 
@@ -118,6 +119,7 @@ def test_inspect_bad_parquet(capsys, tmp_path, bad_parquets) -> None:
         ("text_twice", "column 'text' appears more than once"),
         ("cut", "not a readable Parquet file"),
         ("broken", "broken Parquet file"),
+        ("text_int", "column 'text' is int64, not a string"),
     ],
 )
 def test_stats_on_bad_parquet_is_one_line(capsys, tmp_path, bad_parquets, which, says) -> None:
@@ -125,6 +127,16 @@ def test_stats_on_bad_parquet_is_one_line(capsys, tmp_path, bad_parquets, which,
     path = bad_parquets[which]
     result = curate(capsys, "stats", path, "--executor", "local", "--output", tmp_path / "st")
     one_line_error(result, f"{path}: {says}")
+
+
+@pytest.mark.timeout(120)
+def test_stats_on_parquet_with_integer_ids(capsys, tmp_path, texts) -> None:
+    """Integer ids (a common export) are counted as their text, as the readers map them (was
+    an AttributeError traceback)."""
+    path = write_parquet(tmp_path / "ids.parquet", [("id", list(range(40))), ("text", texts[:40])])
+    result = curate(capsys, "stats", path, "--executor", "local", "--output", tmp_path / "st")
+    assert result.code == 0, result.err
+    assert result.out.startswith("stats: 40 documents")
 
 
 @pytest.mark.timeout(120)
