@@ -173,3 +173,29 @@ def test_unknown_names_are_one_line_errors(capsys, tmp_path) -> None:
     jsonl.write_text('{"text": "a b c"}\n')
     bad_tok = curate(capsys, "stats", jsonl, "--executor", "local", "--tokenizer", "nosuch")
     one_line_error(bad_tok, "tokenizer 'nosuch'")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"\xff\xfe\x00{}", "stats.jsonl is not UTF-8 text"),
+        (b"{}\n[1, 2]\n", "line 2 is not a stats record: not a JSON object"),
+        (b'{}\n{"metric": \n', "line 2 is not a stats record"),
+    ],
+)
+def test_fit_on_broken_stats_is_one_line(capsys, tmp_path, content: bytes, says: str) -> None:
+    """`curate fit` on a stats.jsonl that is not UTF-8 or holds a non-record (was a traceback for
+    both) or a cut line."""
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "stats.jsonl").write_bytes(content)
+    one_line_error(curate(capsys, "fit", tmp_path / "st"), f"{tmp_path / 'st'}: {says}")
+
+
+@pytest.mark.timeout(60)
+def test_fit_on_a_loss_csv_that_is_not_text(capsys, tmp_path) -> None:
+    """A binary (UTF-16) file given as --loss-csv: one line naming it (was a traceback)."""
+    csv = tmp_path / "loss.csv"
+    csv.write_bytes("N,D,loss\n1,2,3\n".encode("utf-16"))
+    result = curate(capsys, "fit", "--loss-csv", csv)
+    one_line_error(result, f"--loss-csv {csv}: not a readable CSV file")
