@@ -95,6 +95,24 @@ def test_parquet_with_a_column_twice_is_counted_not_fatal(capsys, tmp_path, bad_
     assert f"{bad_parquets['cut']}: not a readable Parquet file" in errors
 
 
+@pytest.mark.timeout(120)
+def test_parquet_broken_mid_way_is_counted_on_one_line(capsys, tmp_path, bad_parquets) -> None:
+    """A page header no reader can parse, 100 rows in: the rows read are kept, the rest counted
+    `unreadable_file`, and Arrow's two-line message becomes one line in stats.json and on the
+    terminal."""
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", [bad_parquets["broken"]], out, TEXT_STAGES)
+    result = curate(capsys, "run", recipe)
+    assert result.code == 0, result.err
+    assert result.err.count("\n") == 1 and "Deserializing page header failed" in result.err
+    reader = stats_of(out)["reader"]
+    assert reader["records"] == 281
+    assert reader["documents"] + reader["skipped"]["unreadable_file"] == 281
+    assert 0 < reader["documents"] <= 100  # rows of the two row groups before the broken one
+    [error] = reader["errors"]
+    assert error.startswith(f"{bad_parquets['broken']}: broken after ") and "\n" not in error
+
+
 @pytest.mark.timeout(60)
 def test_inspect_bad_parquet(capsys, tmp_path, bad_parquets) -> None:
     """inspect shows a file with a column twice (naming the problem), refuses a cut one in one
