@@ -1,4 +1,4 @@
-"""`curate`: the command line. Verbs: run, inspect, stats, fit."""
+"""`curate`: the command line. Verbs: run, ablate, stages, inspect, stats, fit."""
 
 from __future__ import annotations
 
@@ -290,7 +290,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _escape_unprintable_output() -> None:
+    """Print file names that are not valid UTF-8 escaped (`caf\\xe9`) instead of failing."""
+    from pipeline.io.pathnames import ESCAPE_ERRORS
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors=ESCAPE_ERRORS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _escape_unprintable_output()
     args = _build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -314,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "fit":
             return _cmd_fit(args)
     except CurateError as exc:
-        print(f"curate: error: {exc}", file=sys.stderr)
+        from pipeline.runner.run import worker_user_error
+
+        print(f"curate: error: {worker_user_error(exc) or exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # outside a unit of work: the run record, stats.json, ...
         print(

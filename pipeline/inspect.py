@@ -7,55 +7,112 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
+from pipeline.io.pathnames import display_path
+from pipeline.io.sources import detect_format, open_binary
+from pipeline.runner.kernel import error_text
 
 SAMPLE_CHARS = 300
 
 
 def inspect_path(path: str, sample: int = 3) -> str:
-    """A human-readable summary of `path`."""
+    """A human-readable summary of `path`; InputError (one line) when nothing in it is readable."""
     p = Path(path)
     if p.is_dir() and (p / "_run").is_dir():
         return _inspect_run(p, sample)
-    if p.suffix == ".parquet" or (p.is_dir() and any(p.rglob("*.parquet"))):
-        return _inspect_parquet(p, sample)
+    files = _parquet_files(p)
+    if files:
+        return _inspect_parquet(files, sample)
     return _inspect_input(path, sample)
 
 
+def _parquet_files(p: Path) -> list[Path]:
+    """`p` if it is a Parquet file, or the Parquet files of a directory holding no other input
+    format (names starting with '.' or '_' skipped, as Arrow does); [] otherwise."""
+    if p.is_file():
+        return [p] if p.suffix == ".parquet" else []
+    if not p.is_dir():
+        return []
+    files = []
+    for f in sorted(p.rglob("*")):
+        if any(part.startswith((".", "_")) for part in f.relative_to(p).parts) or not f.is_file():
+            continue
+        fmt = detect_format(f.name)
+        if fmt == "parquet":
+            files.append(f)
+        elif fmt is not None:
+            return []  # mixed formats: read every unit as `curate run` would
+    return files
+
+
 def _inspect_run(p: Path, sample: int) -> str:
-    out = [f"run directory {p}"]
+    out = [f"run directory {display_path(str(p))}"]
     stats_path = p / "stats.json"
     if stats_path.exists():
-        stats = json.loads(stats_path.read_text())
-        r = stats["reader"]
-        out.append(
-            f"records {r['records']:,} -> documents {r['documents']:,} "
-            f"(skipped: {_fmt_counts(r['skipped'])})"
-        )
-        for s in stats["stages"]:
-            out.append(
-                f"  {s['name']:<20} in {s['docs_in']:>9,}  kept {s['docs_kept']:>9,}  "
-                f"rejected {s['docs_rejected']:>8,}  {_fmt_counts(s['removed_by_reason'])}"
-            )
-        out.append(f"output: {stats['output']['documents']:,} documents")
+        try:
+            out += _run_summary(json.loads(stats_path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as e:
+            out.append(f"stats.json is unreadable ({type(e).__name__}: {e}); rerun `curate run`")
     else:
         done = len(list((p / "_run" / "units").rglob("*.json")))
         out.append(f"incomplete run: {done} tasks finished; rerun `curate run` to finish it")
-    if (p / "data").is_dir() and any((p / "data").glob("*.parquet")):
-        out.append(_inspect_parquet(p / "data", sample))
+    files = _parquet_files(p / "data")
+    if files:
+        out.append(_inspect_parquet(files, sample))
     return "\n".join(out)
 
 
-def _inspect_parquet(p: Path, sample: int) -> str:
-    dataset = ds.dataset(str(p), format="parquet")
-    files = dataset.files
-    n = dataset.count_rows()
-    out = [f"parquet: {len(files)} files, {n:,} rows", "schema:"]
-    out += [f"  {f.name}: {f.type}" for f in dataset.schema]
-    head = dataset.head(sample) if n else pa.table({})
-    out.append(_fmt_rows(head.to_pylist()))
+def _run_summary(stats: dict[str, Any]) -> list[str]:
+    """Reader totals, one line per stage and the output count, from a run's stats.json."""
+    r = stats["reader"]
+    out = [
+        f"records {r['records']:,} -> documents {r['documents']:,} "
+        f"(skipped: {_fmt_counts(r['skipped'])})"
+    ]
+    for s in stats["stages"]:
+        out.append(
+            f"  {s['name']:<20} in {s['docs_in']:>9,}  kept {s['docs_kept']:>9,}  "
+            f"rejected {s['docs_rejected']:>8,}  {_fmt_counts(s['removed_by_reason'])}"
+        )
+    out.append(f"output: {stats['output']['documents']:,} documents")
+    return out
+
+
+def _inspect_parquet(files: list[Path], sample: int) -> str:
+    """Rows, schema (of the first readable file), problems by file and a sample. A file that is
+    not Parquet, is cut short or has a column twice is named in a `problem:` line."""
+    schema: pa.Schema | None = None
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    total = readable = 0
+    for f in files:
+        name = display_path(str(f))
+        try:
+            with open_binary(str(f)) as fh:
+                pf = pq.ParquetFile(fh)
+                total += pf.metadata.num_rows
+                readable += 1
+                names = pf.schema_arrow.names
+                schema = schema or pf.schema_arrow
+                twice = sorted({n for n in names if names.count(n) > 1})
+                if twice:
+                    cols = ", ".join(f"'{n}'" for n in twice)
+                    problems.append(f"{name}: column {cols} appears more than once")
+                if len(rows) < sample:
+                    for batch in pf.iter_batches(batch_size=sample - len(rows)):
+                        rows += batch.to_pylist()
+                        break
+        except (OSError, pa.ArrowException) as e:
+            problems.append(f"{name}: not a readable Parquet file ({error_text(e)})")
+    if not readable:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(f"{problems[0]}{more}")
+    out = [f"parquet: {len(files)} files, {total:,} rows", "schema:"]
+    out += [f"  {f.name}: {f.type}" for f in schema or []]
+    out += [f"problem: {p}" for p in problems]
+    out.append(_fmt_rows(rows))
     return "\n".join(out)
 
 
@@ -64,10 +121,7 @@ def _inspect_input(path: str, sample: int) -> str:
     from pipeline.io.options import InputConfig
     from pipeline.io.sources import get_reader, plan_units
 
-    try:
-        units = plan_units(InputConfig(paths=[path]))
-    except InputError:
-        raise
+    units = plan_units(InputConfig(paths=[path]))
     out = []
     rows: list[dict[str, Any]] = []
     for unit in units:
@@ -76,7 +130,7 @@ def _inspect_input(path: str, sample: int) -> str:
             if len(rows) < sample:
                 rows.extend(batch.slice(0, sample - len(rows)).to_pylist())
         out.append(
-            f"{unit.path} [{unit.format}]: records {stats.records:,}, documents "
+            f"{display_path(unit.path)} [{unit.format}]: records {stats.records:,}, documents "
             f"{stats.documents:,}, skipped: {_fmt_counts(stats.skipped)}"
         )
         out += [f"  error: {e}" for e in stats.errors]

@@ -62,15 +62,16 @@ def atomic_write(
     fs: fsspec.AbstractFileSystem, path: str, mode: str = "wb", **open_kwargs: Any
 ) -> Iterator[IO[Any]]:
     """Open `path` for writing atomically (`open_kwargs` as for `fs.open`, e.g. newline=""):
-    renamed into place when the block ends, the temporary file removed if it raises."""
+    renamed into place when the block ends, the temporary file removed if it or the rename
+    raises."""
     target = AtomicFile(fs, path, mode, **open_kwargs)
     try:
         with target.open() as f:
             yield f
-    except BaseException:
+        target.commit()
+    except BaseException:  # the block, the close or the rename failed: leave nothing behind
         target.discard()
         raise
-    target.commit()
 
 
 def write_json_atomic(

@@ -10,6 +10,7 @@ import pyarrow as pa
 MAX_BATCH_BYTES = 256 * 1024 * 1024
 MAX_ERRORS_PER_UNIT = 20
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
 def clean_str(value: str | None) -> str | None:
@@ -64,8 +65,9 @@ def _column(values: list, type_: pa.DataType) -> pa.Array:
 
 
 def add_error(errors: list[str], message: str) -> None:
-    """Record a human-readable problem, capping the list so a broken file cannot flood it."""
+    """Record a human-readable problem (on one line: library messages can span several),
+    capping the list so a broken file cannot flood it."""
     if len(errors) < MAX_ERRORS_PER_UNIT:
-        errors.append(message)
+        errors.append(_LINE_BREAKS.sub(" ", message).strip())
     elif len(errors) == MAX_ERRORS_PER_UNIT:
         errors.append("... further errors in this unit not listed")

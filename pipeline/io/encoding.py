@@ -2,7 +2,8 @@
 
 Order of evidence (`decode_html`):
   1. a byte-order mark (UTF-8, UTF-16LE/BE) wins outright, as in the WHATWG spec;
-  2. the HTTP charset, then a `<meta charset>` / `<meta http-equiv=content-type>` / `<?xml encoding>`
+  2. the HTTP charset (a UTF-16/32 label only when the bytes are laid out so, its byte order
+     taken from where the NUL bytes fall: `wide_codec`), then a `<meta charset>` / `<meta http-equiv=content-type>` / `<?xml encoding>`
      declaration in the first 4 KB, each used only if the body decodes cleanly with it; two
      deliberate exceptions, both common server misconfigurations: a single-byte legacy label
      (latin-1, cp1252, ...) on a body that is valid non-ASCII UTF-8 is overruled by UTF-8, and
@@ -33,6 +34,10 @@ from resiliparse.parse.encoding import detect_encoding, map_encoding_to_html5
 UNDECODABLE_RATIO = 0.25
 # A declared charset is still trusted when U+FFFD are at most this share of non-ASCII characters.
 DECLARED_TOLERANCE = 0.1
+# In UTF-16/32 text, at most this share of the NUL bytes may sit in a character's low byte.
+WIDE_STRAY_NUL = 0.1
+# UTF-16/32 HTML is at least this share NUL bytes (its ASCII markup); fewer: a mislabelled page.
+WIDE_MIN_NUL = 1 / 16
 # How far into the body to look for <meta charset> and how much uchardet sees.
 META_SCAN_BYTES = 4096
 DETECT_BYTES = 4096  # uchardet samples head + tail; more data did not help on the gold sets
@@ -105,6 +110,26 @@ def charset_from_content_type(content_type: str | None) -> str | None:
         return None
     m = _CHARSET_PARAM.search(content_type)
     return m.group(1) if m else None
+
+
+def wide_codec(body: bytes, codec: str | None) -> str | None:
+    """For a UTF-16/32 label (`codec` normalised), the codec the body is really in: endianness
+    from where the NUL bytes of its ASCII markup fall (a bare `utf-16` label, or a wrong byte
+    order). None when the bytes are not laid out that way: (almost) no NUL in the first 4 KB
+    (the label is wrong, the page is ASCII/UTF-8), or NULs at every offset (binary data)."""
+    if codec not in _UTF16:
+        return None
+    head = body[:DETECT_BYTES]
+    width = 4 if codec.startswith("utf-32") else 2
+    zeros = [head[i::width].count(0) for i in range(width)]
+    total = sum(zeros)
+    if total < len(head) * WIDE_MIN_NUL:
+        return None
+    low_first = zeros[0] <= WIDE_STRAY_NUL * total  # a character's first byte is rarely NUL
+    high_first = zeros[-1] <= WIDE_STRAY_NUL * total
+    if low_first == high_first:
+        return None
+    return f"utf-{width * 8}-{'le' if low_first else 'be'}"
 
 
 def meta_charset(body: bytes) -> str | None:
@@ -180,7 +205,10 @@ def decode_html(body: bytes, http_charset: str | None) -> tuple[str | None, str]
             return (text if ratio <= UNDECODABLE_RATIO else None), codec
 
     declared: list[str] = []
-    for name in (normalize_charset(http_charset), meta_charset(body)):
+    http = normalize_charset(http_charset)
+    if http in _UTF16:  # byte order from the bytes; dropped when they are not UTF-16/32
+        http = wide_codec(body, http)
+    for name in (http, meta_charset(body)):
         if name and name not in declared:
             declared.append(name)
 

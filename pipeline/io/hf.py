@@ -23,8 +23,9 @@ import pyarrow as pa
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.batch import add_error
 from pipeline.io.fields import FieldReader
-from pipeline.io.parquet import check_text_column
-from pipeline.io.sources import COMPRESSION_SUFFIXES, filesystem, hf_data_files
+from pipeline.io.parquet import column_problem
+from pipeline.io.pathnames import display_path
+from pipeline.io.sources import COMPRESSION_SUFFIXES, check_regular, filesystem, hf_data_files
 
 # `load_dataset` builder for a file name (compression suffix removed).
 _BUILDERS = {
@@ -58,7 +59,8 @@ class HFReader(FieldReader):
 
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches for one dataset shard or one streamed file, counting every row."""
-        source = unit.path if unit.num_shards == 1 else f"{unit.path}#shard={unit.shard}"
+        name = display_path(unit.path)
+        source = name if unit.num_shards == 1 else f"{name}#shard={unit.shard}"
         try:
             tables, total, source = self._open(unit, batch_size, source)
         except Exception as e:  # missing files, bad state.json, unknown builder
@@ -69,11 +71,11 @@ class HFReader(FieldReader):
         try:
             for table in tables:
                 if seen == 0:
-                    problem = check_text_column(table.schema, self.cfg.text_field)
+                    problem = column_problem(table.schema, self.fields)
                     if problem:
-                        stats.skip("missing_text_column", max(total or table.num_rows, 1))
+                        stats.skip(problem[0], max(total or table.num_rows, 1))
                         stats.note_fields(table.schema.names)
-                        add_error(stats.errors, f"{source}: {problem}")
+                        add_error(stats.errors, f"{source}: {problem[1]}")
                         return
                 out = self.fields.from_arrow(table, source, seen, stats)
                 seen += table.num_rows
@@ -100,12 +102,13 @@ class HFReader(FieldReader):
             if local:
                 path = os.path.join(unit.path.removeprefix("file://"), files[unit.shard])
                 ds = datasets.Dataset.from_file(path, in_memory=False)
-                source = path
+                source = display_path(path)
             else:
                 ds = datasets.load_from_disk(unit.path)
                 ds = ds.shard(num_shards=unit.num_shards, index=unit.shard, contiguous=True)
             return ds.with_format("arrow").iter(batch_size=batch_size), ds.num_rows, source
         builder = _builder_for(unit.path)
+        check_regular(unit.path)  # a FIFO or device would block or never end
         if builder is None:
             raise ValueError("no datasets builder for this file name (parquet, jsonl, arrow, csv)")
         ds = datasets.load_dataset(builder, data_files=[unit.path], split="train", streaming=True)

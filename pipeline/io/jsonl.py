@@ -1,8 +1,8 @@
 """JSON Lines reader (plain, .gz, .zst/.zstd, .bz2, .xz; local paths or fsspec URLs).
 
 Skip reasons: `bad_json` (a line that is not a JSON object), `missing_text` (no string text
-field; see pipeline.io.fields for the field mapping), `unreadable_file` (cannot open, or the
-compressed stream breaks; counted once with a message in stats.errors). Blank lines are not
+field; see pipeline.io.fields for the field mapping), `unreadable_file` (cannot open, not a regular
+file, or the compressed stream breaks; counted once with a message in stats.errors). Blank lines are not
 records and are not counted.
 """
 
@@ -16,6 +16,7 @@ import pyarrow as pa
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.batch import BatchBuilder, add_error
 from pipeline.io.fields import FieldReader
+from pipeline.io.pathnames import display_path
 from pipeline.io.sources import decompressing, open_binary
 from pipeline.schema import TEXT_SCHEMA
 
@@ -27,10 +28,10 @@ class JsonlReader(FieldReader):
 
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches for one JSONL file, counting every non-blank line."""
-        source = unit.path
+        source = display_path(unit.path)
         builder = BatchBuilder(TEXT_SCHEMA, batch_size)
         try:
-            raw = open_binary(source)
+            raw = open_binary(unit.path)
         except Exception as e:  # missing file, permission, unreachable URL
             stats.skip("unreadable_file")
             add_error(stats.errors, f"{source}: cannot open: {e}")

@@ -94,15 +94,18 @@ def mime_of(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def binary_kind(body: bytes) -> str | None:
-    """A short name for a binary payload (by magic number or NUL bytes), None for text."""
+def binary_kind(body: bytes, wide_text: bool = False) -> str | None:
+    """A short name for a binary payload (by magic number or NUL bytes), None for text.
+    `wide_text`: the body is labelled UTF-16/32 and laid out so (its NUL bytes are text)."""
     for magic, kind in _MAGIC:
         if body.startswith(magic):
             return kind
     if body[4:8] == b"ftyp":
         return "mp4"
     head = body[:4096]
-    if head.count(b"\x00") > 8 and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if wide_text or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None
+    if head.count(b"\x00") > 8:
         return "nul_bytes"
     return None
 

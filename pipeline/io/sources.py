@@ -5,7 +5,8 @@ Format detection (input.format: auto) goes by the file name, compression suffix 
   *.parquet -> parquet; a directory written by `datasets.save_to_disk` (state.json or
   dataset_dict.json) -> hf, one unit per Arrow data file.
 WAT files (*.wat / *.warc.wat) hold only metadata records: they are read as WARC, so every record
-is counted (as skipped `metadata`) rather than a file silently left out. Inside directories and
+is counted (as skipped `metadata`) rather than a file silently left out. A path that exists is
+taken literally even when it holds glob characters (`crawl[2024].jsonl`). Inside directories and
 globs, files whose format cannot be told from the name (READMEs, checksums, _SUCCESS, hidden
 files) are left out; named explicitly they are an error. With a fixed input.format every non-hidden file found is read in that format.
 """
@@ -21,6 +22,7 @@ import json
 import lzma
 import os
 import posixpath
+import stat
 from typing import IO
 
 import fsspec
@@ -98,10 +100,54 @@ def _ignored(name: str) -> bool:
     return base.startswith((".", "_")) or base.endswith((".crc", ".md5", ".sha1", ".sha256"))
 
 
-def open_binary(path: str) -> IO[bytes]:
-    """Open a local path or fsspec URL for binary reading (no decompression)."""
+class NotRegularFile(OSError):
+    """A local input that is not a regular file: a FIFO blocks `open()` until a writer comes, a
+    device (/dev/zero) never ends. Such a path is counted as unreadable, never read."""
+
+
+_FILE_TYPES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _require_regular(mode: int) -> None:
+    """Raise NotRegularFile naming the file type unless `mode` is a regular file's."""
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a plain file")
+    raise NotRegularFile(f"{kind}, not a regular file; only regular files are read")
+
+
+def check_regular(path: str) -> None:
+    """For a local path, raise NotRegularFile (or the stat error) unless it is a regular file
+    (symlinks followed); remote URLs pass."""
     if get_protocol(path) in _LOCAL_PROTOCOLS and "::" not in path:
-        return open(path.removeprefix("file://"), "rb", buffering=1 << 20)
+        _require_regular(os.stat(path.removeprefix("file://")).st_mode)
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """Open a local path or fsspec URL for binary reading (no decompression). A local path must
+    be a regular file (NotRegularFile otherwise): checked before opening, and again on the open
+    descriptor, opened non-blocking so a FIFO swapped in between cannot hang the open."""
+    if get_protocol(path) in _LOCAL_PROTOCOLS and "::" not in path:
+        check_regular(path)
+        f = open(  # noqa: SIM115 - the caller closes it
+            path.removeprefix("file://"),
+            "rb",
+            buffering=1 << 20,
+            opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK),
+        )
+        try:
+            _require_regular(os.fstat(f.fileno()).st_mode)
+            os.set_blocking(f.fileno(), True)
+        except BaseException:
+            f.close()
+            raise
+        return f
     return fsspec.open(path, "rb").open()
 
 
@@ -223,7 +269,7 @@ class _Planner:
             self._add_http(fs, root, raw)
             return
         try:
-            if any(c in root for c in _GLOB_CHARS):
+            if any(c in root for c in _GLOB_CHARS) and not fs.exists(root):
                 matches = sorted(fs.glob(root))
                 if not matches:
                     raise InputError(f"no files match {raw!r}; check input.paths")
@@ -257,7 +303,7 @@ class _Planner:
         from fsspec.implementations.local import LocalFileSystem
 
         fs = LocalFileSystem()
-        if any(c in path for c in _GLOB_CHARS):
+        if any(c in path for c in _GLOB_CHARS) and not os.path.lexists(path):
             matches = sorted(globlib.glob(path, recursive=True))
             if not matches:
                 raise InputError(f"no files match {raw!r}; check input.paths")
@@ -282,6 +328,8 @@ class _Planner:
                     f"cannot read {raw!r}: permission denied; fix its permissions or remove it "
                     "from input.paths"
                 )
+            self.add_file(path, explicit=True)
+        elif os.path.exists(path):  # a FIFO, device or socket: its reader counts it unreadable
             self.add_file(path, explicit=True)
         else:
             raise InputError(f"input path not found: {raw!r}; check input.paths")

@@ -22,12 +22,13 @@ Skip reasons (ReaderStats.skipped), in the order they are checked:
                     to stats.errors and reading resumes at that record.
   bad_content_encoding - gzip/deflate/br/zstd Content-Encoding that does not decode.
   empty_body      - nothing but whitespace in the payload.
-  binary_payload  - labelled HTML but the bytes are binary (magic number or NUL bytes).
+  binary_payload  - labelled HTML but the bytes are binary (magic number, or NUL bytes not
+                    explained by a UTF-16/32 BOM or charset label).
   undecodable     - no charset leaves fewer than 25 % replacement characters.
   unreadable_file - the file cannot be opened or holds no readable WARC record at all; counted
                     once, with a message in stats.errors.
 Columns: id = WARC-Record-ID verbatim (`<urn:uuid:...>`, as in the gold files; a hash of source
-and offset if absent), url = WARC-Target-URI, source = unit path, fetch_date = WARC-Date as
+and offset if absent), url = WARC-Target-URI, source = unit path (escaped if not UTF-8), fetch_date = WARC-Date as
 `YYYY-MM-DDTHH:MM:SSZ` (null if invalid, e.g. ClueWeb09's `2008-10-294T...`).
 WAT files read with `format: warc` give no documents: their records count as `metadata`.
 HTTP headers are parsed by fastwarc in quirks mode, which accepts the bare-LF header lines of
@@ -47,8 +48,14 @@ from fastwarc.warc import WarcRecord, WarcRecordType
 from pipeline.io.base import InputUnit, Reader, ReaderStats
 from pipeline.io.batch import BatchBuilder, add_error
 from pipeline.io.dates import iso_utc
-from pipeline.io.encoding import charset_from_content_type, html_to_utf8
+from pipeline.io.encoding import (
+    charset_from_content_type,
+    html_to_utf8,
+    normalize_charset,
+    wide_codec,
+)
 from pipeline.io.options import InputConfig
+from pipeline.io.pathnames import display_path
 from pipeline.io.payload import (
     GENERIC_MIMES,
     HTML_MIMES,
@@ -110,7 +117,7 @@ class _BaseWarcReader(Reader):
     def read(self, unit: InputUnit, stats: ReaderStats, batch_size: int) -> Iterator[pa.Table]:
         """Yield batches of documents from one WARC/WET file, counting every record."""
         builder = BatchBuilder(self.schema, batch_size)
-        source = unit.path
+        source = display_path(unit.path)
         records = RecordStream(unit, stats)
         for offset, rec in records:
             rtype = int(rec.record_type)
@@ -205,11 +212,13 @@ class WarcReader(_BaseWarcReader):
         body = decode_content(body, http.get("Content-Encoding"), self.max_bytes)
         if not body.strip():
             raise PayloadError("empty_body")
-        if binary_kind(body) is not None:
+        charset = charset_from_content_type(content_type)
+        wide = wide_codec(body, normalize_charset(charset)) is not None
+        if binary_kind(body, wide_text=wide) is not None:
             raise PayloadError("binary_payload" if labelled_html else "non_html")
         if not labelled_html and not looks_like_html(body):
             raise PayloadError("non_html")
-        html, _codec = html_to_utf8(body, charset_from_content_type(content_type))
+        html, _codec = html_to_utf8(body, charset)
         if html is None:
             raise PayloadError("undecodable")
         row = (

@@ -19,6 +19,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.batch import add_error
+from pipeline.io.pathnames import display_path
 from pipeline.io.sources import open_binary
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -97,11 +98,12 @@ class RecordStream:
 
     def __iter__(self) -> Iterator[tuple[int, WarcRecord]]:
         unit, stats = self.unit, self.stats
+        name = display_path(unit.path)
         try:
             stream: IO[bytes] = open_binary(unit.path)
         except OSError as e:
             stats.skip("unreadable_file")
-            add_error(stats.errors, f"{unit.path}: cannot open: {e}")
+            add_error(stats.errors, f"{name}: cannot open: {e}")
             return
         with stream:
             gz = False
@@ -122,7 +124,7 @@ class RecordStream:
                         resume = next_record_offset(stream, max(last, start) + 1, gz)
                     if n_read == 0 and resume is None:
                         stats.skip("unreadable_file")
-                        add_error(stats.errors, f"{unit.path}: not a readable WARC file: {error}")
+                        add_error(stats.errors, f"{name}: not a readable WARC file: {error}")
                         return
                     if not in_region:  # a failure right after resuming is the same region
                         stats.skip("corrupt_record")
@@ -133,7 +135,7 @@ class RecordStream:
                         )
                         add_error(
                             stats.errors,
-                            f"{unit.path}: stream broken after {n_read} records ({error}); {where}",
+                            f"{name}: stream broken after {n_read} records ({error}); {where}",
                         )
                     if resume is None:
                         return
@@ -158,7 +160,7 @@ class RecordStream:
                         records = iter(_archive_iterator(stream))
             if n_read == 0 and stream.tell() > 0:
                 stats.skip("unreadable_file")
-                add_error(stats.errors, f"{unit.path}: no WARC records found")
+                add_error(stats.errors, f"{name}: no WARC records found")
 
     def _next_start(self, stream: IO[bytes], last: int, length: int, gz: bool) -> int | None:
         """The next record start after the record at `last`, searched no further than its

@@ -26,6 +26,7 @@ from pipeline.config import Recipe
 from pipeline.errors import CurateError, OutputError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit
+from pipeline.io.pathnames import json_safe
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import TMP_MARK, output_fs
 from pipeline.registry import stage_class
@@ -106,7 +107,9 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
 
     remove_partial_files(fs, root)  # left by workers killed mid-write (their task was retried)
     unit_results = [merge_segments([m[u.index] for m in markers]) for u in units]
-    stats = _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
+    stats = json_safe(
+        _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
+    )
     stats["global"] = global_summaries
     _write_json(fs, f"{root}/stats.json", stats)
     write_report(fs, f"{root}/report.md", stats)
@@ -277,8 +280,9 @@ def _run_stats(
 
 
 def _write_json(fs: Any, path: str, payload: dict[str, Any]) -> None:
-    """stats.json and the run's config copy, atomically (tests/faults patch this name)."""
-    write_json_atomic(fs, path, payload, indent=2, ensure_ascii=False)
+    """stats.json and the run's config copy, atomically (tests/faults patch this name); file
+    names escaped (json_safe)."""
+    write_json_atomic(fs, path, json_safe(payload), indent=2, ensure_ascii=False)
 
 
 def worker_user_error(exc: BaseException) -> CurateError | None:

@@ -18,13 +18,12 @@ from typing import Any
 
 import fsspec
 import numpy as np
-import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.stats import hll
 from pipeline.stats.counting import count_partition, cover_file
-from pipeline.stats.inputs import StatsInput, resolve_input
-from pipeline.stats.scan import MAX_FILES, CountConfig, load_registers, scan_file
+from pipeline.stats.inputs import StatsInput, parquet_metadata, resolve_input
+from pipeline.stats.scan import MAX_FILES, CountConfig, load_registers, read_columns, scan_file
 from pipeline.stats.tokenizers import load_tokenizer, resolve_spec
 
 log = logging.getLogger(__name__)
@@ -184,8 +183,7 @@ def _inspect_files(source: StatsInput) -> tuple[int, list[int] | None]:
     for f in source.files:
         fs, path = fsspec.core.url_to_fs(f.path)
         if f.format == "parquet":
-            with fs.open(path, "rb") as fh:
-                md = pq.ParquetFile(fh).metadata
+            md = parquet_metadata(fs, path, read_columns)
             if rows is not None:
                 for k in range(f.reached + 1):
                     rows[k] += md.num_rows

@@ -103,13 +103,20 @@ def load_records(paths: tuple[str, ...]) -> list[dict[str, Any]]:
             path = f"{path.rstrip('/')}/stats.jsonl"
         if not fs.exists(path):
             raise InputError(f"{p}: no stats.jsonl (make one with `curate stats`)")
-        with fs.open(path, "r") as f:
-            for i, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise InputError(f"{p}: line {i} is not JSON: {exc}") from exc
+        lineno = 0
+        try:
+            with fs.open(path, "r", encoding="utf-8") as f:
+                for line in f:
+                    lineno += 1
+                    if line.strip():
+                        record = json.loads(line)
+                        if not isinstance(record, dict):
+                            raise ValueError("not a JSON object")
+                        records.append(record)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{p}: stats.jsonl is not UTF-8 text ({exc})") from exc
+        except ValueError as exc:
+            raise InputError(f"{p}: line {lineno} is not a stats record: {exc}") from exc
     return records
 
 
@@ -141,8 +148,11 @@ def read_loss_csv(path: str) -> dict[str, np.ndarray]:
     fs, p = fsspec.core.url_to_fs(path)
     if not fs.exists(p):
         raise InputError(f"--loss-csv {path}: no such file")
-    with fs.open(p, "r") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with fs.open(p, "r", encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, csv.Error) as exc:  # not UTF-8 text, a broken quote
+        raise InputError(f"--loss-csv {path}: not a readable CSV file: {exc}") from exc
     if not rows:
         raise InputError(f"--loss-csv {path}: no rows")
     cols = {c.strip().lower(): c for c in rows[0]}

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
+from pipeline.io.fields import is_string_type
+from pipeline.io.pathnames import display_path
+from pipeline.runner.kernel import error_text
 
 DATA_DIR, REJECTED_DIR, RUN_CONFIG = "data", "rejected", "_run/config.json"
 
@@ -75,8 +81,15 @@ def _run_input(fs: Any, root: str, per_stage: bool) -> StatsInput:
             f"{root} holds an unfinished run (no stats.json); rerun the same `curate run` to "
             "finish it first"
         )
-    with fs.open(f"{root}/stats.json", "r") as f:
-        stats = json.load(f)
+    try:
+        with fs.open(f"{root}/stats.json", "r", encoding="utf-8") as f:
+            stats = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(
+            f"{root}/stats.json is unreadable ({error_text(e)}); rerun `curate run`"
+        ) from e
+    if not (isinstance(stats, dict) and isinstance(stats.get("output"), dict)):
+        raise InputError(f"{root}/stats.json is not a run's statistics; rerun `curate run`")
     labels = [s["name"] for s in stats.get("stages", [])]
     n = len(labels)
     data = _glob(fs, f"{root}/{DATA_DIR}/*.parquet")
@@ -132,3 +145,35 @@ def _data_input(path: str) -> StatsInput:
         )
     files = [SourceFile(u.index, u.path, u.format, 0, u.shard, u.num_shards) for u in units]
     return StatsInput("data", path, ["data"], files)
+
+
+def parquet_metadata(
+    fs: Any, path: str, read_columns: Callable[[list[str]], list[str]]
+) -> pq.FileMetaData:
+    """The footer of one Parquet file to count, or an InputError naming the file: not Parquet
+    (or cut short), one of the columns the statistics read (`read_columns(names)`) twice, or
+    `text` / `lang` not a string."""
+    name = display_path(path)
+    try:
+        with fs.open(path, "rb") as fh:
+            md = pq.ParquetFile(fh).metadata
+        schema = md.schema.to_arrow_schema()
+    except (OSError, pa.ArrowException) as e:
+        raise InputError(
+            f"{name}: not a readable Parquet file ({error_text(e)}); repair or remove it"
+        ) from e
+    names = schema.names
+    read = set(read_columns(names))
+    twice = sorted({c for c in names if c in read and names.count(c) > 1})
+    if twice:
+        raise InputError(
+            f"{name}: column {', '.join(repr(c) for c in twice)} appears more than once; rename "
+            "or drop the duplicate"
+        )
+    for col in ("text", "lang"):
+        if col in read and not is_string_type(schema.field(col).type):
+            raise InputError(
+                f"{name}: column '{col}' is {schema.field(col).type}, not a string; "
+                "`curate stats` counts string columns only"
+            )
+    return md

@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.io.atomic import atomic_write, write_json_atomic
+from pipeline.io.pathnames import display_path, json_safe
 from pipeline.stats.compute import StatsResult
 
 RECORDS, SUMMARY, CURVES, REPORT = "stats.jsonl", "summary.json", "curves.csv", "report.md"
@@ -267,13 +268,13 @@ def write_outputs(res: StatsResult, output: str) -> dict[str, str]:
     """Write records, summary, curves and report (and plots); returns name -> path."""
     fs, root = fsspec.core.url_to_fs(output)
     fs.makedirs(root, exist_ok=True)
-    records = build_records(res)
+    records = json_safe(build_records(res))  # file names escaped: the files are UTF-8
     paths = {}
     with atomic_write(fs, f"{root}/{RECORDS}", "w") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     paths["records"] = f"{output}/{RECORDS}"
-    digest = summary(res, records)
+    digest = json_safe(summary(res, records))
     write_json_atomic(fs, f"{root}/{SUMMARY}", digest, indent=2, ensure_ascii=False)
     paths["summary"] = f"{output}/{SUMMARY}"
     with atomic_write(fs, f"{root}/{CURVES}", "w", newline="") as f:
@@ -343,7 +344,7 @@ def markdown(res: StatsResult, records: list[dict[str, Any]], digest: dict[str, 
         else f"exact ({method['hash_bits']}-bit hashes, {method['partitions']} partitions)"
     )
     lines = [
-        f"# Statistics of `{res.source.root}`",
+        f"# Statistics of `{display_path(res.source.root)}`",
         "",
         f"Tokenizer for n-grams: `{res.tokenizers[0]['name']}` ({res.tokenizers[0]['kind']}). "
         f"Distinct counts: {how}. Nested subsamples D_k = D * 2^-k, k = 0..{res.config.max_level}"

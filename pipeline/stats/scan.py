@@ -26,8 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.errors import InputError
 from pipeline.io.atomic import atomic_write
+from pipeline.io.pathnames import display_path
 from pipeline.io.shuffle import write_keyed
+from pipeline.runner.kernel import error_text
 from pipeline.stats import hll
 from pipeline.stats.hashing import doc_hashes, subsample_levels, window_hashes
 from pipeline.stats.inputs import SourceFile
@@ -145,15 +148,25 @@ def cluster_columns(names: list[str]) -> list[str]:
     return [c for c in names if c.endswith(CLUSTER_SUFFIXES)]
 
 
+def read_columns(names: list[str]) -> list[str]:
+    """The columns of a Parquet file the statistics read."""
+    return [c for c in ("id", "text", "lang") if c in names] + cluster_columns(names)
+
+
 def _batches(src: SourceFile, batch_docs: int, errors: list[str]) -> Iterator[pa.Table]:
     if src.format == "parquet":
         fs, path = fsspec.core.url_to_fs(src.path)
         with fs.open(path, "rb") as f:
-            pf = pq.ParquetFile(f)
-            names = pf.schema_arrow.names
-            cols = [c for c in ("id", "text", "lang") if c in names] + cluster_columns(names)
-            for batch in pf.iter_batches(batch_size=batch_docs, columns=cols):
-                yield pa.Table.from_batches([batch])
+            try:
+                pf = pq.ParquetFile(f)
+                cols = read_columns(pf.schema_arrow.names)
+                for batch in pf.iter_batches(batch_size=batch_docs, columns=cols):
+                    yield pa.Table.from_batches([batch])
+            except (OSError, pa.ArrowException) as e:  # a page broken after a good footer
+                raise InputError(
+                    f"{display_path(src.path)}: broken Parquet file ({error_text(e)}); "
+                    "repair or remove it"
+                ) from e
         return
     from pipeline.io.base import InputUnit, ReaderStats
     from pipeline.io.options import InputConfig
@@ -313,8 +326,9 @@ def _groups(lengths: np.ndarray, limit: int) -> Iterator[tuple[int, int]]:
 
 
 def _ids(table: pa.Table, src: SourceFile, first: int) -> list[str]:
-    """Document ids (the id column; `path#row` where absent or null), for subsample levels."""
+    """Document ids (the id column as text, as the readers map it; `path#row` where absent or
+    null), for subsample levels."""
     if "id" in table.column_names:
         ids = table.column("id").to_pylist()
-        return [i if i is not None else f"{src.path}#{first + k}" for k, i in enumerate(ids)]
+        return [str(i) if i is not None else f"{src.path}#{first + k}" for k, i in enumerate(ids)]
     return [f"{src.path}#{first + k}" for k in range(table.num_rows)]

@@ -22,8 +22,12 @@ from pipeline.cli import main
 from tests.conftest import SHARED_DATA
 
 WARC_DIR = SHARED_DATA / "warc"
+# 281 real web texts with a 0/1 quality label, one JSON object per line.
+DCLM = SHARED_DATA / "quality" / "dclm-agreement.jsonl"
 # A real wget crawl: 48 records, 22 HTML responses, one gzip member per record.
 WGET = WARC_DIR / "wget-2024-sample-0000.warc.gz"
+# One cheap text stage, for runs over text input (JSONL, Parquet).
+TEXT_STAGES: list[dict[str, Any]] = [{"stage": "gopher_quality"}]
 # Fast, in-process extraction for tests about readers, accounting and the runner.
 FAST_EXTRACT: dict[str, Any] = {"stage": "extract", "backend": "resiliparse", "timeout_s": None}
 
@@ -73,6 +77,28 @@ def html_responses(members: list[Member]) -> list[int]:
         ok = b"WARC-Type: response" in head and re.search(rb"HTTP/1\.[01] 200", head)
         if ok and re.search(rb"\nContent-Type:\s*text/html", head, re.I):
             out.append(i)
+    return out
+
+
+# A <meta> tag declaring a charset (removed when a page is re-encoded).
+META_CHARSET = re.compile(rb"<meta[^>]*charset[^>]*>", re.IGNORECASE)
+
+
+def html_pages(path: Path, n: int) -> list[tuple[Member, str]]:
+    """The first `n` non-ASCII HTML responses of a real file as (member, page decoded right)."""
+    from pipeline.io.encoding import charset_from_content_type, decode_html
+
+    out = []
+    ms = warc_members(path)
+    for k in html_responses(ms):
+        block = split_record(ms[k].record)[1]
+        ct = re.search(rb"\nContent-Type:([^\r\n]*)", block[:2000], re.I)
+        label = charset_from_content_type(ct.group(1).decode()) if ct else None
+        text, _ = decode_html(http_body(ms[k]), label)
+        if text and not text.isascii():
+            out.append((ms[k], text))
+        if len(out) == n:
+            break
     return out
 
 
@@ -128,6 +154,13 @@ def with_http_body(
 def http_body(member: Member) -> bytes:
     """The HTTP body of a response record (as stored)."""
     return http_parts(split_record(member.record)[1])[1]
+
+
+def dclm_lines() -> list[str]:
+    """The 281 DCLM records as JSON lines."""
+    lines = DCLM.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 281
+    return lines
 
 
 # --- recipes and runs ---------------------------------------------------------------------

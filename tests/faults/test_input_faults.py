@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.runner import run as run_module
-from tests.conftest import SHARED_DATA
 from tests.faults.helpers import (
+    DCLM,
+    TEXT_STAGES,
     WGET,
     assert_reconciles,
     curate,
@@ -25,9 +26,6 @@ from tests.faults.helpers import (
     stats_of,
     write_recipe,
 )
-
-DCLM = SHARED_DATA / "quality" / "dclm-agreement.jsonl"
-TEXT_STAGES: list[dict[str, Any]] = [{"stage": "gopher_quality"}]
 
 
 @pytest.fixture(scope="module")

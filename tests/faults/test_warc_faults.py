@@ -15,12 +15,14 @@ import pytest
 from pipeline.config import recipe_from_dict
 from pipeline.runner.run import run_recipe
 from tests.faults.helpers import (
+    META_CHARSET,
     WARC_DIR,
     WGET,
     Member,
     assert_reconciles,
     curate,
     gz,
+    html_pages,
     html_responses,
     http_body,
     kept_ids,
@@ -258,27 +260,6 @@ def test_empty_and_whitespace_only_bodies(capsys, tmp_path, members, clean) -> N
 
 # --- encodings -------------------------------------------------------------------------------
 
-_META_CHARSET = re.compile(rb"<meta[^>]*charset[^>]*>", re.IGNORECASE)
-
-
-def _pages(path: Path, n: int) -> list[tuple[Member, str]]:
-    """The first `n` HTML responses of a real file as (member, page decoded correctly)."""
-    from pipeline.io.encoding import charset_from_content_type, decode_html
-
-    out = []
-    ms = warc_members(path)
-    for k in html_responses(ms):
-        block = split_record(ms[k].record)[1]
-        ct = re.search(rb"\nContent-Type:([^\r\n]*)", block[:2000], re.I)
-        label = charset_from_content_type(ct.group(1).decode()) if ct else None
-        text, _ = decode_html(http_body(ms[k]), label)
-        if text and not text.isascii():
-            out.append((ms[k], text))
-        if len(out) == n:
-            break
-    return out
-
-
 CASES = [
     # (source file, codec the page is re-encoded in, Content-Type charset label or None)
     ("clueweb09-ja-quirk.warc.gz", "euc_jp", None),
@@ -300,11 +281,11 @@ def test_legacy_encoding_with_wrong_or_missing_charset(
     """Real pages re-encoded in EUC-JP, Shift_JIS or cp1252, their <meta charset> removed and the
     HTTP charset missing or wrong: the extracted text equals that of the correctly labelled UTF-8
     page."""
-    pages = _pages(WARC_DIR / name, 3)
+    pages = html_pages(WARC_DIR / name, 3)
     good: list[Member | bytes] = []
     bad: list[Member | bytes] = []
     for i, (member, text) in enumerate(pages):
-        html = _META_CHARSET.sub(b"", text.encode("utf-8")).decode("utf-8")
+        html = META_CHARSET.sub(b"", text.encode("utf-8")).decode("utf-8")
         body = html.encode(codec, errors="ignore")
         html = body.decode(codec)  # what survives the round trip is the expected page
         ct = "text/html" + (f"; charset={label}" if label else "")
