@@ -8,10 +8,10 @@ etag); a rerun compares and refuses any difference before work, naming the files
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pipeline.errors import OutputError
+from pipeline.io.atomic import read_json, write_json_atomic
 from pipeline.io.base import InputUnit
 from pipeline.io.sources import unit_identity
 from pipeline.runner.unit import RUN_DIR, UNITS_DIR
@@ -29,8 +29,7 @@ def check_inputs(
     path = f"{root}/{INPUTS_FILE}"
     if not overwrite:
         if fs.exists(path):
-            with fs.open(path, "r") as f:
-                recorded = json.load(f)["units"]
+            recorded = read_json(fs, path)["units"]
             difference = describe_difference(recorded, current)
             if difference:
                 raise OutputError(
@@ -43,11 +42,7 @@ def check_inputs(
                 f"{output} holds a run that did not record its input files; pass --overwrite "
                 "to start over"
             )
-    fs.makedirs(f"{root}/{RUN_DIR}", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with fs.open(tmp, "w") as f:
-        json.dump({"units": current}, f, indent=1)
-    fs.mv(tmp, path)
+    write_json_atomic(fs, path, {"units": current}, indent=1)
 
 
 def describe_difference(recorded: list[dict[str, Any]], current: list[dict[str, Any]]) -> str:
