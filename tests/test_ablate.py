@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from pipeline.ablate import cache as cache_module
 from pipeline.ablate.run import run_ablation
 from pipeline.ablate.spec import load_ablation
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, OutputError
 from pipeline.runner.run import run_recipe
 from tests.test_runner import read_output
 
@@ -128,10 +129,13 @@ def test_shared_scores_are_computed_once_and_caches_invalidate_exactly(
         "b": ["gopher_quality", "line_corrections"]
     }
     monkeypatch.undo()
-    # The input changed (a file's mtime): every stage, for that unit only.
+    # The input changed (a file's mtime): refused before any work, naming the file; with
+    # overwrite, every stage is recomputed for that unit only.
     stamp = os.stat(inputs[0]).st_mtime + 10
     os.utime(inputs[0], (stamp, stamp))
-    result = run_ablation(load_ablation(path))
+    with pytest.raises(OutputError, match=f"changed {re.escape(inputs[0])}.*--overwrite"):
+        run_ablation(load_ablation(path))
+    result = run_ablation(load_ablation(path), overwrite=True)
     assert result.computed == {"a": everything, "b": everything}
 
 

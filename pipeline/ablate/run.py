@@ -39,6 +39,7 @@ from pipeline.io.writer import output_fs
 from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats
 from pipeline.runner.executors import execute, run_local
+from pipeline.runner.inputs import check_inputs
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.run import claim_output, remove_partial_files, run_recipe
 from pipeline.runner.unit import (
@@ -75,11 +76,12 @@ def run_ablation(ablation: Ablation, overwrite: bool = False) -> AblationResult:
     first = next(iter(recipes.values()))
     if any(r.input != first.input for r in recipes.values()):
         raise CurateError("all variants of an ablation must read the same input")
-    units = plan_units(first.input)
+    units = plan_units(first.input, exclude=(ablation.output,))
     for recipe in recipes.values():  # every variant's chain, before any scoring
         check_plan(recipe, {u.format for u in units})
     preflight_input(first, units)
     fs, root = output_fs(ablation.output)
+    check_inputs(fs, root, ablation.output, units, overwrite)
     cache_dir = f"{root}/_cache"
     chains = {name: variant_nodes(r) for name, r in recipes.items()}
     nodes = _union(chains.values())
@@ -107,7 +109,8 @@ def run_ablation(ablation: Ablation, overwrite: bool = False) -> AblationResult:
         ]
         if chain_nodes:
             _rethreshold(recipe, units, chain_nodes, cache_dir, overwrite)
-        variant_stats[name] = run_recipe(recipe).stats
+        # A variant without cached levels is all `curate run`'s: it starts over itself.
+        variant_stats[name] = run_recipe(recipe, overwrite=overwrite and not chain_nodes).stats
     wall = time.perf_counter() - started
     result = AblationResult(ablation.output, variant_stats, computed, round(wall, 3))
     write_comparison(ablation, result)
@@ -133,7 +136,9 @@ def _rethreshold(
     """
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
-    claim_output(fs, root, recipe, config_hash, overwrite or _holds_other(fs, root, config_hash))
+    rebuild = overwrite or _holds_other(fs, root, config_hash)
+    claim_output(fs, root, recipe, config_hash, rebuild)
+    check_inputs(fs, root, recipe.output.path, units, rebuild)
     remove_partial_files(fs, root)
     todo = [u for u in units if not fs.exists(marker_path(root, 0, u.index))]
     if todo:

@@ -5,8 +5,10 @@
 `metadata` as a JSON object string ("{}" when there are none). A missing id becomes a stable
 `xxh:<128-bit hex>` hash of (source path, position), position being the 1-based line number
 (JSONL) or the 0-based row number (Parquet, HF). A record whose text is missing, null or not a
-string is skipped as `missing_text`; an empty or whitespace text is still a document, so the
-stages reject it with a reason and it shows up in their statistics.
+string is skipped as `missing_text`; a record whose fields cannot be mapped at all (a timestamp
+past year 9999, nesting too deep to store as metadata) as `bad_record`; an empty or whitespace
+text is still a document, so the stages reject it with a reason and it shows up in their
+statistics.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from pipeline.io.base import Reader, ReaderStats
 from pipeline.io.dates import iso_utc
 from pipeline.io.options import InputConfig
 from pipeline.schema import FETCH_DATE, TEXT_SCHEMA
+
+# What mapping one record can raise: a value Python cannot represent (ValueError, OverflowError),
+# nesting deeper than the recursion limit (RecursionError), a value too big (MemoryError).
+RECORD_ERRORS = (ValueError, TypeError, RecursionError, MemoryError, OverflowError)
 
 
 def fallback_id(source: str, position: int) -> str:
@@ -91,7 +97,27 @@ class FieldMap:
     def from_arrow(
         self, table: pa.Table | pa.RecordBatch, source: str, offset: int, stats: ReaderStats
     ) -> pa.Table:
-        """TEXT_SCHEMA table for a batch whose row 0 is row `offset` of the unit; counts all rows."""
+        """TEXT_SCHEMA table for a batch whose row 0 is row `offset` of the unit; counts all rows.
+
+        A batch that cannot be converted (a value Python cannot hold, such as a timestamp past
+        year 9999) is converted row by row: the rows that fail are `bad_record`, the rest read.
+        """
+        try:
+            return self._from_arrow(table, source, offset, stats)
+        except RECORD_ERRORS:
+            pass
+        parts = []
+        for i in range(table.num_rows):
+            try:
+                parts.append(self._from_arrow(table.slice(i, 1), source, offset + i, stats))
+            except RECORD_ERRORS:
+                stats.skip("bad_record")
+        return pa.concat_tables(parts) if parts else TEXT_SCHEMA.empty_table()
+
+    def _from_arrow(
+        self, table: pa.Table | pa.RecordBatch, source: str, offset: int, stats: ReaderStats
+    ) -> pa.Table:
+        """from_arrow for a batch that converts whole; counts its rows only when it does."""
         names = table.schema.names
         n = table.num_rows
         text = _string_array(table.column(self.text))

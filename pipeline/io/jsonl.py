@@ -1,9 +1,11 @@
 """JSON Lines reader (plain, .gz, .zst/.zstd, .bz2, .xz; local paths or fsspec URLs).
 
-Skip reasons: `bad_json` (a line that is not a JSON object), `missing_text` (no string text
-field; see pipeline.io.fields for the field mapping), `unreadable_file` (cannot open, not a regular
-file, or the compressed stream breaks; counted once with a message in stats.errors). Blank lines are not
-records and are not counted.
+Skip reasons: `bad_json` (a line that is not a JSON object: invalid JSON or UTF-8, nesting too
+deep to decode, too big to hold), `missing_text` (no string text field; see pipeline.io.fields
+for the field mapping), `bad_record` (an object whose other fields cannot be mapped, e.g. nested
+too deep to store as metadata), `unreadable_file` (cannot open, not a regular file, or the
+compressed stream breaks; counted once with a message in stats.errors). Blank lines are not
+records and are not counted; every failing line is counted and reading goes on with the next one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pyarrow as pa
 
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.batch import BatchBuilder, add_error
-from pipeline.io.fields import FieldReader
+from pipeline.io.fields import RECORD_ERRORS, FieldReader
 from pipeline.io.pathnames import display_path
 from pipeline.io.sources import decompressing, open_binary
 from pipeline.schema import TEXT_SCHEMA
@@ -45,13 +47,17 @@ class JsonlReader(FieldReader):
                         continue
                     try:
                         obj = json.loads(line)
-                    except ValueError:
+                    except RECORD_ERRORS:
                         stats.skip("bad_json")
                         continue
                     if type(obj) is not dict:
                         stats.skip("bad_json")
                         continue
-                    row = self.fields.from_record(obj, source, lineno)
+                    try:
+                        row = self.fields.from_record(obj, source, lineno)
+                    except RECORD_ERRORS:  # e.g. a nested field too deep to store as metadata
+                        stats.skip("bad_record")
+                        continue
                     if row is None:
                         stats.skip("missing_text")
                         stats.note_fields(obj)

@@ -23,7 +23,7 @@ import lzma
 import os
 import posixpath
 import stat
-from typing import IO
+from typing import IO, Any
 
 import fsspec
 import zstandard
@@ -38,6 +38,7 @@ COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".xz", ".lz4")
 _GLOB_CHARS = ("*", "?", "[")
 _LOCAL_PROTOCOLS = ("file", "local")
 _HF_MARKERS = ("state.json", "dataset_dict.json")
+RUN_RECORD_DIR = "_run"  # what marks a directory as a curate run's output (pipeline.runner.unit)
 
 
 def detect_format(name: str) -> str | None:
@@ -236,7 +237,7 @@ class _Planner:
         if _is_hf_dir(fs, root):
             self.found.update(_hf_units(fs, root, url))
             return
-        files = sorted(fs.find(root))
+        files = _outside_runs(sorted(fs.find(root)), root)
         hf_roots = sorted(
             {posixpath.dirname(f) for f in files if posixpath.basename(f) in _HF_MARKERS}
         )
@@ -335,13 +336,43 @@ class _Planner:
             raise InputError(f"input path not found: {raw!r}; check input.paths")
 
 
-def plan_units(cfg: InputConfig) -> list[InputUnit]:
-    """Expand input.paths into de-duplicated units sorted by (path, shard), indexed 0..n-1."""
+def _outside_runs(files: list[str], root: str) -> list[str]:
+    """`files` found under `root` less those inside another curate output directory (one
+    holding a `_run/` record, or an ablation's): a run's output is never read as input."""
+    outputs = set()
+    for f in files:
+        parts = posixpath.relpath(f, root).split("/")
+        if RUN_RECORD_DIR in parts[1:-1]:
+            outputs.add(posixpath.join(root, *parts[: parts.index(RUN_RECORD_DIR, 1)]) + "/")
+    if not outputs:
+        return files
+    return [f for f in files if not any(f.startswith(o) for o in outputs)]
+
+
+def _location(path: str) -> str:
+    """A path or URL in the form units carry: absolute for local paths, protocol kept for URLs."""
+    if get_protocol(path) in _LOCAL_PROTOCOLS and "::" not in path:
+        return os.path.abspath(os.path.expanduser(path.removeprefix("file://")))
+    fs, root = filesystem(path)
+    return fs.unstrip_protocol(root)
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def plan_units(cfg: InputConfig, exclude: tuple[str, ...] = ()) -> list[InputUnit]:
+    """Expand input.paths into de-duplicated units sorted by (path, shard), indexed 0..n-1.
+
+    Files inside an `exclude` directory (the run's own output) and inside any curate output
+    directory found while walking are left out, so a rerun never reads its own output back."""
     if not cfg.paths:
         raise InputError("input.paths is empty; list files, directories, globs or URLs")
     planner = _Planner(cfg)
     for raw in cfg.paths:
         planner.add(str(raw))
+    skip = [_location(d) for d in exclude]
+    planner.found = {t for t in planner.found if not any(_inside(t[0], d) for d in skip)}
     if not planner.found:
         raise InputError(
             f"no readable input files found in {cfg.paths}; supported names end in .warc(.gz), "
@@ -406,11 +437,24 @@ def _stamp(unit: InputUnit) -> tuple[int | None, str | None]:
     return info.get("size"), stamp
 
 
+def unit_identity(unit: InputUnit) -> dict[str, Any]:
+    """What identifies a unit's input: path, format, shard and the file's size and mtime (or
+    etag/checksum for remote objects). Equal identities mean the same bytes, to the extent a
+    stat can tell."""
+    size, stamp = _stamp(unit)
+    return {
+        "path": unit.path,
+        "format": unit.format,
+        "shard": unit.shard,
+        "num_shards": unit.num_shards,
+        "size": size,
+        "stamp": stamp,
+    }
+
+
 def input_fingerprint(units: list[InputUnit]) -> str:
-    """A sha256 over (path, format, shard, size, mtime/etag) of every unit, for caches."""
+    """A sha256 over the identity (unit_identity) of every unit, for caches."""
     h = hashlib.sha256()
     for u in sorted(units, key=lambda u: (u.path, u.shard, u.format)):
-        size, stamp = _stamp(u)
-        record = [u.path, u.format, u.shard, u.num_shards, size, stamp]
-        h.update(json.dumps(record).encode() + b"\n")
+        h.update(json.dumps(list(unit_identity(u).values())).encode() + b"\n")
     return h.hexdigest()

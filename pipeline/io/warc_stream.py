@@ -7,6 +7,8 @@ broken region counts once as `corrupt_record`; a file with no readable record at
 as `unreadable_file`. Both add a message to stats.errors. A record whose Content-Length lies
 (runs into the next record, or claims more than the size limit) makes the reader call
 `RecordStream.resync()`, which restarts at the next record start instead of trusting the length.
+A record whose Content-Length is not a byte count at all (`-5`, `abc`, 2^64) is one
+`corrupt_record`, and reading goes on at the next record start.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def _starts_record(stream: IO[bytes], offset: int, gz: bool) -> bool:
         return zlib.decompressobj(31).decompress(head, 16).startswith(b"WARC/")
     except zlib.error:
         return False
+
+
+def _valid_length(rec: WarcRecord) -> bool:
+    """Whether the record's Content-Length is a plain decimal byte count that fits in 63 bits
+    (fastwarc reads `-5`, `abc` or 2^64 as 0)."""
+    value = (rec.headers.get("Content-Length") or "").strip()
+    return value.isascii() and value.isdigit() and len(value) <= 18
 
 
 def next_record_offset(
@@ -151,6 +160,23 @@ class RecordStream:
                 n_read += 1
                 in_region = False
                 self._resync = False
+                if not _valid_length(rec):
+                    # fastwarc reads the block as empty, so its bytes would then break the
+                    # stream again: count the record once here and go on at the next one.
+                    stats.skip("corrupt_record")
+                    add_error(
+                        stats.errors,
+                        f"{unit.path}: record at byte {last}: Content-Length "
+                        f"{rec.headers.get('Content-Length')!r} is not a byte count",
+                    )
+                    resume = next_record_offset(stream, last + 1, gz) if stream.seekable() else None
+                    if resume is None:
+                        in_region = True  # the failure it causes is this record's, not counted
+                        continue
+                    stream.seek(resume)
+                    start = resume
+                    records = iter(_archive_iterator(stream))
+                    continue
                 yield last, rec
                 if self._resync and self._can_resync and stream.seekable():
                     resume = self._next_start(stream, last, rec.content_length, gz)

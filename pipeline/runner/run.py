@@ -5,6 +5,7 @@ Output layout:
   rejected/<stage>/part-NNNNN.parquet   removed documents with a `reason` (output.keep_rejected)
   stats.json, report.md                 run totals, written when every unit is done
   _run/config.json, config.yaml         the resolved recipe and its hash
+  _run/inputs.json                      the input files' identities (a rerun needs the same)
   _run/units/segNN/part-NNNNN.json      completion marker + stats of each finished task
   _run/global/segNN.json                completion marker + summary of a global stage's prepare
   _work/                                shards between segments and global stages' files
@@ -32,6 +33,7 @@ from pipeline.io.writer import TMP_MARK, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner.accounting import check_error_fractions, check_run, merge_segments, sum_units
 from pipeline.runner.executors import RecipeJob, execute, global_context
+from pipeline.runner.inputs import check_inputs
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
@@ -68,12 +70,13 @@ class RunResult:
 def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
     """Run a recipe to completion (resuming finished work) and return its totals."""
     started = time.perf_counter()
-    units = plan_units(recipe.input)
+    units = plan_units(recipe.input, exclude=(recipe.output.path,))
     check_plan(recipe, {u.format for u in units})
     preflight_input(recipe, units)
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
     claim_output(fs, root, recipe, config_hash, overwrite)
+    check_inputs(fs, root, recipe.output.path, units, overwrite)
     remove_partial_files(fs, root)
     segments = plan_segments(recipe)
     labels = stage_labels(recipe)

@@ -28,7 +28,7 @@ from pipeline.config import Recipe
 from pipeline.errors import AccountingError, ConfigError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit, ReaderStats
-from pipeline.io.sources import get_reader
+from pipeline.io.sources import RUN_RECORD_DIR, get_reader
 from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner import kernel
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
-RUN_DIR = "_run"
+RUN_DIR = RUN_RECORD_DIR
 UNITS_DIR = f"{RUN_DIR}/units"
 GLOBAL_DIR = f"{RUN_DIR}/global"
 WORK_DIR = "_work"

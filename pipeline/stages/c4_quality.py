@@ -53,7 +53,9 @@ _LANG_ALIASES = {"nb": "no", "nn": "no"}
 
 # A sentence ends at ., ! or ? (possibly repeated, then closing quotes/brackets) before
 # whitespace or the end of the line, or at a full-width CJK terminator.
-_SENTENCE_END = re.compile(r"([.!?]+)[\"'”’»)\]]*(?=\s|$)|[。！？]+")
+# Matched from the first terminator of a run only (the lookbehind): a later start fails the same
+# way, and trying each one made a line of n dots cost O(n^2) (32 KB of dots: 78 s).
+_SENTENCE_END = re.compile(r"(?<![.!?])([.!?]+)[\"'”’»)\]]*(?=\s|$)|[。！？]+")
 _ALNUM = re.compile(r"[^\W_]")
 _ABBREVIATIONS = frozenset(
     {
@@ -73,9 +75,14 @@ def count_sentences(line: str) -> int:
     """
     n = 0
     start = 0
+    space = -1  # the last space or tab before the previous terminator (and after `start`)
+    searched = 0  # where the search for it stopped: each character is searched once
     for m in _SENTENCE_END.finditer(line):
         if m.group(1) == ".":
-            space = max(line.rfind(" ", start, m.start()), line.rfind("\t", start, m.start()))
+            nearer = max(
+                line.rfind(" ", searched, m.start()), line.rfind("\t", searched, m.start())
+            )
+            space, searched = max(space, nearer), m.start()
             last = line[max(space + 1, start) : m.start()].lower()
             if last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
                 continue

@@ -36,12 +36,16 @@ _COMMON_TLDS = (
 )
 _URL_TAIL = r"[^\s<>\"'\]\[{}|\\^`]*"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+# Linear time: a match may start only where a leftmost match could (the lookbehinds). Without
+# them every position inside a run of spaces, of e-mail characters or of `label.` pairs starts
+# a scan to the end of the run: `"a." * n` cost O(n^2) (a 32 KB line: minutes).
 URL_PATTERN = re.compile(
-    rf"[ \t]*(?:"
+    rf"(?<![ \t])[ \t]*(?:"  # spaces before a URL go with it: start at the first one
     rf"(?:https?|ftp)://{_URL_TAIL}"  # explicit scheme
     rf"|\bwww\.[\w-]+(?:\.[\w-]+)+{_URL_TAIL}"  # www. host
-    rf"|[\w.+-]+@(?:{_LABEL}\.)+[a-z]{{2,}}\b"  # e-mail address
-    rf"|\b(?:{_LABEL}\.)+(?:{_COMMON_TLDS})\b(?:[:/]{_URL_TAIL})?"  # bare domain
+    rf"|(?<![\w.+-])[\w.+-]+@(?:{_LABEL}\.)+[a-z]{{2,}}\b"  # e-mail, from its first character
+    rf"|\b(?<![a-z0-9]\.)(?:{_LABEL}\.)+(?:{_COMMON_TLDS})\b(?:[:/]{_URL_TAIL})?"  # bare domain,
+    # from its first label
     rf"|\b(?:\d{{1,3}}\.){{3}}\d{{1,3}}(?::\d+)?(?:/{_URL_TAIL})?"  # IPv4
     rf")",
     re.IGNORECASE,

@@ -22,6 +22,7 @@ from tests.faults.helpers import (
     assert_reconciles,
     curate,
     kept_ids,
+    read_output,
     rejected,
     stats_of,
     write_recipe,
@@ -65,6 +66,59 @@ def test_jsonl_lines_that_are_not_json(capsys, tmp_path, dclm) -> None:
     assert stats["reader"]["skipped"] == {"bad_json": 5}
     assert stats["reader"]["documents"] == 281
     assert stats["reader"]["records"] == 286
+
+
+def test_jsonl_line_nested_too_deep(capsys, tmp_path, dclm) -> None:
+    """A line holding a 100,000-deep JSON value (RecursionError, not ValueError): one `bad_json`,
+    and the 50 real records after it are read, by `curate run` and by `curate stats` (the line
+    took every later record down with it as one `unreadable_file`)."""
+    deep = '{"id": "deep", "text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    rows = [json.dumps(r) for r in dclm[:55]]
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(rows[:5] + [deep] + rows[5:]) + "\n", encoding="utf-8")
+    _, stats, out = run_ok(capsys, tmp_path, [path])
+    assert stats["reader"]["skipped"] == {"bad_json": 1}
+    assert stats["reader"]["documents"] == 55 and stats["reader"]["records"] == 56
+    assert stats["reader"]["errors"] == []
+
+    result = curate(capsys, "stats", path, "--executor", "local", "--output", tmp_path / "st")
+    assert result.code == 0, result.err
+    assert result.out.startswith("stats: 55 documents")
+    summary = json.loads((tmp_path / "st" / "summary.json").read_text())
+    assert summary["by_stage"]["data"]["documents"] == 55
+
+
+def test_jsonl_lines_at_the_recursion_limit(capsys, tmp_path, dclm) -> None:
+    """Nesting from 900 to 1,000 levels in metadata and in the id, around where decoding or
+    re-encoding hits the recursion limit: every line is a document or one counted skip
+    (`bad_json` when it does not decode, `bad_record` when its fields cannot be stored), and
+    the real records after them are all read."""
+    lines = []
+    for depth in range(900, 1001):
+        lines.append('{"text": "meta", "m": ' + "[" * depth + "]" * depth + "}")
+        lines.append('{"text": "id", "id": ' + "[" * depth + "1" + "]" * depth + "}")
+    path = tmp_path / "limit.jsonl"
+    path.write_text("\n".join(lines + [json.dumps(r) for r in dclm[:30]]) + "\n")
+    _, stats, out = run_ok(capsys, tmp_path, [path])
+    reader = stats["reader"]
+    assert reader["records"] == 232 and set(reader["skipped"]) <= {"bad_json", "bad_record"}
+    assert reader["skipped"]["bad_json"] > 0 and reader["documents"] > 30
+    seen = read_output(out).column("text").to_pylist()
+    seen += rejected(out, "gopher_quality").column("text").to_pylist()
+    assert {r["text"] for r in dclm[:30]} <= set(seen)
+
+
+def test_parquet_row_python_cannot_hold(capsys, tmp_path, dclm) -> None:
+    """A timestamp past year 9999 in one row (metadata or fetch_date): that row is `bad_record`,
+    the 39 others are read (the batch's remaining rows were lost as `unreadable_file`)."""
+    texts = [r["text"] for r in dclm[:40]]
+    when = pa.array([0] * 20 + [10**12] + [0] * 19, pa.timestamp("s"))
+    for column in ("crawled", "fetch_date"):
+        (tmp_path / column).mkdir()
+        path = _parquet(tmp_path / f"{column}.parquet", dclm, {"text": texts, column: when})
+        _, stats, out = run_ok(capsys, tmp_path / column, [path])
+        assert stats["reader"]["skipped"] == {"bad_record": 1}
+        assert stats["reader"]["documents"] == 39 and stats["reader"]["errors"] == []
 
 
 def test_jsonl_records_without_text(capsys, tmp_path, dclm) -> None:
@@ -211,8 +265,8 @@ def test_input_file_vanishing_during_the_run_is_counted(capsys, tmp_path, monkey
     gone.write_bytes(WGET.read_bytes())
     real_plan = run_module.plan_units
 
-    def plan_then_delete(cfg: Any) -> Any:
-        units = real_plan(cfg)
+    def plan_then_delete(cfg: Any, **kwargs: Any) -> Any:
+        units = real_plan(cfg, **kwargs)
         gone.unlink()
         return units
 

@@ -181,6 +181,33 @@ def test_content_length_over_the_size_limit_does_not_swallow_the_file(
     assert kept_ids(out) == [i for i in clean["ids"] if i != rid(members[k])]
 
 
+@pytest.mark.parametrize("value", [b"-5", b"abc", b"%d" % 2**64])
+@pytest.mark.parametrize("layout", ["gzip", "plain", "last-record"])
+def test_content_length_that_is_not_a_number_is_counted_once(
+    capsys, tmp_path, members, clean, value, layout
+) -> None:
+    """Content-Length `-5`, `abc` or 2^64 (fastwarc reads 0): one `corrupt_record` for that
+    record and every other record read (it was counted twice: 49 records reported for 48)."""
+    k = html_responses(members)[-1 if layout == "last-record" else 3]
+    head, block = split_record(members[k].record)
+    head = re.sub(rb"Content-Length:\s*\d+", b"Content-Length: " + value, head, count=1)
+    record = head + b"\r\n\r\n" + block + b"\r\n\r\n"
+    broken: list[Member | bytes] = list(members)
+    broken[k] = gz(record)
+    if layout == "plain":  # an uncompressed WARC: records back to back
+        path = tmp_path / "cl.warc"
+        path.write_bytes(b"".join(record if i == k else m.record for i, m in enumerate(members)))
+    else:
+        path = write_members(tmp_path / "cl.warc.gz", broken)
+    _, stats, out = run_file(capsys, tmp_path, path)
+    assert stats["reader"]["records"] == len(members) == 48
+    assert stats["reader"]["skipped"] == {**CLEAN_SKIPS, "corrupt_record": 1}
+    assert kept_ids(out) == [i for i in clean["ids"] if i != rid(members[k])]
+    (error,) = stats["reader"]["errors"]
+    assert error.startswith(f"{path}: record at byte ")
+    assert error.endswith(f"Content-Length {value.decode()!r} is not a byte count")
+
+
 # --- payloads ----------------------------------------------------------------------------------
 
 
