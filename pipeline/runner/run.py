@@ -30,6 +30,7 @@ from pipeline.io.writer import TMP_MARK, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner.accounting import check_error_fractions, check_run, merge_segments, sum_units
 from pipeline.runner.executors import RecipeJob, execute, global_context
+from pipeline.runner.lock import output_lock
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
@@ -65,6 +66,12 @@ class RunResult:
 
 def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
     """Run a recipe to completion (resuming finished work) and return its totals."""
+    with output_lock(recipe.output.path, "curate run"):
+        return _run_locked(recipe, overwrite)
+
+
+def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
+    """run_recipe's work, with the output directory's writer lock held."""
     started = time.perf_counter()
     units = plan_units(recipe.input)
     check_plan(recipe, {u.format for u in units})
