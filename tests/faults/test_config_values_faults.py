@@ -18,7 +18,7 @@ from pipeline.config import OutputConfig, RuntimeConfig
 from pipeline.io.options import InputConfig
 from pipeline.registry import available_stages
 from tests.conftest import REPO
-from tests.faults.helpers import WGET, curate, write_recipe
+from tests.faults.helpers import FAST_EXTRACT, WGET, curate, write_recipe
 
 REFINEDWEB = (REPO / "configs" / "refinedweb.yaml").read_text()
 
@@ -183,6 +183,19 @@ def test_inf_bytes_per_token_fails_before_any_work(capsys, tmp_path, yaml_value,
         f"(substring_dedup).bytes_per_token (line {line}): Input should be a finite number {shown}"
         in result.err
     )
+    assert not out.exists()
+
+
+@pytest.mark.timeout(60)
+def test_huge_bytes_mode_span_fails_before_any_work(capsys, tmp_path) -> None:
+    """bytes_per_token: 1e300 is finite but overflowed the suffix-array arithmetic."""
+    stage = {"stage": "substring_dedup", "unit": "bytes", "bytes_per_token": 1e300}
+    out = tmp_path / "out"
+    config = write_recipe(tmp_path / "r.yaml", [WGET], out, [FAST_EXTRACT, stage])
+    result = curate(capsys, "run", config)
+    assert result.code == 2
+    assert "stages[1] (substring_dedup)" in result.err
+    assert "min_tokens x bytes_per_token = 5e+301 bytes, longer than max_group_bytes" in result.err
     assert not out.exists()
 
 
