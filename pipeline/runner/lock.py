@@ -67,6 +67,28 @@ def output_lock(path: str, command: str) -> Iterator[None]:
                     fs.rmdir(root)
 
 
+def check_unheld(fs: Any, root: str) -> None:
+    """OutputError when a live writer holds directory `root` of `fs` (checked before deleting
+    it, e.g. `curate run --overwrite` removing a run's stats/ that `curate stats` writes)."""
+    lock = f"{root}/{LOCK_NAME}"
+    if not fs.exists(lock):
+        return
+    if isinstance(fs, LocalFileSystem):
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released by the close below
+            except BlockingIOError:
+                raise OutputError(_refusal(root, _parse(os.pread(fd, 65536, 0)))) from None
+            holder = _parse(os.pread(fd, 65536, 0))
+        finally:
+            os.close(fd)
+    else:
+        holder = _parse(fs.cat_file(lock))
+    if holder is not None and (holder.get("host") != socket.gethostname() or _alive(holder)):
+        raise OutputError(_refusal(root, holder, lock))
+
+
 def _record(command: str) -> dict[str, Any]:
     """Who holds the lock: command, host, pid, the pid's start time (tells a reused pid apart)."""
     me = psutil.Process()

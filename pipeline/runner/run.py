@@ -30,7 +30,7 @@ from pipeline.io.writer import TMP_MARK, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner.accounting import check_error_fractions, check_run, merge_segments, sum_units
 from pipeline.runner.executors import RecipeJob, execute, global_context
-from pipeline.runner.lock import output_lock
+from pipeline.runner.lock import check_unheld, output_lock
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
@@ -213,6 +213,7 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
 
 def _clear_run(fs: Any, root: str) -> None:
     """Delete what a run writes (and only that) from the output directory."""
+    check_unheld(fs, f"{root}/stats")  # `curate stats` may be writing there
     for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, "stats", "stats.json", "report.md"):
         path = f"{root}/{name}"
         if fs.exists(path):

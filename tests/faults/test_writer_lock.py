@@ -167,6 +167,23 @@ def test_planted_lock_of_a_live_pid_is_respected(capsys, tmp_path, finished, com
     assert sorted(p.name for p in target.iterdir()) == [LOCK_NAME] or command == "run"
 
 
+@pytest.mark.timeout(120)
+def test_overwrite_keeps_stats_being_written(capsys, tmp_path, finished) -> None:
+    """`run --overwrite` clears the run's stats/ too, but not while `curate stats` writes it."""
+    config, out = finished
+    me = psutil.Process()
+    lock = _plant(out / "stats", me.pid, pid_started=me.create_time(), command="curate stats")
+    (out / "stats" / "partial.jsonl").write_text("{}\n")
+    before = _snapshot(out)
+    result = curate(capsys, "run", config, "--overwrite")
+    assert result.code == 2
+    assert f"{out}/stats is being written by curate stats (host " in result.err
+    assert _snapshot(out) == before
+    lock.unlink()
+    assert curate(capsys, "run", config, "--overwrite").code == 0
+    assert not (out / "stats").exists()
+
+
 @pytest.mark.timeout(60)
 def test_lock_of_another_host_names_the_file_to_delete(capsys, finished) -> None:
     config, out = finished
