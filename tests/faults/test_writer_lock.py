@@ -29,6 +29,20 @@ with output_lock(sys.argv[1], "curate run"):
 """
 
 
+def _hold(out: Path) -> subprocess.Popen[str]:
+    """Another process holding the lock of `out` until its stdin closes (prints `held`)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
@@ -72,16 +86,8 @@ def test_second_writer_and_overwrite_refused_while_another_process_holds_it(
 ) -> None:
     config, out = finished
     before = _snapshot(out)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(out)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    holder = _hold(out)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         for extra in ((), ("--overwrite",)):
             result = curate(capsys, "run", config, *extra)
             assert result.code == 2, result.err
@@ -110,15 +116,7 @@ def test_second_writer_and_overwrite_refused_while_another_process_holds_it(
 def test_holder_killed_leaves_a_lock_that_is_taken_over(capsys, caplog, finished) -> None:
     """kill -9 of the holder: its record stays on disk; the next writer takes it over."""
     config, out = finished
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(out)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder = _hold(out)
     holder.kill()
     holder.wait(timeout=30)
     assert json.loads((out / LOCK_NAME).read_text())["pid"] == holder.pid
