@@ -223,6 +223,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from pipeline.config import check_output_location
+    from pipeline.errors import ConfigError
     from pipeline.runner.lock import output_lock
     from pipeline.stats.compute import StatsOptions, compute_stats, default_output
     from pipeline.stats.inputs import resolve_input
@@ -247,6 +249,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
     )
     output = args.output or default_output(resolve_input(args.path, args.per_stage))
+    try:
+        check_output_location(output)
+    except ValueError as exc:
+        raise ConfigError(f"--output {output}: {exc}") from None
     with output_lock(output, "curate stats"):
         result = compute_stats(replace(opts, output=output))
         paths = write_outputs(result, output)

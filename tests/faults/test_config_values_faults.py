@@ -230,3 +230,10 @@ def test_non_persistent_output_is_refused(capsys, tmp_path, output, why) -> None
     assert "output.path" in result.err and why in result.err
     assert "nothing written there would persist" in result.err
     assert "done:" not in result.out and "Traceback" not in result.err
+
+
+@pytest.mark.timeout(60)
+def test_stats_to_memory_is_refused(capsys) -> None:
+    result = curate(capsys, "stats", WGET, "--output", "memory://stats", "--executor", "local")
+    assert result.code == 2
+    assert result.err.startswith("curate: error: --output memory://stats: memory:// is in-process")
