@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from pipeline import __version__
@@ -219,7 +221,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pipeline.config import check_output_location
+    from pipeline.errors import ConfigError
+    from pipeline.runner.lock import output_lock
     from pipeline.stats.compute import StatsOptions, compute_stats, default_output
+    from pipeline.stats.inputs import resolve_input
     from pipeline.stats.report import write_outputs
 
     opts = StatsOptions(
@@ -240,9 +248,14 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         hash_bits=args.hash_bits,
         plots=not args.no_plots,
     )
-    result = compute_stats(opts)
-    output = args.output or default_output(result.source)
-    paths = write_outputs(result, output)
+    output = args.output or default_output(resolve_input(args.path, args.per_stage))
+    try:
+        check_output_location(output)
+    except ValueError as exc:
+        raise ConfigError(f"--output {output}: {exc}") from None
+    with output_lock(output, "curate stats"):
+        result = compute_stats(replace(opts, output=output))
+        paths = write_outputs(result, output)
     tokens = int(result.totals["tokens"][0, -1, 0])
     docs = int(result.totals["documents"][-1, 0])
     print(
@@ -300,9 +313,19 @@ def _escape_unprintable_output() -> None:
             reconfigure(errors=ESCAPE_ERRORS)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (work kept, clean exit)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _escape_unprintable_output()
     args = _build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -335,9 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished units are kept
         print("curate: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 1
 
 

@@ -16,19 +16,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from pipeline import __version__
+from pipeline.config_model import ConfigModel
 from pipeline.errors import ConfigError
 from pipeline.io.options import InputConfig
 from pipeline.registry import STAGES, available_stages
 from pipeline.stages.base import StageConfig
 
 
-class OutputConfig(BaseModel):
+class OutputConfig(ConfigModel):
     """Where and how results are written."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str = Field(description="output directory (local path or fsspec URL)")
     keep_rejected: bool = False  # write removed documents to rejected/<stage>/ with a reason
@@ -37,11 +36,36 @@ class OutputConfig(BaseModel):
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     compression_level: int | None = Field(default=3, ge=1, le=22)
 
+    @field_validator("path")
+    @classmethod
+    def _persistent(cls, path: str) -> str:
+        check_output_location(path)
+        return path
 
-class RuntimeConfig(BaseModel):
+
+# fsspec protocols an output cannot live on: gone when the process ends (and each Ray worker
+# has its own), or read-only.
+_NOT_PERSISTENT = {"memory": "in-process memory, gone when the run ends"}
+_READ_ONLY = ("data", "http", "https", "github", "gist", "git", "reference", "libarchive", "tar")
+
+
+def check_output_location(path: str) -> None:
+    """ValueError when `path` names a place where output would not persist (memory://, a
+    read-only protocol); chained URLs (`a::b://...`) are checked link by link."""
+    for part in path.split("::"):
+        protocol = part.split("://", 1)[0].lower() if "://" in part else "file"
+        why = _NOT_PERSISTENT.get(protocol) or (
+            "a read-only filesystem" if protocol in _READ_ONLY else None
+        )
+        if why:
+            raise ValueError(
+                f"{protocol}:// is {why}: nothing written there would persist; "
+                "write to a local directory or a persistent store (e.g. s3://)"
+            )
+
+
+class RuntimeConfig(ConfigModel):
     """How the run executes; never changes what it produces (not part of the config hash)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     executor: Literal["ray", "local"] = "ray"
     ray_address: str | None = None  # None: $RAY_ADDRESS, else an embedded local Ray
@@ -133,17 +157,53 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def recipe_from_yaml(text: str, source: str = "<string>") -> Recipe:
     """Validate YAML text; errors name the key, its line and what is allowed."""
+    data, root = load_yaml(text, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a recipe is a mapping with keys input, output, stages")
+    return recipe_from_dict(data, source=source, yaml_root=root)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (YAML keeps the last one
+    silently: a second `stages:` would replace the recipe). Merge keys (`<<`) may still be
+    overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: the base constructor reports it
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {_SHORT.repr(key)} (lines {first.start_mark.line + 1} and "
+                    f"{key_node.start_mark.line + 1}); give each key once",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, Any]:
+    """(data, node tree) of YAML text, read safely with duplicate keys refused; ConfigError
+    naming the line on any problem."""
+    loader = UniqueKeyLoader(text)
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a recipe is a mapping with keys input, output, stages")
-    return recipe_from_dict(data, source=source, yaml_root=root)
+    finally:
+        loader.dispose()
+    return data, root
 
 
 def recipe_from_dict(data: dict[str, Any], source: str = "<dict>", yaml_root: Any = None) -> Recipe:

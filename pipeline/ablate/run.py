@@ -40,6 +40,7 @@ from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats
 from pipeline.runner.executors import execute, run_local
 from pipeline.runner.inputs import check_inputs
+from pipeline.runner.lock import output_lock
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.run import claim_output, remove_partial_files, run_recipe
 from pipeline.runner.unit import (
@@ -69,6 +70,12 @@ class AblationResult:
 
 def run_ablation(ablation: Ablation, overwrite: bool = False) -> AblationResult:
     """Run all variants of `ablation` and write the comparison report."""
+    with output_lock(ablation.output, "curate ablate"):
+        return _ablate_locked(ablation, overwrite)
+
+
+def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
+    """run_ablation's work, with the ablation directory's writer lock held."""
     from pipeline.ablate.report import write_comparison
 
     started = time.perf_counter()

@@ -23,38 +23,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from pipeline.config import Recipe, load_recipe, recipe_from_dict
+from pipeline.config import Recipe, load_recipe, load_yaml, recipe_from_dict
+from pipeline.config_model import ConfigModel
 from pipeline.errors import ConfigError
 from pipeline.runner.unit import stage_labels
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class VariantSpec(BaseModel):
+class VariantSpec(ConfigModel):
     """How one variant differs from the base recipe."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     set: dict[str, Any] = Field(default_factory=dict)
     remove: list[str] = Field(default_factory=list)
     add: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class OutputSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class OutputSpec(ConfigModel):
     path: str
     keep_rejected: bool | None = None  # None: as the base recipe says
     examples: int = Field(default=3, ge=0)  # differing documents shown per pair in the report
 
 
-class AblationSpec(BaseModel):
+class AblationSpec(ConfigModel):
     """The `curate ablate` file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = ""
     base: str
@@ -88,11 +82,10 @@ def load_ablation(
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read ablation {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    data, _ = load_yaml(text, str(path))
     if isinstance(data, dict):
         if input_paths:
             data["input"] = {**(data.get("input") or {}), "paths": input_paths}

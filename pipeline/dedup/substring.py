@@ -41,7 +41,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.dedup.workfiles import read_manifest, write_manifest
 from pipeline.io.shuffle import read_keyed, write_keyed
@@ -78,6 +78,17 @@ class SubstringDedupConfig(StageConfig):
     def min_bytes(self) -> int:
         """Bytes-mode span length L."""
         return max(1, round(self.min_tokens * self.bytes_per_token))
+
+    @model_validator(mode="after")
+    def _span_fits_a_group(self) -> SubstringDedupConfig:
+        """A bytes-mode span longer than a group could never match (and 1e300 would overflow
+        the suffix-array arithmetic after the whole map segment): refused here instead."""
+        if self.unit == "bytes" and self.min_tokens * self.bytes_per_token > self.max_group_bytes:
+            raise ValueError(
+                f"min_tokens x bytes_per_token = {self.min_tokens * self.bytes_per_token:.4g} "
+                f"bytes, longer than max_group_bytes ({self.max_group_bytes}): no span could match"
+            )
+        return self
 
 
 # --- suffix-array matching ---------------------------------------------------------------------

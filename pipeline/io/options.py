@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.config_model import ConfigModel
 
 InputFormat = Literal["auto", "warc", "wet", "jsonl", "parquet", "hf"]
 
 
-class InputConfig(BaseModel):
+class InputConfig(ConfigModel):
     """Input paths (local paths, globs or fsspec URLs) and per-format reading options."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     paths: list[str] = Field(default_factory=list, description="files, globs, directories or URLs")
     format: InputFormat = "auto"

@@ -9,8 +9,13 @@ so a retry cannot duplicate documents.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -92,7 +97,44 @@ def ensure_ray(address: str | None) -> None:
     }
     if address is None:
         kwargs["include_dashboard"] = False
-    ray.init(address=address, **kwargs)
+    with _keep_signal_handlers():
+        ray.init(address=address, **kwargs)
+    if address is None:
+        _start_reaper(ray.get_runtime_context().get_node_id())
+
+
+@contextlib.contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Restore this process's SIGTERM/SIGINT handlers after the block: ray.init replaces them
+    (SIGTERM would exit with native stack dumps instead of the CLI's `interrupted` message)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+_REAPERS: list[subprocess.Popen[bytes]] = []  # kept open: the pipe's EOF is the driver's exit
+
+
+def _start_reaper(node_id: str) -> None:
+    """Start pipeline/runner/ray_reaper.py for the embedded node this process started, so its
+    processes end with this one (a kill -9 included) instead of lingering for a minute."""
+    script = os.path.join(os.path.dirname(__file__), "ray_reaper.py")
+    _REAPERS.append(
+        subprocess.Popen(
+            [sys.executable, "-I", script, node_id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # no Ctrl-C from the terminal: it must outlive the driver
+        )
+    )
 
 
 def _worker_class() -> Any:
@@ -140,11 +182,33 @@ def run_ray(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[Unit
             ray.kill(actor)
 
 
+_CLAMP_WARNED: set[tuple[int, int]] = set()  # warn once per process, not once per segment
+
+
 def ray_workers(runtime: RuntimeConfig) -> int:
-    """Workers to use: runtime.num_workers, else one per CPU of the cluster."""
+    """Workers to use: runtime.num_workers, else one per CPU of the cluster.
+
+    Each worker is an actor holding one CPU: more than the cluster has could never be placed
+    and the run would wait forever, so the number is clamped to the cluster's CPUs (a warning).
+    """
     import ray
 
-    return runtime.num_workers or int(ray.cluster_resources().get("CPU", 1))
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cpus < 1:
+        raise CurateError(
+            "the Ray cluster has no CPU to place a worker on; add a node with CPUs or use "
+            "--executor local"
+        )
+    wanted = runtime.num_workers or cpus
+    if wanted > cpus and (wanted, cpus) not in _CLAMP_WARNED:
+        _CLAMP_WARNED.add((wanted, cpus))
+        log.warning(
+            "runtime.num_workers is %d but the Ray cluster has %d CPU(s); using %d workers",
+            wanted,
+            cpus,
+            cpus,
+        )
+    return min(wanted, cpus)
 
 
 def execute(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[UnitResult]:

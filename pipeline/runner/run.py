@@ -34,6 +34,7 @@ from pipeline.registry import stage_class
 from pipeline.runner.accounting import check_error_fractions, check_run, merge_segments, sum_units
 from pipeline.runner.executors import RecipeJob, execute, global_context
 from pipeline.runner.inputs import check_inputs
+from pipeline.runner.lock import check_unheld, output_lock
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
@@ -69,6 +70,12 @@ class RunResult:
 
 def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
     """Run a recipe to completion (resuming finished work) and return its totals."""
+    with output_lock(recipe.output.path, "curate run"):
+        return _run_locked(recipe, overwrite)
+
+
+def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
+    """run_recipe's work, with the output directory's writer lock held."""
     started = time.perf_counter()
     units = plan_units(recipe.input, exclude=(recipe.output.path,))
     check_plan(recipe, {u.format for u in units})
@@ -213,6 +220,7 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
 
 def _clear_run(fs: Any, root: str) -> None:
     """Delete what a run writes (and only that) from the output directory."""
+    check_unheld(fs, f"{root}/stats")  # `curate stats` may be writing there
     for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, "stats", "stats.json", "report.md"):
         path = f"{root}/{name}"
         if fs.exists(path):

@@ -13,16 +13,17 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from pipeline.config_model import ConfigModel
 from pipeline.schema import REASON
 from pipeline.stages.contract import Declared, StageKind
 
 
-class StageConfig(BaseModel):
+class StageConfig(ConfigModel):
     """Base of every stage's config. Subclasses declare `stage: Literal["name"]` and their keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
 
 class Stage(Declared, ABC):
