@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from pipeline.stages.base import Stage, StageConfig, reasons_from_checks
+from pipeline.stages.base import Stage, TextStageConfig, reasons_from_checks
 from pipeline.text.batch import (
     above,
     below,
@@ -48,7 +48,7 @@ BULLETS = ("•", "-")
 ELLIPSES = ("...", "…")
 
 
-class GopherQualityConfig(StageConfig):
+class GopherQualityConfig(TextStageConfig):
     """Thresholds from datatrove's GopherQualityFilter; `null` disables a rule."""
 
     stage: Literal["gopher_quality"] = "gopher_quality"
