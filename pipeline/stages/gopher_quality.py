@@ -121,7 +121,7 @@ class GopherQualityStage(Stage):
     """Gopher quality rules: word count, word length, symbols, bullets, letters, stop words."""
 
     config_cls = GopherQualityConfig
-    threshold_keys = frozenset(GopherQualityConfig.model_fields) - {"stage"}
+    threshold_keys = frozenset(GopherQualityConfig.model_fields) - {"stage", "max_chars"}
     score_columns: ClassVar[tuple[str, ...]] = tuple(PREFIX + m for m in MEASURES)
 
     config: GopherQualityConfig

@@ -228,9 +228,9 @@ def test_cpu_limit_raises_in_the_main_thread_only() -> None:
 
 
 def big_document(texts: list[str], chars: int) -> str:
-    """Real text repeated to about `chars` characters."""
-    joined = "\n".join(texts)
-    return (joined + "\n") * (chars // len(joined) + 1)
+    """Real text repeated to `chars` characters."""
+    joined = "\n".join(texts) + "\n"
+    return (joined * (chars // len(joined) + 1))[:chars]
 
 
 def test_stage_timeout_is_counted_and_the_run_goes_on(capsys, tmp_path, texts) -> None:
@@ -255,3 +255,50 @@ def test_stage_timeout_is_counted_and_the_run_goes_on(capsys, tmp_path, texts) -
     timed_out = rej.filter(pa.compute.equal(rej.column("reason"), "gopher_repetition_timeout"))
     assert timed_out.column("id").to_pylist() == ["big"]
     assert set(kept_ids(tmp_path / "a")) == set(kept_ids(tmp_path / "b")) - {"big"}
+
+
+def test_ablation_cache_keeps_the_kernels_reasons(tmp_path, texts) -> None:
+    """The ablation score cache stores why a document went unscored: a variant's
+    `<stage>_too_large` and `<stage>_timeout` counts equal those of the direct run."""
+    from pipeline.ablate.run import run_ablation
+    from pipeline.ablate.spec import load_ablation
+    from pipeline.runner.run import run_recipe
+
+    lines = records(texts, 30)
+    big = json.dumps({"id": "big", "url": URL, "text": big_document(texts, 4_000_000)})
+    slow = json.dumps({"id": "slow", "url": URL, "text": big_document(texts, 2_500_000)})
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join([*lines[:10], big, *lines[10:20], slow, *lines[20:]]) + "\n")
+    base = {
+        "input": {"paths": [str(path)]},
+        "output": {"path": "unused", "keep_rejected": True},
+        "runtime": {"executor": "local", "batch_size": 8, "stage_cpu_s_per_doc": 0.3},
+        "stages": [
+            {"stage": "gopher_repetition", "max_chars": 3_000_000},
+            {"stage": "gopher_quality"},
+        ],
+    }
+    (tmp_path / "base.yaml").write_text(json.dumps(base))
+    (tmp_path / "abl.yaml").write_text(
+        f"name: t\nbase: base.yaml\noutput:\n  path: {tmp_path / 'out'}\nvariants:\n"
+        "  a: {}\n  b: {set: {gopher_quality.min_doc_words: 80}}\n"
+    )
+    ablation = load_ablation(tmp_path / "abl.yaml")
+    result = run_ablation(ablation)
+    for name, recipe in ablation.variants.items():
+        direct = run_recipe(recipe.with_overrides(output={"path": str(tmp_path / name)})).stats
+        ours = result.variants[name]["stages"][0]["removed_by_reason"]
+        assert ours == direct["stages"][0]["removed_by_reason"], name
+        assert ours["gopher_repetition_too_large"] == 1
+        assert ours["gopher_repetition_timeout"] == 1
+
+
+def test_max_chars_is_never_a_threshold_key() -> None:
+    """max_chars decides what is scored, so an ablation must not re-apply it to stored scores."""
+    from pipeline.registry import available_stages
+
+    with_key = [c for c in available_stages().values() if "max_chars" in c.config_cls.model_fields]
+    assert len(with_key) >= 7
+    for cls in with_key:
+        if cls.config_cls.__mro__[1].__name__ == "TextStageConfig":
+            assert "max_chars" not in cls.threshold_keys, cls.name
