@@ -84,7 +84,7 @@ def over_max_chars(stage: Any, batch: pa.Table) -> np.ndarray:
 def cpu_budget(stage: Any, cpu_s: float | None) -> float | None:
     """The CPU limit per document for `stage`: none for a stage that enforces its own
     per-document `timeout_s` (extract's sandbox kills the page's process itself)."""
-    return None if getattr(stage.config, "timeout_s", None) is not None else cpu_s
+    return None if getattr(stage.config, "timeout_s", None) else cpu_s  # null or 0: in-process
 
 
 def score_isolated(stage: Any, batch: pa.Table, cpu_s: float | None = None) -> Scored:

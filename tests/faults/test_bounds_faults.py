@@ -302,3 +302,50 @@ def test_max_chars_is_never_a_threshold_key() -> None:
     for cls in with_key:
         if cls.config_cls.__mro__[1].__name__ == "TextStageConfig":
             assert "max_chars" not in cls.threshold_keys, cls.name
+
+
+def test_bounds_hold_in_ray_actors(tmp_path, texts, ray_session) -> None:
+    """On the Ray executor (actor methods run on the worker's main thread) the same input gives
+    the same counted outcome as locally: the bomb line `too_large`, the slow document
+    `gopher_repetition_timeout`, no actor lost."""
+    from pipeline.config import load_recipe
+    from pipeline.runner.run import run_recipe
+    from tests.faults.helpers import read_output
+
+    lines = records(texts, 20)
+    bomb = b'{"id": "bomb", "text": "' + b"a" * (64 << 20) + b'"}\n'
+    big = json.dumps({"id": "big", "url": URL, "text": big_document(texts, 4_000_000)})
+    src = tmp_path / "in"
+    src.mkdir()
+    body = ("\n".join(lines[:10]) + "\n").encode() + bomb + ("\n".join(lines[10:]) + "\n").encode()
+    (src / "a.jsonl.gz").write_bytes(gzip.compress(body, mtime=0))
+    (src / "b.jsonl").write_text(big + "\n" + "\n".join(lines) + "\n")
+    outcomes = {}
+    for executor in ("local", "ray"):
+        recipe = write_recipe(
+            tmp_path / f"{executor}.yaml",
+            [src],
+            tmp_path / executor,
+            [{"stage": "gopher_repetition"}],
+            input_options={"max_record_bytes": 8 << 20},
+            executor=executor,
+            stage_cpu_s_per_doc=0.3,
+        )
+        stats = run_recipe(load_recipe(recipe)).stats
+        assert_reconciles(stats)
+        outcomes[executor] = (stats["reader"]["skipped"], stats["stages"][0]["removed_by_reason"])
+    assert outcomes["ray"] == outcomes["local"]
+    skipped, reasons = outcomes["ray"]
+    assert skipped == {"too_large": 1} and reasons["gopher_repetition_timeout"] == 1
+    assert read_output(tmp_path / "ray").equals(read_output(tmp_path / "local"))
+
+
+def test_extract_keeps_its_own_limit() -> None:
+    """The sandboxed extractor enforces its own per-page `timeout_s`, so the kernel's CPU guard
+    leaves it alone; in-process extraction (`timeout_s` null or 0) gets the guard."""
+    from pipeline.stages.extract import ExtractConfig, ExtractStage
+
+    assert kernel.cpu_budget(ExtractStage(ExtractConfig()), 60.0) is None
+    for off in (None, 0):
+        assert kernel.cpu_budget(ExtractStage(ExtractConfig(timeout_s=off)), 60.0) == 60.0
+    assert kernel.cpu_budget(GopherQualityStage(GopherQualityConfig()), 60.0) == 60.0
