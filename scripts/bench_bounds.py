@@ -7,6 +7,7 @@ hostile document in the middle; every input is built in a temporary directory:
 
   baseline          the 20 real texts alone
   doc-10m           one 10,000,000-character document (the default max_chars): processed
+  docs-5x10m        five of them in one batch
   doc-100m          a 100 MB one-line document (input.max_record_bytes default: reader skip)
   doc-100m-raised   the same with input.max_record_bytes 1 GB: the stages' max_chars rejects it
   line-500m         a 500 MB JSONL line
@@ -51,20 +52,21 @@ def record(i: int, text: str) -> bytes:
     return json.dumps({"id": f"doc{i}", "url": URL, "text": text}).encode() + b"\n"
 
 
-def write_with_big_line(path: Path, texts: list[str], nbytes: int, filler: bytes | None) -> None:
-    """20 real records, then one record whose text is `nbytes` of real text (JSON-escaped, written
-    in pieces, never built whole) or of `filler`, then 20 more."""
-    piece = filler or json.dumps("\n".join(texts) + "\n")[1:-1].encode()
+def write_with_big_line(path: Path, texts: list[str], nbytes: int, copies: int = 1) -> None:
+    """20 real records, then `copies` records whose text is `nbytes` of real text (JSON-escaped,
+    written in pieces, never built whole), then 20 more."""
+    piece = json.dumps("\n".join(texts) + "\n")[1:-1].encode()
     with open(path, "wb") as f:
         for i, t in enumerate(texts[:20]):
             f.write(record(i, t))
-        f.write(b'{"id": "hostile", "url": "' + URL.encode() + b'", "text": "')
-        written = 0
-        while written < nbytes:
-            part = piece[: nbytes - written]
-            f.write(part)
-            written += len(part)
-        f.write(b'"}\n')
+        for c in range(copies):
+            f.write(b'{"id": "hostile%d", "url": "%s", "text": "' % (c, URL.encode()))
+            written = 0
+            while written < nbytes:
+                part = piece[: nbytes - written]
+                f.write(part)
+                written += len(part)
+            f.write(b'"}\n')
         for i, t in enumerate(texts[20:40], start=20):
             f.write(record(i, t))
 
@@ -91,10 +93,11 @@ def build(case: str, d: Path, texts: list[str], bomb_gib: float) -> tuple[Path, 
     options: dict[str, Any] = {}
     builders: dict[str, Callable[[], None]] = {
         "baseline": lambda: path.write_bytes(b"".join(record(i, t) for i, t in enumerate(texts))),
-        "doc-10m": lambda: write_with_big_line(path, texts, 9_900_000, None),
-        "doc-100m": lambda: write_with_big_line(path, texts, 100_000_000, None),
-        "doc-100m-raised": lambda: write_with_big_line(path, texts, 100_000_000, None),
-        "line-500m": lambda: write_with_big_line(path, texts, 500_000_000, None),
+        "doc-10m": lambda: write_with_big_line(path, texts, 9_900_000),
+        "docs-5x10m": lambda: write_with_big_line(path, texts, 9_900_000, copies=5),
+        "doc-100m": lambda: write_with_big_line(path, texts, 100_000_000),
+        "doc-100m-raised": lambda: write_with_big_line(path, texts, 100_000_000),
+        "line-500m": lambda: write_with_big_line(path, texts, 500_000_000),
         "gz-bomb": lambda: write_gz_bomb(src / "docs.jsonl.gz", texts, int(bomb_gib * 2**30)),
         "dev-zero": lambda: (src / "zero.jsonl").symlink_to("/dev/zero"),
     }
@@ -152,7 +155,16 @@ def run_case(case: str, texts: list[str], bomb_gib: float) -> dict[str, Any]:
         }
 
 
-CASES = ["baseline", "doc-10m", "doc-100m", "doc-100m-raised", "line-500m", "gz-bomb", "dev-zero"]
+CASES = [
+    "baseline",
+    "doc-10m",
+    "docs-5x10m",
+    "doc-100m",
+    "doc-100m-raised",
+    "line-500m",
+    "gz-bomb",
+    "dev-zero",
+]
 
 
 def main() -> int:
