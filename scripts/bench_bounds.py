@@ -12,7 +12,8 @@ hostile document in the middle; every input is built in a temporary directory:
   doc-100m-raised   the same with input.max_record_bytes 1 GB: the stages' max_chars rejects it
   line-500m         a 500 MB JSONL line
   gz-bomb           one 7 GiB line in a ~7 MB .jsonl.gz (--bomb-gib)
-  dev-zero          a .jsonl symlink to /dev/zero, input.max_file_bytes 1 GiB
+  dev-zero          a .jsonl symlink to /dev/zero, input.max_file_bytes 1 GiB (refused as not a
+                    regular file; the byte cap stops it where that check does not apply)
 
     python scripts/bench_bounds.py [--cases doc-100m,line-500m] [--bomb-gib 7] [--markdown]
 """
