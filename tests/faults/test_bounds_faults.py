@@ -173,6 +173,21 @@ def test_parquet_value_over_max_record_bytes(tmp_path, texts) -> None:
     assert table.column("id").to_pylist() == expected[:5] + expected[6:]
 
 
+def test_hf_dataset_value_over_max_record_bytes(tmp_path, texts) -> None:
+    """A save_to_disk dataset row whose text is over the limit: `too_large`, the rest read."""
+    datasets = pytest.importorskip("datasets")
+    from pipeline.io.hf import HFReader
+
+    rows = [*texts[:4], " ".join(texts), *texts[4:8]]
+    datasets.Dataset.from_dict({"text": rows}).save_to_disk(str(tmp_path / "ds"))
+    cfg = InputConfig(paths=[str(tmp_path / "ds")], max_record_bytes=200_000)
+    stats = ReaderStats()
+    unit = InputUnit(0, str(tmp_path / "ds"), "hf")
+    table = pa.concat_tables(HFReader(cfg).read(unit, stats, 4))
+    assert stats.skipped == {"too_large": 1} and stats.balanced()
+    assert table.column("text").to_pylist() == texts[:8]
+
+
 # --- stages: max_chars and the CPU guard ------------------------------------------------------
 
 
