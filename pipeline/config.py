@@ -76,6 +76,11 @@ class RuntimeConfig(ConfigModel):
     # A stage whose `<stage>_error` rejections exceed this share of its input fails the run
     # (after accounting, naming the first error): a broken extractor is not a filter.
     max_error_fraction: float = Field(default=0.01, ge=0, le=1, allow_inf_nan=False)
+    # CPU seconds a map stage may spend on one document (a batch gets as much, then each of its
+    # documents alone): an overrun is rejected as `<stage>_timeout`. null: no limit. A safety net
+    # that changes the output only for the documents it stops; a stage with its own per-document
+    # `timeout_s` (extract) keeps that limit instead.
+    stage_cpu_s_per_doc: float | None = Field(default=60.0, gt=0, le=86_400, allow_inf_nan=False)
 
 
 @cache

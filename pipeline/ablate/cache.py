@@ -10,8 +10,10 @@ it.
 
 A node's table holds every document of a unit ("score everything, decide later"): documents are
 never dropped while scoring, so a variant re-applies its own `keep()` thresholds to the stored
-columns. Extra columns: `__failed_at` (the level whose `score` raised on the document) and
-`__bytes_<level>` (payload bytes after each level, for the per-stage byte accounting).
+columns. Extra columns: `__failed_at` (the level whose `score` raised on the document, or that
+left it unscored: `max_chars`, CPU limit), `__failed_reason` (that rejection's reason, null for
+`<stage>_error`) and `__bytes_<level>` (payload bytes after each level, for the per-stage byte
+accounting).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from pipeline.runner.unit import plan_segments
 from pipeline.stages.base import Stage, StageConfig
 
 FAILED = "__failed_at"
+FAILED_REASON = "__failed_reason"
+# Bumped when the cached tables change shape (2: __failed_reason), so old caches are not read.
+CACHE_FORMAT = 2
 
 
 def bytes_col(level: int) -> str:
@@ -67,7 +72,9 @@ class Node:
 
 def root_key(recipe: Recipe) -> str:
     """Key of the reader level: how the input is read."""
-    blob = json.dumps({"input": recipe.input.model_dump(mode="json"), "v": __version__})
+    blob = json.dumps(
+        {"input": recipe.input.model_dump(mode="json"), "v": __version__, "format": CACHE_FORMAT}
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -143,10 +150,11 @@ class MaterializeJob:
                 batches, reader = _cached_batches(fs, root, node.parent, unit)
             writer = ShardWriter(fs, _table_path(root, node.key, unit))
             stage = self._stages[node.key]
+            cpu_s = recipe.runtime.stage_cpu_s_per_doc
             errors: list[str] = []
             try:
                 for batch in batches:
-                    writer.write(score_all(stage, batch, node.level, errors))
+                    writer.write(score_all(stage, batch, node.level, errors, cpu_s))
                     errors += [e for e in [stage.take_error()] if e and not errors]
                 rows = writer.close()
             except BaseException:
@@ -172,17 +180,24 @@ def _with_level0(batch: pa.Table) -> pa.Table:
     """Reader batch + the internal columns of level 0."""
     n = batch.num_rows
     batch = batch.append_column(FAILED, pa.nulls(n, pa.int16()))
+    batch = batch.append_column(FAILED_REASON, pa.nulls(n, pa.string()))
     return batch.append_column(bytes_col(0), payload_lengths(batch))
 
 
 def score_all(
-    stage: Stage, batch: pa.Table, level: int, stage_errors: list[str] | None = None
+    stage: Stage,
+    batch: pa.Table,
+    level: int,
+    stage_errors: list[str] | None = None,
+    cpu_s: float | None = None,
 ) -> pa.Table:
-    """Score every live row of `batch` with `stage`, keeping row order.
+    """Score every live row of `batch` with `stage` (CPU limit `cpu_s` per document), keeping
+    row order.
 
     Rows that failed at an earlier level pass through (projected onto the scored columns); rows
-    on which `score` raises are marked failed at `level` and pass through the same way; the
-    first failure's message goes to `stage_errors` when given and still empty.
+    the kernel could not score (`score` raised, too long, out of CPU time) are marked failed at
+    `level` with their reason and pass through the same way; the first failure's message goes to
+    `stage_errors` when given and still empty.
     """
     if batch.num_rows == 0:
         return batch.append_column(bytes_col(level), pa.array([], pa.int64()))
@@ -193,11 +208,13 @@ def score_all(
     live = batch.take(pa.array(live_idx, pa.int64())).drop_columns(internal)
     parts: list[tuple[np.ndarray, pa.Table]] = []
     newly_failed: list[int] = []
+    why: dict[int, str | None] = {}
     if len(live_idx):  # the run's kernel: a document that breaks the stage is isolated
-        scored = kernel.score_isolated(stage, live)
+        scored = kernel.score_isolated(stage, live, cpu_s)
         if scored.table is not None:
             parts.append((live_idx[scored.ok], scored.table))
         newly_failed = [int(i) for i in live_idx[scored.failed]]
+        why = dict(zip(newly_failed, scored.failed_reasons or [], strict=False))
         if scored.first_error and stage_errors is not None and not stage_errors:
             stage_errors.append(scored.first_error)
     pieces, order = [], []
@@ -213,6 +230,15 @@ def score_all(
         marks = dead.column(FAILED).to_numpy(zero_copy_only=False)
         marks = np.where(np.isin(dead_idx, newly_failed), level, marks).astype(np.int16)
         dead = dead.set_column(dead.schema.get_field_index(FAILED), FAILED, pa.array(marks))
+        reasons = [
+            why.get(int(i), r)
+            for i, r in zip(dead_idx, dead.column(FAILED_REASON).to_pylist(), strict=True)
+        ]
+        dead = dead.set_column(
+            dead.schema.get_field_index(FAILED_REASON),
+            FAILED_REASON,
+            pa.array(reasons, pa.string()),
+        )
         if pieces:  # only the columns the stage's output has
             dead = dead.select([c for c in dead.column_names if c in pieces[0].column_names])
         pieces.append(dead)

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from pipeline.ablate.cache import (
     FAILED,
+    FAILED_REASON,
     INTERNAL_PREFIX,
     MaterializeJob,
     Node,
@@ -220,6 +221,7 @@ class RethresholdJob:
                     np.flatnonzero(~broke),
                     np.flatnonzero(broke),
                     None,
+                    leaf.column(FAILED_REASON).take(pa.array(idx[broke])).to_pylist(),
                 )
                 reasons, first = kernel.decide(stage, scored, len(idx))
                 rejected = np.array([r is not None for r in reasons], dtype=bool)

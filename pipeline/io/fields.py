@@ -5,10 +5,11 @@
 `metadata` as a JSON object string ("{}" when there are none). A missing id becomes a stable
 `xxh:<128-bit hex>` hash of (source path, position), position being the 1-based line number
 (JSONL) or the 0-based row number (Parquet, HF). A record whose text is missing, null or not a
-string is skipped as `missing_text`; a record whose fields cannot be mapped at all (a timestamp
-past year 9999, nesting too deep to store as metadata) as `bad_record`; an empty or whitespace
-text is still a document, so the stages reject it with a reason and it shows up in their
-statistics.
+string is skipped as `missing_text`, one whose text is over input.max_record_bytes (UTF-8) as
+`too_large` (JSONL lines are capped as a whole by the reader); a record whose fields cannot be
+mapped at all (a timestamp past year 9999, nesting too deep to store as metadata) as
+`bad_record`; an empty or whitespace text is still a document, so the stages reject it with a
+reason and it shows up in their statistics.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class FieldMap:
         self.id = cfg.id_field
         self.url = cfg.url_field
         self.reserved = {self.text, self.id, self.url, FETCH_DATE}
+        self.max_bytes = cfg.max_record_bytes
 
     def from_record(self, obj: dict[str, Any], source: str, position: int) -> tuple | None:
         """A TEXT_SCHEMA row for one JSON object; None when it has no usable text."""
@@ -99,8 +101,10 @@ class FieldMap:
     ) -> pa.Table:
         """TEXT_SCHEMA table for a batch whose row 0 is row `offset` of the unit; counts all rows.
 
-        A batch that cannot be converted (a value Python cannot hold, such as a timestamp past
-        year 9999) is converted row by row: the rows that fail are `bad_record`, the rest read.
+        Rows without a text are `missing_text`, rows whose text is over `max_record_bytes` are
+        `too_large`; both are dropped before anything else of the row is converted. A batch that
+        cannot be converted (a value Python cannot hold, such as a timestamp past year 9999) is
+        converted row by row: the rows that fail are `bad_record`, the rest read.
         """
         try:
             return self._from_arrow(table, source, offset, stats)
@@ -118,15 +122,27 @@ class FieldMap:
         self, table: pa.Table | pa.RecordBatch, source: str, offset: int, stats: ReaderStats
     ) -> pa.Table:
         """from_arrow for a batch that converts whole; counts its rows only when it does."""
-        names = table.schema.names
         n = table.num_rows
         text = _string_array(table.column(self.text))
-        keep = text.is_valid()
+        sizes = pc.binary_length(text)
+        too_large = pc.fill_null(pc.greater(sizes, self.max_bytes), False)
+        keep = pc.and_(text.is_valid(), pc.invert(too_large))
+        n_missing = text.null_count
+        n_large = pc.sum(too_large).as_py() or 0
+        positions = range(n)
+        if text.null_count or n_large:
+            positions = pc.indices_nonzero(keep).to_pylist()
+            table, text = table.filter(keep), text.filter(keep)
+        names = table.schema.names
+        n = table.num_rows
         if self.id in names:
             ids = _string_array(table.column(self.id)).to_pylist()
-            ids = [v if v else fallback_id(source, offset + i) for i, v in enumerate(ids)]
+            ids = [
+                v if v else fallback_id(source, offset + i)
+                for i, v in zip(positions, ids, strict=True)
+            ]
         else:
-            ids = [fallback_id(source, offset + i) for i in range(n)]
+            ids = [fallback_id(source, offset + i) for i in positions]
         urls = (
             _string_array(table.column(self.url)) if self.url in names else pa.nulls(n, pa.string())
         )
@@ -153,11 +169,11 @@ class FieldMap:
             ],
             schema=TEXT_SCHEMA,
         )
-        kept = out.filter(keep) if text.null_count else out
-        missing = n - kept.num_rows
-        if missing:
-            stats.skip("missing_text", missing)
-        stats.records += kept.num_rows
-        stats.documents += kept.num_rows
-        stats.bytes_read += pc.sum(pc.binary_length(kept.column("text"))).as_py() or 0
-        return kept
+        if n_missing:
+            stats.skip("missing_text", n_missing)
+        if n_large:
+            stats.skip("too_large", n_large)
+        stats.records += n
+        stats.documents += n
+        stats.bytes_read += pc.sum(pc.binary_length(text)).as_py() or 0
+        return out

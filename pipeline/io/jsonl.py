@@ -3,7 +3,9 @@
 Skip reasons: `bad_json` (a line that is not a JSON object: invalid JSON or UTF-8, nesting too
 deep to decode, too big to hold), `missing_text` (no string text field; see pipeline.io.fields
 for the field mapping), `bad_record` (an object whose other fields cannot be mapped, e.g. nested
-too deep to store as metadata), `unreadable_file` (cannot open, not a regular file, or the
+too deep to store as metadata), `too_large` (a line over input.max_record_bytes, read through in
+chunks, never held whole), `file_too_large` (the rest of a file past input.max_file_bytes after
+decompression, counted once), `unreadable_file` (cannot open, not a regular file, or the
 compressed stream breaks; counted once with a message in stats.errors). Blank lines are not
 records and are not counted; every failing line is counted and reading goes on with the next one.
 """
@@ -17,6 +19,7 @@ import pyarrow as pa
 
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.batch import BatchBuilder, add_error
+from pipeline.io.bounded import FileTooLarge, bounded_lines, capped
 from pipeline.io.fields import RECORD_ERRORS, FieldReader
 from pipeline.io.pathnames import display_path
 from pipeline.io.sources import decompressing, open_binary
@@ -39,10 +42,13 @@ class JsonlReader(FieldReader):
             add_error(stats.errors, f"{source}: cannot open: {e}")
             return
         lineno = 0
-        with raw, decompressing(raw, source) as stream:
+        with raw, capped(decompressing(raw, source), self.cfg.max_file_bytes) as stream:
             try:
-                for line in stream:
+                for line in bounded_lines(stream, self.cfg.max_record_bytes):
                     lineno += 1
+                    if line is None:
+                        stats.skip("too_large")
+                        continue
                     if not line.strip():
                         continue
                     try:
@@ -66,6 +72,9 @@ class JsonlReader(FieldReader):
                     stats.emit(len(line))
                     if builder.add(row, len(text)):
                         yield builder.flush()
+            except FileTooLarge as e:
+                stats.skip("file_too_large")
+                add_error(stats.errors, f"{source}: after line {lineno}: {e}")
             except Exception as e:  # truncated / corrupt compressed stream
                 stats.skip("unreadable_file")
                 add_error(stats.errors, f"{source}: stream broken after line {lineno}: {e}")

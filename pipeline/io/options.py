@@ -20,8 +20,12 @@ class InputConfig(ConfigModel):
     text_field: str = "text"
     id_field: str = "id"
     url_field: str = "url"
-    # WARC: bodies larger than this are skipped as `too_large` (bytes, after decompression).
+    # One record's bound (bytes, after decompression), skipped as `too_large` above it: a WARC
+    # body, a JSONL line (read in chunks, never held whole), a Parquet / HF text value.
     max_record_bytes: int = Field(default=10_000_000, gt=0)
+    # JSONL: bytes read from one file after decompression (a decompression bomb, /dev/zero);
+    # reading stops there and the rest of the file counts as one `file_too_large`.
+    max_file_bytes: int = Field(default=64 * 2**30, gt=0)
     # WARC: HTTP status codes whose responses are kept; others are skipped as `http_status`.
     keep_http_status: list[int] = Field(default_factory=lambda: [200])
     # fsspec protocols the user allows besides local files (e.g. ["s3", "https"]).

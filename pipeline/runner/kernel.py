@@ -5,7 +5,10 @@ variants (ablate/run.py) all apply stages through these functions, so a document
 stage is treated, named and counted the same way everywhere:
 
 - `score_isolated`: a stage's `score` on a batch; when the batch raises, row by row, so one bad
-  document becomes a `<stage>_error` rejection instead of sinking the batch.
+  document becomes a `<stage>_error` rejection instead of sinking the batch. Work per document
+  is bounded here too: a text longer than the stage's `max_chars` is `<stage>_too_large` without
+  being scored, and `score` runs under a CPU-time limit (runtime.stage_cpu_s_per_doc, per batch,
+  then per document when the batch runs out) whose overrun is `<stage>_timeout`.
 - `decide`: the stage's `keep` on scored rows (isolated the same way), plus the error reasons.
 - `account`: a stage's StageStats from what it saw and what it decided.
 - `run_stage`: the three together for a map stage over one batch (the run's loop).
@@ -24,6 +27,7 @@ import pyarrow.compute as pc
 
 from pipeline.errors import AccountingError
 from pipeline.runner.accounting import StageStats
+from pipeline.runner.guard import CpuTimeout, cpu_limit
 from pipeline.schema import HTML, REASON, TEXT
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,16 @@ MAX_ERROR_TEXT = 500
 def error_reason(stage: Any) -> str:
     """The rejection reason of a document the stage failed on."""
     return f"{stage.name}_error"
+
+
+def too_large_reason(stage: Any) -> str:
+    """The rejection reason of a document longer than the stage's `max_chars`."""
+    return f"{stage.name}_too_large"
+
+
+def timeout_reason(stage: Any) -> str:
+    """The rejection reason of a document that used up the per-document CPU time."""
+    return f"{stage.name}_timeout"
 
 
 def error_text(exc: BaseException) -> str:
@@ -47,41 +61,90 @@ class Scored:
 
     table: pa.Table | None  # scored rows, input order (None when every row failed)
     ok: np.ndarray  # positions in the input batch of the rows of `table`
-    failed: np.ndarray  # positions of rows on which score raised
+    failed: np.ndarray  # positions of rows on which score raised (ascending)
     first_error: str | None
+    # The reason of each failed row (aligned with `failed`); None or absent: `<stage>_error`.
+    failed_reasons: list[str | None] | None = None
 
 
 def _take(batch: pa.Table, idx: np.ndarray) -> pa.Table:
     return batch.take(pa.array(idx, pa.int64()))
 
 
-def score_isolated(stage: Any, batch: pa.Table) -> Scored:
-    """`stage.score(batch)`; if it raises, each row alone, recording the ones that fail."""
+def over_max_chars(stage: Any, batch: pa.Table) -> np.ndarray:
+    """Positions of the rows whose text is longer than the stage's `max_chars` (none for a
+    stage without that key)."""
+    limit = getattr(stage.config, "max_chars", None)
+    if limit is None or TEXT not in batch.column_names or batch.num_rows == 0:
+        return np.zeros(0, np.int64)
+    lengths = pc.utf8_length(batch.column(TEXT)).fill_null(0)
+    return np.flatnonzero(pc.greater(lengths, limit).to_numpy(zero_copy_only=False))
+
+
+def cpu_budget(stage: Any, cpu_s: float | None) -> float | None:
+    """The CPU limit per document for `stage`: none for a stage that enforces its own
+    per-document `timeout_s` (extract's sandbox kills the page's process itself)."""
+    return None if getattr(stage.config, "timeout_s", None) else cpu_s  # null or 0: in-process
+
+
+def score_isolated(stage: Any, batch: pa.Table, cpu_s: float | None = None) -> Scored:
+    """`stage.score(batch)` on the rows within `max_chars`, under a CPU limit of `cpu_s`; if it
+    raises or runs out, each row alone under `cpu_s`, recording the ones that fail and why."""
     n = batch.num_rows
+    big = over_max_chars(stage, batch)
+    todo = np.setdiff1d(np.arange(n), big) if len(big) else np.arange(n)
+    failures = {int(i): too_large_reason(stage) for i in big}
+    limit = cpu_budget(stage, cpu_s)
+    if len(todo) == 0:
+        return _scored([], [], failures, None)
     try:
-        table = stage.score(batch)
+        with cpu_limit(limit):
+            table = stage.score(_take(batch, todo) if len(big) else batch)
+    except CpuTimeout:
+        log.warning("stage %s ran out of CPU time on a batch; isolating documents", stage.name)
     except Exception as exc:  # noqa: BLE001 - isolate, count and continue
         log.warning("stage %s failed on a batch (%s); isolating documents", stage.name, exc)
     else:
-        if table.num_rows != n:  # a stage that drops rows itself would lose them silently
-            raise AccountingError(f"{stage.name}: score returned {table.num_rows} rows for {n}")
-        return Scored(table, np.arange(n), np.zeros(0, np.int64), None)
-    parts, ok, failed = [], [], []
+        if table.num_rows != len(todo):  # a stage that drops rows itself would lose them
+            raise AccountingError(
+                f"{stage.name}: score returned {table.num_rows} rows for {len(todo)}"
+            )
+        failed, reasons = _failed(failures)
+        return Scored(table, todo, failed, None, reasons)
+    parts, ok = [], []
     first: str | None = None
-    for i in range(n):
+    for i in todo.tolist():
         try:
-            part = stage.score(batch.slice(i, 1))
+            with cpu_limit(limit):
+                part = stage.score(batch.slice(i, 1))
+        except CpuTimeout:
+            log.warning("stage %s: a document used more than %s CPU s", stage.name, limit)
+            failures[i] = timeout_reason(stage)
+            continue
         except Exception as exc:  # noqa: BLE001
             log.warning("stage %s could not process a document: %s", stage.name, exc)
             first = first or error_text(exc)
-            failed.append(i)
+            failures[i] = None
             continue
         if part.num_rows != 1:
             raise AccountingError(f"{stage.name}: score returned {part.num_rows} rows for 1")
         parts.append(part)
         ok.append(i)
+    return _scored(parts, ok, failures, first)
+
+
+def _failed(failures: dict[int, str | None]) -> tuple[np.ndarray, list[str | None]]:
+    """(ascending failed positions, their reasons) from position -> reason."""
+    order = sorted(failures)
+    return np.array(order, np.int64), [failures[i] for i in order]
+
+
+def _scored(
+    parts: list[pa.Table], ok: list[int], failures: dict[int, str | None], first: str | None
+) -> Scored:
     table = pa.concat_tables(parts, promote_options="permissive") if parts else None
-    return Scored(table, np.array(ok, np.int64), np.array(failed, np.int64), first)
+    failed, reasons = _failed(failures)
+    return Scored(table, np.array(ok, np.int64), failed, first, reasons)
 
 
 def keep_isolated(stage: Any, table: pa.Table) -> tuple[list[str | None], str | None]:
@@ -109,7 +172,8 @@ def decide(stage: Any, scored: Scored, n: int) -> tuple[np.ndarray, str | None]:
     reasons = np.full(n, None, dtype=object)
     first = scored.first_error
     if len(scored.failed):
-        reasons[scored.failed] = error_reason(stage)
+        given = scored.failed_reasons or [None] * len(scored.failed)
+        reasons[scored.failed] = np.array([r or error_reason(stage) for r in given], object)
     if scored.table is not None and len(scored.ok):
         decided, keep_error = keep_isolated(stage, scored.table)
         reasons[scored.ok] = np.array(decided, dtype=object)
@@ -178,10 +242,12 @@ def split(batch: pa.Table, scored: Scored, reasons: np.ndarray) -> tuple[pa.Tabl
     return kept, rejected.append_column(REASON, pa.array(list(reasons[positions]), pa.string()))
 
 
-def run_stage(stage: Any, batch: pa.Table, stats: StageStats) -> tuple[pa.Table, pa.Table]:
-    """Apply a map stage to a batch: timed, isolated, decided, counted."""
+def run_stage(
+    stage: Any, batch: pa.Table, stats: StageStats, cpu_s: float | None = None
+) -> tuple[pa.Table, pa.Table]:
+    """Apply a map stage to a batch: bounded, timed, isolated, decided, counted."""
     wall0, cpu0 = time.perf_counter(), time.process_time() + stage.helper_cpu_s()
-    scored = score_isolated(stage, batch)
+    scored = score_isolated(stage, batch, cpu_s)
     reasons, first = decide(stage, scored, batch.num_rows)
     kept, rejected = split(batch, scored, reasons)
     account(stats, reasons, payload_bytes(batch), payload_bytes(kept), first)

@@ -218,11 +218,12 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
                 unit, reader_stats, recipe.runtime.batch_size
             )
             map_stats = stats
+        cpu_s = recipe.runtime.stage_cpu_s_per_doc
         for batch in batches:
             for pos, st in zip(segment.map_stages, map_stats, strict=True):
                 if batch.num_rows == 0:
                     break
-                batch, rejected = kernel.run_stage(chain.stages[pos], batch, st)  # type: ignore[arg-type]
+                batch, rejected = kernel.run_stage(chain.stages[pos], batch, st, cpu_s)
                 outputs.reject(st.name, rejected)
             outputs.keep(batch)
         if reader_stats is not None and (problem := reader_stats.config_problem(unit.path)):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from pipeline.config_model import ConfigModel
 from pipeline.schema import REASON
@@ -24,6 +24,14 @@ class StageConfig(ConfigModel):
     """Base of every stage's config. Subclasses declare `stage: Literal["name"]` and their keys."""
 
     model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class TextStageConfig(StageConfig):
+    """Base of the configs of stages that measure `text`: the runner's kernel rejects a document
+    longer than `max_chars` as `<stage>_too_large` before `score`, bounding time and memory."""
+
+    # Documents with more characters than this are rejected as `<stage>_too_large` unscored.
+    max_chars: int = Field(default=10_000_000, gt=0)
 
 
 class Stage(Declared, ABC):

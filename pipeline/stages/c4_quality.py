@@ -21,7 +21,13 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.schema import TEXT
-from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
+from pipeline.stages.base import (
+    Stage,
+    StageConfig,
+    TextStageConfig,
+    column_as_list,
+    reasons_from_checks,
+)
 from pipeline.text import base_lang, is_spaced, non_symbol_words, split_words
 from pipeline.text.batch import columns_from_rows, texts_and_langs, with_columns
 
@@ -167,7 +173,7 @@ def badwords_pattern(lang: str, allow: tuple[str, ...] = ()) -> re.Pattern[str] 
     return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
 
 
-class C4QualityConfig(StageConfig):
+class C4QualityConfig(TextStageConfig):
     """Line rules (score keys: they shape the rewritten text) and document thresholds."""
 
     stage: Literal["c4_quality"] = "c4_quality"
@@ -315,7 +321,7 @@ class C4QualityStage(Stage):
         return reasons_from_checks(batch.num_rows, checks)
 
 
-class C4ParagraphConfig(StageConfig):
+class C4ParagraphConfig(TextStageConfig):
     """mC4's paragraph rule: at least `min_paragraphs` lines of `min_paragraph_len` characters."""
 
     stage: Literal["c4_paragraph"] = "c4_paragraph"

@@ -25,7 +25,7 @@ import pyarrow as pa
 import regex
 from pydantic import Field
 
-from pipeline.stages.base import Stage, StageConfig, reasons_from_checks
+from pipeline.stages.base import Stage, TextStageConfig, reasons_from_checks
 from pipeline.text.batch import (
     above,
     below,
@@ -41,7 +41,7 @@ _SENTENCE_TERMINAL = regex.compile(r"\p{Sentence_Terminal}")
 _ASCII_CLOSERS = frozenset("\"')]}")
 
 
-class FineWebQualityConfig(StageConfig):
+class FineWebQualityConfig(TextStageConfig):
     """`short_line_length` shapes a score; the rest are thresholds (`null` disables a rule)."""
 
     stage: Literal["fineweb_quality"] = "fineweb_quality"

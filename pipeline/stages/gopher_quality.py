@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from pipeline.stages.base import Stage, StageConfig, reasons_from_checks
+from pipeline.stages.base import Stage, TextStageConfig, reasons_from_checks
 from pipeline.text.batch import (
     above,
     below,
@@ -48,7 +48,7 @@ BULLETS = ("•", "-")
 ELLIPSES = ("...", "…")
 
 
-class GopherQualityConfig(StageConfig):
+class GopherQualityConfig(TextStageConfig):
     """Thresholds from datatrove's GopherQualityFilter; `null` disables a rule."""
 
     stage: Literal["gopher_quality"] = "gopher_quality"
@@ -121,7 +121,7 @@ class GopherQualityStage(Stage):
     """Gopher quality rules: word count, word length, symbols, bullets, letters, stop words."""
 
     config_cls = GopherQualityConfig
-    threshold_keys = frozenset(GopherQualityConfig.model_fields) - {"stage"}
+    threshold_keys = frozenset(GopherQualityConfig.model_fields) - {"stage", "max_chars"}
     score_columns: ClassVar[tuple[str, ...]] = tuple(PREFIX + m for m in MEASURES)
 
     config: GopherQualityConfig

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.stages.base import Stage, StageConfig, reasons_from_checks
+from pipeline.stages.base import Stage, TextStageConfig, reasons_from_checks
 from pipeline.text.batch import above, numeric_column, texts_and_langs, with_columns
 from pipeline.text.words import split_lines, split_paragraphs, split_words_spacing
 
@@ -43,7 +43,7 @@ PREFIX = "gopher_rep_"
 Frac = float | None
 
 
-class GopherRepetitionConfig(StageConfig):
+class GopherRepetitionConfig(TextStageConfig):
     """Thresholds (all `drop if >`); `null` disables a rule."""
 
     stage: Literal["gopher_repetition"] = "gopher_repetition"

@@ -22,7 +22,13 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.schema import LANG, LANG_SCORE, TEXT
-from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
+from pipeline.stages.base import (
+    Stage,
+    StageConfig,
+    TextStageConfig,
+    column_as_list,
+    reasons_from_checks,
+)
 
 # The 176 labels of lid.176 (ISO 639-1 where one exists, else 639-2/3 or Wikipedia codes).
 _LID176_TEXT = """af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce
@@ -64,7 +70,7 @@ def normalize_code(code: str) -> str:
     return LANG_ALIASES.get(code, code)
 
 
-class LangIdConfig(StageConfig):
+class LangIdConfig(TextStageConfig):
     """Allowed languages and the top-1 probability threshold (both threshold keys)."""
 
     stage: Literal["langid"] = "langid"

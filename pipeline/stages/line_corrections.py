@@ -18,7 +18,13 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.schema import LANG, TEXT
-from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
+from pipeline.stages.base import (
+    Stage,
+    StageConfig,
+    TextStageConfig,
+    column_as_list,
+    reasons_from_checks,
+)
 from pipeline.text import is_punctuation_token, split_words
 
 # ALGORITHMS.md T.5, matched against the lowercased line.
@@ -91,7 +97,7 @@ def cap_newlines(text: str, max_consecutive: int) -> str:
     return re.sub(rf"\n{{{max_consecutive + 1},}}", "\n" * max_consecutive, text)
 
 
-class LineCorrectionsConfig(StageConfig):
+class LineCorrectionsConfig(TextStageConfig):
     """Every correction is switchable (None or empty disables it); defaults are RefinedWeb's."""
 
     stage: Literal["line_corrections"] = "line_corrections"
