@@ -201,6 +201,8 @@ def test_timeout_cuts_runaway_page_and_continues(
 ) -> None:
     stage = ExtractStage(ExtractConfig(backend=backend, timeout_s=limit, max_html_bytes=None))
     stage.setup()
+    assert stage.sandbox is not None
+    stage.sandbox.wall_factor = 1e4  # however loaded the machine, the CPU limit acts first
     try:
         scored = stage.score(html_batch([ARTICLE, page(), ARTICLE, ARTICLE]))
         reasons = stage.keep(scored).to_pylist()
@@ -242,10 +244,10 @@ def _sleepy(seconds: float) -> Callable[[str], str]:
 
 
 def test_sandbox_timeout_error_and_crash_then_continue() -> None:
-    """`spin` uses CPU past the limit (SIGPROF ends the child); `sleep` uses none and is stopped
-    by the wall-clock backstop (10 x 0.1 s); `exit` is a crash, `raise` an error."""
-    items = [("a",), ("spin",), ("b",), ("raise",), ("c",), ("exit",), ("d",), ("sleep",)]
-    with Sandbox(_sleepy, (60.0,), timeout_s=0.1) as box:
+    """`spin` uses CPU past the limit: SIGPROF ends the child (the wall-clock backstop is set
+    out of reach); `exit` is a crash, `raise` an error."""
+    items = [("a",), ("spin",), ("b",), ("raise",), ("c",), ("exit",), ("d",)]
+    with Sandbox(_sleepy, (60.0,), timeout_s=0.1, wall_factor=1e4) as box:
         results = box.map(items, sizes=[1] * len(items))
         stats = box.stats
     assert results == [
@@ -256,17 +258,25 @@ def test_sandbox_timeout_error_and_crash_then_continue() -> None:
         (OK, "C"),
         (CRASH, None),
         (OK, "D"),
-        (TIMEOUT, None),
     ]
-    assert (stats.timeouts, stats.crashes, stats.errors, stats.starts) == (2, 1, 1, 3)
-    assert stats.wall_timeouts == 1
+    assert (stats.timeouts, stats.crashes, stats.errors, stats.starts) == (1, 1, 1, 3)
+    assert stats.wall_timeouts == 0
+
+
+def test_sandbox_wall_clock_backstop_stops_an_item_that_uses_no_cpu() -> None:
+    """`sleep` never reaches the CPU limit; the backstop (here 5 x 0.1 s) stops it."""
+    with Sandbox(_sleepy, (60.0,), timeout_s=0.1, wall_factor=5.0) as box:
+        results = box.map([("a",), ("sleep",), ("b",)], sizes=[1, 1, 1])
+        stats = box.stats
+    assert results == [(OK, "A"), (TIMEOUT, None), (OK, "B")]
+    assert (stats.timeouts, stats.wall_timeouts, stats.starts) == (1, 1, 2)
 
 
 def test_sandbox_limit_counts_cpu_time_not_waiting() -> None:
     """An item that waits 1 s (as a page does on a loaded machine: off the CPU) passes a 0.4 s
     limit; one that uses 0.25 s of CPU passes and counts as near the limit (>= half), one that
     uses 0.05 s does not."""
-    with Sandbox(_sleepy, (1.0,), timeout_s=0.4) as box:
+    with Sandbox(_sleepy, (1.0,), timeout_s=0.4, wall_factor=1e4) as box:
         assert box.map([("sleep",)]) == [(OK, "SLEEP")]
         box.factory_args = (0.25,)
         box.close()
@@ -302,7 +312,7 @@ def test_sandbox_memory_limit_turns_memory_bomb_into_error() -> None:
 
 
 def test_sandbox_counts_the_cpu_of_its_children_also_those_killed() -> None:
-    with Sandbox(_sleepy, (0.4,), timeout_s=10.0) as box:
+    with Sandbox(_sleepy, (0.4,), timeout_s=10.0, wall_factor=1e4) as box:
         assert box.map([("spin",)]) == [(OK, "SPIN")]
         first = box.cpu_seconds
         assert first >= 0.4

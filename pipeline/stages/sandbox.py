@@ -11,8 +11,8 @@ It talks to the parent over a socketpair with pickled messages.
 The limit counts the item's CPU time in the child, so load on the machine does not change which
 items hit it: before each item the child arms ITIMER_PROF (process CPU time, user + system) with
 `timeout_s`; at expiry the kernel delivers SIGPROF, whose default action ends the child even
-inside a C call. The parent also waits at most WALL_BACKSTOP_FACTOR x `timeout_s` of wall time
-per answer (a child blocked without using CPU) and then kills the child. Either way the item is
+inside a C call. The parent also waits at most `wall_factor` (default WALL_BACKSTOP_FACTOR) x
+`timeout_s` of wall time per answer (a child blocked without using CPU) and then kills the child. Either way the item is
 `("timeout", None)` and a new child goes on with the next item.
 
 Protocol: the parent sends the factory and its arguments once; the child builds the function and
@@ -98,6 +98,7 @@ class Sandbox:
         timeout_s: float = 5.0,
         memory_limit_mb: int | None = None,
         startup_timeout_s: float = 120.0,
+        wall_factor: float = WALL_BACKSTOP_FACTOR,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
@@ -106,6 +107,7 @@ class Sandbox:
         self.timeout_s = timeout_s
         self.memory_limit_mb = memory_limit_mb
         self.startup_timeout_s = startup_timeout_s
+        self.wall_factor = wall_factor  # the wall-clock backstop per item: this x timeout_s
         self.stats = SandboxStats()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -236,7 +238,7 @@ class Sandbox:
         conn = self._conn
         assert conn is not None
         for k in range(i, j):
-            if not conn.poll(self.timeout_s * WALL_BACKSTOP_FACTOR):
+            if not conn.poll(self.timeout_s * self.wall_factor):
                 results[k] = (TIMEOUT, None)
                 self.stats.timeouts += 1
                 self.stats.wall_timeouts += 1

@@ -33,29 +33,20 @@ SUPPORTED_BELOW = (2, 4)
 SUPPORTED = ">=2.3.1,<2.4"
 # Where trafilatura 2.3 keeps the selectors its extraction path runs (module: attributes).
 # One missing means a release reorganised them: the compiled selectors are not used then.
+_MAIN_EXTRACTOR = (
+    "BODY_XPATH",
+    "COMMENTS_XPATH",
+    "COMMENTS_DISCARD_XPATH",
+    "OVERALL_DISCARD_XPATH",
+    "TEASER_DISCARD_XPATH",
+    "PRECISION_DISCARD_XPATH",
+    "DISCARD_IMAGE_ELEMENTS",
+)
+_CORE = ("REMOVE_COMMENTS_XPATH", "REMOVE_COMMENTS_AND_LISTS_XPATH", "RAW_TREE_PRUNE_XPATH")
 PATCHED = {
-    "xpaths": (
-        "BODY_XPATH",
-        "COMMENTS_XPATH",
-        "COMMENTS_DISCARD_XPATH",
-        "OVERALL_DISCARD_XPATH",
-        "TEASER_DISCARD_XPATH",
-        "PRECISION_DISCARD_XPATH",
-        "DISCARD_IMAGE_ELEMENTS",
-        "REMOVE_COMMENTS_XPATH",
-        "REMOVE_COMMENTS_AND_LISTS_XPATH",
-        "RAW_TREE_PRUNE_XPATH",
-    ),
-    "main_extractor": (
-        "BODY_XPATH",
-        "COMMENTS_XPATH",
-        "COMMENTS_DISCARD_XPATH",
-        "OVERALL_DISCARD_XPATH",
-        "TEASER_DISCARD_XPATH",
-        "PRECISION_DISCARD_XPATH",
-        "DISCARD_IMAGE_ELEMENTS",
-    ),
-    "core": ("REMOVE_COMMENTS_XPATH", "REMOVE_COMMENTS_AND_LISTS_XPATH", "RAW_TREE_PRUNE_XPATH"),
+    "xpaths": (*_MAIN_EXTRACTOR, *_CORE),
+    "main_extractor": _MAIN_EXTRACTOR,
+    "core": _CORE,
     "settings": ("BASIC_CLEAN_XPATH",),
     "baseline": ("BASIC_CLEAN_XPATH",),
 }
