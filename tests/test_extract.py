@@ -263,6 +263,21 @@ def test_sandbox_timeout_error_and_crash_then_continue() -> None:
     assert stats.wall_timeouts == 0
 
 
+def test_cpu_limit_holds_when_the_parent_ignores_and_blocks_sigprof() -> None:
+    """Both survive exec (a Ray worker might start the child so): the child undoes them."""
+    import signal
+
+    previous = signal.signal(signal.SIGPROF, signal.SIG_IGN)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPROF})
+    try:
+        with Sandbox(_sleepy, (60.0,), timeout_s=0.1, wall_factor=1e4) as box:
+            assert box.map([("spin",), ("a",)]) == [(TIMEOUT, None), (OK, "A")]
+            assert (box.stats.timeouts, box.stats.wall_timeouts) == (1, 0)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGPROF, previous)
+
+
 def test_sandbox_wall_clock_backstop_stops_an_item_that_uses_no_cpu() -> None:
     """`sleep` never reaches the CPU limit; the backstop (here 5 x 0.1 s) stops it."""
     with Sandbox(_sleepy, (60.0,), timeout_s=0.1, wall_factor=5.0) as box:

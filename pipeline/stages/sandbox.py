@@ -12,8 +12,8 @@ The limit counts the item's CPU time in the child, so load on the machine does n
 items hit it: before each item the child arms ITIMER_PROF (process CPU time, user + system) with
 `timeout_s`; at expiry the kernel delivers SIGPROF, whose default action ends the child even
 inside a C call. The parent also waits at most `wall_factor` (default WALL_BACKSTOP_FACTOR) x
-`timeout_s` of wall time per answer (a child blocked without using CPU) and then kills the child. Either way the item is
-`("timeout", None)` and a new child goes on with the next item.
+`timeout_s` of wall time per answer, then kills the child (one stalled without using CPU).
+Either way the item is `("timeout", None)` and a new child goes on with the next item.
 
 Protocol: the parent sends the factory and its arguments once; the child builds the function and
 answers `("ready", notes)` (the function's `notes` attribute: set-up warnings). Then the parent
@@ -86,9 +86,10 @@ class Sandbox:
 
     `factory` must be a module-level callable in a module under the `pipeline` package's parent
     directory (it is pickled by reference and imported in the child); keep its module light so a
-    restart after a timeout is cheap. `memory_limit_mb` caps
-    the child's address space (RLIMIT_AS) so a memory bomb becomes a MemoryError, not an OOM kill
-    of the worker. Not thread-safe: one Sandbox per worker.
+    restart after a timeout is cheap. `timeout_s` is CPU seconds per item, `wall_factor` x that
+    the wall-clock backstop. `memory_limit_mb` caps the child's address space (RLIMIT_AS) so a
+    memory bomb becomes a MemoryError, not an OOM kill of the worker. Not thread-safe: one
+    Sandbox per worker.
     """
 
     def __init__(
@@ -320,6 +321,10 @@ def _child_main(fd: int) -> None:
     except Exception:  # noqa: BLE001 - reported to the parent, which raises
         conn.send(("failed", traceback.format_exc(limit=5)))
         return
+    # A disposition of "ignore" and a blocked mask survive exec (a Ray worker's, say): undo both
+    # so that SIGPROF ends this process.
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGPROF})
     process_time = time.process_time
     try:
         conn.send(("ready", list(getattr(fn, "notes", ()))))
