@@ -7,7 +7,7 @@ measurements `html_bytes` (UTF-8 size of the page) and `extract_status`
 
 With `timeout_s` set (the default), pages are extracted in a persistent child process
 (pipeline.stages.sandbox) that ends and is restarted when one page uses more than `timeout_s` of
-CPU time (a wall-clock backstop of 10x that, sandbox.WALL_BACKSTOP_FACTOR, covers a stalled
+CPU time (a wall-clock backstop of 30x that, sandbox.WALL_BACKSTOP_FACTOR, covers a stalled
 child): the only way to stop a long lxml C call, one that works off the main thread inside Ray
 workers, and one that load on the machine does not change. `timeout_s: null` (or 0) extracts in-process
 without a limit, the fastest choice for trusted input. Metrics in stats.json:
@@ -127,7 +127,7 @@ class ExtractConfig(StageConfig):
     trafilatura: TrafilaturaOptions = TrafilaturaOptions()  # options of backend: trafilatura
     resiliparse: ResiliparseOptions = ResiliparseOptions()  # options of backend: resiliparse
     # CPU seconds one page may use before its extractor process is ended (reason
-    # extract_timeout); a wall-clock backstop of 10x this covers a stalled process. At most
+    # extract_timeout); a wall-clock backstop of 30x this covers a stalled process. At most
     # 3600. null or 0: extract in-process, no limit, no process overhead.
     timeout_s: float | None = Field(default=5.0, ge=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     # Pages whose HTML is larger than this (UTF-8 bytes) are rejected as extract_too_large

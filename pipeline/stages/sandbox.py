@@ -53,10 +53,12 @@ Result = tuple[str, Any]
 CHUNK_BYTES = 8 << 20
 # The directory holding the `pipeline` package: the child's only addition to its import path.
 _PACKAGE_ROOT = str(Path(pipeline.__file__).resolve().parent.parent)
-# The wall-clock backstop per item, as a multiple of the CPU-time limit. An item at the CPU limit
-# on a machine with N runnable processes per core takes about N times the limit in wall time, so
-# 10 leaves the CPU limit in charge up to ~10 busy processes per core (e.g. 5 s of CPU -> 50 s).
-WALL_BACKSTOP_FACTOR = 10.0
+# The wall-clock backstop per item, as a multiple of the CPU-time limit. On a busy machine a page
+# gets a fraction of a core: a refinedweb run on 2 cores with load ~15 plus 2 busy loops spent
+# 12x its extract CPU time in wall time, and at 10x the backstop cut pages the CPU limit would
+# have cut anyway (scripts/check_load_repro.py, extract.timeout_s 0.1: 32 of 40 timeouts by the
+# backstop at 10x, none at 30x). 30x: 5 s of CPU -> 150 s, a wait only a stalled child reaches.
+WALL_BACKSTOP_FACTOR = 30.0
 # Items whose CPU time reached this fraction of the limit (without passing it) are counted as
 # near the limit: a rising count says the limit is about to start cutting pages.
 NEAR_LIMIT_FRACTION = 0.5

@@ -52,6 +52,8 @@ PATCHED = {
 }
 ESCALATION = ("core", "ESCALATION_MAX_LENGTH")  # read by trafilatura 2.3 on every extraction
 CHECK_PAGES = "trafilatura_check"  # folder under pipeline/resources
+# Package files read at run time (for the ablation cache key).
+RESOURCE_FILES = (f"resources/{CHECK_PAGES}",)
 
 Extract = Callable[[bytes, "str | None"], str]
 
