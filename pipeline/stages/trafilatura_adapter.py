@@ -17,6 +17,7 @@ in-process extract stages, say) are refused while the first is held; `release()`
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -103,18 +104,31 @@ def version_supported(version: str) -> bool:
     return bool(v) and SUPPORTED_MIN <= v < SUPPORTED_BELOW
 
 
-def _module(name: str) -> Any:
-    __import__(f"trafilatura.{name}")
-    return sys.modules[f"trafilatura.{name}"]  # (trafilatura.baseline is also a function)
+def _module(name: str) -> Any | None:
+    """trafilatura.`name` (one of PATCHED's modules), or None when this release has none.
+
+    Taken from sys.modules after importing: `trafilatura.baseline` is also the name of a
+    function the package exports.
+    """
+    with contextlib.suppress(ImportError):
+        import trafilatura.xpaths  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import trafilatura.main_extractor  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import trafilatura.core  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import trafilatura.settings  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import trafilatura.baseline  # noqa: F401
+    return sys.modules.get(f"trafilatura.{name}")
 
 
 def missing_attributes() -> list[str]:
     """The patched modules or attributes not where trafilatura 2.3 keeps them."""
     missing = []
     for name, attrs in PATCHED.items():
-        try:
-            module = _module(name)
-        except ImportError:
+        module = _module(name)
+        if module is None:
             missing.append(f"trafilatura.{name}")
             continue
         missing += [f"trafilatura.{name}.{a}" for a in attrs if not hasattr(module, a)]
@@ -123,10 +137,7 @@ def missing_attributes() -> list[str]:
 
 def has_escalation_switch() -> bool:
     """Whether trafilatura has the recall-escalation limit that `recall_escalation` sets."""
-    try:
-        limit = getattr(_module(ESCALATION[0]), ESCALATION[1], None)
-    except ImportError:
-        return False
+    limit = getattr(_module(ESCALATION[0]), ESCALATION[1], None)
     return isinstance(limit, int) and not isinstance(limit, bool)
 
 
