@@ -201,3 +201,22 @@ def test_curate_stages_shows_declarations_and_refuses_unknown_names(capsys) -> N
     bad = curate(capsys, "stages", "nosuchstage")
     assert bad.code == 2 and bad.err.startswith("curate: error: unknown stage 'nosuchstage'")
     assert "Traceback" not in bad.err
+
+
+def test_an_extractor_raising_on_every_page_names_its_error(capsys, tmp_path, monkeypatch) -> None:
+    """Extraction failing inside the extractor (not the stage) is `extract_error` per page, and
+    the run fails through max_error_fraction naming the extractor's first error."""
+    from pipeline.stages import extract as extract_module
+
+    real = extract_module.in_process
+
+    def raising(*args: object) -> str:
+        raise RuntimeError("selector returned nothing")
+
+    monkeypatch.setattr(extract_module, "in_process", lambda fn, items: real(raising, items))
+    out = tmp_path / "out"
+    result = curate(capsys, "run", write_recipe(tmp_path / "r.yaml", [WGET], out))
+    assert result.code == 2
+    assert "stage extract failed on 22 of 22 documents" in result.err
+    assert "first error: http" in result.err and "selector returned nothing" in result.err
+    assert stats_of(out)["stages"][0]["removed_by_reason"] == {"extract_error": 22}

@@ -252,15 +252,19 @@ def test_compiled_selectors_agree_with_lxml_inside_real_extractions(
     extracted texts are byte-identical with and without the compiled selectors."""
     plain = build_extractor("trafilatura", _options(**MODES[mode]))
     assert not fast_xpath.installed()
-    expected = [plain(html, url) for html, url in real_pages]
+    try:
+        expected = [plain(html, url) for html, url in real_pages]
+    finally:
+        plain.close()
 
     fast = build_extractor("trafilatura", _options(**MODES[mode], compiled_selectors=True))
-    assert fast_xpath.installed()
+    assert fast_xpath.installed() and fast.notes == ()  # the set-up self-check passed
     log: list[str] = []
     shadows = list(_shadowed(log))
     try:
         texts = [fast(html, url) for html, url in real_pages]
     finally:
+        fast.close()
         fast_xpath.uninstall()
     assert texts == expected
     assert log == []

@@ -6,10 +6,15 @@ measurements `html_bytes` (UTF-8 size of the page) and `extract_status`
 `extract_<status>`; a failing page never fails the batch.
 
 With `timeout_s` set (the default), pages are extracted in a persistent child process
-(pipeline.stages.sandbox) that is killed and restarted when one page runs past the limit: the
-only way to stop a long lxml C call, and one that works off the main thread inside Ray workers.
-`timeout_s: null` (or 0) extracts in-process without a limit, the fastest choice for trusted
-input. Measured quality and speed: docs/benchmarks.md ("Extraction").
+(pipeline.stages.sandbox) that ends and is restarted when one page uses more than `timeout_s` of
+CPU time (a wall-clock backstop of 30x that, sandbox.WALL_BACKSTOP_FACTOR, covers a stalled
+child): the only way to stop a long lxml C call, one that works off the main thread inside Ray
+workers, and one that load on the machine does not change. `timeout_s: null` (or 0) extracts in-process
+without a limit, the fastest choice for trusted input. Metrics in stats.json:
+`pages_near_time_limit` (pages that used at least half the limit) and `time_limit_wall_backstops`.
+trafilatura's process-wide settings go through pipeline/stages/trafilatura_adapter.py (its
+self-check's fallback is reported under `warnings`). Measured quality and speed:
+docs/benchmarks.md ("Extraction").
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pipeline.schema import HTML, TEXT, URL
 from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
 from pipeline.stages.contract import Contract, Resources
-from pipeline.stages.extractors import Extractor, build_extractor
+from pipeline.stages.extractors import BuiltExtractor, build_extractor
 from pipeline.stages.sandbox import CRASH, ERROR, OK, TIMEOUT, Sandbox, in_process
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,12 @@ EXTRACT_STATUS = "extract_status"
 STATUSES = ("ok", "empty", "too_large", "timeout", "error")
 # Statuses -> rejection reasons (documented names; keep() emits these).
 REASONS = {s: f"extract_{s}" for s in STATUSES if s != "ok"}
+# Bounds of the sandbox limits: a page needing an hour of CPU is not a page (and the wall-clock
+# backstop must stay a finite wait); below ~256 MiB of address space the extractor process
+# cannot load lxml and trafilatura; above 2^43 MiB the byte count overflows setrlimit.
+MAX_TIMEOUT_S = 3600.0
+MIN_MEMORY_LIMIT_MB = 256
+MAX_MEMORY_LIMIT_MB = (1 << 43) - 1
 
 
 PRUNE_TAGS = ("script", "style", "noscript", "svg", "template", "iframe", "nav", "footer", "aside")
@@ -73,15 +84,18 @@ class TrafilaturaOptions(_Options):
     table_outer_pipes: bool = False
     # Run trafilatura's XPath selectors compiled to lxml tag iteration plus fused regexes
     # (pipeline/stages/fast_xpath.py) instead of lxml's XPath with Python re:test callbacks:
-    # byte-identical text, 1.3-1.6x faster. Process-wide: the last extractor built in a process
-    # decides. false: trafilatura's own XPath objects.
+    # byte-identical text, 1.3-1.6x faster. A self-check at set-up falls back to trafilatura's
+    # own selectors (with a warning in stats.json) on an untested trafilatura release or when
+    # the compiled ones differ. Process-wide: two in-process extract stages must agree.
+    # false: trafilatura's own XPath objects.
     compiled_selectors: bool = True
     # trafilatura (2.3+) retries a short balanced-focus extraction in recall mode when it
     # holds < 20% of the page's text; measuring that text costs a whole-page pass on every
     # short extraction (~16% of fast mode's instructions). false skips the retry: ScrapingHub
     # F1 unchanged (0.962), CleanEval 0.847 -> 0.841 (10 of 739 pages lose text), fast mode
     # 1.2-1.3x faster. Only with favor_precision and favor_recall false. Process-wide, like
-    # compiled_selectors (each sandboxed stage has its own process).
+    # compiled_selectors (each sandboxed stage has its own process). false is a config error
+    # with a trafilatura that has no such retry switch.
     recall_escalation: bool = True
 
     @field_validator("prune_tags")
@@ -114,15 +128,19 @@ class ExtractConfig(StageConfig):
     backend: Literal["trafilatura", "resiliparse"] = "trafilatura"  # HTML-to-text extractor
     trafilatura: TrafilaturaOptions = TrafilaturaOptions()  # options of backend: trafilatura
     resiliparse: ResiliparseOptions = ResiliparseOptions()  # options of backend: resiliparse
-    # Seconds one page may take before its extractor process is killed (reason
-    # extract_timeout). null or 0: extract in-process, no limit, no process overhead.
-    timeout_s: float | None = Field(default=5.0, ge=0)
+    # CPU seconds one page may use before its extractor process is ended (reason
+    # extract_timeout); a wall-clock backstop of 30x this covers a stalled process. At most
+    # 3600. null or 0: extract in-process, no limit, no process overhead.
+    timeout_s: float | None = Field(default=5.0, ge=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     # Pages whose HTML is larger than this (UTF-8 bytes) are rejected as extract_too_large
     # without being parsed (truncating would feed the extractor a broken page). null: no limit.
     max_html_bytes: int | None = Field(default=5_000_000, gt=0)
     # Address-space cap of the extractor process (MiB); a page that needs more fails as
     # extract_error instead of taking the worker down. Only with timeout_s. null: no cap.
-    memory_limit_mb: int | None = Field(default=4096, gt=0)
+    # At least 256 (the extractor itself needs that much).
+    memory_limit_mb: int | None = Field(
+        default=4096, ge=MIN_MEMORY_LIMIT_MB, le=MAX_MEMORY_LIMIT_MB
+    )
 
     def backend_options(self) -> dict[str, object]:
         """The selected backend's options as a plain dict (what the extractor factory takes)."""
@@ -149,11 +167,14 @@ class ExtractStage(Stage):
     def __init__(self, config: ExtractConfig) -> None:
         super().__init__(config)
         self._sandbox: Sandbox | None = None
-        self._extract: Extractor | None = None
+        self._extract: BuiltExtractor | None = None
+        self._notes: list[str] = []
+        self._reported = (0, 0)  # (near-limit, wall-backstop) counts already taken
+        self._first_error: str | None = None  # first extract_error since take_error()
 
     def __getstate__(self) -> dict[str, object]:
         # Shipped to Ray workers as config only: the process and extractor are per worker.
-        return {**self.__dict__, "_sandbox": None, "_extract": None}
+        return {**self.__dict__, "_sandbox": None, "_extract": None, "_reported": (0, 0)}
 
     @property
     def sandboxed(self) -> bool:
@@ -170,13 +191,39 @@ class ExtractStage(Stage):
                     memory_limit_mb=self.config.memory_limit_mb,
                 )
             self._sandbox.start()
+            notes = self._sandbox.notes
         elif self._extract is None:
             self._extract = build_extractor(self.config.backend, self.config.backend_options())
+            notes = list(self._extract.notes)
+        else:
+            return
+        for note in notes:
+            if note not in self._notes:
+                log.warning("%s", note)
+                self._notes.append(note)
 
     def close(self) -> None:
-        """Stop the extractor process, if any."""
+        """Stop the extractor process, if any; release the in-process extractor's settings."""
         if self._sandbox is not None:
             self._sandbox.close()
+        if self._extract is not None:
+            self._extract.close()
+            self._extract = None
+
+    def warnings(self) -> list[str]:
+        return list(self._notes)
+
+    def take_error(self) -> str | None:
+        message, self._first_error = self._first_error, None
+        return message
+
+    def take_metrics(self) -> dict[str, int]:
+        if self._sandbox is None:
+            return {}
+        stats = self._sandbox.stats
+        near, wall = stats.near_limit, stats.wall_timeouts
+        self._reported, (near0, wall0) = (near, wall), self._reported
+        return {"pages_near_time_limit": near - near0, "time_limit_wall_backstops": wall - wall0}
 
     def helper_cpu_s(self) -> float:
         return self._sandbox.cpu_seconds if self._sandbox is not None else 0.0
@@ -220,6 +267,8 @@ class ExtractStage(Stage):
                 assert outcome in (ERROR, CRASH)
                 status[i] = "error"
                 log.debug("extract_error on %s: %s", urls[i], value or outcome)
+                if self._first_error is None:
+                    self._first_error = f"{urls[i] or 'a page'}: {value or outcome}"
         out = batch.drop_columns([HTML])
         return (
             out.append_column(TEXT, pa.array(texts, type=pa.string()))

@@ -11,19 +11,40 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
 Extractor = Callable[[bytes, "str | None"], str]
 
 
-def build_extractor(backend: str, options: dict[str, Any]) -> Extractor:
+class BuiltExtractor:
+    """An extraction function with its set-up notes (fallbacks taken, for the stage's
+    warnings); `close()` releases the process-wide settings it holds (idempotent)."""
+
+    __slots__ = ("_fn", "notes", "_release")
+
+    def __init__(
+        self, fn: Extractor, notes: tuple[str, ...] = (), release: Callable[[], None] | None = None
+    ) -> None:
+        self._fn = fn
+        self.notes = notes
+        self._release = release
+
+    def __call__(self, html: bytes, url: str | None) -> str:
+        return self._fn(html, url)
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+def build_extractor(backend: str, options: dict[str, Any]) -> BuiltExtractor:
     """The extraction function for `backend` configured with `options`."""
     if backend == "trafilatura":
         return _trafilatura(**options)
     if backend == "resiliparse":
-        return _resiliparse(**options)
+        return BuiltExtractor(_resiliparse(**options))
     raise ValueError(f"unknown extraction backend {backend!r}")
 
 
@@ -38,7 +59,7 @@ def _trafilatura(
     table_outer_pipes: bool,
     compiled_selectors: bool = True,
     recall_escalation: bool = True,
-) -> Extractor:
+) -> BuiltExtractor:
     """trafilatura on a tree we parse ourselves.
 
     Parsing here (lxml, UTF-8, comments and processing instructions dropped, as trafilatura
@@ -48,21 +69,17 @@ def _trafilatura(
     tree that trafilatura's many XPath passes walk. The parser maps every element to
     HtmlElement in C instead of lxml.html's per-element Python lookup: same output, ~5-10%
     faster. `compiled_selectors` swaps trafilatura's XPath selectors for compiled ones
-    (pipeline/stages/fast_xpath.py: same elements, so the same text, in about half the time).
-    `recall_escalation: False` turns off trafilatura's recall retry of short extractions.
+    (pipeline/stages/fast_xpath.py: same elements, so the same text, in about half the time)
+    when pipeline/stages/trafilatura_adapter.py's self-check passes; `recall_escalation: False`
+    turns off trafilatura's recall retry of short extractions. Both are process-wide settings
+    held until `close()`.
     """
     import lxml.html
     import trafilatura
     from lxml import etree
     from trafilatura.settings import Extractor
 
-    from pipeline.stages import fast_xpath
-
-    if compiled_selectors:
-        fast_xpath.install()
-    else:
-        fast_xpath.uninstall()
-    set_recall_escalation(recall_escalation)
+    from pipeline.stages import trafilatura_adapter
 
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # it logs every discarded page
     parser = lxml.html.HTMLParser(
@@ -81,56 +98,47 @@ def _trafilatura(
         )
     )
     tags = tuple(prune_tags)
-    # Built once: trafilatura otherwise builds its options per call from its ConfigParser
-    # (~3% of the time per page); per page only the URL changes.
-    base = Extractor(
-        fast=fast,
-        precision=favor_precision,
-        recall=favor_recall,
-        comments=include_comments,
-        tables=include_tables,
-        dedup=deduplicate,
-        with_metadata=False,
+
+    def parse(html: bytes) -> Any:
+        return lxml.html.document_fromstring(html, parser=parser)
+
+    def extractor(dedup: bool) -> Extractor:
+        # Built once: trafilatura otherwise builds its options per call from its ConfigParser
+        # (~3% of the time per page); per page only the URL changes.
+        base = Extractor(
+            fast=fast,
+            precision=favor_precision,
+            recall=favor_recall,
+            comments=include_comments,
+            tables=include_tables,
+            dedup=dedup,
+            with_metadata=False,
+        )
+
+        def extract(html: bytes, url: str | None) -> str:
+            try:
+                tree = parse(html)
+            except (etree.ParserError, ValueError):  # "Document is empty" and the like
+                return ""
+            if tags:
+                etree.strip_elements(tree, *tags, with_tail=False)
+            options = copy.copy(base)
+            options.url = url
+            options.source = url
+            text = trafilatura.extract(tree, url=url, options=options) or ""
+            if not table_outer_pipes and "| " in text:
+                text = strip_outer_pipes(text)
+            return text
+
+        return extract
+
+    # The self-check extracts its pages twice: never through trafilatura's process-wide
+    # deduplication, which would drop the second copy (and remember the pages).
+    key = (fast, favor_precision, favor_recall, include_comments, include_tables, tags)
+    setup = trafilatura_adapter.acquire(
+        compiled_selectors, recall_escalation, parse, extractor(dedup=False), key
     )
-
-    def extract(html: bytes, url: str | None) -> str:
-        try:
-            tree = lxml.html.document_fromstring(html, parser=parser)
-        except (etree.ParserError, ValueError):  # "Document is empty" and the like
-            return ""
-        if tags:
-            etree.strip_elements(tree, *tags, with_tail=False)
-        options = copy.copy(base)
-        options.url = url
-        options.source = url
-        text = trafilatura.extract(tree, url=url, options=options) or ""
-        if not table_outer_pipes and "| " in text:
-            text = strip_outer_pipes(text)
-        return text
-
-    return extract
-
-
-# trafilatura's own recall-escalation limit, saved before the first change to it.
-_ESCALATION_LIMIT: list[int] = []
-
-
-def set_recall_escalation(enabled: bool) -> None:
-    """Turn trafilatura's recall retry of short extractions on or off, process-wide.
-
-    trafilatura.core retries a balanced-focus extraction shorter than ESCALATION_MAX_LENGTH
-    characters in recall mode; the limit is read on every call, so 0 switches the retry (and
-    the whole-page text pass that decides it) off. trafilatura versions without the retry
-    have no such constant and nothing to switch.
-    """
-    import trafilatura.core  # noqa: F401  (loaded; taken below from sys.modules as a module)
-
-    core = sys.modules["trafilatura.core"]
-    if not hasattr(core, "ESCALATION_MAX_LENGTH"):
-        return
-    if not _ESCALATION_LIMIT:
-        _ESCALATION_LIMIT.append(core.ESCALATION_MAX_LENGTH)
-    core.ESCALATION_MAX_LENGTH = _ESCALATION_LIMIT[0] if enabled else 0
+    return BuiltExtractor(extractor(deduplicate), setup.notes, trafilatura_adapter.release)
 
 
 def strip_outer_pipes(text: str) -> str:

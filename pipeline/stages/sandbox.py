@@ -1,24 +1,33 @@
-"""A persistent child process that applies a function to items under a per-item time limit.
+"""A persistent child process that applies a function to items under a per-item CPU-time limit.
 
 Why a process: a signal cannot interrupt a long lxml/libxml2 C call, and stages may run off the
 main thread inside Ray workers, where signals are unavailable anyway. The only reliable way to
-stop a runaway page is to kill the process working on it. The child is a fresh interpreter
-(`python -m pipeline.stages.sandbox`, spawn semantics: no fork of a threaded Ray worker, and no
-re-import of the parent's `__main__`), talking over a socketpair with pickled messages.
+stop a runaway page is to end the process working on it. The child is a fresh interpreter
+(spawn semantics: no fork of a threaded Ray worker, and no re-import of the parent's `__main__`)
+started with `-I` and an explicit import path holding only the directory of the `pipeline`
+package: the working directory, PYTHONPATH and user site-packages cannot shadow a module in it.
+It talks to the parent over a socketpair with pickled messages.
+
+The limit counts the item's CPU time in the child, so load on the machine does not change which
+items hit it: before each item the child arms ITIMER_PROF (process CPU time, user + system) with
+`timeout_s`; at expiry the kernel delivers SIGPROF, whose default action ends the child even
+inside a C call. The parent also waits at most `wall_factor` (default WALL_BACKSTOP_FACTOR) x
+`timeout_s` of wall time per answer, then kills the child (one stalled without using CPU).
+Either way the item is `("timeout", None)` and a new child goes on with the next item.
 
 Protocol: the parent sends the factory and its arguments once; the child builds the function and
-answers `ready`. Then the parent sends a chunk (a list of argument tuples) and the child answers
-one `(status, value)` per item, in order: `("ok", result)` or `("error", "Type: message")`. The
-parent waits at most `timeout_s` for each answer; on timeout it kills the child, records
-`("timeout", None)`, starts a new child and goes on with the next item. A child that dies
-mid-item (segfault, OOM kill) gives `("crash", None)` for that item.
+answers `("ready", notes)` (the function's `notes` attribute: set-up warnings). Then the parent
+sends `(timeout_s, chunk)` (a list of argument tuples) and the child answers one
+`(status, value, cpu_s)` per item, in order: `("ok", result, ...)` or `("error", "Type: message",
+...)`. A child that dies mid-item other than by SIGPROF (segfault, OOM kill) gives
+`("crash", None)` for that item. A CurateError raised by the factory is re-raised in the parent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -33,13 +42,26 @@ from typing import Any
 
 import psutil
 
+import pipeline
+from pipeline.errors import CurateError
+
 OK, ERROR, TIMEOUT, CRASH = "ok", "error", "timeout", "crash"
 Result = tuple[str, Any]
 
 # Chunks sent to the child are cut at about this many payload bytes, so a batch of large pages
 # does not sit in memory twice (pickled and unpickled) all at once.
 CHUNK_BYTES = 8 << 20
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `pipeline/`
+# The directory holding the `pipeline` package: the child's only addition to its import path.
+_PACKAGE_ROOT = str(Path(pipeline.__file__).resolve().parent.parent)
+# The wall-clock backstop per item, as a multiple of the CPU-time limit. On a busy machine a page
+# gets a fraction of a core: a refinedweb run on 2 cores with load ~15 plus 2 busy loops spent
+# 12x its extract CPU time in wall time, and at 10x the backstop cut pages the CPU limit would
+# have cut anyway (scripts/check_load_repro.py, extract.timeout_s 0.1: 32 of 40 timeouts by the
+# backstop at 10x, none at 30x). 30x: 5 s of CPU -> 150 s, a wait only a stalled child reaches.
+WALL_BACKSTOP_FACTOR = 30.0
+# Items whose CPU time reached this fraction of the limit (without passing it) are counted as
+# near the limit: a rising count says the limit is about to start cutting pages.
+NEAR_LIMIT_FRACTION = 0.5
 
 
 @dataclass
@@ -47,7 +69,9 @@ class SandboxStats:
     """Counters for reports and tests: items run, how they ended, child starts, IPC volume."""
 
     items: int = 0
-    timeouts: int = 0
+    timeouts: int = 0  # items stopped, by either limit
+    wall_timeouts: int = 0  # ... of them by the wall-clock backstop
+    near_limit: int = 0  # items that finished using >= NEAR_LIMIT_FRACTION of the CPU limit
     crashes: int = 0
     errors: int = 0
     starts: int = 0
@@ -62,10 +86,12 @@ def _error_text(exc: BaseException) -> str:
 class Sandbox:
     """Runs `factory(*factory_args)` once in a child process, then maps the result over items.
 
-    `factory` must be a module-level callable (it is pickled by reference and imported in the
-    child); keep its module light so a restart after a timeout is cheap. `memory_limit_mb` caps
-    the child's address space (RLIMIT_AS) so a memory bomb becomes a MemoryError, not an OOM kill
-    of the worker. Not thread-safe: one Sandbox per worker.
+    `factory` must be a module-level callable in a module under the `pipeline` package's parent
+    directory (it is pickled by reference and imported in the child); keep its module light so a
+    restart after a timeout is cheap. `timeout_s` is CPU seconds per item, `wall_factor` x that
+    the wall-clock backstop. `memory_limit_mb` caps the child's address space (RLIMIT_AS) so a
+    memory bomb becomes a MemoryError, not an OOM kill of the worker. Not thread-safe: one
+    Sandbox per worker.
     """
 
     def __init__(
@@ -75,6 +101,7 @@ class Sandbox:
         timeout_s: float = 5.0,
         memory_limit_mb: int | None = None,
         startup_timeout_s: float = 120.0,
+        wall_factor: float = WALL_BACKSTOP_FACTOR,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
@@ -83,11 +110,13 @@ class Sandbox:
         self.timeout_s = timeout_s
         self.memory_limit_mb = memory_limit_mb
         self.startup_timeout_s = startup_timeout_s
+        self.wall_factor = wall_factor  # the wall-clock backstop per item: this x timeout_s
         self.stats = SandboxStats()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._finalizer: weakref.finalize | None = None
         self._retired_cpu_s = 0.0  # CPU of children already gone
+        self.notes: list[str] = []  # the child's set-up notes (its function's `notes`)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -106,16 +135,15 @@ class Sandbox:
         self._kill()
         t0 = time.perf_counter()
         parent_sock, child_sock = socket.socketpair()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p
+        boot = (
+            f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
+            f"from pipeline.stages.sandbox import _child_main; _child_main({child_sock.fileno()})"
         )
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.stages.sandbox", str(child_sock.fileno())],
+                [sys.executable, "-I", "-c", boot],
                 pass_fds=(child_sock.fileno(),),
                 stdin=subprocess.DEVNULL,
-                env=env,
                 close_fds=True,
             )
         finally:
@@ -132,9 +160,13 @@ class Sandbox:
         except EOFError:
             self._kill()
             raise RuntimeError("sandbox child exited during start-up") from None
+        if status == "refused":  # the factory raised a CurateError: the user's to fix
+            self._kill()
+            raise value
         if status != "ready":
             self._kill()
             raise RuntimeError(f"sandbox child failed to start: {value}")
+        self.notes = list(value or ())
         self.stats.starts += 1
         self.stats.start_seconds += time.perf_counter() - t0
 
@@ -190,7 +222,7 @@ class Sandbox:
             j = _chunk_end(i, len(items), sizes)
             self.start()
             try:
-                self._conn.send(list(items[i:j]))  # type: ignore[union-attr]
+                self._conn.send((self.timeout_s, list(items[i:j])))  # type: ignore[union-attr]
             except OSError:
                 # The child died while idle; nothing was in flight. Retry on a fresh one.
                 failed_sends += 1
@@ -209,22 +241,38 @@ class Sandbox:
         conn = self._conn
         assert conn is not None
         for k in range(i, j):
-            if not conn.poll(self.timeout_s):
+            if not conn.poll(self.timeout_s * self.wall_factor):
                 results[k] = (TIMEOUT, None)
                 self.stats.timeouts += 1
+                self.stats.wall_timeouts += 1
                 self._kill()
                 return k + 1
             try:
-                status, value = conn.recv()
+                status, value, cpu_s = conn.recv()
             except (EOFError, OSError, pickle.UnpicklingError):
-                results[k] = (CRASH, None)
-                self.stats.crashes += 1
-                self._kill()
+                results[k] = (TIMEOUT, None) if self._ended_by_cpu_limit() else (CRASH, None)
+                if results[k][0] == TIMEOUT:
+                    self.stats.timeouts += 1
+                else:
+                    self.stats.crashes += 1
                 return k + 1
             if status == ERROR:
                 self.stats.errors += 1
+            if cpu_s >= NEAR_LIMIT_FRACTION * self.timeout_s:
+                self.stats.near_limit += 1
             results[k] = (status, value)
         return j
+
+    def _ended_by_cpu_limit(self) -> bool:
+        """After the child's socket closed mid-item: reap it (keeping its CPU time) and say
+        whether SIGPROF, its CPU-time limit, ended it."""
+        proc = self._proc
+        assert proc is not None
+        cpu = self._child_cpu_s()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        self._kill(cpu)
+        return proc.returncode == -signal.SIGPROF
 
 
 def _chunk_end(i: int, n: int, sizes: Sequence[int] | None) -> int:
@@ -267,29 +315,46 @@ def _child_main(fd: int) -> None:
     try:
         factory, factory_args, memory_limit_mb = conn.recv()
         if memory_limit_mb:
-            import resource
-
-            limit = int(memory_limit_mb) << 20
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            _limit_address_space(int(memory_limit_mb) << 20)
         fn = factory(*factory_args)
+    except CurateError as exc:  # a configuration the user must change: the parent raises it
+        conn.send(("refused", exc))
+        return
     except Exception:  # noqa: BLE001 - reported to the parent, which raises
         conn.send(("failed", traceback.format_exc(limit=5)))
         return
+    # A disposition of "ignore" and a blocked mask survive exec (a Ray worker's, say): undo both
+    # so that SIGPROF ends this process.
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGPROF})
+    process_time = time.process_time
     try:
-        conn.send(("ready", None))
+        conn.send(("ready", list(getattr(fn, "notes", ()))))
         while True:
-            chunk = conn.recv()
-            if chunk is None:
+            message = conn.recv()
+            if message is None:
                 return
+            limit_s, chunk = message
             for args in chunk:
+                # SIGPROF's default action ends the process: the limit holds inside C calls
+                signal.setitimer(signal.ITIMER_PROF, limit_s)
+                cpu0 = process_time()
                 try:
-                    reply: Result = (OK, fn(*args))
+                    reply = (OK, fn(*args))
                 except Exception as exc:  # noqa: BLE001 - one bad item must not end the child
                     reply = (ERROR, _error_text(exc))
-                conn.send(reply)
+                cpu = process_time() - cpu0
+                signal.setitimer(signal.ITIMER_PROF, 0)
+                conn.send((*reply, cpu))
     except (EOFError, OSError):  # the parent is gone (closed, or its worker was killed)
         return
 
 
-if __name__ == "__main__":
-    _child_main(int(sys.argv[1]))
+def _limit_address_space(limit: int) -> None:
+    """Cap the address space at `limit` bytes, or at the hard limit when that is lower."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -1,0 +1,304 @@
+"""The one place that changes trafilatura's process-wide state: compiled selectors and the
+recall-escalation switch, each guarded so a trafilatura release we did not test cannot silently
+change the extracted text.
+
+`acquire()` is called when an extractor is built. It checks the installed version against the
+range we test (SUPPORTED, also pinned in pyproject.toml), that the modules and attributes we patch
+are where we expect them, and runs a self-check: every compiled selector must select the same
+elements as lxml's XPath on the pages shipped in pipeline/resources/trafilatura_check/, and the
+extracted text of those pages must be identical with and without them. Any failure falls back to
+plain trafilatura (its own XPath objects) with a one-line note that the extract stage reports in
+the log and in stats.json. `recall_escalation: false` cannot fall back (it changes the output),
+so it is a ConfigError when trafilatura has no such switch.
+
+Both settings are process-wide. Extractors that need different settings in one process (two
+in-process extract stages, say) are refused while the first is held; `release()` frees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.stages import fast_xpath
+
+# The trafilatura releases tested with the patches below (pyproject.toml pins the same range).
+SUPPORTED_MIN = (2, 3, 1)
+SUPPORTED_BELOW = (2, 4)
+SUPPORTED = ">=2.3.1,<2.4"
+# Where trafilatura 2.3 keeps the selectors its extraction path runs (module: attributes).
+# One missing means a release reorganised them: the compiled selectors are not used then.
+_MAIN_EXTRACTOR = (
+    "BODY_XPATH",
+    "COMMENTS_XPATH",
+    "COMMENTS_DISCARD_XPATH",
+    "OVERALL_DISCARD_XPATH",
+    "TEASER_DISCARD_XPATH",
+    "PRECISION_DISCARD_XPATH",
+    "DISCARD_IMAGE_ELEMENTS",
+)
+_CORE = ("REMOVE_COMMENTS_XPATH", "REMOVE_COMMENTS_AND_LISTS_XPATH", "RAW_TREE_PRUNE_XPATH")
+PATCHED = {
+    "xpaths": (*_MAIN_EXTRACTOR, *_CORE),
+    "main_extractor": _MAIN_EXTRACTOR,
+    "core": _CORE,
+    "settings": ("BASIC_CLEAN_XPATH",),
+    "baseline": ("BASIC_CLEAN_XPATH",),
+}
+ESCALATION = ("core", "ESCALATION_MAX_LENGTH")  # read by trafilatura 2.3 on every extraction
+CHECK_PAGES = "trafilatura_check"  # folder under pipeline/resources
+# Package files read at run time (for the ablation cache key).
+RESOURCE_FILES = (f"resources/{CHECK_PAGES}",)
+
+Extract = Callable[[bytes, "str | None"], str]
+
+
+@dataclass
+class _ProcessState:
+    """What this process's trafilatura runs with, who holds it, and self-check verdicts."""
+
+    holders: int = 0
+    compiled: bool = False  # compiled selectors installed
+    escalation: bool = True
+    selector_verdict: list[str | None] = field(default_factory=list)  # [reason] once checked
+    text_verdicts: dict[Any, str | None] = field(default_factory=dict)
+    check_ms: float = 0.0  # time the self-checks took, for reports and tests
+    limit: list[int] = field(default_factory=list)  # trafilatura's own escalation limit
+
+
+_state = _ProcessState()
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What an extractor got: the effective settings and notes (fallbacks) to report."""
+
+    compiled: bool
+    escalation: bool
+    notes: tuple[str, ...]
+
+
+def trafilatura_version() -> str:
+    return metadata.version("trafilatura")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def version_supported(version: str) -> bool:
+    """Whether `version` lies in SUPPORTED."""
+    v = _version_tuple(version)
+    return bool(v) and SUPPORTED_MIN <= v < SUPPORTED_BELOW
+
+
+def _module(name: str) -> Any | None:
+    """trafilatura.`name` (one of PATCHED's modules), or None when this release has none.
+
+    Taken from sys.modules after importing: `trafilatura.baseline` is also the name of a
+    function the package exports.
+    """
+    with contextlib.suppress(ImportError):
+        import trafilatura.xpaths  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import trafilatura.main_extractor  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import trafilatura.core  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import trafilatura.settings  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import trafilatura.baseline  # noqa: F401
+    return sys.modules.get(f"trafilatura.{name}")
+
+
+def missing_attributes() -> list[str]:
+    """The patched modules or attributes not where trafilatura 2.3 keeps them."""
+    missing = []
+    for name, attrs in PATCHED.items():
+        module = _module(name)
+        if module is None:
+            missing.append(f"trafilatura.{name}")
+            continue
+        missing += [f"trafilatura.{name}.{a}" for a in attrs if not hasattr(module, a)]
+    return missing
+
+
+def has_escalation_switch() -> bool:
+    """Whether trafilatura has the recall-escalation limit that `recall_escalation` sets."""
+    limit = getattr(_module(ESCALATION[0]), ESCALATION[1], None)
+    return isinstance(limit, int) and not isinstance(limit, bool)
+
+
+def check_pages() -> list[tuple[str, bytes]]:
+    """The shipped self-check pages: (file name, HTML bytes), in name order."""
+    folder = resources.files("pipeline").joinpath("resources", CHECK_PAGES)
+    pages = [(p.name, p.read_bytes()) for p in folder.iterdir() if p.name.endswith(".html")]
+    return sorted(pages)
+
+
+def _swapped_pairs() -> Iterator[tuple[Any, Any]]:
+    """(compiled, lxml original) for every installed selector."""
+    for module, attr, original in fast_xpath._globals_swapped:
+        yield getattr(module, attr), original
+    for items, j, original in fast_xpath._items_swapped:
+        yield items[j], original
+
+
+def _selector_mismatch(parse: Callable[[bytes], Any]) -> str | None:
+    """Install the compiled selectors and compare each with lxml's XPath on the shipped pages
+    (from the root: the subtree semantics are covered by tests/test_fast_xpath.py)."""
+    fast_xpath.install()
+    for name, html in check_pages():
+        tree = parse(html)
+        for compiled, original in _swapped_pairs():
+            try:
+                got = compiled(tree)
+            except Exception as exc:  # noqa: BLE001 - any failure is a mismatch
+                return f"compiled selector raised {type(exc).__name__} on {name}"
+            want = original(tree)
+            if got != want:
+                path = " ".join(original.path.split())[:60]
+                return (
+                    f"compiled selector `{path}` selects {len(got)} elements where lxml "
+                    f"selects {len(want)} on {name}"
+                )
+    return None
+
+
+def _text_mismatch(extract: Extract) -> str | None:
+    """Extract the shipped pages with lxml's selectors, then with the compiled ones (installed
+    by _selector_mismatch): the texts must be identical."""
+    fast_xpath.uninstall()
+    try:
+        plain = [extract(html, None) for _, html in check_pages()]
+    finally:
+        fast_xpath.install()
+    for (name, html), want in zip(check_pages(), plain, strict=True):
+        try:
+            got = extract(html, None)
+        except Exception as exc:  # noqa: BLE001
+            return f"extraction with compiled selectors raised {type(exc).__name__} on {name}"
+        if got != want:
+            return f"extracted text differs with compiled selectors on {name}"
+    return None
+
+
+def self_check(parse: Callable[[bytes], Any], extract: Extract, key: Any) -> str | None:
+    """Why the compiled selectors must not be used here, or None (then they stay installed).
+
+    The selector comparison runs once per process; the text comparison once per distinct
+    extraction options (`key`). A failure leaves trafilatura unpatched.
+    """
+    t0 = time.perf_counter()
+    try:
+        reason: str | None
+        version = trafilatura_version()
+        if not version_supported(version):
+            reason = f"trafilatura {version} is outside the tested range {SUPPORTED}"
+        elif missing := missing_attributes():
+            reason = f"{missing[0]} not found (moved in this trafilatura release?)"
+        else:
+            if not _state.selector_verdict:
+                _state.selector_verdict.append(_guarded(lambda: _selector_mismatch(parse)))
+            reason = _state.selector_verdict[0]
+            if reason is None:
+                if key not in _state.text_verdicts:
+                    fast_xpath.install()
+                    _state.text_verdicts[key] = _guarded(lambda: _text_mismatch(extract))
+                reason = _state.text_verdicts[key]
+    finally:
+        _state.check_ms += (time.perf_counter() - t0) * 1000
+    if reason is not None:
+        fast_xpath.uninstall()
+    return reason
+
+
+def _guarded(check: Callable[[], str | None]) -> str | None:
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - a check that cannot run is a failed check
+        return f"self-check failed: {type(exc).__name__}: {exc}"[:200]
+
+
+def acquire(
+    compiled_selectors: bool,
+    recall_escalation: bool,
+    parse: Callable[[bytes], Any],
+    extract: Extract,
+    key: Any,
+) -> Setup:
+    """Set trafilatura's process-wide state for one extractor; pair with `release()`.
+
+    Raises ConfigError when `recall_escalation: false` cannot be honoured, or when another
+    extractor holding this process needs different settings.
+    """
+    if not recall_escalation and not has_escalation_switch():
+        raise ConfigError(
+            f"extract.trafilatura.recall_escalation: false cannot be honoured: trafilatura "
+            f"{trafilatura_version()} has no trafilatura.{'.'.join(ESCALATION)} (tested: "
+            f"trafilatura{SUPPORTED}); remove the key or install a tested version"
+        )
+    before = (_state.compiled, _state.escalation)
+    notes: list[str] = []
+    use_compiled = compiled_selectors
+    if compiled_selectors:
+        reason = self_check(parse, extract, key)
+        if reason is not None:
+            use_compiled = False
+            notes.append(f"extract: compiled selectors off, plain trafilatura used: {reason}")
+    if _state.holders and (use_compiled, recall_escalation) != before:
+        _apply(*before)
+        raise ConfigError(
+            "extract: two extract stages in one process need different process-wide "
+            f"trafilatura settings (compiled_selectors={before[0]}, recall_escalation="
+            f"{before[1]} held; compiled_selectors={use_compiled}, recall_escalation="
+            f"{recall_escalation} asked); give them the same values, or a timeout_s so each "
+            "runs in its own extractor process"
+        )
+    _apply(use_compiled, recall_escalation)
+    _state.holders += 1
+    return Setup(use_compiled, recall_escalation, tuple(notes))
+
+
+def release() -> None:
+    """One extractor is done with the process-wide settings (others may then change them)."""
+    _state.holders = max(0, _state.holders - 1)
+
+
+def _apply(compiled: bool, escalation: bool) -> None:
+    if compiled:
+        fast_xpath.install()
+    else:
+        fast_xpath.uninstall()
+    _state.compiled = compiled
+    _set_escalation(escalation)
+
+
+def _set_escalation(enabled: bool) -> None:
+    """trafilatura.core retries a balanced-focus extraction shorter than ESCALATION_MAX_LENGTH
+    characters in recall mode; the limit is read on every call, so 0 switches the retry (and the
+    whole-page text pass that decides it) off."""
+    _state.escalation = enabled
+    if not has_escalation_switch():
+        return  # nothing to switch (and `enabled` is then what trafilatura does)
+    core = _module(ESCALATION[0])
+    if not _state.limit:
+        _state.limit.append(getattr(core, ESCALATION[1]))
+    setattr(core, ESCALATION[1], _state.limit[0] if enabled else 0)
+
+
+def check_ms() -> float:
+    """Milliseconds this process spent in self-checks so far."""
+    return _state.check_ms
