@@ -220,3 +220,47 @@ def test_an_extractor_raising_on_every_page_names_its_error(capsys, tmp_path, mo
     assert "stage extract failed on 22 of 22 documents" in result.err
     assert "first error: http" in result.err and "selector returned nothing" in result.err
     assert stats_of(out)["stages"][0]["removed_by_reason"] == {"extract_error": 22}
+
+
+def test_a_corrupt_fasttext_model_is_a_config_error_before_work(capsys, tmp_path) -> None:
+    """Issue 22 item 6: a fastText header followed by random bytes used to hang the loader."""
+    import os
+    import struct
+
+    from pipeline.stages.fasttext_check import check_fasttext_model
+    from pipeline.stages.langid import bundled_model_path
+
+    bad = tmp_path / "bad.ftz"
+    bad.write_bytes(struct.pack("<2i", 793712314, 12) + os.urandom(200_000))
+    data = _jsonl(tmp_path / "d.jsonl", [{"id": "a", "text": "Hello there, world."}])
+    out = tmp_path / "out"
+    recipe = write_recipe(
+        tmp_path / "r.yaml", [data], out, [{"stage": "langid", "model_path": str(bad)}]
+    )
+    result = curate(capsys, "run", recipe)
+    assert result.code == 2
+    assert f"stages[0] (langid).model_path: {bad}: corrupt fastText" in result.err
+    _no_output(out)
+    not_a_model = tmp_path / "x.bin"
+    not_a_model.write_bytes(b"just some bytes, not a model" * 10)
+    with pytest.raises(ConfigError, match="bad magic number"):
+        check_fasttext_model(str(not_a_model), "k")
+    real = str(bundled_model_path())
+    check_fasttext_model(real, "k")  # the packaged lid.176.ftz passes and loads
+    with pytest.raises(ConfigError, match=r"k: .* did not load within 0.001 s"):
+        check_fasttext_model(real, "k", limit_s=0.001)
+
+
+def test_a_hf_model_path_that_is_not_a_model_is_refused(tmp_path) -> None:
+    from pipeline.prune.embed import minilm_path
+
+    sem = available_stages()["semdedup"]
+    empty = tmp_path / "model"
+    empty.mkdir()
+    cfg = sem.config_cls(embedder="hf", model_path=str(empty))
+    with pytest.raises(ConfigError, match=r"k.model_path: .*config.json missing"):
+        sem.verify(cfg, "k")
+    (empty / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ConfigError, match="no weights"):
+        sem.verify(cfg, "k")
+    sem.verify(sem.config_cls(embedder="hf", model_path=minilm_path()), "k")  # a real model

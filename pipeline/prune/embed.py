@@ -14,8 +14,10 @@ access is switched off: a model that is not on local disk is an error, never a d
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -145,3 +147,22 @@ def _light(spec: EmbedSpec, fs: Any) -> Embedder:
     if spec.light_model is None:
         raise ValueError("the light embedder must be fitted first (spec.light_model unset)")
     return LightEmbedder.load(spec.light_model, fs=fs, max_chars=spec.max_chars)
+
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+
+
+def hf_model_problem(path: Path) -> str | None:
+    """Why `path` is not a loadable local Hugging Face model directory (a phrase), or None."""
+    if not path.is_dir():
+        return "not a directory (a Hugging Face model directory is expected)"
+    config = path / "config.json"
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"config.json missing or not a JSON object ({type(exc).__name__})"
+    if not model_type:
+        return "config.json names no model_type"
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        return f"no weights ({', '.join(WEIGHT_FILES)})"
+    return None

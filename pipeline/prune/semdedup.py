@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import fsspec
@@ -36,8 +37,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import ConfigError
 from pipeline.prune import kmeans, phases
 from pipeline.prune.config import PruneConfig
+from pipeline.prune.embed import hf_model_problem
 from pipeline.prune.prototypes import rank_frac
 from pipeline.stages.base import reasons_from_checks
 from pipeline.stages.contract import Contract, Resources
@@ -311,6 +314,16 @@ class EmbeddingPruneStage(GlobalStage):
 
     prefix: ClassVar[str]
     config: PruneConfig
+
+    @classmethod
+    def verify(cls, config: PruneConfig, key: str) -> None:  # type: ignore[override]
+        """A local Hugging Face model (embedder: hf) must be a model directory: config.json
+        naming a model_type, and weights."""
+        if config.embedder != "hf" or config.model_path is None:
+            return
+        problem = hf_model_problem(Path(config.model_path).expanduser())
+        if problem:
+            raise ConfigError(f"{key}.model_path: {config.model_path}: {problem}")
 
     @classmethod
     def contract(cls, config: PruneConfig) -> Contract:  # type: ignore[override]

@@ -27,12 +27,15 @@ def recipe_contracts(recipe: Recipe) -> list[Contract]:
 
 
 def check_plan(recipe: Recipe, formats: Iterable[str]) -> None:
-    """Raise ConfigError if some stage would lack a column it requires, for any input format."""
+    """Raise ConfigError if some stage would lack a column it requires, for any input format,
+    or a stage's own check of its config fails (e.g. a model file that does not load)."""
     contracts = recipe_contracts(recipe)
     for fmt in sorted(set(formats)):
         problem = chain_problem(contracts, fmt)
         if problem:
             raise ConfigError(f"{recipe.source}: {problem}; nothing was run")
+    for pos, cfg in enumerate(recipe.stages):  # then what each stage checks itself (models)
+        stage_class(cfg.stage).verify(cfg, f"stages[{pos}] ({cfg.stage})")  # type: ignore[attr-defined]
 
 
 def chain_problem(contracts: list[Contract], fmt: str) -> str | None:

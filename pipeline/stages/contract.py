@@ -77,6 +77,11 @@ class Declared:
         cls.name = derived
 
     @classmethod
+    def verify(cls, config: Any, key: str) -> None:
+        """Checks the config validator cannot make (e.g. that a model file loads), run once
+        before any work; raise ConfigError naming `key` (the stage's place in the recipe)."""
+
+    @classmethod
     def contract(cls, config: Any) -> Contract:
         """The declaration for `config` (the class attributes, unless overridden)."""
         return Contract(

@@ -29,6 +29,7 @@ from pipeline.stages.base import (
     column_as_list,
     reasons_from_checks,
 )
+from pipeline.stages.fasttext_check import check_fasttext_model
 
 # The 176 labels of lid.176 (ISO 639-1 where one exists, else 639-2/3 or Wikipedia codes).
 _LID176_TEXT = """af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce
@@ -115,6 +116,12 @@ class LangIdStage(Stage):
     def __init__(self, config: LangIdConfig) -> None:
         super().__init__(config)
         self._model: Any = None
+
+    @classmethod
+    def verify(cls, config: LangIdConfig, key: str) -> None:  # type: ignore[override]
+        """A user's model file must look like fastText and load within a limit."""
+        if config.model_path is not None:
+            check_fasttext_model(config.model_path, f"{key}.model_path")
 
     def __getstate__(self) -> dict[str, Any]:
         # Shipped to Ray workers as config only; each worker loads (or reuses) its own model.
