@@ -264,3 +264,26 @@ def test_a_hf_model_path_that_is_not_a_model_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no weights"):
         sem.verify(cfg, "k")
     sem.verify(sem.config_cls(embedder="hf", model_path=minilm_path()), "k")  # a real model
+
+
+def test_an_ablation_over_a_later_file_without_text_fails(capsys, tmp_path) -> None:
+    """The ablation's score cache reads units as `curate run` does: no silent empty variant."""
+    good = _jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "The first text is fine here."}])
+    bad = _jsonl(tmp_path / "b.jsonl", [{"id": "b", "body": "misnamed"}])
+    base = write_recipe(
+        tmp_path / "base.yaml", [good, bad], tmp_path / "unused", [{"stage": "gopher_quality"}]
+    )
+    spec = tmp_path / "abl.yaml"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "t",
+                "base": str(base),
+                "output": {"path": str(tmp_path / "abl")},
+                "variants": {"a": {}, "b": {"set": {"gopher_quality.min_doc_words": 10}}},
+            }
+        )
+    )
+    result = curate(capsys, "ablate", spec, "--executor", "local")
+    assert result.code == 2
+    assert f"{bad}: no record was usable (1 missing_text); fields seen: id, body" in result.err

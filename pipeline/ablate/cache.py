@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from pipeline import __version__
 from pipeline.ablate.fingerprint import stage_fingerprint
 from pipeline.config import Recipe
+from pipeline.errors import ConfigError
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.sources import get_reader, input_fingerprint
 from pipeline.io.writer import ShardWriter, output_fs
@@ -156,6 +157,10 @@ class MaterializeJob:
                 for batch in batches:
                     writer.write(score_all(stage, batch, node.level, errors, cpu_s))
                     errors += [e for e in [stage.take_error()] if e and not errors]
+                if isinstance(reader, ReaderStats) and (
+                    problem := reader.config_problem(unit.path)
+                ):
+                    raise ConfigError(problem)  # as `curate run` does: no silent empty variant
                 rows = writer.close()
             except BaseException:
                 writer.abort()

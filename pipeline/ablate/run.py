@@ -43,7 +43,12 @@ from pipeline.runner.executors import execute, run_local
 from pipeline.runner.inputs import check_inputs
 from pipeline.runner.lock import output_lock
 from pipeline.runner.plan import check_plan, preflight_input
-from pipeline.runner.run import claim_output, remove_partial_files, run_recipe
+from pipeline.runner.run import (
+    claim_output,
+    remove_partial_files,
+    run_recipe,
+    worker_user_error,
+)
 from pipeline.runner.unit import (
     ShardOutputs,
     StageChain,
@@ -100,9 +105,10 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
         try:
             for result in execute(job, units, first.runtime):
                 computed_keys.update(result["computed"])
-        except CurateError:
-            raise
         except Exception as exc:
+            user_error = worker_user_error(exc)  # a config problem or accounting violation
+            if user_error is not None:
+                raise user_error from None
             raise CurateError(f"ablation scoring failed: {exc}; rerun to resume") from exc
     variant_stats = {}
     computed = {}
