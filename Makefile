@@ -1,10 +1,11 @@
-# The two commands of the README: `make demo` and `make test`. Each creates .venv if missing.
+# The two commands of the README: `make demo` and `make test` (`make test-fast` is its inner-loop
+# tier). Each creates .venv if missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test test-fast lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# No Ray start, no end-to-end run, no test of several seconds (markers in pyproject.toml).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -m "not ray and not e2e and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

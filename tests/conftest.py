@@ -1,19 +1,34 @@
-"""Shared fixtures: the real data in ../shared/data (read in place, never copied)."""
+"""Shared fixtures: the real data in ../shared/data (read in place, never copied), one Ray per
+session, the demo WARC; and the test tiers (markers `ray`, `e2e`, `slow`; `make test-fast`)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# $CURATE_SHARED_DATA points the tests at another copy (the fixture's own test points it nowhere).
+SHARED_DATA = Path(os.environ.get("CURATE_SHARED_DATA") or REPO.parent / "shared" / "data")
+# Set by .ci/run: a missing data directory fails the tests that need it instead of skipping them.
+REQUIRE_SHARED_DATA = "CURATE_REQUIRE_SHARED_DATA"
+FAULTS = REPO / "tests" / "faults"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data; tests that need it are skipped with a clear reason when it is absent."""
+    """../shared/data. When it is absent the tests that need it are skipped, or fail under
+    $CURATE_REQUIRE_SHARED_DATA=1 (CI), so a run without the data is never green by omission."""
     if not SHARED_DATA.is_dir():
+        if os.environ.get(REQUIRE_SHARED_DATA) == "1":
+            pytest.fail(
+                f"shared data not found at {SHARED_DATA} and {REQUIRE_SHARED_DATA}=1: "
+                "this run must not skip the tests on real data",
+                pytrace=False,
+            )
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
 
@@ -42,3 +57,58 @@ def demo_warc(tmp_path_factory) -> Path:
         capture_output=True,
     )
     return out
+
+
+# --- tiers -------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `ray` every test that uses the `ray_session` fixture and `e2e` every test under
+    tests/faults (end to end through the CLI); the rest are marked by hand in the test files."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+        if item.path.is_relative_to(FAULTS):
+            item.add_marker(pytest.mark.e2e)
+
+
+_running: list[pytest.Item] = []
+_REAL_INIT = pytest.StashKey[Any]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Remember the test being set up, run or torn down (for the Ray guard below)."""
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Guard: a test that starts Ray in this process without the `ray` marker fails, naming the
+    marker, so the fast tier (`-m "not ray ..."`) never starts Ray by accident."""
+    import ray
+
+    real_init = ray.init
+
+    def guarded_init(*args: Any, **kwargs: Any) -> Any:
+        if _running and _running[-1].get_closest_marker("ray") is None:
+            pytest.fail(
+                f"{_running[-1].nodeid} starts Ray: use the ray_session fixture or mark it "
+                "@pytest.mark.ray",
+                pytrace=False,
+            )
+        return real_init(*args, **kwargs)
+
+    ray.init = guarded_init
+    config.stash[_REAL_INIT] = real_init
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Put the real `ray.init` back."""
+    import ray
+
+    ray.init = config.stash.get(_REAL_INIT, ray.init)

@@ -58,6 +58,7 @@ def inputs(demo_warc, shared_data) -> list[str]:
     return [str(demo_warc), str(shared_data / "warc" / "cc-main-2020-34-excerpt.warc.gz")]
 
 
+@pytest.mark.e2e
 def test_variants_equal_their_direct_runs(inputs, tmp_path) -> None:
     ablation = load_ablation(_write(tmp_path, inputs, SWEEP))
     result = run_ablation(ablation)
@@ -101,6 +102,7 @@ def test_variants_equal_their_direct_runs(inputs, tmp_path) -> None:
     assert summary["diffs"]["t90"]["only_in_baseline"] == kept["t50"] - kept["t90"]
 
 
+@pytest.mark.e2e
 def test_shared_scores_are_computed_once_and_caches_invalidate_exactly(
     inputs, tmp_path, monkeypatch
 ) -> None:

@@ -139,6 +139,7 @@ def with_prune_stages(monkeypatch):
     config_module._recipe_model.cache_clear()
 
 
+@pytest.mark.e2e
 def test_runner_runs_d4_and_configs_validate(with_prune_stages, shared_data, tmp_path) -> None:
     texts = gold_texts(shared_data, 300)
     inputs = []

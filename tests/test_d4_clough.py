@@ -92,6 +92,7 @@ def data(shared_data, tmp_path_factory):
     return names, texts, info, missed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("embedder", ["light", "minilm"])
 def test_semdedup_catches_rewrites_minhash_misses(data, tmp_path, embedder) -> None:
     if embedder == "minilm":

@@ -56,6 +56,8 @@ def _reference(inputs: list[str], tmp_path: Path, stages: list[dict] = MAP_STAGE
     return read_output(out)
 
 
+@pytest.mark.e2e
+@pytest.mark.ray
 @pytest.mark.slow
 def test_two_node_cluster_gives_the_same_output(shared_data, tmp_path) -> None:
     from ray.cluster_utils import Cluster
@@ -95,6 +97,8 @@ def _removed_ids(path: Path) -> set[str]:
     return {i for f in path.glob("*.parquet") for i in pq.read_table(f).column("id").to_pylist()}
 
 
+@pytest.mark.e2e
+@pytest.mark.ray
 @pytest.mark.slow
 def test_sigkill_of_the_driver_then_rerun_gives_identical_output(shared_data, tmp_path) -> None:
     inputs = _inputs(shared_data)

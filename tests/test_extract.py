@@ -452,6 +452,7 @@ def test_scrapinghub_resiliparse_f1(scrapinghub: list[eval_extract.GoldDoc]) -> 
     assert s["f1"] >= 0.91, s  # measured 0.927 (P 0.879, R 0.981)
 
 
+@pytest.mark.slow
 def test_cleaneval_f1_both_backends(cleaneval: list[eval_extract.GoldDoc]) -> None:
     traf = eval_extract.evaluate(cleaneval, eval_extract.stage_extractor(timeout_s=None))
     resi = eval_extract.evaluate(

@@ -244,6 +244,7 @@ def _shadowed(log: list[str]) -> Iterator[_Shadow]:
         yield shadow
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", list(MODES))
 def test_compiled_selectors_agree_with_lxml_inside_real_extractions(
     real_pages: list[tuple[bytes, str | None]], mode: str

@@ -84,6 +84,7 @@ def _recipe(inputs: list[str], out, stages: list[dict]) -> Any:
     )
 
 
+@pytest.mark.e2e
 def test_global_stage_between_map_stages(with_test_stage, demo_warc, shared_data, tmp_path) -> None:
     inputs = [str(demo_warc), str(demo_warc.parent / "copy.warc.gz")]
     (demo_warc.parent / "copy.warc.gz").write_bytes(demo_warc.read_bytes())
@@ -125,6 +126,7 @@ def test_global_stage_between_map_stages(with_test_stage, demo_warc, shared_data
     assert read_output(out).equals(table)
 
 
+@pytest.mark.e2e
 def test_resume_after_a_crash_inside_the_second_segment(
     with_test_stage, demo_warc, tmp_path
 ) -> None:
@@ -157,6 +159,7 @@ def test_resume_after_a_crash_inside_the_second_segment(
     ]
 
 
+@pytest.mark.e2e
 def test_exact_dedup_on_ray_matches_local_and_counts_reasons(demo_warc, tmp_path, ray_session):
     """A real global stage through both executors: same kept set, same accounting."""
     copy = demo_warc.parent / "copy3.warc.gz"
@@ -183,6 +186,7 @@ def test_exact_dedup_on_ray_matches_local_and_counts_reasons(demo_warc, tmp_path
     assert read_output(tmp_path / "ray").equals(read_output(tmp_path / "local"))
 
 
+@pytest.mark.e2e
 def test_minhash_s_curve_is_in_the_report(demo_warc, tmp_path) -> None:
     recipe = recipe_from_dict(
         {

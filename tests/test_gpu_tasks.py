@@ -61,6 +61,7 @@ PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_embedding_tasks_land_on_the_gpu_node_of_a_cluster(tmp_path) -> None:
     from ray.cluster_utils import Cluster

@@ -107,6 +107,7 @@ def edited_copies(
     return copies
 
 
+@pytest.mark.slow
 def test_recall_and_precision_follow_the_s_curve(shared_data: Path) -> None:
     """Families (a real text + 5 edited copies); every within-family pair's exact Jaccard gives
     its S-curve probability; observed candidate counts per Jaccard bin must match the sum of

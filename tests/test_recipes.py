@@ -21,6 +21,7 @@ def test_recipe_validates(path: Path) -> None:
     assert recipe.stages
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["fineweb", "c4", "gopher"])
 def test_recipe_runs_on_the_demo_warc(name: str, demo_warc, tmp_path) -> None:
     recipe = load_recipe(REPO / "configs" / f"{name}.yaml").with_overrides(
@@ -35,6 +36,7 @@ def test_recipe_runs_on_the_demo_warc(name: str, demo_warc, tmp_path) -> None:
     assert stats["output"]["documents"] >= 3
 
 
+@pytest.mark.e2e
 def test_refinedweb_end_to_end_on_all_shared_crawls(shared_data, tmp_path, ray_session) -> None:
     """RefinedWeb's 8 steps over every shared WARC and the extraction WARCs, funnel in report.md."""
     inputs = sorted(str(p) for p in (shared_data / "warc").glob("*.warc.gz"))  # not WET/WAT

@@ -37,6 +37,7 @@ def read_output(out: Path) -> pa.Table:
     return ds.dataset(str(out / "data"), format="parquet").to_table().sort_by("id")
 
 
+@pytest.mark.e2e
 def test_demo_run_local_accounting_and_outputs(demo_warc, tmp_path) -> None:
     out = tmp_path / "run"
     result = run_recipe(_recipe([str(demo_warc)], out))
@@ -74,6 +75,7 @@ def test_demo_run_local_accounting_and_outputs(demo_warc, tmp_path) -> None:
     assert "accounting: **ok**" in report
 
 
+@pytest.mark.e2e
 def test_ray_executor_gives_the_same_output_as_local(demo_warc, tmp_path, ray_session) -> None:
     local = tmp_path / "local"
     on_ray = tmp_path / "ray"
@@ -82,6 +84,7 @@ def test_ray_executor_gives_the_same_output_as_local(demo_warc, tmp_path, ray_se
     assert read_output(local).equals(read_output(on_ray))
 
 
+@pytest.mark.e2e
 def test_resume_runs_only_unfinished_units(shared_data, tmp_path, ray_session) -> None:
     inputs = [
         str(shared_data / "warc" / "wget-2024-sample-0000.warc.gz"),
@@ -102,6 +105,7 @@ def test_resume_runs_only_unfinished_units(shared_data, tmp_path, ray_session) -
     assert second.stats["output"] == first.stats["output"]
 
 
+@pytest.mark.e2e
 def test_other_config_in_output_dir_is_refused_unless_overwrite(demo_warc, tmp_path) -> None:
     out = tmp_path / "run"
     run_recipe(_recipe([str(demo_warc)], out))
@@ -118,6 +122,7 @@ def test_other_config_in_output_dir_is_refused_unless_overwrite(demo_warc, tmp_p
     assert not (out / "rejected" / "langid").exists()
 
 
+@pytest.mark.e2e
 def test_cli_runs_every_shared_warc_and_accounting_adds_up(
     shared_data, tmp_path, ray_session
 ) -> None:

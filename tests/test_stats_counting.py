@@ -131,6 +131,7 @@ def _options(root: Path, output: Path, **changes: Any) -> StatsOptions:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [0, 1, 2])
 @pytest.mark.parametrize("level", [0, 2])
 def test_exact_counts_equal_brute_force(fake_run, exact, k, level):

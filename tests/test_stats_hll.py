@@ -45,6 +45,7 @@ def test_hll_within_stated_error(n, p):
     assert np.sqrt(np.mean(errors**2)) < 1.5 * rse, errors
 
 
+@pytest.mark.slow
 def test_pipeline_approx_mode_within_error_of_exact(tmp_path):
     """A generated Zipf corpus with ~10^5-10^6 distinct n-grams: HLL++ vs exact counts."""
     rng = np.random.default_rng(7)

@@ -19,6 +19,8 @@ from pipeline.stats.report import build_records
 from pipeline.text.words import split_words
 
 PNG = b"\x89PNG\r\n\x1a\n"
+# Every test here reads the output of a pipeline run (`run_dir`, `_run`).
+pytestmark = pytest.mark.e2e
 
 
 STAGES = [

@@ -127,6 +127,7 @@ def test_groups_bound_the_pool(tmp_path: Path) -> None:
     assert SPAN60 in rows["a0"] and SPAN60 not in rows["b0"]
 
 
+@pytest.mark.slow
 def test_gold_texts(shared_data: Path, tmp_path: Path) -> None:
     texts, refs = gold_text_shards(shared_data, tmp_path)
     summary, kept, rejected = run_stage(SubstringDedupStage(SubstringDedupConfig()), refs, tmp_path)

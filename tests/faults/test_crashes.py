@@ -169,6 +169,7 @@ def test_driver_sigkill_at_random_points_then_rerun_is_identical(
     assert_same_output(out, reference["out"])
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_ray_driver_sigkill_with_prepare_tasks_in_flight(inputs, tmp_path) -> None:
     """The driver of a Ray run is killed while a global stage's prepare tasks run on the
