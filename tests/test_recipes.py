@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.config import load_recipe
 from pipeline.runner.run import run_recipe
@@ -17,8 +18,10 @@ RECIPES = sorted((REPO / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_validates(path: Path) -> None:
+    """Each shipped recipe validates and keeps its stages, in the file's order."""
     recipe = load_recipe(path)
-    assert recipe.stages
+    listed = [s["stage"] for s in yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]]
+    assert [s.stage for s in recipe.stages] == listed
 
 
 @pytest.mark.e2e

@@ -210,7 +210,6 @@ def test_a_stage_is_charged_the_cpu_of_its_helper_processes() -> None:
     run_stage(_HelperProcessStage(_Explodes()), batch, stats)
     run_stage(_HelperProcessStage(_Explodes()), batch, stats)
     assert 5.0 <= stats.cpu_s < 5.5
-    assert stats.wall_s < 1.0
 
 
 def test_accounting_violation_is_loud() -> None:
