@@ -4,7 +4,7 @@ session, the demo WARC; and the test tiers (markers `ray`, `e2e`, `slow`; `make 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,9 @@ _REAL_INIT = pytest.StashKey[Any]()
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
     """Remember the test being set up, run or torn down (for the Ray guard below)."""
     _running.append(item)
     try:
