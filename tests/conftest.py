@@ -33,6 +33,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _faults_read_shared_data(request: pytest.FixtureRequest) -> None:
+    """tests/faults builds its inputs from the real files (tests/faults/helpers.py: WGET, DCLM):
+    every module there goes through `shared_data`, before any of its own fixtures."""
+    if request.path.is_relative_to(FAULTS):
+        request.getfixturevalue("shared_data")
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One embedded Ray for the whole test session (ray.init costs seconds on 2 cores)."""

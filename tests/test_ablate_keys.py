@@ -49,7 +49,10 @@ def html_batch(shared_data: Path) -> pa.Table:
 def text_batch(shared_data: Path, html_batch: pa.Table) -> pa.Table:
     """74 documents in 7 languages with `url` (WARC pages) and `lang` (from langid)."""
     extract = ExtractStage(ExtractConfig(timeout_s=None))
-    extracted = extract.score(html_batch).select(["id", "url", TEXT])
+    try:
+        extracted = extract.score(html_batch).select(["id", "url", TEXT])
+    finally:
+        extract.close()  # releases the process-wide trafilatura settings it holds
     with open(shared_data / "quality" / "dclm-agreement.jsonl", encoding="utf-8") as f:
         dclm = [json.loads(line)["text"] for _, line in zip(range(40), f, strict=False)]
     lingua = []
@@ -226,6 +229,7 @@ def _recipe_files(tmp_path: Path, inputs: list[str], stages: list[str]) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_ablation_recomputes_what_a_change_reaches(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -286,6 +286,7 @@ def _keep_rate(reasons: list[str | None]) -> float:
     return sum(r is None for r in reasons) / len(reasons)
 
 
+@pytest.mark.slow
 def test_keep_rates_on_real_text(shared_data) -> None:
     gold = [
         json.loads(line)["gold"]

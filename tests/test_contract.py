@@ -90,6 +90,7 @@ def test_html_dedup_after_extract_is_refused() -> None:
     )
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_misordered_recipe_exits_2_before_any_output(capsys, tmp_path) -> None:
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.yaml", [WGET], out, [{"stage": "langid"}, FAST_EXTRACT])
@@ -159,6 +160,8 @@ def test_some_missing_text_is_counted_not_fatal(capsys, tmp_path) -> None:
     assert stats_of(out)["reader"]["skipped"] == {"missing_text": 1}
 
 
+@pytest.mark.e2e
+@pytest.mark.usefixtures("shared_data")
 def test_extract_failing_on_every_page_fails_the_run(capsys, tmp_path, monkeypatch) -> None:
     """A broken extractor is not a filter: the run fails through runtime.max_error_fraction."""
     stage_cls = available_stages()["extract"]
@@ -180,6 +183,8 @@ def test_extract_failing_on_every_page_fails_the_run(capsys, tmp_path, monkeypat
     assert stats["stages"][0]["first_error"] == "RuntimeError: extractor exploded"
 
 
+@pytest.mark.e2e
+@pytest.mark.usefixtures("shared_data")
 def test_max_error_fraction_one_never_fails(capsys, tmp_path, monkeypatch) -> None:
     def score(self, batch):
         raise RuntimeError("extractor exploded")
@@ -203,6 +208,8 @@ def test_curate_stages_shows_declarations_and_refuses_unknown_names(capsys) -> N
     assert "Traceback" not in bad.err
 
 
+@pytest.mark.e2e
+@pytest.mark.usefixtures("shared_data")
 def test_an_extractor_raising_on_every_page_names_its_error(capsys, tmp_path, monkeypatch) -> None:
     """Extraction failing inside the extractor (not the stage) is `extract_error` per page, and
     the run fails through max_error_fraction naming the extractor's first error."""

@@ -94,6 +94,7 @@ def test_eps_is_not_a_d4_threshold() -> None:
     assert not {"eps", "r_dedup", "n_clusters", "embedder"} & D4Stage.threshold_keys
 
 
+@pytest.mark.slow
 def test_keep_ratio_on_real_text(shared_data, tmp_path) -> None:
     texts = gold_texts(shared_data)
     tables = [

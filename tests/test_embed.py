@@ -32,6 +32,7 @@ def minilm():
     return get_embedder(SemDeDupConfig(embedder="minilm").embed_spec())
 
 
+@pytest.mark.slow
 def test_minilm_matches_sentence_transformers(minilm) -> None:
     st = pytest.importorskip("sentence_transformers")
     reference = st.SentenceTransformer(minilm_path(), device="cpu").encode(

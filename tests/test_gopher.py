@@ -422,6 +422,7 @@ def gold_texts(shared_data: Path, name: str) -> list[str]:
         ("cleaneval", QUAL, 0.9),
     ],
 )
+@pytest.mark.slow
 def test_keep_rates_on_gold_main_text(shared_data: Path, name: str, stage, low: float) -> None:
     texts = gold_texts(shared_data, name)
     reasons = stage.keep(stage.score(table(*texts))).to_pylist()

@@ -246,6 +246,7 @@ def test_newline_cap() -> None:
 # --- real text --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_keep_rates_on_real_text(shared_data) -> None:
     gold = [
         json.loads(line)

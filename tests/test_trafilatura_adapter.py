@@ -120,6 +120,7 @@ def test_self_check_passes_on_the_installed_trafilatura(adapter: ModuleType) -> 
 # Fallback to plain trafilatura
 
 
+@pytest.mark.slow
 def test_broken_selector_falls_back_to_plain_trafilatura(
     broken_selector: None, adapter: ModuleType, shared_data: Path
 ) -> None:

@@ -51,7 +51,6 @@ def lossy_stage(monkeypatch):
     config_module._recipe_model.cache_clear()
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_a_stage_that_loses_documents_fails_the_run(capsys, tmp_path, lossy_stage) -> None:
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.yaml", [WGET], out, [FAST_EXTRACT, {"stage": "lossy"}])
@@ -65,7 +64,6 @@ def test_a_stage_that_loses_documents_fails_the_run(capsys, tmp_path, lossy_stag
     assert not (out / "_run" / "units" / "seg00" / "part-00000.json").exists()  # not "finished"
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_a_reader_that_miscounts_fails_the_run(capsys, tmp_path, monkeypatch) -> None:
     """A reader yielding a record it never counted: reader records no longer add up."""
     real_read = WarcReader.read
@@ -83,7 +81,6 @@ def test_a_reader_that_miscounts_fails_the_run(capsys, tmp_path, monkeypatch) ->
     assert not (out / "stats.json").exists()
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_run_totals_are_rechecked_when_resuming(capsys, tmp_path) -> None:
     """The end-of-run check covers units finished by an earlier invocation: a run record that
     no longer adds up (here edited by hand) fails the rerun instead of being summed into

@@ -102,7 +102,6 @@ def _snapshot(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_output_directory_of_another_config_is_refused(capsys, tmp_path) -> None:
     """A run into a directory holding another config's run: refused, saying what to do, and the
     earlier run left byte for byte as it was; --overwrite replaces only what a run writes."""
@@ -125,7 +124,6 @@ def test_output_directory_of_another_config_is_refused(capsys, tmp_path) -> None
     assert_reconciles(stats_of(out))
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_output_directory_with_foreign_data_is_refused(capsys, tmp_path) -> None:
     out = tmp_path / "out"
     (out / "data").mkdir(parents=True)
@@ -198,7 +196,6 @@ def test_disk_filling_up_mid_run_then_resume(capsys, tmp_path, shared_data, monk
     assert not list(out.rglob("*.tmp*"))
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_disk_full_from_the_start(capsys, tmp_path, monkeypatch) -> None:
     """Not even the run record fits: a one-line error, not a traceback."""
     out = tmp_path / "out"

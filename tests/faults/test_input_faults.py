@@ -225,7 +225,6 @@ def _deny_reading(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
         monkeypatch.setattr(builtins, "open", open_)
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_unreadable_input_file_fails_before_any_work(capsys, tmp_path, monkeypatch) -> None:
     """An input file without read permission: a short error naming it, and nothing written."""
     path = tmp_path / "locked.warc.gz"
@@ -241,7 +240,6 @@ def test_unreadable_input_file_fails_before_any_work(capsys, tmp_path, monkeypat
     assert not out.exists()
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_unreadable_input_directory(capsys, tmp_path, monkeypatch) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -261,7 +259,6 @@ def test_missing_input_path(capsys, tmp_path) -> None:
     assert result.err == f"curate: error: input path not found: '{missing}'; check input.paths\n"
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_input_file_vanishing_during_the_run_is_counted(capsys, tmp_path, monkeypatch) -> None:
     """A file deleted after planning: `unreadable_file` for it, the other file read, a warning."""
     gone = tmp_path / "gone.warc.gz"

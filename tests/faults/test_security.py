@@ -195,7 +195,6 @@ def test_no_config_key_takes_code_a_type_or_an_import_path() -> None:
 # --- outputs stay inside the output directory --------------------------------------------------
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_a_run_writes_only_inside_its_output_directory(capsys, tmp_path) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -258,7 +257,6 @@ def test_remote_input_needs_its_protocol_enabled(capsys, tmp_path, url, protocol
     assert not out.exists()
 
 
-@pytest.mark.usefixtures("shared_data")
 def test_enabled_protocol_is_read(capsys, tmp_path) -> None:
     """The same URL works once its protocol is enabled."""
     url = "memory://faults-security/crawl.warc.gz"

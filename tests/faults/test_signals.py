@@ -81,7 +81,7 @@ def reference(inputs, tmp_path_factory) -> Path:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("executor", ["local", "ray"])
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
 def test_sigterm_mid_run_then_rerun_is_identical(inputs, reference, tmp_path, executor) -> None:
     out = tmp_path / "out"
     options = {"executor": executor} | ({"num_workers": 2} if executor == "ray" else {})
@@ -118,6 +118,7 @@ def _reaper_node(driver: psutil.Process) -> str | None:
     return None
 
 
+@pytest.mark.ray
 @pytest.mark.timeout(300)
 def test_embedded_ray_ends_with_a_killed_driver(inputs, tmp_path) -> None:
     """kill -9 of a Ray run's driver: every process of its embedded node (raylet, agents,
