@@ -211,6 +211,7 @@ def test_a_selector_call_that_raises_falls_back(
         extract.close()
 
 
+@pytest.mark.e2e
 def test_fallback_warning_reaches_stats_json(
     broken_selector: None, adapter: ModuleType, shared_data: Path, tmp_path: Path
 ) -> None:
