@@ -266,11 +266,11 @@ def test_a_hf_model_path_that_is_not_a_model_is_refused(tmp_path) -> None:
     empty.mkdir()
     cfg = sem.config_cls(embedder="hf", model_path=str(empty))
     with pytest.raises(ConfigError, match=r"k.model_path: .*config.json missing"):
-        sem.verify(cfg, "k")
+        sem.verify(cfg, "k", None)
     (empty / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ConfigError, match="no weights"):
-        sem.verify(cfg, "k")
-    sem.verify(sem.config_cls(embedder="hf", model_path=minilm_path()), "k")  # a real model
+        sem.verify(cfg, "k", None)
+    sem.verify(sem.config_cls(embedder="hf", model_path=minilm_path()), "k", None)  # a real model
 
 
 def test_an_ablation_over_a_later_file_without_text_fails(capsys, tmp_path) -> None:
@@ -294,3 +294,18 @@ def test_an_ablation_over_a_later_file_without_text_fails(capsys, tmp_path) -> N
     result = curate(capsys, "ablate", spec, "--executor", "local")
     assert result.code == 2
     assert f"{bad}: no record was usable (1 missing_text); fields seen: id, body" in result.err
+
+
+def test_in_process_extraction_needs_the_cpu_guard(capsys, tmp_path) -> None:
+    """Issue 22 item 6: in-process extraction keeps a time guard or is refused."""
+    recipe = recipe_from_dict(
+        {
+            "output": {"path": str(tmp_path / "out")},
+            "runtime": {"stage_cpu_s_per_doc": None},
+            "stages": [FAST_EXTRACT],
+        }
+    )
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(extract\).timeout_s: null extracts"):
+        check_plan(recipe, ["warc"])
+    sandboxed = {**FAST_EXTRACT, "timeout_s": 5}
+    check_plan(recipe_from_dict({**recipe.to_dict(), "stages": [sandboxed]}), ["warc"])

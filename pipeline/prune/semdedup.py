@@ -316,7 +316,7 @@ class EmbeddingPruneStage(GlobalStage):
     config: PruneConfig
 
     @classmethod
-    def verify(cls, config: PruneConfig, key: str) -> None:  # type: ignore[override]
+    def verify(cls, config: PruneConfig, key: str, runtime: Any) -> None:  # type: ignore[override]
         """A local Hugging Face model (embedder: hf) must be a model directory: config.json
         naming a model_type, and weights."""
         if config.embedder != "hf" or config.model_path is None:

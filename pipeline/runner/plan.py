@@ -35,7 +35,8 @@ def check_plan(recipe: Recipe, formats: Iterable[str]) -> None:
         if problem:
             raise ConfigError(f"{recipe.source}: {problem}; nothing was run")
     for pos, cfg in enumerate(recipe.stages):  # then what each stage checks itself (models)
-        stage_class(cfg.stage).verify(cfg, f"stages[{pos}] ({cfg.stage})")  # type: ignore[attr-defined]
+        key = f"stages[{pos}] ({cfg.stage})"
+        stage_class(cfg.stage).verify(cfg, key, recipe.runtime)  # type: ignore[attr-defined]
 
 
 def chain_problem(contracts: list[Contract], fmt: str) -> str | None:

@@ -77,9 +77,10 @@ class Declared:
         cls.name = derived
 
     @classmethod
-    def verify(cls, config: Any, key: str) -> None:
-        """Checks the config validator cannot make (e.g. that a model file loads), run once
-        before any work; raise ConfigError naming `key` (the stage's place in the recipe)."""
+    def verify(cls, config: Any, key: str, runtime: Any) -> None:
+        """Checks the config validator cannot make (e.g. that a model file loads, or a setting
+        that needs a runtime option), run once before any work; raise ConfigError naming `key`
+        (the stage's place in the recipe)."""
 
     @classmethod
     def contract(cls, config: Any) -> Contract:

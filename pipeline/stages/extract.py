@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.errors import ConfigError
 from pipeline.schema import HTML, TEXT, URL
 from pipeline.stages.base import Stage, StageConfig, column_as_list, reasons_from_checks
 from pipeline.stages.contract import Contract, Resources
@@ -155,6 +156,16 @@ class ExtractStage(Stage):
     requires: ClassVar[tuple[str, ...]] = (HTML,)
     score_columns: ClassVar[tuple[str, ...]] = (TEXT, HTML_BYTES, EXTRACT_STATUS)
     drops: ClassVar[tuple[str, ...]] = (HTML,)
+
+    @classmethod
+    def verify(cls, config: ExtractConfig, key: str, runtime: Any) -> None:  # type: ignore[override]
+        """In-process extraction (no timeout_s) is bounded only by the runner's per-document CPU
+        guard: refused when that guard is off, so no page can run without a limit."""
+        if not config.timeout_s and runtime.stage_cpu_s_per_doc is None:
+            raise ConfigError(
+                f"{key}.timeout_s: null extracts in-process, where only "
+                "runtime.stage_cpu_s_per_doc limits a page, and that is null; set one of them"
+            )
 
     @classmethod
     def contract(cls, config: ExtractConfig) -> Contract:  # type: ignore[override]

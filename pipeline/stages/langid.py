@@ -118,7 +118,7 @@ class LangIdStage(Stage):
         self._model: Any = None
 
     @classmethod
-    def verify(cls, config: LangIdConfig, key: str) -> None:  # type: ignore[override]
+    def verify(cls, config: LangIdConfig, key: str, runtime: Any) -> None:  # type: ignore[override]
         """A user's model file must look like fastText and load within a limit."""
         if config.model_path is not None:
             check_fasttext_model(config.model_path, f"{key}.model_path")
