@@ -1,6 +1,6 @@
 """Is a refinedweb run on the shared WARCs the same on a loaded machine as on an idle one?
 
-Runs the refinedweb recipe (configs/refinedweb.yaml) on ../shared/data/warc twice: first as is,
+Runs the refinedweb recipe (configs/refinedweb.yaml) on ../shared/data/warc/*.warc.gz twice: first as is,
 then with every core saturated by busy-loop processes (one per CPU, started before the run and
 killed after it). Compares the outputs: the ids and text hashes of data/, the (id, reason) pairs
 under rejected/, and the extract stage's time-limit figures in stats.json (`extract_timeout`
@@ -50,7 +50,15 @@ def _recipe(workdir: Path, timeout_s: float | None) -> Path:
 
 def _run(recipe: Path, out: Path, executor: str) -> float:
     """`curate run` into `out` (this checkout's code); returns its wall seconds."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(recipe), "--input", str(WARCS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "run",
+        str(recipe),
+        "--input",
+        str(WARCS / "*.warc.gz"),
+    ]
     cmd += ["--output", str(out), "--executor", executor, "--overwrite"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
