@@ -1,4 +1,4 @@
-"""`curate`: the command line. Verbs: run, ablate, stages, inspect, stats, fit."""
+"""`curate`: the command line. Verbs: run, ablate, stages, inspect, stats, fit, tokenize."""
 
 from __future__ import annotations
 
@@ -49,7 +49,38 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", help="a run directory, Parquet file/directory, WARC or JSONL")
     inspect.add_argument("-n", "--sample", type=int, default=3, help="rows to show")
     _add_stats_parsers(sub)
+    _add_tokenize_parser(sub)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _add_tokenize_parser(sub: argparse._SubParsersAction) -> None:
+    tok = sub.add_parser("tokenize", help="token shards for training (Megatron, nanoGPT)")
+    tok.add_argument("inputs", nargs="+", metavar="INPUT", help="run directories or data files")
+    tok.add_argument("--tokenizer", required=True, metavar="JSON", help="a tokenizer.json")
+    tok.add_argument("--output", required=True, metavar="DIR", help="where the shards go")
+    tok.add_argument("--format", choices=["megatron", "nanogpt"], required=True)
+    tok.add_argument("--eos-token", metavar="TOKEN", help="appended to every document")
+    tok.add_argument("--bos-token", metavar="TOKEN", help="prepended to every document")
+    tok.add_argument("--shuffle", action="store_true", help="shuffle documents across shards")
+    tok.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    tok.add_argument(
+        "--max-tokens-per-shard", type=_positive_int, metavar="N", help="split larger shards"
+    )
+    tok.add_argument("--text-field", default="text", metavar="F", help="JSONL/Parquet text field")
+    tok.add_argument(
+        "--executor", choices=["ray", "local"], default="ray", help="local: no Ray, one process"
+    )
+    tok.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster (or RAY_ADDRESS)")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -303,6 +334,33 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from pipeline.tokenize.run import TokenizeOptions, tokenize
+
+    s = tokenize(
+        TokenizeOptions(
+            inputs=tuple(args.inputs),
+            tokenizer=args.tokenizer,
+            output=args.output,
+            format=args.format,
+            eos_token=args.eos_token,
+            bos_token=args.bos_token,
+            shuffle=args.shuffle,
+            seed=args.seed,
+            max_tokens_per_shard=args.max_tokens_per_shard,
+            text_field=args.text_field,
+            executor=args.executor,
+            ray_address=args.ray_address,
+        )
+    )
+    print(
+        f"tokenize: {s['documents']:,} documents, {s['tokens']:,} tokens "
+        f"({s['tokens_per_byte']:.3f} tokens/byte) in {len(s['shards'])} {s['format']} shard(s) "
+        f"({s['dtype']}) -> {args.output}/summary.json"
+    )
+    return 0
+
+
 def _escape_unprintable_output() -> None:
     """Print file names that are not valid UTF-8 escaped (`caf\\xe9`) instead of failing."""
     from pipeline.io.pathnames import ESCAPE_ERRORS
@@ -347,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_stats(args)
         if args.command == "fit":
             return _cmd_fit(args)
+        if args.command == "tokenize":
+            return _cmd_tokenize(args)
     except CurateError as exc:
         from pipeline.runner.run import worker_user_error
 

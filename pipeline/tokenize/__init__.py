@@ -1,0 +1,1 @@
+"""`curate tokenize`: curated text to train-ready token shards (Megatron indexed dataset, nanoGPT)."""
