@@ -277,7 +277,11 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 
 
 def test_bad_input_exits_2_naming_it_and_writes_nothing(
-    bpe: Path, corpus: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bpe: Path,
+    corpus: tuple[Path, list[str]],
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     root, _ = corpus
     out = tmp_path / "out"
@@ -292,6 +296,9 @@ def test_bad_input_exits_2_naming_it_and_writes_nothing(
     assert rc == 2 and "--eos-token '<eos>' is not in the vocabulary" in err
     rc, err = _cli([*common, "--tokenizer", str(bpe), "--bos-token", "[CLS]"], capsys)
     assert rc == 2 and "--bos-token '[CLS]'" in err
+    warc = shared_data / "warc" / "cc-main-2024-22-whirlwind.warc.gz"
+    rc, err = _cli([str(warc), *common[1:], "--tokenizer", str(bpe)], capsys)
+    assert rc == 2 and "is a WARC file" in err
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"id": "a", "text": ""}\n{"id": "b", "body": "no text field"}\n')
     rc, err = _cli([str(empty), *common[1:], "--tokenizer", str(bpe)], capsys)

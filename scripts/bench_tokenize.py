@@ -1,0 +1,114 @@
+"""Benchmark `curate tokenize`: tokens per CPU second (one process, one tokenizer thread) and peak
+memory, with a 50k-id byte-level BPE trained on the shared texts.
+
+Inputs: a `curate run` output (e.g. `curate run configs/refinedweb.yaml --output /tmp/rw-tok`)
+and sentence-shuffled corpora of real text (scripts/bench_stats.py) of two sizes, so the peak
+memory can be compared as the input grows. Each measurement runs in a fresh process (its own
+peak RSS) with the local executor.
+
+    python scripts/bench_tokenize.py --run /tmp/rw-tok --out /tmp/bench-tok
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def train_tokenizer(path: Path, vocab: int) -> None:
+    """A byte-level BPE of `vocab` ids trained on the shared DCLM and extraction gold texts."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    texts = [json.loads(x)["text"] for x in (SHARED / "quality/dclm-agreement.jsonl").open()]
+    for name in ("scrapinghub", "cleaneval"):
+        texts += [json.loads(x)["gold"] for x in (SHARED / f"extraction/{name}.gold.jsonl").open()]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.save(str(path))
+
+
+def measure(inputs: list[str], tokenizer: str, output: str, fmt: str) -> dict:
+    """Tokenize in this process; tokens, wall and CPU seconds, peak RSS."""
+    from pipeline.tokenize.run import TokenizeOptions, tokenize
+
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    s = tokenize(
+        TokenizeOptions(
+            inputs=tuple(inputs),
+            tokenizer=tokenizer,
+            output=output,
+            format=fmt,
+            eos_token="<|endoftext|>",
+            executor="local",
+        )
+    )
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    wall = time.perf_counter() - t0
+    return {
+        "documents": s["documents"],
+        "tokens": s["tokens"],
+        "text_mb": round(s["text_bytes"] / 1e6, 1),
+        "tokens_per_byte": round(s["tokens_per_byte"], 4),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "tokens_per_cpu_s": round(s["tokens"] / cpu),
+        "peak_rss_mb": round(r1.ru_maxrss / 1024),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", help="a `curate run` output directory (refinedweb)")
+    ap.add_argument("--out", default="/tmp/bench-tok")
+    ap.add_argument("--vocab", type=int, default=50_000)
+    ap.add_argument("--words", type=int, nargs="*", default=[5_000_000, 20_000_000])
+    ap.add_argument("--format", default="megatron", choices=["megatron", "nanogpt"])
+    ap.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)  # child: inputs to measure
+    args = ap.parse_args()
+    out = Path(args.out)
+    tokenizer = out / f"bpe-{args.vocab}.json"
+    if args.measure:
+        print(json.dumps(measure(args.measure, str(tokenizer), str(out / "shards"), args.format)))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    if not tokenizer.exists():
+        t0 = time.perf_counter()
+        train_tokenizer(tokenizer, args.vocab)
+        print(f"trained a {args.vocab:,}-id BPE in {time.perf_counter() - t0:.0f} s")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_stats import build_corpus
+
+    cases = [("refinedweb run", args.run)] if args.run else []
+    for words in args.words:
+        corpus = out / f"corpus-{words}"
+        if not corpus.exists():
+            build_corpus(corpus, words, files=max(1, words // 2_500_000), seed=0)
+        cases.append((f"shared text, ~{words / 1e6:g}M words", str(corpus)))
+    env = {**os.environ, "RAYON_NUM_THREADS": "1"}  # one tokenizer thread: per-core numbers
+    for name, path in cases:
+        subprocess.run(["rm", "-rf", str(out / "shards")], check=True)
+        cmd = [sys.executable, __file__, "--out", str(out), "--vocab", str(args.vocab)]
+        cmd += ["--format", args.format, "--measure", path]
+        line = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+        print(f"{name}: {line.strip().splitlines()[-1]}")
+
+
+if __name__ == "__main__":
+    main()
