@@ -335,24 +335,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from pipeline.tokenize.run import TokenizeOptions, tokenize
 
-    s = tokenize(
-        TokenizeOptions(
-            inputs=tuple(args.inputs),
-            tokenizer=args.tokenizer,
-            output=args.output,
-            format=args.format,
-            eos_token=args.eos_token,
-            bos_token=args.bos_token,
-            shuffle=args.shuffle,
-            seed=args.seed,
-            max_tokens_per_shard=args.max_tokens_per_shard,
-            text_field=args.text_field,
-            executor=args.executor,
-            ray_address=args.ray_address,
-        )
-    )
+    values = {f.name: getattr(args, f.name) for f in fields(TokenizeOptions)}
+    s = tokenize(TokenizeOptions(**{**values, "inputs": tuple(args.inputs)}))
     print(
         f"tokenize: {s['documents']:,} documents, {s['tokens']:,} tokens "
         f"({s['tokens_per_byte']:.3f} tokens/byte) in {len(s['shards'])} {s['format']} shard(s) "

@@ -14,7 +14,7 @@ executor ran it and in whatever order tasks finished.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -275,7 +275,3 @@ def read_marker(fs: fsspec.AbstractFileSystem, root: str, kind: str, index: int)
     """A finished task's result, or None."""
     path = marker_path(root, kind, index)
     return read_json(fs, path) if fs.exists(path) else None
-
-
-def settings_dict(settings: TokenizeSettings) -> dict[str, Any]:
-    return asdict(settings)

@@ -48,12 +48,12 @@ class TokenizeOptions:
 
 def load_hf_tokenizer(path: str) -> Any:
     """The `tokenizers` tokenizer of a tokenizer.json (or a directory holding one)."""
-    from pipeline.stats.tokenizers import HFTokenizer, load_tokenizer
+    from pipeline.stats.tokenizers import HFTokenizer, load_tokenizer, resolve_spec
 
     p = Path(path)
     if not (p.is_file() or (p / "tokenizer.json").is_file()):
         raise InputError(f"--tokenizer {path}: no tokenizer.json there")
-    tok = load_tokenizer(str(p))
+    tok = load_tokenizer(resolve_spec(str(p)))  # the resolved path: the workers' cache key
     if not isinstance(tok, HFTokenizer):
         raise InputError(f"--tokenizer {path}: not a Hugging Face tokenizer.json")
     return tok
