@@ -308,3 +308,17 @@ def test_bad_input_exits_2_naming_it_and_writes_nothing(
     assert rc == 0
     rc, err = _cli([*common, "--tokenizer", str(bpe), "--eos-token", EOS], capsys)
     assert rc == 2 and "other settings" in err
+
+
+def test_encode_slices_do_not_change_the_shards(
+    bpe: Path, corpus: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encoding calls bounded by text bytes (a few documents each) give the same bytes."""
+    import pipeline.tokenize.job as job
+
+    root, _ = corpus
+    whole = run(root, bpe, tmp_path / "whole", format="megatron", eos_token=EOS)
+    monkeypatch.setattr(job, "ENCODE_BYTES", 2000)
+    sliced = run(root, bpe, tmp_path / "sliced", format="megatron", eos_token=EOS)
+    assert files_of(tmp_path / "whole") == files_of(tmp_path / "sliced")
+    assert sliced == whole

@@ -33,6 +33,9 @@ from pipeline.tokenize.formats import ShardSplitter
 
 STATE_DIR = "_tokenize"
 BATCH_ROWS = 1024
+# Text encoded in one call: the library's Encoding objects cost ~150 bytes per token (ids,
+# offsets, token strings, masks) until converted, so a call is bounded by bytes, not rows.
+ENCODE_BYTES = 1 << 20
 DOC_DTYPE = np.dtype([("key", "<u8"), ("unit", "<u4"), ("pos", "<u4"), ("tokens", "<u4")])
 
 
@@ -126,15 +129,22 @@ class TokenizeJob:
         return result
 
     def _documents(self, unit: InputUnit, stats: ReaderStats) -> Any:
-        """(ids, sources, texts, text bytes) per batch of the unit's documents with text."""
+        """(ids, sources, texts, text bytes) per slice of the unit's documents with text."""
         reader = get_reader(unit.format, InputConfig(**self.input_cfg))
         for batch in reader.read(unit, stats, BATCH_ROWS):
             text = batch.column(TEXT)
             has_text = pc.fill_null(pc.greater(pc.binary_length(text), 0), False)
             batch = batch.filter(has_text)
-            if batch.num_rows:
-                nbytes = pc.sum(pc.binary_length(batch.column(TEXT))).as_py()
-                yield batch.column(ID), batch.column(SOURCE), batch.column(TEXT), nbytes
+            sizes = pc.binary_length(batch.column(TEXT)).to_numpy(zero_copy_only=False)
+            ends = np.cumsum(sizes)
+            start = 0
+            while start < batch.num_rows:  # slices of <= ENCODE_BYTES of text (at least a row)
+                base = int(ends[start - 1]) if start else 0
+                stop = max(start + 1, int(np.searchsorted(ends, base + ENCODE_BYTES, "right")))
+                part = batch.slice(start, stop - start)
+                nbytes = int(ends[stop - 1]) - base
+                yield part.column(ID), part.column(SOURCE), part.column(TEXT), nbytes
+                start = stop
 
     def _tokenize_unit(self, unit: InputUnit, spill: bool) -> dict[str, Any]:
         s = self.settings
