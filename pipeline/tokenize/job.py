@@ -14,6 +14,7 @@ executor ran it and in whatever order tasks finished.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.options import InputConfig
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.io.sources import get_reader
-from pipeline.schema import ID, SOURCE, TEXT
+from pipeline.schema import ID, METADATA, SOURCE, TEXT
 from pipeline.tokenize.formats import ShardSplitter
 
 STATE_DIR = "_tokenize"
@@ -143,7 +144,7 @@ class TokenizeJob:
                 stop = max(start + 1, int(np.searchsorted(ends, base + ENCODE_BYTES, "right")))
                 part = batch.slice(start, stop - start)
                 nbytes = int(ends[stop - 1]) - base
-                yield part.column(ID), part.column(SOURCE), part.column(TEXT), nbytes
+                yield part.column(ID), record_sources(part), part.column(TEXT), nbytes
                 start = stop
 
     def _tokenize_unit(self, unit: InputUnit, spill: bool) -> dict[str, Any]:
@@ -244,6 +245,18 @@ class TokenizeJob:
         return {"index": shard, "shards": shards}
 
 
+def record_sources(batch: pa.Table) -> list[str]:
+    """Each document's source: the record's own `source` field (a run's output keeps the crawl
+    file there; readers move it into `metadata`), else the input file the reader names."""
+    out = []
+    for meta, fallback in zip(
+        batch.column(METADATA).to_pylist(), batch.column(SOURCE).to_pylist(), strict=True
+    ):
+        value = json.loads(meta).get("source") if meta and '"source"' in meta else None
+        out.append(value if isinstance(value, str) and value else fallback or "(none)")
+    return out
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Indices of the concatenated ranges [start, start + length), in order."""
     total = int(lengths.sum())
@@ -260,15 +273,15 @@ class _Totals:
         self.documents = self.tokens = self.bytes = 0
         self.sources: dict[str, dict[str, int]] = {}
 
-    def add(self, sources: pa.ChunkedArray, sizes: np.ndarray, nbytes: int) -> None:
+    def add(self, sources: list[str], sizes: np.ndarray, nbytes: int) -> None:
         self.documents += int(sizes.size)
         self.tokens += int(sizes.sum())
         self.bytes += int(nbytes)
-        table = pa.table({"source": pc.fill_null(sources, ""), "tokens": pa.array(sizes)})
+        table = pa.table({"source": pa.array(sources, pa.string()), "tokens": pa.array(sizes)})
         grouped = table.group_by("source").aggregate([("tokens", "sum"), ("tokens", "count")])
         columns = (grouped.column(c).to_pylist() for c in ("source", "tokens_sum", "tokens_count"))
         for src, tok, n in zip(*columns, strict=True):
-            entry = self.sources.setdefault(src or "(none)", {"documents": 0, "tokens": 0})
+            entry = self.sources.setdefault(src, {"documents": 0, "tokens": 0})
             entry["documents"] += n
             entry["tokens"] += tok
 
