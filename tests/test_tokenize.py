@@ -320,3 +320,17 @@ def test_encode_slices_do_not_change_the_shards(
     sliced = run(root, bpe, tmp_path / "sliced", format="megatron", eos_token=EOS)
     assert files_of(tmp_path / "whole") == files_of(tmp_path / "sliced")
     assert sliced == whole
+
+
+def test_hf_dataset_with_another_text_field(
+    bpe: Path, corpus: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """A `datasets.save_to_disk` directory is an input like any other; --text-field picks the
+    field."""
+    datasets = pytest.importorskip("datasets")
+
+    _, texts = corpus
+    ds = datasets.Dataset.from_dict({"id": [f"d{i}" for i in range(20)], "body": texts[:20]})
+    ds.save_to_disk(str(tmp_path / "hf"))
+    summary = run(tmp_path / "hf", bpe, tmp_path / "out", format="nanogpt", text_field="body")
+    assert [decode(bpe, d) for d in shard_docs(tmp_path / "out", summary)] == texts[:20]
