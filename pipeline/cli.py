@@ -346,6 +346,12 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
         f"({s['tokens_per_byte']:.3f} tokens/byte) in {len(s['shards'])} {s['format']} shard(s) "
         f"({s['dtype']}) -> {args.output}/summary.json"
     )
+    if s["input_errors"]:  # counted skips, but an unreadable file must not pass unnoticed
+        print(
+            f"curate: warning: {len(s['input_errors'])} input problem(s), records counted as "
+            f"skipped: {s['input_errors'][0]}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -147,6 +147,10 @@ def test_megatron_round_trip(bpe: Path, corpus: tuple[Path, list[str]], tmp_path
     assert sum(s["tokens"] for s in summary["sources"].values()) == summary["tokens"]
     assert [s["name"] for s in summary["shards"]] == [f"tokens-{i:05d}-000" for i in range(4)]
     assert json.loads((out / "summary.json").read_text()) == summary
+    assert summary["skipped_records"] == {"missing_text": 1} and summary["input_errors"] == []
+    before = files_of(out)
+    assert run(root, bpe, out, format="megatron", eos_token=EOS) == summary  # all resumed
+    assert files_of(out) == before
 
 
 def test_nanogpt_split_shards_with_bos_and_eos(
@@ -306,6 +310,12 @@ def test_bad_input_exits_2_naming_it_and_writes_nothing(
     assert printed.startswith("tokenize: 48 documents, ") and "in 4 megatron shard(s)" in printed
     rc, err = _cli([*common, "--tokenizer", str(bpe), "--eos-token", EOS], capsys)
     assert rc == 2 and "other settings" in err
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    rc, err = _cli([*common[:2], str(stray), *common[3:], "--tokenizer", str(bpe)], capsys)
+    assert rc == 2 and "not empty and not a `curate tokenize` output" in err
+    assert [p.name for p in stray.iterdir()] == ["notes.txt"]
 
 
 def test_encode_slices_do_not_change_the_shards(

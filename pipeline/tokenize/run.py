@@ -172,6 +172,10 @@ def _summary(
             entry["documents"] += c["documents"]
             entry["tokens"] += c["tokens"]
     shard_results = results.get("shards", units)
+    skipped: dict[str, int] = {}
+    for r in units:
+        for reason, n in r["reader"]["skipped"].items():
+            skipped[reason] = skipped.get(reason, 0) + n
     documents = sum(r["documents"] for r in units)
     tokens = sum(r["tokens"] for r in units)
     nbytes = sum(r["bytes"] for r in units)
@@ -187,6 +191,8 @@ def _summary(
         "text_bytes": nbytes,
         "tokens_per_byte": tokens / nbytes if nbytes else 0.0,
         "sources": dict(sorted(sources.items())),
+        "skipped_records": dict(sorted(skipped.items())),  # by reason, as the readers count
+        "input_errors": [e for r in units for e in r["reader"]["errors"]],
         "inputs": [
             {**r["unit"], "documents": r["documents"], "tokens": r["tokens"]} for r in units
         ],
