@@ -344,3 +344,44 @@ def test_hf_dataset_with_another_text_field(
     ds.save_to_disk(str(tmp_path / "hf"))
     summary = run(tmp_path / "hf", bpe, tmp_path / "out", format="nanogpt", text_field="body")
     assert [decode(bpe, d) for d in shard_docs(tmp_path / "out", summary)] == texts[:20]
+
+
+@pytest.mark.e2e
+def test_sigkill_then_rerun_gives_identical_shards(
+    bpe: Path, corpus: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """`curate tokenize` killed (SIGKILL) after its first finished input file, then rerun."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    root, _ = corpus
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(40):  # 40 input files, so the kill lands mid-run
+        shutil.copy(root / "0-en.jsonl", many / f"{i:02d}.jsonl")
+    clean = tmp_path / "clean"
+    args = ["--tokenizer", str(bpe), "--format", "nanogpt", "--shuffle", "--executor", "local"]
+    assert main(["tokenize", str(many), "--output", str(clean), *args]) == 0
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipeline.cli", "tokenize", str(many), "--output", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([*cmd, *args], env=env, stderr=subprocess.DEVNULL)
+    done = out / "_tokenize" / "done"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not (done.is_dir() and any(done.iterdir())):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists()
+    assert subprocess.run([*cmd, *args], env=env, capture_output=True).returncode == 0
+    assert files_of(out) == files_of(clean)
+    assert json.loads((out / "summary.json").read_text()) == json.loads(
+        (clean / "summary.json").read_text()
+    )
