@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,12 +100,24 @@ def shuffle_keys(ids: list[str], seed: int) -> np.ndarray:
 class TokenizeJob:
     """Tokenizes units (direct, spill) or gathers output shards; tokenizer loaded per worker."""
 
-    def __init__(self, settings: TokenizeSettings, input_cfg: dict[str, Any], root: str) -> None:
+    def __init__(
+        self,
+        settings: TokenizeSettings,
+        input_cfg: dict[str, Any],
+        root: str,
+        one_thread: bool = False,
+    ) -> None:
         self.settings, self.input_cfg, self.root = settings, input_cfg, root
+        self.one_thread = one_thread  # a Ray worker holds one CPU: no encoder thread pool
         self._tok: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"settings": self.settings, "input_cfg": self.input_cfg, "root": self.root}
+        return {
+            "settings": self.settings,
+            "input_cfg": self.input_cfg,
+            "root": self.root,
+            "one_thread": self.one_thread,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _tok=None)
@@ -112,6 +125,8 @@ class TokenizeJob:
     def setup(self) -> None:
         from pipeline.stats.tokenizers import load_tokenizer
 
+        if self.one_thread:  # read by the tokenizers library at every batch call
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self._tok = load_tokenizer(self.settings.tokenizer).tokenizer  # type: ignore[attr-defined]
         self.fs, _ = fsspec.core.url_to_fs(self.root)
         self.dtype = np.dtype(self.settings.dtype)

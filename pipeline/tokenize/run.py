@@ -113,7 +113,7 @@ def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
         fs, root = fsspec.core.url_to_fs(opts.output)
         root = root.rstrip("/")
         _claim(fs, root, record)
-        job = TokenizeJob(settings, cfg.model_dump(), root)
+        job = TokenizeJob(settings, cfg.model_dump(), root, one_thread=opts.executor == "ray")
         runtime = RuntimeConfig(executor=opts.executor, ray_address=opts.ray_address)
         try:
             results = _run(job, units, fs, root, runtime)
