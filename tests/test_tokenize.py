@@ -304,6 +304,10 @@ def test_bad_input_exits_2_naming_it_and_writes_nothing(
     empty.write_text('{"id": "a", "text": ""}\n{"id": "b", "body": "no text field"}\n')
     rc, err = _cli([str(empty), *common[1:], "--tokenizer", str(bpe)], capsys)
     assert rc == 2 and "no document with text" in err and "\n" not in err
+    wrong_field = tmp_path / "body.jsonl"
+    wrong_field.write_text('{"id": "a", "body": "text under another name"}\n')
+    rc, err = _cli([str(wrong_field), *common[1:], "--tokenizer", str(bpe)], capsys)
+    assert rc == 2 and "fields seen: id, body; set --text-field" in err and "\n" not in err
     assert not out.exists()
     assert main(["tokenize", *common, "--tokenizer", str(bpe)]) == 0
     printed = capsys.readouterr().out

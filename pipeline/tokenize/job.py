@@ -28,6 +28,7 @@ import xxhash
 from pipeline.io.atomic import read_json, write_json_atomic
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.options import InputConfig
+from pipeline.io.pathnames import display_path
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.io.sources import get_reader
 from pipeline.schema import ID, METADATA, SOURCE, TEXT
@@ -202,6 +203,7 @@ class TokenizeJob:
             "index": unit.index,
             "unit": {"path": unit.path, "shard": unit.shard, "format": unit.format},
             "reader": stats.to_dict(),
+            "problem": stats.config_problem(display_path(unit.path)),
             **totals.to_dict(),
             "shards": shards,
         }

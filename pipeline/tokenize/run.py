@@ -123,9 +123,11 @@ def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
         summary = _summary(results, opts, tok.info, settings)
         if not summary["documents"]:
             _remove_output(fs, root)
+            problem = next((r["problem"] for r in results["units"] if r["problem"]), None)
+            why = f": {problem.replace('input.text_field', '--text-field')}" if problem else ""
             raise InputError(
                 f"no document with text in {', '.join(opts.inputs)} "
-                f"(text field {opts.text_field!r}); nothing written"
+                f"(text field {opts.text_field!r}); nothing written{why}"
             )
         if fs.exists(f"{root}/{STATE_DIR}/spill"):
             fs.rm(f"{root}/{STATE_DIR}/spill", recursive=True)
