@@ -171,8 +171,20 @@ def _chain_problems(start: int, stages: list[dict[str, Any]], output_docs: int) 
         if sum(s["removed_by_reason"].values()) != s["docs_rejected"]:
             problems.append(f"{s['name']}: reasons do not sum to rejected {s['docs_rejected']}")
         expected_in = s["docs_kept"]
+    problems += _token_problems(stages)
     if output_docs != expected_in:
         problems.append(f"output: {output_docs} documents written != {expected_in} kept")
+    return problems
+
+
+def _token_problems(stages: list[dict[str, Any]]) -> list[str]:
+    """With output.tokenizer: each stage's tokens in are the previous stage's tokens out."""
+    problems = []
+    for prev, s in zip(stages, stages[1:], strict=False):
+        if "tokens_in" in s and "tokens_out" in prev and s["tokens_in"] != prev["tokens_out"]:
+            problems.append(
+                f"{s['name']}: tokens in {s['tokens_in']} != upstream {prev['tokens_out']}"
+            )
     return problems
 
 
