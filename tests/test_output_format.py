@@ -14,6 +14,7 @@ from pipeline.config import load_recipe, recipe_from_dict
 from pipeline.errors import ConfigError, CurateError
 from pipeline.inspect import inspect_path
 from pipeline.io.dolma_jsonl import JsonlShardWriter
+from pipeline.runner.plan import check_plan
 from pipeline.runner.run import run_recipe
 from pipeline.stats.compute import StatsOptions, compute_stats
 from tests.conftest import REPO
@@ -206,3 +207,102 @@ def test_output_keys_validated_at_config_time(tmp_path) -> None:
     base = recipe()
     assert "format" not in base.fingerprint_dict()["output"]
     assert recipe(format="jsonl").config_hash() != base.config_hash()
+
+
+@pytest.fixture(scope="module")
+def bpe(shared_data, tmp_path_factory) -> Path:
+    """A small byte-level BPE (2,000 ids) trained on shared text, saved as tokenizer.json."""
+    tokenizers = pytest.importorskip("tokenizers")
+    lines = (shared_data / "quality" / "dclm-agreement.jsonl").read_text().splitlines()
+    texts = [json.loads(line)["text"] for line in lines]
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=2000, initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(texts, trainer)
+    path = tmp_path_factory.mktemp("bpe") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+TOKEN_STAGES = [
+    {"stage": "url_filter"},
+    {"stage": "extract", "backend": "trafilatura"},
+    {"stage": "langid", "languages": ["en"], "threshold": 0.65},
+    {"stage": "gopher_repetition"},
+    {"stage": "gopher_quality"},
+    {"stage": "exact_dedup"},
+]
+
+
+def test_token_counts_per_stage(bpe, shared_data, tmp_path) -> None:
+    """tokens_in of every stage after extract = the encoded lengths of the documents entering
+    it (the kept ones plus those rejected at it or later, none of these stages rewrites text);
+    each stage's tokens out are the next one's tokens in; report.md shows them."""
+    from tokenizers import Tokenizer
+
+    out = tmp_path / "run"
+    recipe = recipe_from_dict(
+        {
+            "input": {"paths": [str(shared_data / WARC)]},
+            "output": {"path": str(out), "keep_rejected": True, "tokenizer": str(bpe)},
+            "runtime": {"executor": "local", "progress": "off"},
+            "stages": TOKEN_STAGES,
+        }
+    )
+    stats = run_recipe(recipe).stats
+    assert stats["accounting"] == "ok"
+    tok = Tokenizer.from_file(str(bpe))
+
+    def tokens(paths: list[Path]) -> int:
+        texts = [t for p in paths for t in pq.read_table(p).column("text").to_pylist() if t]
+        return sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))
+
+    names = [s["name"] for s in stats["stages"]]
+    data = sorted((out / "data").glob("*.parquet"))
+    rejected = {n: sorted((out / "rejected" / n).glob("*.parquet")) for n in names}
+    for k, s in enumerate(stats["stages"]):
+        if k >= 2:  # after extract: stored texts are the texts each stage saw
+            entering = data + [p for n in names[k:] for p in rejected[n]]
+            assert s["tokens_in"] == tokens(entering), s["name"]
+            kept = data + [p for n in names[k + 1 :] for p in rejected[n]]
+            assert s["tokens_out"] == tokens(kept), s["name"]
+        if k:
+            assert s["tokens_in"] == stats["stages"][k - 1]["tokens_out"]
+    assert stats["stages"][-1]["tokens_out"] == tokens(data) > 0
+    by_name = {s["name"]: s for s in stats["stages"]}
+    # url_filter (HTML in and out) and exact_dedup removed nothing here: tokens in == out.
+    for name in ("url_filter", "exact_dedup"):
+        assert by_name[name]["docs_rejected"] == 0
+        assert by_name[name]["tokens_in"] == by_name[name]["tokens_out"] > 0
+    assert by_name["extract"]["tokens_in"] > 5 * by_name["extract"]["tokens_out"]  # HTML -> text
+    report = (out / "report.md").read_text()
+    assert "tokens in | tokens out | kept % of input tokens" in report
+    assert f"| {by_name['langid']['tokens_in']:,} | {by_name['langid']['tokens_out']:,} |" in report
+
+
+def test_tokenizer_is_part_of_the_config_hash_by_content(bpe, tmp_path) -> None:
+    """A copy of the same file elsewhere keeps the hash; another file changes it; a file that
+    does not load is refused before any work."""
+
+    def recipe(path: Path):
+        return recipe_from_dict(
+            {
+                "output": {"path": str(tmp_path / "o"), "tokenizer": str(path)},
+                "runtime": {"executor": "local"},
+                "stages": [{"stage": "langid"}],
+            }
+        )
+
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(bpe.read_bytes())
+    assert recipe(copy).config_hash() == recipe(bpe).config_hash()
+    other = tmp_path / "other.json"
+    other.write_text(bpe.read_text().replace('"vocab"', '"vocab" ', 1))
+    assert recipe(other).config_hash() != recipe(bpe).config_hash()
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    with pytest.raises(ConfigError, match="output.tokenizer: cannot load tokenizer"):
+        check_plan(recipe(broken), {"jsonl"})
