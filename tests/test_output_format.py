@@ -306,3 +306,59 @@ def test_tokenizer_is_part_of_the_config_hash_by_content(bpe, tmp_path) -> None:
     broken.write_text("{}")
     with pytest.raises(ConfigError, match="output.tokenizer: cannot load tokenizer"):
         check_plan(recipe(broken), {"jsonl"})
+
+
+ABLATION_BASE = """\
+input:
+  paths: [{warc}]
+output:
+  path: unused
+  keep_rejected: true
+  format: jsonl
+  {extra}
+runtime:
+  executor: local
+  progress: "off"
+stages:
+  - stage: extract
+  - stage: langid
+    languages: [en]
+  - stage: gopher_quality
+"""
+
+
+def _ablation(tmp_path: Path, warc: Path, extra: str = "") -> Path:
+    (tmp_path / "base.yaml").write_text(ABLATION_BASE.format(warc=warc, extra=extra))
+    path = tmp_path / "abl.yaml"
+    path.write_text(
+        f"name: t\nbase: base.yaml\noutput:\n  path: {tmp_path / 'out'}\nvariants:\n"
+        "  t65: {}\n  t95: {set: {langid.threshold: 0.95}}\n"
+    )
+    return path
+
+
+def test_ablation_with_jsonl_outputs(shared_data, tmp_path, bpe) -> None:
+    """Variants write JSONL shards holding the documents of their direct Parquet runs; the
+    comparison reads them. output.tokenizer is refused before any work."""
+    from pipeline.ablate.run import run_ablation, variant_output_ids
+    from pipeline.ablate.spec import load_ablation
+
+    ablation = load_ablation(_ablation(tmp_path, shared_data / WARC))
+    result = run_ablation(ablation)
+    for name, recipe in ablation.variants.items():
+        shards = sorted((tmp_path / "out" / "variants" / name / "data").iterdir())
+        assert [p.name for p in shards] == ["part-00000.jsonl.zst"]
+        direct = tmp_path / "direct" / name
+        run_recipe(recipe.with_overrides(output={"path": str(direct), "format": "parquet"}))
+        want = pq.read_table(direct / "data").column("id").to_pylist()
+        assert variant_output_ids(recipe) == want
+        assert result.variants[name]["output"]["documents"] == len(want)
+    assert len(variant_output_ids(ablation.variants["t65"])) > len(
+        variant_output_ids(ablation.variants["t95"])
+    )
+    assert "t95" in (tmp_path / "out" / "report.md").read_text()
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    with pytest.raises(ConfigError, match="output.tokenizer is not supported by `curate ablate`"):
+        run_ablation(load_ablation(_ablation(refused, shared_data / WARC, f"tokenizer: {bpe}")))
+    assert not (refused / "out" / "_cache").exists()

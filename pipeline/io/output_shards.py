@@ -65,11 +65,16 @@ def shard_columns(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
 def read_shard(
     fs: fsspec.AbstractFileSystem, path: str, columns: list[str], batch_rows: int = 4096
 ) -> Iterator[pa.Table]:
-    """`columns` of a shard of either format, in batches."""
+    """`columns` of a shard of either format, in batches (a column the shard lacks, e.g. left
+    out by output.columns, is null)."""
     if path.endswith(".parquet"):
         with fs.open(path, "rb") as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
-                yield pa.Table.from_batches([batch])
+            pf = pq.ParquetFile(f)
+            have = [c for c in columns if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=have):
+                table = pa.Table.from_batches([batch])
+                nulls = {c: pa.nulls(table.num_rows, pa.string()) for c in columns if c not in have}
+                yield pa.table({c: nulls[c] if c in nulls else table.column(c) for c in columns})
         return
     yield from read_jsonl_shard(fs, path, columns, batch_rows)
 
