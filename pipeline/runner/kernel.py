@@ -263,7 +263,7 @@ def run_stage(
     collect(stats, stage)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0
-    counted = tokens.in_out(batch, kept) if tokens is not None else None
+    counted = tokens.in_out(stage, batch, kept, reasons) if tokens is not None else None
     account(stats, reasons, payload_bytes(batch), payload_bytes(kept), first, counted)
     return kept, rejected
 
@@ -290,27 +290,47 @@ def payload_bytes(batch: pa.Table) -> int:
 
 class PayloadTokens:
     """Tokens of the payload column (the one `payload_bytes` counts) under output.tokenizer, a
-    Hugging Face tokenizer.json encoded without special tokens. The last table counted is
-    remembered: a stage's kept rows are the next stage's input, encoded once."""
+    Hugging Face tokenizer.json encoded without special tokens.
+
+    Each text is encoded once along a chain: the lengths of the last table counted are kept,
+    and a stage that does not rewrite the payload (its contract does not produce it) passes its
+    input's lengths of the kept rows on as the next stage's input, without encoding again."""
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        self._last: tuple[pa.Table, int] | None = None
+        self._last: tuple[pa.Table, np.ndarray] | None = None
 
-    def count(self, table: pa.Table) -> int:
+    def lengths(self, table: pa.Table) -> np.ndarray:
+        """Tokens per row (0 for a null or absent payload)."""
         if self._last is not None and self._last[0] is table:
             return self._last[1]
         from pipeline.stats.tokenizers import load_tokenizer
 
         col = payload_column(table)
-        texts = [] if col is None else [t for t in table.column(col).to_pylist() if t]
-        n = 0
-        if texts:
+        out = np.zeros(table.num_rows, np.int64)
+        texts = [] if col is None else table.column(col).to_pylist()
+        todo = [i for i, t in enumerate(texts) if t]
+        if todo:
             encoder = load_tokenizer(self.spec).tokenizer  # type: ignore[attr-defined]
-            n = sum(len(e.ids) for e in encoder.encode_batch_fast(texts, add_special_tokens=False))
-        self._last = (table, n)
-        return n
+            encoded = encoder.encode_batch_fast([texts[i] for i in todo], add_special_tokens=False)
+            out[todo] = [len(e.ids) for e in encoded]
+        self._last = (table, out)
+        return out
 
-    def in_out(self, batch: pa.Table, kept: pa.Table) -> tuple[int, int]:
-        """(tokens of `batch`, tokens of `kept`)."""
-        return self.count(batch), self.count(kept)
+    def in_out(
+        self, stage: Any, batch: pa.Table, kept: pa.Table, reasons: np.ndarray
+    ) -> tuple[int, int]:
+        """(tokens of `batch`, tokens of `kept`), `kept` being the rows of `batch` whose reason
+        is None, in order, as `split` makes them."""
+        before = self.lengths(batch)
+        col = payload_column(batch)
+        if (
+            col is not None
+            and col == payload_column(kept)
+            and col not in stage.contract(stage.config).produces
+        ):
+            after = before[np.array([r is None for r in reasons], dtype=bool)]
+            self._last = (kept, after)
+        else:
+            after = self.lengths(kept)
+        return int(before.sum()), int(after.sum())

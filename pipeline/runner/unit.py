@@ -326,7 +326,7 @@ def _global_then_batches(
     kept, rejected = kernel.split(table, scored, reasons)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() - cpu0
-    tokens = chain.tokens.in_out(table, kept) if chain.tokens is not None else None
+    tokens = chain.tokens.in_out(stage, table, kept, reasons) if chain.tokens else None
     in_out = kernel.payload_bytes(table), kernel.payload_bytes(kept)
     kernel.account(stats, reasons, *in_out, first, tokens)
     outputs.reject(stats.name, rejected)
