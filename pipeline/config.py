@@ -31,7 +31,7 @@ from pipeline.config_model import ConfigModel
 from pipeline.errors import ConfigError
 from pipeline.io.options import InputConfig
 from pipeline.registry import STAGES, available_stages
-from pipeline.schema import ID, REASON, TEXT
+from pipeline.schema import HTML_SCHEMA, ID, REASON, TEXT, TEXT_SCHEMA
 from pipeline.stages.base import StageConfig
 from pipeline.stats.tokenizers import file_hash
 
@@ -281,7 +281,28 @@ def recipe_from_dict(data: dict[str, Any], source: str = "<dict>", yaml_root: An
     except ValidationError as exc:
         lines = [_describe_error(err, yaml_root) for err in exc.errors()]
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines)) from None
-    return Recipe(model, source=source)
+    recipe = Recipe(model, source=source)
+    _check_output_columns(recipe, source, yaml_root)
+    return recipe
+
+
+def _check_output_columns(recipe: Recipe, source: str, yaml_root: Any) -> None:
+    """A listed output column that no reader emits and no stage of the recipe produces is
+    refused here; one the chain produces but drops, or whose availability depends on the input
+    format, is left to the plan check (runner/plan.py), which knows the input."""
+    columns = recipe.output.columns
+    if not isinstance(columns, list):
+        return
+    known = set(HTML_SCHEMA.names) | set(TEXT_SCHEMA.names)
+    for cfg in recipe.stages:
+        known |= set(available_stages()[cfg.stage].contract(cfg).produces)  # type: ignore[attr-defined]
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        line = _line_of(yaml_root, ("output", "columns"))
+        raise ConfigError(
+            f"{source}: output.columns{line}: unknown column {unknown[0]!r}: no reader emits it "
+            f"and no stage of this recipe produces it; known: {', '.join(sorted(known))}"
+        )
 
 
 def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> None:
