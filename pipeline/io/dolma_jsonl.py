@@ -4,7 +4,8 @@ A record is `{"id", "text", "source", "metadata": {...}}` (plus `reason` in reje
 every other column goes under `metadata`, merged with the input's own `metadata` (a JSON object
 string in the pipeline's tables) whose keys a pipeline column of the same name overrides. NaN
 and infinite floats become null (JSON has no such numbers). The stream is zstd (.jsonl.zst),
-gzip (.jsonl.gz, no timestamp, so reruns give identical bytes) or plain (.jsonl).
+gzip (.jsonl.gz; no timestamp or temporary name in its header, so reruns give identical bytes)
+or plain (.jsonl).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class JsonlShardWriter:
                 self._raw, closefd=False
             )
         elif self.compression == "gzip":
-            self._stream = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0)
+            self._stream = gzip.GzipFile(filename="", fileobj=self._raw, mode="wb", mtime=0)
         else:
             self._stream = self._raw
 
