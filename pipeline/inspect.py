@@ -96,6 +96,7 @@ def _run_summary(stats: dict[str, Any]) -> list[str]:
         out.append(
             f"  {s['name']:<20} in {s['docs_in']:>9,}  kept {s['docs_kept']:>9,}  "
             f"rejected {s['docs_rejected']:>8,}  {_fmt_counts(s['removed_by_reason'])}"
+            + (f"  tokens {s['tokens_in']:,} -> {s['tokens_out']:,}" if "tokens_in" in s else "")
         )
     out.append(f"output: {stats['output']['documents']:,} documents")
     return out

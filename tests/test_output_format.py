@@ -280,6 +280,8 @@ def test_token_counts_per_stage(bpe, shared_data, tmp_path) -> None:
         assert by_name[name]["docs_rejected"] == 0
         assert by_name[name]["tokens_in"] == by_name[name]["tokens_out"] > 0
     assert by_name["extract"]["tokens_in"] > 5 * by_name["extract"]["tokens_out"]  # HTML -> text
+    lid = by_name["langid"]
+    assert f"tokens {lid['tokens_in']:,} -> {lid['tokens_out']:,}" in inspect_path(str(out))
     report = (out / "report.md").read_text()
     assert "tokens in | tokens out | kept % of input tokens" in report
     assert f"| {by_name['langid']['tokens_in']:,} | {by_name['langid']['tokens_out']:,} |" in report
