@@ -16,14 +16,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from pipeline import __version__
 from pipeline.config_model import ConfigModel
 from pipeline.errors import ConfigError
 from pipeline.io.options import InputConfig
 from pipeline.registry import STAGES, available_stages
+from pipeline.schema import HTML_SCHEMA, ID, REASON, TEXT, TEXT_SCHEMA
 from pipeline.stages.base import StageConfig
+from pipeline.stats.tokenizers import file_hash
 
 
 class OutputConfig(ConfigModel):
@@ -35,12 +45,51 @@ class OutputConfig(ConfigModel):
     max_row_group_bytes: int = Field(default=128 * 2**20, gt=0)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     compression_level: int | None = Field(default=3, ge=1, le=22)
+    # data/ and rejected/ shards: Parquet, or dolma-style JSON Lines (id, text, source, metadata)
+    # compressed by `compression` (zstd -> .jsonl.zst, gzip -> .jsonl.gz, none -> .jsonl).
+    # Shards between segments (_work/) are Parquet always.
+    format: Literal["parquet", "jsonl"] = "parquet"
+    # Columns of the kept shards: all, the `minimal` preset, or a list (checked against the
+    # stage chain before any work); rejected shards carry the same ones plus `reason`.
+    columns: Literal["all", "minimal"] | list[str] = "all"
+    # A Hugging Face tokenizer.json on disk: token counts in and out of every stage in stats.json.
+    tokenizer: str | None = None
 
     @field_validator("path")
     @classmethod
     def _persistent(cls, path: str) -> str:
         check_output_location(path)
         return path
+
+    @field_validator("columns")
+    @classmethod
+    def _column_list(cls, columns: str | list[str]) -> str | list[str]:
+        if isinstance(columns, list):
+            if not columns:
+                raise ValueError("give at least one column, or `all` / `minimal`")
+            twice = sorted({c for c in columns if columns.count(c) > 1})
+            if twice:
+                raise ValueError(f"column {twice[0]!r} is listed twice")
+            if REASON in columns:
+                raise ValueError("`reason` is added to rejected shards; do not list it")
+        return columns
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer_file(cls, tokenizer: str | None) -> str | None:
+        if tokenizer is not None and not Path(tokenizer).is_file():
+            raise ValueError(f"{tokenizer!r} is not a tokenizer.json file on disk")
+        return tokenizer
+
+    @model_validator(mode="after")
+    def _format_options(self) -> OutputConfig:
+        if self.format == "jsonl" and self.compression == "snappy":
+            raise ValueError("JSONL output is compressed with zstd, gzip or none, not snappy")
+        if self.format == "jsonl" and isinstance(self.columns, list):
+            missing = [c for c in (ID, TEXT) if c not in self.columns]
+            if missing:
+                raise ValueError(f"JSONL output needs the column {missing[0]!r} in output.columns")
+        return self
 
 
 # fsspec protocols an output cannot live on: gone when the process ends (and each Ray worker
@@ -62,6 +111,11 @@ def check_output_location(path: str) -> None:
                 f"{protocol}:// is {why}: nothing written there would persist; "
                 "write to a local directory or a persistent store (e.g. s3://)"
             )
+
+
+# Output keys added after runs existed: left out of the config hash at their defaults, so a run
+# made before them resumes (and keeps its hash) unchanged.
+_NEW_OUTPUT_DEFAULTS: dict[str, Any] = {"format": "parquet", "columns": "all", "tokenizer": None}
 
 
 class RuntimeConfig(ConfigModel):
@@ -137,10 +191,18 @@ class Recipe:
         return recipe_from_dict(data, source=self.source)
 
     def fingerprint_dict(self) -> dict[str, Any]:
-        """What determines the output: everything but runtime and the output location."""
+        """What determines the output: everything but runtime and the output location. The
+        tokenizer (by its file's hash) is part of it although it changes only the counts: the
+        markers of finished units hold counts made with it, so a resume must use the same."""
         data = self.to_dict()
         data.pop("runtime")
-        data["output"].pop("path")
+        out = data["output"]
+        out.pop("path")
+        for key, default in _NEW_OUTPUT_DEFAULTS.items():  # at default: earlier runs' hashes hold
+            if out[key] == default:
+                out.pop(key)
+        if out.get("tokenizer"):  # by content: the counts in finished units' markers
+            out["tokenizer"] = file_hash(Path(out["tokenizer"]))
         data.pop("name")
         data["version"] = __version__
         return data
@@ -219,7 +281,28 @@ def recipe_from_dict(data: dict[str, Any], source: str = "<dict>", yaml_root: An
     except ValidationError as exc:
         lines = [_describe_error(err, yaml_root) for err in exc.errors()]
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines)) from None
-    return Recipe(model, source=source)
+    recipe = Recipe(model, source=source)
+    _check_output_columns(recipe, source, yaml_root)
+    return recipe
+
+
+def _check_output_columns(recipe: Recipe, source: str, yaml_root: Any) -> None:
+    """A listed output column that no reader emits and no stage of the recipe produces is
+    refused here; one the chain produces but drops, or whose availability depends on the input
+    format, is left to the plan check (runner/plan.py), which knows the input."""
+    columns = recipe.output.columns
+    if not isinstance(columns, list):
+        return
+    known = set(HTML_SCHEMA.names) | set(TEXT_SCHEMA.names)
+    for cfg in recipe.stages:
+        known |= set(available_stages()[cfg.stage].contract(cfg).produces)  # type: ignore[attr-defined]
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        line = _line_of(yaml_root, ("output", "columns"))
+        raise ConfigError(
+            f"{source}: output.columns{line}: unknown column {unknown[0]!r}: no reader emits it "
+            f"and no stage of this recipe produces it; known: {', '.join(sorted(known))}"
+        )
 
 
 def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> None:

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
+from pipeline.io.output_shards import is_shard, read_shard, shard_columns
 from pipeline.io.pathnames import display_path
 from pipeline.io.sources import detect_format, open_binary
 from pipeline.runner.kernel import error_text
@@ -61,6 +63,25 @@ def _inspect_run(p: Path, sample: int) -> str:
     files = _parquet_files(p / "data")
     if files:
         out.append(_inspect_parquet(files, sample))
+    elif shards := sorted(str(f) for f in (p / "data").glob("*") if is_shard(f.name)):
+        out.append(_inspect_jsonl_shards(shards, sample))
+    return "\n".join(out)
+
+
+def _inspect_jsonl_shards(paths: list[str], sample: int) -> str:
+    """Rows, columns (metadata's keys among them) and a sample of a run's JSONL shards."""
+    fs = fsspec.filesystem("file")
+    columns = shard_columns(fs, paths[0])
+    rows: list[dict[str, Any]] = []
+    total = 0
+    for path in paths:
+        for table in read_shard(fs, path, columns):
+            total += table.num_rows
+            if len(rows) < sample:
+                rows += table.slice(0, sample - len(rows)).to_pylist()
+    out = [f"jsonl: {len(paths)} files, {total:,} rows", "columns (metadata keys flattened):"]
+    out += [f"  {c}" for c in columns]
+    out.append(_fmt_rows(rows))
     return "\n".join(out)
 
 
@@ -75,6 +96,7 @@ def _run_summary(stats: dict[str, Any]) -> list[str]:
         out.append(
             f"  {s['name']:<20} in {s['docs_in']:>9,}  kept {s['docs_kept']:>9,}  "
             f"rejected {s['docs_rejected']:>8,}  {_fmt_counts(s['removed_by_reason'])}"
+            + (f"  tokens {s['tokens_in']:,} -> {s['tokens_out']:,}" if "tokens_in" in s else "")
         )
     out.append(f"output: {stats['output']['documents']:,} documents")
     return out

@@ -7,19 +7,17 @@ import io
 import json
 from typing import Any
 
-import pyarrow.dataset as ds
-
 from pipeline.ablate.spec import Ablation
+from pipeline.io.output_shards import read_shards
 from pipeline.io.writer import output_fs
 
 
 def _output_table(stats: dict[str, Any], root: str, fs: Any) -> Any:
+    """id, url and text of a variant's kept documents (Parquet or JSONL shards)."""
     files = stats["output"]["files"]
     if not files:
         return None
-    return ds.dataset([f"{root}/{p}" for p in files], format="parquet", filesystem=fs).to_table(
-        columns=["id", "url", "text"]
-    )
+    return read_shards(fs, [f"{root}/{p}" for p in files], ["id", "url", "text"])
 
 
 SEQUENCE_NGRAMS = (1, 5, 13)

@@ -33,8 +33,9 @@ from pipeline.ablate.cache import (
 )
 from pipeline.ablate.spec import Ablation
 from pipeline.config import Recipe
-from pipeline.errors import CurateError
+from pipeline.errors import ConfigError, CurateError
 from pipeline.io.base import InputUnit
+from pipeline.io.output_shards import read_shards, shard_suffix
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
 from pipeline.runner import kernel
@@ -89,6 +90,11 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
     first = next(iter(recipes.values()))
     if any(r.input != first.input for r in recipes.values()):
         raise CurateError("all variants of an ablation must read the same input")
+    if any(r.output.tokenizer for r in recipes.values()):  # the score cache holds no tokens
+        raise ConfigError(
+            "output.tokenizer is not supported by `curate ablate` (its score cache counts bytes, "
+            "not tokens); remove it from the ablation, or `curate run` the chosen variant with it"
+        )
     units = plan_units(first.input, exclude=(ablation.output,))
     for recipe in recipes.values():  # every variant's chain, before any scoring
         check_plan(recipe, {u.format for u in units})
@@ -198,9 +204,9 @@ class RethresholdJob:
         fs, root = output_fs(recipe.output.path)
         segment = chain.segments[0]
         name = shard_name(unit.index)
-        outputs = ShardOutputs(
-            recipe, fs, root, name, segment_output(root, 0, len(chain.segments), unit.index)
-        )
+        suffix = shard_suffix(recipe.output)
+        data_path = segment_output(root, 0, len(chain.segments), unit.index, suffix)
+        outputs = ShardOutputs(recipe, fs, root, name, data_path)
         leaf, meta = load_node(self.cache_dir, self.nodes[-1].key, unit)
         n = 0 if leaf is None else leaf.num_rows
         alive = np.ones(n, dtype=bool)
@@ -290,13 +296,9 @@ def _public(table: pa.Table) -> pa.Table:
 
 
 def variant_output_ids(recipe: Recipe) -> list[str]:
-    """Ids of a finished variant's kept documents (for the comparison)."""
-    import pyarrow.dataset as ds
-
+    """Ids of a finished variant's kept documents (for the comparison), Parquet or JSONL."""
     fs, root = output_fs(recipe.output.path)
     with fs.open(f"{root}/stats.json", "r") as f:
         files = json.load(f)["output"]["files"]
-    if not files:
-        return []
-    dataset = ds.dataset([f"{root}/{p}" for p in files], format="parquet", filesystem=fs)
-    return dataset.to_table(columns=["id"]).column("id").to_pylist()
+    table = read_shards(fs, [f"{root}/{p}" for p in files], ["id"])
+    return table.column("id").to_pylist()

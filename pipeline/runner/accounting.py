@@ -24,6 +24,8 @@ class StageStats:
     docs_rejected: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    tokens_in: int | None = None  # payload tokens, counted with output.tokenizer only
+    tokens_out: int | None = None
     wall_s: float = 0.0
     cpu_s: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -37,6 +39,9 @@ class StageStats:
         self.docs_rejected += other.docs_rejected
         self.bytes_in += other.bytes_in
         self.bytes_out += other.bytes_out
+        if other.tokens_in is not None:
+            self.tokens_in = (self.tokens_in or 0) + other.tokens_in
+            self.tokens_out = (self.tokens_out or 0) + (other.tokens_out or 0)
         self.wall_s += other.wall_s
         self.cpu_s += other.cpu_s
         self.reasons.update(other.reasons)
@@ -46,6 +51,11 @@ class StageStats:
             self.first_error = other.first_error
 
     def to_dict(self) -> dict[str, Any]:
+        tokens = (
+            {"tokens_in": self.tokens_in, "tokens_out": self.tokens_out}
+            if self.tokens_in is not None
+            else {}
+        )
         return {
             "name": self.name,
             "docs_in": self.docs_in,
@@ -53,6 +63,7 @@ class StageStats:
             "docs_rejected": self.docs_rejected,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
+            **tokens,
             "wall_s": round(self.wall_s, 4),
             "cpu_s": round(self.cpu_s, 4),
             "removed_by_reason": dict(self.reasons.most_common()),
@@ -70,6 +81,8 @@ class StageStats:
             docs_rejected=d["docs_rejected"],
             bytes_in=d["bytes_in"],
             bytes_out=d["bytes_out"],
+            tokens_in=d.get("tokens_in"),
+            tokens_out=d.get("tokens_out"),
             wall_s=d["wall_s"],
             cpu_s=d["cpu_s"],
             reasons=Counter(d["removed_by_reason"]),
@@ -158,8 +171,20 @@ def _chain_problems(start: int, stages: list[dict[str, Any]], output_docs: int) 
         if sum(s["removed_by_reason"].values()) != s["docs_rejected"]:
             problems.append(f"{s['name']}: reasons do not sum to rejected {s['docs_rejected']}")
         expected_in = s["docs_kept"]
+    problems += _token_problems(stages)
     if output_docs != expected_in:
         problems.append(f"output: {output_docs} documents written != {expected_in} kept")
+    return problems
+
+
+def _token_problems(stages: list[dict[str, Any]]) -> list[str]:
+    """With output.tokenizer: each stage's tokens in are the previous stage's tokens out."""
+    problems = []
+    for prev, s in zip(stages, stages[1:], strict=False):
+        if "tokens_in" in s and "tokens_out" in prev and s["tokens_in"] != prev["tokens_out"]:
+            problems.append(
+                f"{s['name']}: tokens in {s['tokens_in']} != upstream {prev['tokens_out']}"
+            )
     return problems
 
 

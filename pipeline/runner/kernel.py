@@ -187,14 +187,19 @@ def account(
     bytes_in: int,
     bytes_out: int,
     first_error: str | None = None,
+    tokens: tuple[int, int] | None = None,
 ) -> None:
-    """Add one batch's decisions to a stage's stats (docs in = kept + rejected by design)."""
+    """Add one batch's decisions to a stage's stats (docs in = kept + rejected by design);
+    `tokens` = (in, out) when output.tokenizer counts them."""
     rejected = [r for r in reasons if r is not None]
     stats.docs_in += len(reasons)
     stats.docs_rejected += len(rejected)
     stats.docs_kept += len(reasons) - len(rejected)
     stats.bytes_in += bytes_in
     stats.bytes_out += bytes_out
+    if tokens is not None:
+        stats.tokens_in = (stats.tokens_in or 0) + tokens[0]
+        stats.tokens_out = (stats.tokens_out or 0) + tokens[1]
     stats.reasons.update(rejected)
     if first_error and stats.first_error is None:
         stats.first_error = first_error
@@ -243,23 +248,34 @@ def split(batch: pa.Table, scored: Scored, reasons: np.ndarray) -> tuple[pa.Tabl
 
 
 def run_stage(
-    stage: Any, batch: pa.Table, stats: StageStats, cpu_s: float | None = None
+    stage: Any,
+    batch: pa.Table,
+    stats: StageStats,
+    cpu_s: float | None = None,
+    tokens: PayloadTokens | None = None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Apply a map stage to a batch: bounded, timed, isolated, decided, counted."""
+    """Apply a map stage to a batch: bounded, timed, isolated, decided, counted (in tokens
+    too when `tokens` is given; that counting is outside the stage's wall and CPU time)."""
     wall0, cpu0 = time.perf_counter(), time.process_time() + stage.helper_cpu_s()
     scored = score_isolated(stage, batch, cpu_s)
     reasons, first = decide(stage, scored, batch.num_rows)
     kept, rejected = split(batch, scored, reasons)
-    account(stats, reasons, payload_bytes(batch), payload_bytes(kept), first)
     collect(stats, stage)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0
+    counted = tokens.in_out(stage, batch, kept, reasons) if tokens is not None else None
+    account(stats, reasons, payload_bytes(batch), payload_bytes(kept), first, counted)
     return kept, rejected
+
+
+def payload_column(batch: pa.Table) -> str | None:
+    """The payload column: `text`, else `html` (before extraction), else None."""
+    return TEXT if TEXT in batch.column_names else HTML if HTML in batch.column_names else None
 
 
 def payload_lengths(batch: pa.Table) -> pa.Array:
     """UTF-8 bytes per row of the payload column (`text`, else `html`; 0 when null or absent)."""
-    col = TEXT if TEXT in batch.column_names else HTML if HTML in batch.column_names else None
+    col = payload_column(batch)
     if col is None:
         return pa.array([0] * batch.num_rows, pa.int64())
     return pc.binary_length(batch.column(col)).fill_null(0).cast(pa.int64())
@@ -270,3 +286,51 @@ def payload_bytes(batch: pa.Table) -> int:
     if batch.num_rows == 0:
         return 0
     return int(pc.sum(payload_lengths(batch)).as_py() or 0)
+
+
+class PayloadTokens:
+    """Tokens of the payload column (the one `payload_bytes` counts) under output.tokenizer, a
+    Hugging Face tokenizer.json encoded without special tokens.
+
+    Each text is encoded once along a chain: the lengths of the last table counted are kept,
+    and a stage that does not rewrite the payload (its contract does not produce it) passes its
+    input's lengths of the kept rows on as the next stage's input, without encoding again."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self._last: tuple[pa.Table, np.ndarray] | None = None
+
+    def lengths(self, table: pa.Table) -> np.ndarray:
+        """Tokens per row (0 for a null or absent payload)."""
+        if self._last is not None and self._last[0] is table:
+            return self._last[1]
+        from pipeline.stats.tokenizers import load_tokenizer
+
+        col = payload_column(table)
+        out = np.zeros(table.num_rows, np.int64)
+        texts = [] if col is None else table.column(col).to_pylist()
+        todo = [i for i, t in enumerate(texts) if t]
+        if todo:
+            encoder = load_tokenizer(self.spec).tokenizer  # type: ignore[attr-defined]
+            encoded = encoder.encode_batch_fast([texts[i] for i in todo], add_special_tokens=False)
+            out[todo] = [len(e.ids) for e in encoded]
+        self._last = (table, out)
+        return out
+
+    def in_out(
+        self, stage: Any, batch: pa.Table, kept: pa.Table, reasons: np.ndarray
+    ) -> tuple[int, int]:
+        """(tokens of `batch`, tokens of `kept`), `kept` being the rows of `batch` whose reason
+        is None, in order, as `split` makes them."""
+        before = self.lengths(batch)
+        col = payload_column(batch)
+        if (
+            col is not None
+            and col == payload_column(kept)
+            and col not in stage.contract(stage.config).produces
+        ):
+            after = before[np.array([r is None for r in reasons], dtype=bool)]
+            self._last = (kept, after)
+        else:
+            after = self.lengths(kept)
+        return int(before.sum()), int(after.sum())

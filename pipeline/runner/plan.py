@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pipeline.config import Recipe
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError
 from pipeline.io.base import InputUnit, ReaderStats, reader_schema
 from pipeline.io.sources import get_reader
 from pipeline.registry import available_stages, stage_class
 from pipeline.stages.contract import Contract
+from pipeline.stats.tokenizers import load_tokenizer
 
 
 def recipe_contracts(recipe: Recipe) -> list[Contract]:
@@ -31,9 +32,18 @@ def check_plan(recipe: Recipe, formats: Iterable[str]) -> None:
     or a stage's own check of its config fails (e.g. a model file that does not load)."""
     contracts = recipe_contracts(recipe)
     for fmt in sorted(set(formats)):
-        problem = chain_problem(contracts, fmt)
+        problem = chain_problem(contracts, fmt) or columns_problem(
+            recipe.output.columns, contracts, fmt
+        )
         if problem:
             raise ConfigError(f"{recipe.source}: {problem}; nothing was run")
+    if recipe.output.tokenizer:
+        try:
+            load_tokenizer(recipe.output.tokenizer)
+        except InputError as exc:
+            raise ConfigError(
+                f"{recipe.source}: output.tokenizer: {exc}; nothing was run"
+            ) from None
     for pos, cfg in enumerate(recipe.stages):  # then what each stage checks itself (models)
         key = f"stages[{pos}] ({cfg.stage})"
         stage_class(cfg.stage).verify(cfg, key, recipe.runtime)  # type: ignore[attr-defined]
@@ -50,9 +60,29 @@ def chain_problem(contracts: list[Contract], fmt: str) -> str | None:
                 f"stages[{pos}] ({c.name}) needs column `{col}`, which {fmt} input does not "
                 f"have at that point; {_remedy(contracts, pos, col, fmt)}"
             )
-        available -= set(c.drops)
-        available |= set(c.produces)
+        available = _after(c, available)
     return None
+
+
+def _after(c: Contract, available: set[str]) -> set[str]:
+    """The columns after stage `c`, given those before it."""
+    return (available - set(c.drops)) | set(c.produces)
+
+
+def columns_problem(spec: str | list[str], contracts: list[Contract], fmt: str) -> str | None:
+    """Why output.columns names a column the chain's output on `fmt` input lacks, or None."""
+    if not isinstance(spec, list):
+        return None  # all, or the minimal preset (its columns the chain has)
+    available = set(reader_schema(fmt).names)
+    for c in contracts:
+        available = _after(c, available)
+    unknown = [col for col in spec if col not in available]
+    if not unknown:
+        return None
+    return (
+        f"output.columns names {unknown[0]!r}, which the output of this chain on {fmt} input "
+        f"does not have; available: {', '.join(sorted(available))}"
+    )
 
 
 def _remedy(contracts: list[Contract], pos: int, col: str, fmt: str) -> str:

@@ -1,4 +1,5 @@
-"""report.md: the funnel of a run (documents and bytes kept per stage) and removals by reason."""
+"""report.md: the funnel of a run (documents, bytes and, with output.tokenizer, tokens kept per
+stage) and removals by reason."""
 
 from __future__ import annotations
 
@@ -29,18 +30,29 @@ def render_report(stats: dict[str, Any]) -> str:
         lines += ["Input errors:", ""] + [f"- {e}" for e in reader["errors"]] + [""]
     base_docs = max(1, reader["documents"])
     base_bytes = max(1, stats["stages"][0]["bytes_in"]) if stats["stages"] else 1
+    tokens = bool(stats["stages"]) and "tokens_in" in stats["stages"][0]
+    base_tokens = max(1, stats["stages"][0]["tokens_in"]) if tokens else 1
     lines += [
         "## Funnel",
         "",
         "| stage | docs in | kept | rejected | kept % of input docs | bytes in | bytes out "
-        "| kept % of input bytes | wall s | cpu s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| kept % of input bytes |"
+        + (" tokens in | tokens out | kept % of input tokens |" if tokens else "")
+        + " wall s | cpu s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if tokens else "") + "---:|---:|",
     ]
     for s in stats["stages"]:
+        token_cells = (
+            f" {s['tokens_in']:,} | {s['tokens_out']:,} | "
+            f"{100 * s['tokens_out'] / base_tokens:.1f} |"
+            if tokens
+            else ""
+        )
         lines.append(
             f"| {s['name']} | {s['docs_in']:,} | {s['docs_kept']:,} | {s['docs_rejected']:,} "
             f"| {100 * s['docs_kept'] / base_docs:.1f} | {s['bytes_in']:,} | {s['bytes_out']:,} "
-            f"| {100 * s['bytes_out'] / base_bytes:.1f} | {s['wall_s']:.2f} | {s['cpu_s']:.2f} |"
+            f"| {100 * s['bytes_out'] / base_bytes:.1f} |{token_cells} {s['wall_s']:.2f} "
+            f"| {s['cpu_s']:.2f} |"
         )
     lines += ["", "```"]
     width = 40
@@ -59,7 +71,7 @@ def render_report(stats: dict[str, Any]) -> str:
         "## Output",
         "",
         f"{out['documents']:,} documents, {out['bytes']:,} bytes of text in "
-        f"{len(out['files'])} files under data/.",
+        f"{len(out['files'])} files under data/ ({out.get('format', 'parquet')}).",
         "",
     ]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """`curate run`: plan units, guard the output directory, resume, execute, account, report.
 
-Output layout:
+Output layout (shown for output.format: parquet; jsonl writes part-NNNNN.jsonl.zst, .jsonl.gz or
+.jsonl by output.compression, with the same names otherwise):
   data/part-NNNNN.parquet               kept documents, one shard per input unit
   rejected/<stage>/part-NNNNN.parquet   removed documents with a `reason` (output.keep_rejected)
   stats.json, report.md                 run totals, written when every unit is done
@@ -273,6 +274,7 @@ def _run_stats(
         "output": {
             "documents": totals["output_docs"],
             "bytes": totals["output_bytes"],
+            "format": recipe.output.format,
             "files": sorted(r["output_file"] for r in results if r["output_file"]),
         },
         "accounting": "ok",

@@ -28,6 +28,8 @@ from pipeline.config import Recipe
 from pipeline.errors import AccountingError, ConfigError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit, ReaderStats
+from pipeline.io.dolma_jsonl import JsonlShardWriter
+from pipeline.io.output_shards import output_writer, select_columns, shard_suffix
 from pipeline.io.sources import RUN_RECORD_DIR, get_reader
 from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
@@ -98,10 +100,11 @@ def global_work_dir(root: str, segment: int, label: str) -> str:
     return f"{root}/{WORK_DIR}/global-{segment:02d}-{label}"
 
 
-def segment_output(root: str, segment: int, n_segments: int, index: int) -> str:
-    """Where a segment writes a unit's kept documents: data/ for the last, else _work/."""
+def segment_output(root: str, segment: int, n_segments: int, index: int, suffix: str) -> str:
+    """Where a segment writes a unit's kept documents: data/ for the last (named with the output
+    format's `suffix`), else _work/ (Parquet)."""
     if segment == n_segments - 1:
-        return f"{root}/{DATA_DIR}/{shard_name(index)}.parquet"
+        return f"{root}/{DATA_DIR}/{shard_name(index)}{suffix}"
     return f"{root}/{WORK_DIR}/seg{segment + 1:02d}/{shard_name(index)}.parquet"
 
 
@@ -115,6 +118,8 @@ class StageChain:
             for cfg in recipe.stages
         ]
         self.segments = plan_segments(recipe)
+        spec = recipe.output.tokenizer
+        self.tokens = kernel.PayloadTokens(spec) if spec else None
         self._ready = False
 
     def setup(self) -> None:
@@ -152,33 +157,29 @@ class ShardOutputs:
     root: str
     name: str
     data_path: str
-    data: ShardWriter = field(init=False)
-    rejected: dict[str, ShardWriter] = field(default_factory=dict)
+    data: ShardWriter | JsonlShardWriter = field(init=False)
+    rejected: dict[str, ShardWriter | JsonlShardWriter] = field(default_factory=dict)
     output_bytes: int = 0
 
     def __post_init__(self) -> None:
-        self.data = ShardWriter(self.fs, self.data_path, **self._opts())
-
-    def _opts(self) -> dict[str, Any]:
-        out = self.recipe.output
-        return {
-            "rows_per_row_group": out.rows_per_row_group,
-            "max_row_group_bytes": out.max_row_group_bytes,
-            "compression": out.compression,
-            "compression_level": out.compression_level,
-        }
+        # data/ follows output.format and output.columns; _work/ keeps every column, in Parquet.
+        self.final = not self.data_path.startswith(f"{self.root}/{WORK_DIR}/")
+        self.data = output_writer(self.fs, self.data_path, self.recipe.output, final=self.final)
 
     def reject(self, label: str, rejected: pa.Table) -> None:
-        if not (self.recipe.output.keep_rejected and rejected.num_rows):
+        out = self.recipe.output
+        if not (out.keep_rejected and rejected.num_rows):
             return
         if label not in self.rejected:
-            path = f"{self.root}/{REJECTED_DIR}/{label}/{self.name}.parquet"
-            self.rejected[label] = ShardWriter(self.fs, path, **self._opts())
-        self.rejected[label].write(rejected)
+            path = f"{self.root}/{REJECTED_DIR}/{label}/{self.name}{shard_suffix(out)}"
+            self.rejected[label] = output_writer(self.fs, path, out)
+        self.rejected[label].write(select_columns(rejected, out.columns))
 
     def keep(self, batch: pa.Table) -> None:
         if batch.num_rows:
             self.output_bytes += kernel.payload_bytes(batch)
+            if self.final:
+                batch = select_columns(batch, self.recipe.output.columns)
             self.data.write(batch)
 
     def commit(self) -> int:
@@ -205,9 +206,14 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
     unit = task.unit if isinstance(task, ShardTask) else task
     segment = chain.segments[segment_idx]
     name = shard_name(unit.index)
-    data_path = segment_output(root, segment_idx, len(chain.segments), unit.index)
+    suffix = shard_suffix(recipe.output)
+    data_path = segment_output(root, segment_idx, len(chain.segments), unit.index, suffix)
     outputs = ShardOutputs(recipe, fs, root, name, data_path)
-    stats = [StageStats(chain.labels[p]) for p in segment.positions]
+    counted = 0 if chain.tokens is not None else None  # every stage reports tokens, even 0
+    stats = [
+        StageStats(chain.labels[p], tokens_in=counted, tokens_out=counted)
+        for p in segment.positions
+    ]
     reader_stats = ReaderStats() if segment_idx == 0 else None
     try:
         if isinstance(task, ShardTask):
@@ -223,7 +229,9 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
             for pos, st in zip(segment.map_stages, map_stats, strict=True):
                 if batch.num_rows == 0:
                     break
-                batch, rejected = kernel.run_stage(chain.stages[pos], batch, st, cpu_s)
+                batch, rejected = kernel.run_stage(
+                    chain.stages[pos], batch, st, cpu_s, chain.tokens
+                )
                 outputs.reject(st.name, rejected)
             outputs.keep(batch)
         if reader_stats is not None and (problem := reader_stats.config_problem(unit.path)):
@@ -278,9 +286,7 @@ def finish_task(
         "output_docs": output_docs,
         "output_bytes": outputs.output_bytes,
         "output_file": outputs.data_path[len(outputs.root) + 1 :] if output_docs else None,
-        "rejected_files": {
-            k: f"{REJECTED_DIR}/{k}/{outputs.name}.parquet" for k in outputs.rejected
-        },
+        "rejected_files": {k: w.path[len(outputs.root) + 1 :] for k, w in outputs.rejected.items()},
         "wall_s": round(time.perf_counter() - started, 4),
         "worker": {"node": worker, "pid": os.getpid()},
         **extra,
@@ -318,9 +324,11 @@ def _global_then_batches(
         scored = kernel.Scored(table, np.zeros(0, np.int64), np.zeros(0, np.int64), None)
     reasons, first = kernel.decide(stage, scored, table.num_rows)
     kept, rejected = kernel.split(table, scored, reasons)
-    kernel.account(stats, reasons, kernel.payload_bytes(table), kernel.payload_bytes(kept), first)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() - cpu0
+    tokens = chain.tokens.in_out(stage, table, kept, reasons) if chain.tokens else None
+    in_out = kernel.payload_bytes(table), kernel.payload_bytes(kept)
+    kernel.account(stats, reasons, *in_out, first, tokens)
     outputs.reject(stats.name, rejected)
     size = recipe.runtime.batch_size
     for start in range(0, kept.num_rows, size):

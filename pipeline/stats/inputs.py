@@ -26,10 +26,12 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.io.fields import is_string_type
+from pipeline.io.output_shards import is_shard
 from pipeline.io.pathnames import display_path
 from pipeline.runner.kernel import error_text
 
 DATA_DIR, REJECTED_DIR, RUN_CONFIG = "data", "rejected", "_run/config.json"
+DOLMA = "dolma"  # SourceFile.format of a run's JSONL shard (output.format: jsonl)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class SourceFile:
 
     index: int
     path: str
-    format: str  # parquet, or a reader format (jsonl, wet, hf)
+    format: str  # parquet, dolma (a run's JSONL shard), or a reader format (jsonl, wet, hf)
     reached: int
     shard: int = 0
     num_shards: int = 1
@@ -92,10 +94,10 @@ def _run_input(fs: Any, root: str, per_stage: bool) -> StatsInput:
         raise InputError(f"{root}/stats.json is not a run's statistics; rerun `curate run`")
     labels = [s["name"] for s in stats.get("stages", [])]
     n = len(labels)
-    data = _glob(fs, f"{root}/{DATA_DIR}/*.parquet")
+    data = _shards(fs, f"{root}/{DATA_DIR}")
     if not per_stage:
         name = labels[-1] if labels else "input"
-        files = [SourceFile(i, p, "parquet", 0) for i, p in enumerate(data)]
+        files = [SourceFile(i, p, shard_format(p), 0) for i, p in enumerate(data)]
         return StatsInput("run", root, [name], files, [stats["output"]["documents"]], stats)
     rejected_total = sum(s.get("docs_rejected", 0) for s in stats.get("stages", []))
     if rejected_total and not _kept_rejected(fs, root):
@@ -111,8 +113,8 @@ def _run_input(fs: Any, root: str, per_stage: bool) -> StatsInput:
             label = posixpath.basename(d.rstrip("/"))
             if label not in labels:
                 raise InputError(f"{d}: no stage {label!r} in this run's stats.json {labels}")
-            paths += [(p, labels.index(label)) for p in _glob(fs, f"{d}/*.parquet")]
-    files = [SourceFile(i, p, "parquet", r) for i, (p, r) in enumerate(paths)]
+            paths += [(p, labels.index(label)) for p in _shards(fs, d)]
+    files = [SourceFile(i, p, shard_format(p), r) for i, (p, r) in enumerate(paths)]
     expected = [s["docs_in"] for s in stats["stages"]] + [stats["output"]["documents"]]
     return StatsInput("run", root, ["input", *labels], files, expected, stats)
 
@@ -122,6 +124,16 @@ def _glob(fs: Any, pattern: str) -> list[str]:
     local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
     found = sorted(fs.glob(pattern))
     return found if local else [fs.unstrip_protocol(p) for p in found]
+
+
+def _shards(fs: Any, directory: str) -> list[str]:
+    """The output shards (Parquet or JSONL, by output.format) of a run's directory."""
+    return [p for p in _glob(fs, f"{directory}/*") if is_shard(p)]
+
+
+def shard_format(path: str) -> str:
+    """`parquet`, or `dolma` for a run's JSONL shard (id, text, source, metadata)."""
+    return "parquet" if path.endswith(".parquet") else DOLMA
 
 
 def _kept_rejected(fs: Any, root: str) -> bool:

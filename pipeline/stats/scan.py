@@ -28,12 +28,13 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.io.atomic import atomic_write
+from pipeline.io.output_shards import read_shard, shard_columns
 from pipeline.io.pathnames import display_path
 from pipeline.io.shuffle import write_keyed
 from pipeline.runner.kernel import error_text
 from pipeline.stats import hll
 from pipeline.stats.hashing import doc_hashes, subsample_levels, window_hashes
-from pipeline.stats.inputs import SourceFile
+from pipeline.stats.inputs import DOLMA, SourceFile
 from pipeline.stats.tokenizers import load_tokenizer
 
 POS_BITS = 40  # token offset bits of a position key; the file index takes the other 24
@@ -167,6 +168,10 @@ def _batches(src: SourceFile, batch_docs: int, errors: list[str]) -> Iterator[pa
                     f"{display_path(src.path)}: broken Parquet file ({error_text(e)}); "
                     "repair or remove it"
                 ) from e
+        return
+    if src.format == DOLMA:  # metadata's keys (lang, cluster sizes) read back as columns
+        fs, path = fsspec.core.url_to_fs(src.path)
+        yield from read_shard(fs, path, read_columns(shard_columns(fs, path)), batch_docs)
         return
     from pipeline.io.base import InputUnit, ReaderStats
     from pipeline.io.options import InputConfig

@@ -127,7 +127,7 @@ def load_tokenizer(spec: str) -> Tokenizer:
                 "kind": "unicode-words (pipeline.text.words.split_words)",
                 "vocab_size": None,
                 "version": __version__,
-                "hash": _file_hash(words),
+                "hash": file_hash(words),
             }
         )
     path = minilm_tokenizer_path() if spec == "minilm" else Path(spec)
@@ -155,12 +155,12 @@ def _hf_tokenizer(path: Path, name: str) -> HFTokenizer:
         "kind": f"huggingface {model}",
         "vocab_size": vocab,
         "version": f"tokenizers {importlib.metadata.version('tokenizers')}",
-        "hash": _file_hash(path),
+        "hash": file_hash(path),
         "path": str(path),
     }
     return HFTokenizer(info, tok, table)
 
 
-def _file_hash(path: Path) -> str:
+def file_hash(path: Path) -> str:
     """First 16 hex digits of the file's SHA-256 (identifies the exact vocabulary/rules)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
