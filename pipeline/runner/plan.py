@@ -32,9 +32,8 @@ def check_plan(recipe: Recipe, formats: Iterable[str]) -> None:
     or a stage's own check of its config fails (e.g. a model file that does not load)."""
     contracts = recipe_contracts(recipe)
     for fmt in sorted(set(formats)):
-        problem = chain_problem(contracts, fmt) or columns_problem(
-            recipe.output.columns, contracts, fmt
-        )
+        problem, output = walk_chain(contracts, fmt)
+        problem = problem or columns_problem(recipe.output.columns, output, fmt)
         if problem:
             raise ConfigError(f"{recipe.source}: {problem}; nothing was run")
     if recipe.output.tokenizer:
@@ -49,8 +48,9 @@ def check_plan(recipe: Recipe, formats: Iterable[str]) -> None:
         stage_class(cfg.stage).verify(cfg, key, recipe.runtime)  # type: ignore[attr-defined]
 
 
-def chain_problem(contracts: list[Contract], fmt: str) -> str | None:
-    """Why the chain cannot run on `fmt` input (one line), or None when it can."""
+def walk_chain(contracts: list[Contract], fmt: str) -> tuple[str | None, set[str]]:
+    """(why the chain cannot run on `fmt` input, one line, or None; the columns of its output
+    when it can), from the reader's columns through every stage's requires/drops/produces."""
     available = set(reader_schema(fmt).names)
     for pos, c in enumerate(contracts):
         missing = [col for col in c.requires if col not in available]
@@ -59,23 +59,16 @@ def chain_problem(contracts: list[Contract], fmt: str) -> str | None:
             return (
                 f"stages[{pos}] ({c.name}) needs column `{col}`, which {fmt} input does not "
                 f"have at that point; {_remedy(contracts, pos, col, fmt)}"
-            )
-        available = _after(c, available)
-    return None
+            ), available
+        available = (available - set(c.drops)) | set(c.produces)
+    return None, available
 
 
-def _after(c: Contract, available: set[str]) -> set[str]:
-    """The columns after stage `c`, given those before it."""
-    return (available - set(c.drops)) | set(c.produces)
-
-
-def columns_problem(spec: str | list[str], contracts: list[Contract], fmt: str) -> str | None:
-    """Why output.columns names a column the chain's output on `fmt` input lacks, or None."""
+def columns_problem(spec: str | list[str], available: set[str], fmt: str) -> str | None:
+    """Why output.columns names a column missing from the chain's output columns `available`
+    on `fmt` input, or None."""
     if not isinstance(spec, list):
         return None  # all, or the minimal preset (its columns the chain has)
-    available = set(reader_schema(fmt).names)
-    for c in contracts:
-        available = _after(c, available)
     unknown = [col for col in spec if col not in available]
     if not unknown:
         return None
