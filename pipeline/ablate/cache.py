@@ -31,9 +31,8 @@ import pyarrow.parquet as pq
 from pipeline import __version__
 from pipeline.ablate.fingerprint import stage_fingerprint
 from pipeline.config import Recipe
-from pipeline.errors import ConfigError
 from pipeline.io.base import InputUnit, ReaderStats
-from pipeline.io.sources import get_reader, input_fingerprint
+from pipeline.io.sources import input_fingerprint, read_unit
 from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner import kernel
@@ -142,9 +141,8 @@ class MaterializeJob:
             started, cpu0 = time.perf_counter(), time.process_time()
             if node.parent is None:
                 reader_stats = ReaderStats()
-                batches = get_reader(unit.format, recipe.input).read(
-                    unit, reader_stats, recipe.runtime.batch_size
-                )
+                # as `curate run` reads it: a unit with no usable record is a ConfigError
+                batches = read_unit(unit, recipe.input, reader_stats, recipe.runtime.batch_size)
                 reader = reader_stats
                 batches = (_with_level0(b) for b in batches)
             else:
@@ -157,10 +155,6 @@ class MaterializeJob:
                 for batch in batches:
                     writer.write(score_all(stage, batch, node.level, errors, cpu_s))
                     errors += [e for e in [stage.take_error()] if e and not errors]
-                if isinstance(reader, ReaderStats) and (
-                    problem := reader.config_problem(unit.path)
-                ):
-                    raise ConfigError(problem)  # as `curate run` does: no silent empty variant
                 rows = writer.close()
             except BaseException:
                 writer.abort()

@@ -23,14 +23,16 @@ import lzma
 import os
 import posixpath
 import stat
+from collections.abc import Iterator
 from typing import IO, Any
 
 import fsspec
+import pyarrow as pa
 import zstandard
 from fsspec.utils import get_protocol
 
-from pipeline.errors import InputError
-from pipeline.io.base import InputUnit, Reader
+from pipeline.errors import ConfigError, InputError
+from pipeline.io.base import InputUnit, Reader, ReaderStats
 from pipeline.io.options import InputConfig
 
 FORMATS = ("warc", "wet", "jsonl", "parquet", "hf")
@@ -458,3 +460,14 @@ def input_fingerprint(units: list[InputUnit]) -> str:
     for u in sorted(units, key=lambda u: (u.path, u.shard, u.format)):
         h.update(json.dumps(list(unit_identity(u).values())).encode() + b"\n")
     return h.hexdigest()
+
+
+def read_unit(
+    unit: InputUnit, cfg: InputConfig, stats: ReaderStats, batch_size: int
+) -> Iterator[pa.Table]:
+    """A unit's batches through its reader, for a run or the ablation score cache: when the
+    reading ends with every record skipped for a configuration reason (no `text` field), a
+    ConfigError naming the key to set, so no unit ends as a silent empty shard."""
+    yield from get_reader(unit.format, cfg).read(unit, stats, batch_size)
+    if problem := stats.config_problem(unit.path):
+        raise ConfigError(problem)

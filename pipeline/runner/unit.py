@@ -25,12 +25,12 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import Recipe
-from pipeline.errors import AccountingError, ConfigError
+from pipeline.errors import AccountingError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.dolma_jsonl import JsonlShardWriter
 from pipeline.io.output_shards import output_writer, select_columns, shard_suffix
-from pipeline.io.sources import RUN_RECORD_DIR, get_reader
+from pipeline.io.sources import RUN_RECORD_DIR, read_unit
 from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner import kernel
@@ -220,9 +220,7 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
             batches = _global_then_batches(recipe, chain, task, stats[0], outputs, fs, root)
             map_stats = stats[1:]
         else:
-            batches = get_reader(unit.format, recipe.input).read(
-                unit, reader_stats, recipe.runtime.batch_size
-            )
+            batches = read_unit(unit, recipe.input, reader_stats, recipe.runtime.batch_size)
             map_stats = stats
         cpu_s = recipe.runtime.stage_cpu_s_per_doc
         for batch in batches:
@@ -234,8 +232,6 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
                 )
                 outputs.reject(st.name, rejected)
             outputs.keep(batch)
-        if reader_stats is not None and (problem := reader_stats.config_problem(unit.path)):
-            raise ConfigError(problem)
         output_docs = outputs.commit()
     except AccountingError as exc:
         outputs.abort()
