@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pipeline.config import Recipe
 from pipeline.errors import ConfigError, InputError
 from pipeline.io.base import InputUnit, ReaderStats, reader_schema
-from pipeline.io.sources import get_reader
+from pipeline.io.sources import read_unit
 from pipeline.registry import available_stages, stage_class
 from pipeline.stages.contract import Contract
 from pipeline.stats.tokenizers import load_tokenizer
@@ -114,13 +114,10 @@ def preflight_input(recipe: Recipe, units: list[InputUnit]) -> None:
         if u.format in FIELD_MAPPED_FORMATS:
             firsts.setdefault(u.format, u)
     for unit in firsts.values():
-        stats = ReaderStats()
-        batches = get_reader(unit.format, recipe.input).read(unit, stats, recipe.runtime.batch_size)
+        batches = read_unit(unit, recipe.input, ReaderStats(), recipe.runtime.batch_size)
         try:
-            for _ in batches:
-                break
+            next(batches, None)  # its first batch, or all of it when no record is usable
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; nothing was run") from None
         finally:
-            batches.close()  # type: ignore[attr-defined]
-        problem = stats.config_problem(unit.path)
-        if problem:
-            raise ConfigError(f"{problem}; nothing was run")
+            batches.close()
