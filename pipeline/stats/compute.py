@@ -77,6 +77,8 @@ class StatsResult:
     timings: dict[str, float] = field(default_factory=dict)
     cpu_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # Files none of whose records had text, for a configuration reason (ReaderStats.config_problem).
+    config_problems: list[str] = field(default_factory=list)
     bounds: dict[str, str] = field(default_factory=dict)
 
 
@@ -132,7 +134,7 @@ def compute_stats(opts: StatsOptions) -> StatsResult:
     result.cpu_s = sum(s["cpu_s"] for s in scans)
     _check_sets(source, result.totals["documents"][:, 0].tolist())
     if not result.totals["documents_with_text"][0, 0]:
-        hint = next((e for e in result.errors if "no record was usable" in e), None)
+        hint = result.config_problems[0] if result.config_problems else None
         raise InputError(
             f"{opts.path}: no document has text to count"
             + (f" ({hint.split(': ', 1)[1]})" if hint else "")
@@ -252,7 +254,16 @@ def _combine_scans(
             )
     infos = [load_tokenizer(t).info for t in cfg.tokenizers]
     return StatsResult(
-        opts, source, cfg, infos, totals, distinct, rse, dedup_clusters=dedup, errors=errors
+        opts,
+        source,
+        cfg,
+        infos,
+        totals,
+        distinct,
+        rse,
+        dedup_clusters=dedup,
+        errors=errors,
+        config_problems=[p for s in scans for p in s["config_problems"]],
     )
 
 

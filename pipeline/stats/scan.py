@@ -154,7 +154,11 @@ def read_columns(names: list[str]) -> list[str]:
     return [c for c in ("id", "text", "lang") if c in names] + cluster_columns(names)
 
 
-def _batches(src: SourceFile, batch_docs: int, errors: list[str]) -> Iterator[pa.Table]:
+def _batches(
+    src: SourceFile, batch_docs: int, errors: list[str], problems: list[str]
+) -> Iterator[pa.Table]:
+    """The file's batches; reader errors go to `errors`, and a configuration problem (no record
+    with text) to both `errors` (for the report) and `problems`."""
     if src.format == "parquet":
         fs, path = fsspec.core.url_to_fs(src.path)
         with fs.open(path, "rb") as f:
@@ -183,6 +187,7 @@ def _batches(src: SourceFile, batch_docs: int, errors: list[str]) -> Iterator[pa
     errors.extend(stats.errors)
     if problem := stats.config_problem(src.path):
         errors.append(problem)
+        problems.append(problem)
 
 
 def scan_file(cfg: CountConfig, src: SourceFile) -> dict[str, Any]:
@@ -194,10 +199,11 @@ def scan_file(cfg: CountConfig, src: SourceFile) -> dict[str, Any]:
     spill = None if cfg.approx else _Spill(cfg, src)
     clusters: dict[str, Counter[int]] = {}
     errors: list[str] = []
+    problems: list[str] = []
     offset = 0  # primary-tokenizer tokens of this file so far (position keys)
     doc_ordinal = 0
     file_key = np.uint64(src.index) << np.uint64(POS_BITS)
-    for table in _batches(src, cfg.batch_docs, errors):
+    for table in _batches(src, cfg.batch_docs, errors, problems):
         n = table.num_rows
         if n == 0:
             continue
@@ -267,6 +273,7 @@ def scan_file(cfg: CountConfig, src: SourceFile) -> dict[str, Any]:
         "items": spill.items if spill is not None else 0,
         "regs": regs_path,
         "errors": errors,
+        "config_problems": problems,
         "wall_s": time.perf_counter() - started,
         "cpu_s": time.process_time() - cpu0,
         "pid": os.getpid(),
