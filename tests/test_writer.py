@@ -6,7 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io.writer import TMP_MARK, ShardWriter, output_fs
+from pipeline.io.atomic import TMP_MARK
+from pipeline.io.writer import ShardWriter, output_fs
 
 
 def _batch(n: int, start: int = 0, width: int = 10) -> pa.Table:

@@ -4,7 +4,7 @@ Every file the pipeline writes (shards, markers, stats.json, work files of globa
 written under a hidden temporary name beside it, `dir/.<name>.tmp-<token>`, and renamed when
 complete. The name is hidden because Arrow, Spark and `datasets` skip names starting with a dot (a
 `<name>.tmp-...` beside the shards would break `pq.read_table("data/")`); it carries `TMP_MARK`
-so that the runner deletes what an interrupted run left (runner/run.py `remove_partial_files`).
+so that `remove_temp_files` deletes what an interrupted run left.
 """
 
 from __future__ import annotations
@@ -86,3 +86,14 @@ def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
     """The JSON document at `path` (the reading side of `write_json_atomic`)."""
     with fs.open(path, "r") as f:
         return json.load(f)
+
+
+def remove_temp_files(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Delete what interrupted atomic writes left under `path`, recursively (names carrying
+    `TMP_MARK`, and the `<name>.tmp` of versions before this module); never a final name."""
+    if not fs.exists(path):
+        return
+    for f in fs.find(path):
+        name = f.rsplit("/", 1)[-1]
+        if TMP_MARK in name or name.endswith(".tmp"):
+            fs.rm(f)

@@ -13,7 +13,6 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io.atomic import TMP_MARK as TMP_MARK  # re-exported: the runner's cleanup uses it
 from pipeline.io.atomic import AtomicFile
 
 

@@ -26,11 +26,11 @@ import yaml
 from pipeline import __version__
 from pipeline.config import Recipe
 from pipeline.errors import CurateError, OutputError
-from pipeline.io.atomic import write_json_atomic
+from pipeline.io.atomic import remove_temp_files, write_json_atomic
 from pipeline.io.base import InputUnit
 from pipeline.io.pathnames import json_safe
 from pipeline.io.sources import plan_units
-from pipeline.io.writer import TMP_MARK, output_fs
+from pipeline.io.writer import output_fs
 from pipeline.registry import stage_class
 from pipeline.runner.accounting import check_error_fractions, check_run, merge_segments, sum_units
 from pipeline.runner.executors import RecipeJob, execute, global_context
@@ -231,12 +231,7 @@ def _clear_run(fs: Any, root: str) -> None:
 def remove_partial_files(fs: Any, root: str) -> None:
     """Delete temporary files left by an interrupted run (they were never visible as shards)."""
     for base in (DATA_DIR, REJECTED_DIR, UNITS_DIR, WORK_DIR, GLOBAL_DIR):
-        path = f"{root}/{base}"
-        if not fs.exists(path):
-            continue
-        for f in fs.find(path):
-            if TMP_MARK in f.rsplit("/", 1)[-1] or f.endswith(".tmp"):
-                fs.rm(f)
+        remove_temp_files(fs, f"{root}/{base}")
 
 
 def _finished(fs: Any, root: str, segment: int) -> dict[int, dict[str, Any]]:

@@ -16,7 +16,7 @@ import fsspec
 
 from pipeline.config import RuntimeConfig, check_output_location
 from pipeline.errors import InputError, OutputError
-from pipeline.io.atomic import TMP_MARK, read_json, write_json_atomic
+from pipeline.io.atomic import read_json, remove_temp_files, write_json_atomic
 from pipeline.io.options import InputConfig
 from pipeline.io.sources import input_fingerprint, plan_units
 from pipeline.runner.executors import execute
@@ -118,7 +118,7 @@ def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
         try:
             results = _run(job, units, fs, root, runtime)
         except BaseException:
-            _remove_partial(fs, root)
+            remove_temp_files(fs, root)
             raise
         summary = _summary(results, opts, tok.info, settings)
         if not summary["documents"]:
@@ -213,19 +213,12 @@ def _claim(fs: Any, root: str, record: dict[str, Any]) -> None:
             )
     elif fs.exists(root) and [p for p in fs.ls(root, detail=False) if not _ours(p)]:
         raise OutputError(f"{root} is not empty and not a `curate tokenize` output")
-    _remove_partial(fs, root)
+    remove_temp_files(fs, root)
     write_json_atomic(fs, path, record, indent=1)
 
 
 def _ours(path: str) -> bool:
     return path.rstrip("/").rsplit("/", 1)[-1] in (".curate.lock", STATE_DIR)
-
-
-def _remove_partial(fs: Any, root: str) -> None:
-    """Delete temporary files an interrupted run left (never visible under a final name)."""
-    for f in fs.find(root):
-        if TMP_MARK in f.rsplit("/", 1)[-1]:
-            fs.rm(f)
 
 
 def _remove_output(fs: Any, root: str) -> None:
