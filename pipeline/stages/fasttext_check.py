@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 from pipeline.errors import ConfigError
@@ -70,22 +71,31 @@ def header_problem(path: Path) -> str | None:
 
 def check_fasttext_model(path: str, key: str, limit_s: float = LOAD_LIMIT_S) -> None:
     """Raise ConfigError naming `key` unless `path` is a fastText model that loads in time."""
-    file = Path(path).expanduser()
-    problem = header_problem(file)
-    if problem is None:
-        code = "import sys, fasttext; fasttext.load_model(sys.argv[1])"
-        try:
-            done = subprocess.run(
-                [sys.executable, "-I", "-c", code, str(file)],
-                capture_output=True,
-                timeout=limit_s,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            problem = f"did not load within {limit_s:g} s"
-        else:
-            if done.returncode != 0:
-                last = (done.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
-                problem = f"fastText could not load it ({last[:200]})"
+    file = Path(path).expanduser().resolve()
+    info = file.stat()
+    problem = _model_problem(str(file), info.st_size, info.st_mtime_ns, limit_s)
     if problem:
         raise ConfigError(f"{key}: {path}: {problem}; nothing was run")
+
+
+@cache
+def _model_problem(path: str, size: int, mtime_ns: int, limit_s: float) -> str | None:
+    """Why the file is not a usable model, or None; checked once per process and file version
+    (a recipe is checked again by each ablation variant's run: the model loads once)."""
+    problem = header_problem(Path(path))
+    if problem is not None:
+        return problem
+    code = "import sys, fasttext; fasttext.load_model(sys.argv[1])"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", code, path],
+            capture_output=True,
+            timeout=limit_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"did not load within {limit_s:g} s"
+    if done.returncode != 0:
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+        return f"fastText could not load it ({last[:200]})"
+    return None
