@@ -309,3 +309,16 @@ def test_in_process_extraction_needs_the_cpu_guard(capsys, tmp_path) -> None:
         check_plan(recipe, ["warc"])
     sandboxed = {**FAST_EXTRACT, "timeout_s": 5}
     check_plan(recipe_from_dict({**recipe.to_dict(), "stages": [sandboxed]}), ["warc"])
+
+
+def test_an_input_that_gives_no_document_fails_the_run(capsys, tmp_path) -> None:
+    """An empty file reconciles (0 = 0 + 0) but is not a successful curation."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "out"
+    result = curate(
+        capsys, "run", write_recipe(tmp_path / "r.yaml", [empty], out, [{"stage": "langid"}])
+    )
+    assert result.code == 2
+    assert "the input gave no document: 1 file(s), 0 record(s) read (skipped: none)" in result.err
+    assert stats_of(out)["accounting"] == "ok"  # written first, as for max_error_fraction

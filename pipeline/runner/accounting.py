@@ -236,3 +236,16 @@ def check_error_fractions(stages: list[dict[str, Any]], limit: float) -> None:
                 f"({errors / s['docs_in']:.1%} > runtime.max_error_fraction {limit:g}); "
                 f"first error: {s.get('first_error') or 'not recorded'}; counts are in stats.json"
             )
+
+
+def check_input_yielded(reader: dict[str, Any], units: int) -> None:
+    """Raise CurateError when the input gave no document at all (empty or wholly unreadable
+    files): a run over nothing is not a success, however well it reconciles."""
+    if reader["documents"]:
+        return
+    skipped = ", ".join(f"{n} {r}" for r, n in reader["skipped"].items()) or "none"
+    first = f"; first problem: {reader['errors'][0]}" if reader["errors"] else ""
+    raise CurateError(
+        f"the input gave no document: {units} file(s), {reader['records']} record(s) read "
+        f"(skipped: {skipped}){first}; counts are in stats.json"
+    )

@@ -32,7 +32,13 @@ from pipeline.io.pathnames import json_safe
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
 from pipeline.registry import stage_class
-from pipeline.runner.accounting import check_error_fractions, check_run, merge_segments, sum_units
+from pipeline.runner.accounting import (
+    check_error_fractions,
+    check_input_yielded,
+    check_run,
+    merge_segments,
+    sum_units,
+)
 from pipeline.runner.executors import RecipeJob, execute, global_context
 from pipeline.runner.inputs import check_inputs
 from pipeline.runner.lock import check_unheld, output_lock
@@ -126,6 +132,7 @@ def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
     write_report(fs, f"{root}/report.md", stats)
     if fs.exists(f"{root}/{WORK_DIR}"):
         fs.rm(f"{root}/{WORK_DIR}", recursive=True)
+    check_input_yielded(stats["reader"], len(units))
     check_error_fractions(stats["stages"], recipe.runtime.max_error_fraction)
     return RunResult(recipe.output.path, stats, units_run=ran, units_skipped=skipped)
 

@@ -38,12 +38,14 @@ def pages(shared_data) -> list[tuple[Member, str]]:
     return found
 
 
-def run_pages(capsys, tmp_path: Path, records: list[bytes]) -> tuple[dict[str, Any], Path]:
+def run_pages(
+    capsys, tmp_path: Path, records: list[bytes], code: int = 0
+) -> tuple[dict[str, Any], Path]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     warc = write_members(tmp_path / "in.warc.gz", records)
     out = tmp_path / "out"
     result = curate(capsys, "run", write_recipe(tmp_path / "r.yaml", [warc], out))
-    assert result.code == 0, result.err
+    assert result.code == code, result.err
     stats = stats_of(out)
     assert_reconciles(stats)
     return stats, out
@@ -124,5 +126,5 @@ def test_binary_body_labelled_utf16_is_still_binary(capsys, tmp_path, shared_dat
     )
     member = pages[0][0]
     record = with_http_body(member, jpeg[4:], "text/html; charset=utf-16", "<urn:fault:jpeg>")
-    stats, _ = run_pages(capsys, tmp_path, [record])
+    stats, _ = run_pages(capsys, tmp_path, [record], code=2)  # the input gave no document
     assert stats["reader"]["skipped"] == {"binary_payload": 1}

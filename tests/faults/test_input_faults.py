@@ -195,12 +195,18 @@ def test_parquet_text_field_fix_reads_it(capsys, tmp_path, dclm) -> None:
 
 
 def test_truncated_parquet_file(capsys, tmp_path, dclm) -> None:
-    """A Parquet file cut short (no footer) is one `unreadable_file`, with a message."""
+    """A Parquet file cut short (no footer) is one `unreadable_file`, with a message; alone, it
+    gives no document, so the run fails (after accounting) saying so."""
     path = _parquet(tmp_path / "t.parquet", dclm, {"text": [r["text"] for r in dclm]})
     path.write_bytes(path.read_bytes()[:-100])
-    result, stats, _ = run_ok(capsys, tmp_path, [path])
-    assert stats["reader"]["skipped"] == {"unreadable_file": 1}
+    out = tmp_path / "out"
+    result = curate(capsys, "run", write_recipe(tmp_path / "r.yaml", [path], out, TEXT_STAGES))
+    assert result.code == 2
+    assert "the input gave no document: 1 file(s), 1 record(s) read" in result.err
     assert "not a readable Parquet file" in result.err
+    stats = stats_of(out)
+    assert_reconciles(stats)
+    assert stats["reader"]["skipped"] == {"unreadable_file": 1}
 
 
 # --- unreadable input paths ---------------------------------------------------------------------
