@@ -26,6 +26,7 @@ STAGES: dict[str, str] = {
     "minhash_dedup": "pipeline.dedup.minhash:MinHashDedupStage",
     "line_dedup": "pipeline.dedup.lines:LineDedupStage",
     "substring_dedup": "pipeline.dedup.substring:SubstringDedupStage",
+    "decontaminate": "pipeline.stages.decontaminate:DecontaminateStage",
     "semdedup": "pipeline.prune.semdedup:SemDeDupStage",
     "d4": "pipeline.prune.d4:D4Stage",
 }
