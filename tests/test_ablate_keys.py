@@ -27,6 +27,7 @@ from pipeline.schema import LANG, TEXT
 from pipeline.stages.base import Stage, StageConfig
 from pipeline.stages.extract import ExtractConfig, ExtractStage
 from pipeline.stages.langid import LangIdConfig, LangIdStage
+from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 MAP_STAGES = [n for n in STAGES if issubclass(stage_class(n), Stage)]
@@ -307,6 +308,16 @@ GLOBAL_STAGES = [n for n in STAGES if n not in MAP_STAGES]
 GLOBAL_CONFIG: dict[str, dict[str, Any]] = {
     "semdedup": {"embedder": "light"},
     "d4": {"embedder": "light"},
+    # A real benchmark file: the DCLM texts, 40 of which are among the documents.
+    "decontaminate": {
+        "benchmarks": [
+            {
+                "name": "dclm",
+                "paths": [str(SHARED_DATA / "quality" / "dclm-agreement.jsonl")],
+                "fields": ["text"],
+            }
+        ]
+    },
 }
 
 

@@ -387,8 +387,7 @@ def cut_spans(text: str, starts: list[int], cfg: DecontaminateConfig) -> tuple[s
 
 
 class DecontaminateStage(GlobalStage):
-    """Benchmark decontamination by word n-gram overlap (GPT-3); rewrites `text` in
-    remove_spans mode."""
+    """Benchmark decontamination by word n-gram overlap (GPT-3); remove_spans rewrites `text`."""
 
     config_cls = DecontaminateConfig
     threshold_keys = frozenset({"max_cuts", "min_length"})
