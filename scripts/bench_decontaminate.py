@@ -53,7 +53,7 @@ def benchmark_items(n: int, rng: random.Random) -> list[str]:
     while len(items) < n:
         item = sentences[i % len(sentences)]
         j = 1
-        while len(words(item, "ccnet")[0]) < 13:
+        while len(words(item, "ccnet")) < 13:
             item += " " + sentences[(i + j * 7919) % len(sentences)]
             j += 1
         items.append(item)

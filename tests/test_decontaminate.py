@@ -34,7 +34,7 @@ TEMPLATE = "Which of the following statements best describes the main idea of th
 def real(shared_data: Path) -> dict[str, list[str]]:
     """English lingua sentences of 16+ words (benchmark questions) and DCLM texts (documents)."""
     lines = (shared_data / "langid" / "lingua-sentences" / "en.txt").read_text().splitlines()
-    questions = [s for s in lines if len(words(s, "ccnet")[0]) >= 16][:30]
+    questions = [s for s in lines if len(words(s, "ccnet")) >= 16][:30]
     with open(shared_data / "quality" / "dclm-agreement.jsonl", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f]
     return {"questions": questions, "texts": [t for t in texts if len(t) > 400][:40]}
@@ -67,7 +67,7 @@ def write_benchmarks(tmp: Path, questions: list[str]) -> list[dict[str, Any]]:
 
 def test_words_ngrams_and_spans() -> None:
     text = "Hello, World! Don't-stop the U.S.\ne-mail 2024"
-    assert words(text, "ccnet")[0] == ["hello", "world", "dontstop", "the", "us", "email", "0000"]
+    assert words(text, "ccnet") == ["hello", "world", "dontstop", "the", "us", "email", "0000"]
     assert [text[a:b] for a, b in word_spans(text, "ccnet")] == [
         "Hello",
         "World",
@@ -108,7 +108,7 @@ def test_reject_finds_copies_and_leaves_common_phrases(
     stage = DecontaminateStage(DecontaminateConfig(benchmarks=benches, min_matches=3))
     summary, kept, rejected = run_stage(stage, refs, tmp_path / "w", parts=2)
     rows = {r["id"]: r for r in kept.to_pylist() + rejected.to_pylist()}
-    n_words = [len(words(q, "ccnet")[0]) for q in real["questions"][:3]]
+    n_words = [len(words(q, "ccnet")) for q in real["questions"][:3]]
     for i in range(3):  # every 13-gram of the question: words - 12
         assert rows[f"e{i}"][NGRAMS] == n_words[i] - 12
         assert rows[f"e{i}"][ITEMS] == [f"qa:q{i}"]

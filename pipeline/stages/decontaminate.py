@@ -56,7 +56,7 @@ from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.text.batch import with_columns
 from pipeline.text.normalize import NormSpec, normalize, resolve
-from pipeline.text.words import is_punctuation_token, split_words
+from pipeline.text.words import is_punctuation_token, non_symbol_words, split_words
 
 NGRAMS = "decontam_ngrams"
 BENCHMARKS = "decontam_benchmarks"
@@ -128,32 +128,30 @@ class DecontaminateConfig(StageConfig):
 # --- words and n-grams ---------------------------------------------------------------------------
 
 
-def words(text: str, normalization: NormSpec) -> tuple[list[str], list[int]]:
-    """The normalised words of `text` and, for each, its index among `split_words(text)`
-    (punctuation tokens and words that normalise to nothing are left out)."""
-    tokens = split_words(text)
-    kept = [i for i, tok in enumerate(tokens) if not is_punctuation_token(tok)]
-    if not kept:
-        return [], []
-    # Normalising the words joined by spaces keeps one space between them (no step adds or
-    # removes a space), so the split gives one normalised form per word.
-    normed = normalize(" ".join(tokens[i] for i in kept), normalization).split(" ")
-    pairs = [(w, i) for w, i in zip(normed, kept, strict=True) if w]
-    return [w for w, _ in pairs], [i for _, i in pairs]
+def _normalized(tokens: list[str], normalization: NormSpec) -> list[str]:
+    """One normalised form per token: normalising them joined by spaces keeps one space between
+    them (no step adds or removes a space), so the split gives the forms back in order."""
+    return normalize(" ".join(tokens), normalization).split(" ") if tokens else []
+
+
+def words(text: str, normalization: NormSpec) -> list[str]:
+    """The normalised words of `text`: `split_words` tokens that are not pure punctuation,
+    normalised, those that normalise to nothing left out."""
+    return [w for w in _normalized(non_symbol_words(split_words(text)), normalization) if w]
 
 
 def word_spans(text: str, normalization: NormSpec) -> list[tuple[int, int]]:
     """(start, end) character offsets in `text` of each word `words` returns."""
-    tokens = split_words(text)
     spans, pos = [], 0
-    for tok in tokens:
+    for tok in split_words(text):
         start = text.find(tok, pos)
         if start < 0:  # a segmenter that changed the surface form: next to the previous token
             start = pos
-        spans.append((start, start + len(tok)))
         pos = start + len(tok)
-    _, kept = words(text, normalization)
-    return [spans[i] for i in kept]
+        if not is_punctuation_token(tok):
+            spans.append((start, pos, tok))
+    forms = _normalized([tok for _, _, tok in spans], normalization)
+    return [(a, b) for (a, b, _), w in zip(spans, forms, strict=True) if w]
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -272,7 +270,7 @@ def build_index(
     owners: list[np.ndarray] = []
     too_short = 0
     for lo in range(0, len(items), _BATCH):
-        chunk = [words(t, cfg.normalization)[0] for t in items[lo : lo + _BATCH]]
+        chunk = [words(t, cfg.normalization) for t in items[lo : lo + _BATCH]]
         too_short += sum(len(w) < cfg.ngram for w in chunk)
         h, doc, _ = ngram_hashes(chunk, cfg.ngram)
         hashes.append(h)
@@ -337,9 +335,7 @@ def _match_shard(
     row = 0
     for batch in shard.iter_batches(fs, columns=[TEXT], batch_size=_BATCH):
         texts = batch.column(TEXT).to_pylist()
-        h, doc, start = ngram_hashes(
-            [words(t or "", cfg.normalization)[0] for t in texts], cfg.ngram
-        )
+        h, doc, start = ngram_hashes([words(t or "", cfg.normalization) for t in texts], cfg.ngram)
         pos = np.searchsorted(table_hashes, h)
         pos[pos == len(table_hashes)] = 0
         hit = table_hashes[pos] == h if len(table_hashes) else np.zeros(len(h), dtype=bool)
