@@ -194,3 +194,19 @@ def test_config_errors(tmp_path: Path, real: dict[str, list[str]]) -> None:
         DecontaminateConfig(benchmarks=[benches[0], benches[0]])
     with pytest.raises(ValueError, match="tokens"):
         DecontaminateConfig(benchmarks=benches, normalization="fineweb")
+
+
+def test_missing_benchmark_field_stops_the_run_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, real: dict[str, list[str]]
+) -> None:
+    from tests.faults.helpers import curate, write_recipe
+
+    benches = write_benchmarks(tmp_path, real["questions"][:2])
+    docs_file = tmp_path / "docs.jsonl"
+    docs_file.write_text(json.dumps({"id": "d", "text": real["texts"][0]}) + "\n")
+    out = tmp_path / "out"
+    stage = {"stage": "decontaminate", "benchmarks": [{**benches[0], "fields": ["question", "x"]}]}
+    result = curate(capsys, "run", write_recipe(tmp_path / "r.yaml", [docs_file], out, [stage]))
+    assert result.code == 2 and len(result.err.splitlines()) == 1
+    assert "stages[0] (decontaminate).benchmarks[qa].fields: 'x' is not a field" in result.err
+    assert not (out / "data").exists()
