@@ -103,7 +103,9 @@ class DecontaminateConfig(StageConfig):
     """The benchmarks, the n-gram match, and what happens to a contaminated document."""
 
     stage: Literal["decontaminate"] = "decontaminate"
-    # [{name, paths, fields, format, id_field}]: benchmarks whose items are looked for.
+    # Benchmarks looked for: [{name, paths (files, globs, dirs: JSONL, Parquet, HF datasets),
+    # fields (columns whose text counts; the first a string, lists such as choices joined),
+    # format (auto), id_field (id)}].
     benchmarks: list[Benchmark] = Field(min_length=1)
     ngram: int = Field(default=13, ge=1, le=64)  # words per n-gram (GPT-3: 13)
     # Word normalisation: preset or TextNorm switches (text/normalize.py; not whitespace: tokens).
