@@ -210,3 +210,24 @@ def test_missing_benchmark_field_stops_the_run_before_any_work(
     assert result.code == 2 and len(result.err.splitlines()) == 1
     assert "stages[0] (decontaminate).benchmarks[qa].fields: 'x' is not a field" in result.err
     assert not (out / "data").exists()
+
+
+def test_hf_dataset_benchmark_with_list_field(tmp_path: Path, real: dict[str, list[str]]) -> None:
+    """A `datasets` directory whose answer options are a list column: a document that copies
+    only one option (a real sentence) is found through `choices`."""
+    datasets = pytest.importorskip("datasets")
+    q = real["questions"]
+    rows = {
+        "id": ["h0", "h1"],
+        "question": ["Which one is right?", "Which one is wrong?"],
+        "choices": [[q[0], "no"], ["yes", q[1]]],
+    }
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "hf"))
+    bench = {"name": "hf", "paths": [str(tmp_path / "hf")], "fields": ["question", "choices"]}
+    cfg = DecontaminateConfig(benchmarks=[bench])
+    DecontaminateStage.verify(cfg, "stages[0]", None)
+    (tmp_path / "s").mkdir()
+    refs = write_shards(tmp_path / "s", [docs([f"{real['texts'][0]}\n{q[1]}"], "d")])
+    summary, _, rejected = run_stage(DecontaminateStage(cfg), refs, tmp_path / "w")
+    assert rejected.column(ITEMS).to_pylist() == [["hf:h1"]]
+    assert summary["hf_items"] == 2 and summary["hf_items_found"] == 1
