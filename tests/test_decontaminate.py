@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -21,7 +22,9 @@ from pipeline.stages.decontaminate import (
     NGRAMS,
     DecontaminateConfig,
     DecontaminateStage,
+    lookup,
     ngram_hashes,
+    prefilter,
     word_spans,
     words,
 )
@@ -83,6 +86,18 @@ def test_words_ngrams_and_spans() -> None:
     assert h[0] == h[2] and h[0] != h[1]
 
 
+def test_lookup_finds_exactly_the_indexed_hashes() -> None:
+    """The bitmap prefilter never hides an indexed n-gram and lets few others through."""
+    rng = np.random.default_rng(19)
+    table = np.unique(rng.integers(0, 2**63, 5000, dtype=np.uint64) * np.uint64(2))
+    index = {"hashes": table, "filter": prefilter(table)}
+    assert index["filter"].nbytes * 8 == 1 << 18  # >= 32 bits per n-gram, a power of two
+    queries = np.concatenate([rng.integers(0, 2**63, 100_000, dtype=np.uint64), table[::7]])
+    hit, pos = lookup(index, queries)
+    assert hit.tolist() == np.flatnonzero(np.isin(queries, table)).tolist()
+    assert (table[pos] == queries[hit]).all()
+
+
 def _corpus(tmp: Path, real: dict[str, list[str]]) -> tuple[list, list[str]]:
     tmp.mkdir()
     q, t = real["questions"], real["texts"]
@@ -122,8 +137,10 @@ def test_reject_finds_copies_and_leaves_common_phrases(
     assert summary["items"] == 42 and summary["documents"] == 25
     assert summary["qa_items_found"] == 3 and summary["qa_documents_touched"] == 3
     assert summary["tpl_items_found"] == 0 and summary["ngrams_ignored"] == 2
-    # 8 B hash + 4 B offset + 4 B item per n-gram (each in one item), one more offset.
-    assert summary["index_bytes"] == 16 * summary["ngrams"] + 4
+    # 8 B hash + 4 B offset + 4 B item per n-gram (each in one item), one more offset, and the
+    # prefilter's smallest bitmap (2^16 bits).
+    assert summary["index_filter_bytes"] == 8192
+    assert summary["index_bytes"] == 16 * summary["ngrams"] + 4 + 8192
     # min_matches 1: the partial copy counts too.
     stage = DecontaminateStage(DecontaminateConfig(benchmarks=benches))
     summary, _, rejected = run_stage(stage, refs, tmp_path / "w1", parts=2)

@@ -14,9 +14,10 @@ prepare():
    n-grams collide with probability ~2^-64). N-grams found in more than `max_ngram_docs` items
    are dropped (templates and common phrases). Stored as a sorted uint64 array with the items of
    each n-gram in CSR form (uint32 offsets and item numbers): 16 B per n-gram found in one item,
-   +4 B per further item. Building it peaks at ~40 B per (n-gram, item) pair.
-2. per shard (`ctx.map`): the document n-grams are hashed the same way and looked up by binary
-   search; a match file records, per document with any match, the distinct n-grams matched, the
+   +4 B per further item, plus a prefilter bitmap of 4-8 B per n-gram (`prefilter`). Building it
+   peaks at ~160 B per n-gram (word lists, (hash, item) pairs, their sort; measured).
+2. per shard (`ctx.map`): the document n-grams are hashed the same way and looked up (bitmap,
+   then binary search); a match file records, per document with any match, the distinct n-grams matched, the
    benchmarks and item ids they come from, and the word positions of the matches. Each task
    returns its shard's partial counts (items found, documents touched per benchmark), which the
    driver merges, so the summary is the same however the corpus is sharded. A task holds the
@@ -287,10 +288,12 @@ def build_index(
     common = per_ngram > cfg.max_ngram_docs
     offsets = np.zeros(int((~common).sum()) + 1, dtype=np.uint32)
     np.cumsum(per_ngram[~common], out=offsets[1:])
+    hashes = pairs["h"][head][~common]
     index = {
-        "hashes": pairs["h"][head][~common],
+        "hashes": hashes,
         "offsets": offsets,
         "items": pairs["item"][~common[run]],
+        "filter": prefilter(hashes),
     }
     counts = {
         "ngrams": int(len(index["hashes"])),
@@ -298,6 +301,33 @@ def build_index(
         "items_too_short": too_short,
     }
     return index, counts
+
+
+def prefilter(hashes: np.ndarray) -> np.ndarray:
+    """A bitmap of the top bits of `hashes` (>= 32 bits per n-gram, a power of two, >= 2^16):
+    a document n-gram whose bit is clear is not in the index (~97% of them), so only the rest
+    take the binary search, ~10x fewer random reads."""
+    size = max(1 << 16, 1 << int(np.ceil(np.log2(max(1, 32 * len(hashes))))))
+    bits = np.zeros(size // 8, dtype=np.uint8)
+    slot = _slots(hashes, size)
+    np.bitwise_or.at(bits, slot >> 3, np.left_shift(1, slot & 7).astype(np.uint8))
+    return bits
+
+
+def _slots(hashes: np.ndarray, size: int) -> np.ndarray:
+    """The bitmap slot of each hash: its top log2(size) bits."""
+    return (hashes >> np.uint64(64 - size.bit_length() + 1)).astype(np.int64)
+
+
+def lookup(index: dict[str, np.ndarray], hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in `hashes` found in the index, their positions in the index)."""
+    bits, table = index["filter"], index["hashes"]
+    slot = _slots(hashes, len(bits) * 8)
+    maybe = np.flatnonzero((bits[slot >> 3] >> (slot & 7).astype(np.uint8)) & 1)
+    pos = np.searchsorted(table, hashes[maybe])
+    pos[pos == len(table)] = 0
+    hit = table[pos] == hashes[maybe] if len(table) else np.zeros(len(maybe), dtype=bool)
+    return maybe[hit], pos[hit]
 
 
 def _write_npz(fs: fsspec.AbstractFileSystem, path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -326,7 +356,7 @@ def _match_shard(
 ) -> dict[str, Any]:
     """Phase 2: look every n-gram of one shard up; write its match file, return partial counts."""
     index = _read_npz(fs, f"{work_dir}/{INDEX_FILE}")
-    table_hashes, offsets, owners = index["hashes"], index["offsets"], index["items"]
+    offsets, owners = index["offsets"], index["items"]
     with fs.open(f"{work_dir}/items.json", "r") as f:
         catalog = json.load(f)
     names, bench_of, ids = catalog["names"], catalog["bench"], catalog["ids"]
@@ -337,10 +367,8 @@ def _match_shard(
     for batch in shard.iter_batches(fs, columns=[TEXT], batch_size=_BATCH):
         texts = batch.column(TEXT).to_pylist()
         h, doc, start = ngram_hashes([words(t or "", cfg.normalization) for t in texts], cfg.ngram)
-        pos = np.searchsorted(table_hashes, h)
-        pos[pos == len(table_hashes)] = 0
-        hit = table_hashes[pos] == h if len(table_hashes) else np.zeros(len(h), dtype=bool)
-        doc, start, pos = doc[hit], start[hit], pos[hit]
+        hit, pos = lookup(index, h)
+        doc, start = doc[hit], start[hit]
         for d in np.unique(doc).tolist():
             mine = doc == d
             ngrams = np.unique(pos[mine])
@@ -413,6 +441,7 @@ class DecontaminateStage(GlobalStage):
         index, counts = build_index(texts, cfg)
         del texts
         index_bytes = sum(a.nbytes for a in index.values())
+        filter_bytes = index["filter"].nbytes
         _write_npz(fs, f"{work}/{INDEX_FILE}", index)
         with atomic_write(fs, f"{work}/items.json", "w") as f:
             json.dump({"names": names, "bench": bench_of, "ids": ids}, f)
@@ -426,6 +455,7 @@ class DecontaminateStage(GlobalStage):
             "items": len(ids),
             **counts,
             "index_bytes": index_bytes,
+            "index_filter_bytes": filter_bytes,
             "index_bytes_per_ngram": round(index_bytes / counts["ngrams"], 2)
             if counts["ngrams"]
             else 0,
