@@ -17,8 +17,9 @@ prepare():
    +4 B per further item, plus a prefilter bitmap of 4-8 B per n-gram (`prefilter`). Building it
    peaks at ~160 B per n-gram (word lists, (hash, item) pairs, their sort; measured).
 2. per shard (`ctx.map`): the document n-grams are hashed the same way and looked up (bitmap,
-   then binary search); a match file records, per document with any match, the distinct n-grams matched, the
-   benchmarks and item ids they come from, and the word positions of the matches. Each task
+   then binary search); a match file records, per document with any match, the distinct
+   n-grams matched, the benchmarks and item ids they come from, and the word positions of the
+   matches. Each task
    returns its shard's partial counts (items found, documents touched per benchmark), which the
    driver merges, so the summary is the same however the corpus is sharded. A task holds the
    index and the item ids, and ~50 B per word of a batch of 4,096 documents.
