@@ -2,8 +2,8 @@
 
 A bad recipe fails here, before any work starts, with every problem listed as
 `key (line N): what is wrong; allowed: ...`. YAML is read with the safe loader only, and a stage
-name resolves only through the static registry, so a config can never run code or import an
-arbitrary module.
+name resolves only through the registry (its static table, and the `curate.stages` entry points
+of installed packages), so a config can never run code or import an arbitrary module.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pipeline import __version__
 from pipeline.config_model import ConfigModel
 from pipeline.errors import ConfigError
 from pipeline.io.options import InputConfig
-from pipeline.registry import STAGES, available_stages
+from pipeline.registry import available_stages, registered
 from pipeline.schema import HTML_SCHEMA, ID, REASON, TEXT, TEXT_SCHEMA
 from pipeline.stages.base import StageConfig
 from pipeline.stats.tokenizers import file_hash
@@ -310,7 +310,8 @@ def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> Non
     stages = data.get("stages")
     if not isinstance(stages, list):
         return  # pydantic reports the type problem
-    allowed = ", ".join(STAGES)
+    names = registered()
+    allowed = ", ".join(names)
     for i, entry in enumerate(stages):
         loc: tuple[Any, ...] = ("stages", i)
         if not isinstance(entry, dict) or "stage" not in entry:
@@ -319,7 +320,7 @@ def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> Non
                 f"{source}: stages[{i}]{line}: each stage needs a `stage:` key naming one of: "
                 f"{allowed}"
             )
-        if entry["stage"] not in STAGES:
+        if entry["stage"] not in names:
             line = _line_of(yaml_root, (*loc, "stage"))
             raise ConfigError(
                 f"{source}: stages[{i}].stage{line}: unknown stage {entry['stage']!r}; "
@@ -339,7 +340,7 @@ def _describe_error(err: dict[str, Any], yaml_root: Any) -> str:
     loc = list(err["loc"])
     stage_name = None
     # Discriminated unions put the stage name into loc: stages, 1, 'langid', 'threshold'.
-    if len(loc) >= 3 and loc[0] == "stages" and isinstance(loc[1], int) and loc[2] in STAGES:
+    if len(loc) >= 3 and loc[0] == "stages" and isinstance(loc[1], int) and loc[2] in registered():
         stage_name = loc.pop(2)
         key = f"stages[{loc[1]}] ({stage_name})" + "".join(f".{p}" for p in loc[2:])
     else:

@@ -1,7 +1,8 @@
 """What a stage's scores depend on besides its config, hashed: the ablation cache's code key.
 
 A stage's fingerprint covers
-- the source of every `pipeline` module its module imports, transitively, found by reading the
+- the source of every `pipeline` module its module imports, transitively (for a plugin stage,
+  the modules of its own package too), found by reading the
   import statements (function-level imports included, so a lazily imported helper such as
   fast_xpath counts) plus the packages' `__init__` modules they run;
 - the package files those modules declare in a module-level `RESOURCE_FILES` (paths under the
@@ -20,6 +21,7 @@ import ast
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import platform
 import re
@@ -51,12 +53,26 @@ class Dependencies:
     imports: tuple[str, ...]  # top-level names of third-party modules, sorted
 
 
-def module_path(name: str) -> Path | None:
-    """The source file of `pipeline` module `name` (a package's `__init__.py`), None if none."""
-    parts = name.split(".")
-    if parts[0] != PACKAGE:
+@cache
+def _source_dir(top: str) -> Path | None:
+    """The directory holding top-level module or package `top` (found, not imported)."""
+    if top == PACKAGE:
+        return PACKAGE_DIR.parent
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
         return None
-    base = PACKAGE_DIR.joinpath(*parts[1:])
+    origin = Path(spec.origin).resolve()
+    return origin.parent.parent if spec.submodule_search_locations else origin.parent
+
+
+def module_path(name: str) -> Path | None:
+    """The source file of module `name` (a package's `__init__.py`), None if none: a `pipeline`
+    module, or one of a plugin stage's package (callers follow only those)."""
+    parts = name.split(".")
+    root = _source_dir(parts[0])
+    if root is None:
+        return None
+    base = root.joinpath(*parts)
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
             return path
@@ -113,7 +129,7 @@ def _parents(name: str) -> Iterator[str]:
 
 def declared_resources(name: str) -> tuple[str, ...]:
     """The `RESOURCE_FILES` of `pipeline` module `name` (imported only when it declares some)."""
-    path = module_path(name)
+    path = module_path(name) if name.split(".")[0] == PACKAGE else None
     if path is None:
         return ()
     declares = any(
@@ -133,7 +149,9 @@ def declared_resources(name: str) -> tuple[str, ...]:
 def stage_dependencies(stage: str) -> Dependencies:
     """The modules, resources and third-party imports reachable from stage `stage`'s code."""
     cls = stage_class(stage)
-    todo = [c.__module__ for c in cls.__mro__ if c.__module__.split(".")[0] == PACKAGE]
+    # The project's modules and, for a plugin stage, its own package's: followed file by file.
+    own = {PACKAGE, cls.__module__.split(".")[0]}
+    todo = [c.__module__ for c in cls.__mro__ if c.__module__.split(".")[0] in own]
     modules: set[str] = set()
     third_party: set[str] = set()
     while todo:
@@ -144,7 +162,7 @@ def stage_dependencies(stage: str) -> Dependencies:
         todo.extend(_parents(name))
         for imported in imported_modules(name):
             top = imported.split(".")[0]
-            if top == PACKAGE:
+            if top in own:
                 if module_path(imported) is not None:
                     todo.append(imported)
             elif top not in sys.stdlib_module_names:
