@@ -248,8 +248,10 @@ class RethresholdJob:
                     int(after[idx[~rejected]].sum()),
                     first,
                 )
-                if recipe.output.keep_rejected and rejected.any():
-                    outputs.reject(stats.name, self._rejected_rows(unit, level, idx, reasons))
+                if rejected.any():  # examples for stats.json, and rejected/ when kept
+                    rows = self._rejected_rows(unit, level, idx, reasons)
+                    kernel.note_examples(stats, rows)
+                    outputs.reject(stats.name, rows)
                 alive[idx[rejected]] = False
                 stats.wall_s = time.perf_counter() - wall0
                 stats.cpu_s = time.process_time() - cpu0

@@ -325,6 +325,7 @@ def _global_then_batches(
     tokens = chain.tokens.in_out(stage, table, kept, reasons) if chain.tokens else None
     in_out = kernel.payload_bytes(table), kernel.payload_bytes(kept)
     kernel.account(stats, reasons, *in_out, first, tokens)
+    kernel.note_examples(stats, rejected)
     outputs.reject(stats.name, rejected)
     size = recipe.runtime.batch_size
     for start in range(0, kept.num_rows, size):
