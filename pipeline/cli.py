@@ -47,7 +47,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser("inspect", help="schema, counts and a sample of a run or data file")
     inspect.add_argument("path", help="a run directory, Parquet file/directory, WARC or JSONL")
-    inspect.add_argument("-n", "--sample", type=int, default=3, help="rows to show")
+    inspect.add_argument(
+        "-n", "--sample", type=int, help="rows to show (default 3; 5 with --stage)"
+    )
+    inspect.add_argument("--stage", metavar="S", help="a run's documents removed by stage S")
+    inspect.add_argument("--reason", metavar="R", help="with --stage: only those removed as R")
     _add_stats_parsers(sub)
     _add_tokenize_parser(sub)
     return parser
@@ -245,9 +249,15 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from pipeline.inspect import inspect_path
+    from pipeline.errors import ConfigError
+    from pipeline.inspect import inspect_path, inspect_rejected
 
-    print(inspect_path(args.path, sample=args.sample))
+    if args.stage is not None:
+        print(inspect_rejected(args.path, args.stage, args.reason, n=args.sample or 5))
+    elif args.reason is not None:
+        raise ConfigError("--reason needs --stage: removal reasons belong to a stage")
+    else:
+        print(inspect_path(args.path, sample=3 if args.sample is None else args.sample))
     return 0
 
 

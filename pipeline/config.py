@@ -41,6 +41,9 @@ class OutputConfig(ConfigModel):
 
     path: str = Field(description="output directory (local path or fsspec URL)")
     keep_rejected: bool = False  # write removed documents to rejected/<stage>/ with a reason
+    # With keep_rejected: the pages `extract` removes keep their `html` in rejected/extract/ (it
+    # replaces html by text, so an extract_empty page is otherwise gone); large shards.
+    keep_rejected_html: bool = False
     rows_per_row_group: int = Field(default=20_000, gt=0)
     max_row_group_bytes: int = Field(default=128 * 2**20, gt=0)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
@@ -115,7 +118,12 @@ def check_output_location(path: str) -> None:
 
 # Output keys added after runs existed: left out of the config hash at their defaults, so a run
 # made before them resumes (and keeps its hash) unchanged.
-_NEW_OUTPUT_DEFAULTS: dict[str, Any] = {"format": "parquet", "columns": "all", "tokenizer": None}
+_NEW_OUTPUT_DEFAULTS: dict[str, Any] = {
+    "format": "parquet",
+    "columns": "all",
+    "tokenizer": None,
+    "keep_rejected_html": False,
+}
 
 
 class RuntimeConfig(ConfigModel):

@@ -259,10 +259,14 @@ def note_examples(stats: StageStats, rejected: pa.Table) -> None:
         )
 
 
-def split(batch: pa.Table, scored: Scored, reasons: np.ndarray) -> tuple[pa.Table, pa.Table]:
+def split(
+    batch: pa.Table, scored: Scored, reasons: np.ndarray, restore: tuple[str, ...] = ()
+) -> tuple[pa.Table, pa.Table]:
     """(kept scored rows, rejected rows with a `reason` column), both in input order.
 
-    A rejected row is as the stage left it; one the stage failed on is as it came in.
+    A rejected row is as the stage left it; one the stage failed on is as it came in. The
+    columns `restore` of the input come back on every rejected row (a stage's `drops`, e.g.
+    extract's `html` under output.keep_rejected_html).
     """
     kept_mask = np.array([r is None for r in reasons], dtype=bool)
     if scored.table is None:
@@ -286,6 +290,12 @@ def split(batch: pa.Table, scored: Scored, reasons: np.ndarray) -> tuple[pa.Tabl
     if len(parts) > 1:
         rejected = rejected.take(pa.array(np.argsort(positions, kind="stable")))
         positions = np.sort(positions)
+    for col in (c for c in restore if c in batch.column_names):
+        values = batch.column(col).take(pa.array(positions, pa.int64()))
+        at = rejected.schema.get_field_index(col)
+        rejected = (
+            rejected.set_column(at, col, values) if at >= 0 else rejected.append_column(col, values)
+        )
     return kept, rejected.append_column(REASON, pa.array(list(reasons[positions]), pa.string()))
 
 
@@ -295,13 +305,15 @@ def run_stage(
     stats: StageStats,
     cpu_s: float | None = None,
     tokens: PayloadTokens | None = None,
+    restore: tuple[str, ...] = (),
 ) -> tuple[pa.Table, pa.Table]:
     """Apply a map stage to a batch: bounded, timed, isolated, decided, counted (in tokens
-    too when `tokens` is given; that counting is outside the stage's wall and CPU time)."""
+    too when `tokens` is given; that counting is outside the stage's wall and CPU time);
+    `restore`: input columns put back on the rejected rows (see `split`)."""
     wall0, cpu0 = time.perf_counter(), time.process_time() + stage.helper_cpu_s()
     scored = score_isolated(stage, batch, cpu_s)
     reasons, first = decide(stage, scored, batch.num_rows)
-    kept, rejected = split(batch, scored, reasons)
+    kept, rejected = split(batch, scored, reasons, restore)
     collect(stats, stage)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0

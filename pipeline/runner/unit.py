@@ -35,6 +35,7 @@ from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats, check_segment, task_where
+from pipeline.schema import HTML
 from pipeline.stages.base import Stage
 from pipeline.stages.global_base import GlobalStage, LocalContext, ShardRef
 
@@ -118,6 +119,14 @@ class StageChain:
             for cfg in recipe.stages
         ]
         self.segments = plan_segments(recipe)
+        # Per stage, the dropped input columns its rejected rows get back (output.keep_rejected_html).
+        self.restore: list[tuple[str, ...]] = [
+            (HTML,)
+            if recipe.output.keep_rejected_html
+            and HTML in stage_class(cfg.stage).contract(cfg).drops  # type: ignore[attr-defined]
+            else ()
+            for cfg in recipe.stages
+        ]
         spec = recipe.output.tokenizer
         self.tokens = kernel.PayloadTokens(spec) if spec else None
         self._ready = False
@@ -173,7 +182,10 @@ class ShardOutputs:
         if label not in self.rejected:
             path = f"{self.root}/{REJECTED_DIR}/{label}/{self.name}{shard_suffix(out)}"
             self.rejected[label] = output_writer(self.fs, path, out)
-        self.rejected[label].write(select_columns(rejected, out.columns))
+        table = select_columns(rejected, out.columns)
+        if out.keep_rejected_html and HTML in set(rejected.column_names) - set(table.column_names):
+            table = table.append_column(rejected.field(HTML), rejected.column(HTML))
+        self.rejected[label].write(table)
 
     def keep(self, batch: pa.Table) -> None:
         if batch.num_rows:
@@ -228,7 +240,7 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
                 if batch.num_rows == 0:
                     break
                 batch, rejected = kernel.run_stage(
-                    chain.stages[pos], batch, st, cpu_s, chain.tokens
+                    chain.stages[pos], batch, st, cpu_s, chain.tokens, chain.restore[pos]
                 )
                 outputs.reject(st.name, rejected)
             outputs.keep(batch)
