@@ -61,7 +61,9 @@ def inspect_rejected(path: str, stage: str, reason: str | None, n: int = 5) -> s
             f"stage {stage} removed no document as {reason!r}; its reasons: {_fmt_counts(removed)}"
         )
     count = removed[reason] if reason is not None else sum(removed.values())
-    what = f"{stage} removed {count:,} documents" + (f" as {reason}" if reason else "")
+    what = f"{stage} removed {count:,} document{'s' * (count != 1)}" + (
+        f" as {reason}" if reason else ""
+    )
     shards = sorted(str(f) for f in (run / "rejected" / stage).glob("*") if is_shard(f.name))
     if not shards:
         examples = stages[stage].get("examples", {})

@@ -132,7 +132,7 @@ def test_a_run_without_rejected_shards_shows_its_stats_examples(capsys, tmp_path
     assert gopher["removed_by_reason"] == {"gopher_short_doc": 1}
     example = gopher["examples"]["gopher_short_doc"][0]
     assert result.out.splitlines() == [
-        "gopher_quality removed 1 documents; the run kept no rejected/gopher_quality/ shards "
+        "gopher_quality removed 1 document; the run kept no rejected/gopher_quality/ shards "
         "(rerun with --keep-rejected for all of them): 1 example(s) from stats.json",
         f"[0] {example['id']}  gopher_short_doc",
         f"    url: {example['url']}",
