@@ -19,7 +19,8 @@ from pipeline.runner.report import render_report
 from pipeline.runner.run import run_recipe
 from tests.faults.helpers import FAST_EXTRACT
 
-STAGES = [FAST_EXTRACT, {"stage": "gopher_quality"}]
+# A global stage between map stages: its removals are examples too.
+STAGES = [FAST_EXTRACT, {"stage": "exact_dedup"}, {"stage": "gopher_quality"}]
 
 
 def _run(shared_data: Path, out: Path, **runtime: Any) -> dict[str, Any]:
@@ -57,11 +58,12 @@ def test_stats_keep_the_first_removed_documents_of_every_reason(local_run) -> No
     by_name = {s["name"]: s for s in stats["stages"]}
     assert stats["inputs"]["units"] == 9
     assert by_name["extract"]["removed_by_reason"] == {"extract_empty": 3}
+    assert by_name["exact_dedup"]["removed_by_reason"] == {"exact_duplicate": 16}
     gopher = by_name["gopher_quality"]
     assert gopher["removed_by_reason"] == {
         "gopher_mean_word_len": 35,
         "gopher_alpha_words": 25,
-        "gopher_short_doc": 20,
+        "gopher_short_doc": 16,
         "gopher_stop_words": 6,
         "gopher_symbol_ratio": 1,
     }
@@ -89,8 +91,8 @@ def test_report_shows_the_examples_under_each_stage(local_run) -> None:
     lines = section.splitlines()
     at = lines.index("  - gopher_symbol_ratio, for example:")
     assert lines[at + 1].startswith(f"    - `{first['id']}` {first['url']}: ")
-    assert section.count(", for example:") == 6
-    assert section.count("\n    - `") == 3 + 3 * 4 + 1
+    assert section.count(", for example:") == 7
+    assert section.count("\n    - `") == 3 + 3 + 3 * 4 + 1
     assert "    - `" + stats["stages"][0]["examples"]["extract_empty"][0]["id"] in section
 
 
