@@ -324,13 +324,21 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             f"  {f['stage']} {f['metric']} n={f['n']}: gamma={f['gamma']:.3f} [{lo:.3f}, {hi:.3f}]"
         )
     if "chinchilla" in result:
-        p = result["chinchilla"]["params"]
-        lines.append("  chinchilla: " + ", ".join(f"{k}={v:.4g}" for k, v in p.items()))
+        p, ci = result["chinchilla"]["params"], result["chinchilla"]["ci95"]
+        lines.append(
+            "  chinchilla (95% intervals): "
+            + ", ".join(
+                f"{k}={v:.4g}" + (f" [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else "")
+                for k, v in p.items()
+            )
+        )
     if "kaplan" in result:
         k = result["kaplan"]
         lines.append(f"  kaplan: alpha_D={k['alpha_D']:.4g}, D_c={k['D_c']:.4g}")
     lines += [f"  {k}: {v}" for k, v in result["paths"].items()]
     print("\n".join(lines))
+    for warning in result["warnings"]:
+        print(f"curate: warning: fit {warning}", file=sys.stderr)
     return 0
 
 
