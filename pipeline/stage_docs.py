@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, did_you_mean
 from pipeline.registry import available_stages
 from pipeline.stages.contract import Contract
 
@@ -134,7 +134,10 @@ def stage_reference(names: list[str] | None = None) -> str:
     stages = available_stages()
     unknown = [n for n in names or [] if n not in stages]
     if unknown:
-        raise ConfigError(f"unknown stage {unknown[0]!r}; allowed: {', '.join(sorted(stages))}")
+        hint = did_you_mean(unknown[0], list(stages))
+        raise ConfigError(
+            f"unknown stage {unknown[0]!r}{hint}; allowed: {', '.join(sorted(stages))}"
+        )
     out = []
     for name in names or list(stages):
         cls = stages[name]

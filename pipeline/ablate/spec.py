@@ -19,13 +19,20 @@ second occurrence); `add` entries name the stage they follow (`after`, omitted =
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
 
-from pipeline.config import Recipe, load_recipe, load_yaml, recipe_from_dict
+from pipeline.config import (
+    Recipe,
+    load_recipe,
+    load_yaml,
+    recipe_from_dict,
+    resolve_recipe_paths,
+)
 from pipeline.config_model import ConfigModel
 from pipeline.errors import ConfigError
 from pipeline.runner.unit import stage_labels
@@ -75,10 +82,13 @@ def load_ablation(
     input_paths: list[str] | None = None,
     output: str | None = None,
     executor: str | None = None,
+    settings: Sequence[str] = (),
 ) -> Ablation:
     """Read an ablation file and build every variant's recipe (ConfigError on any problem).
 
-    `input_paths`, `output` and `executor` override the file (the CLI's options).
+    `input_paths`, `output` and `executor` override the file (the CLI's options); `settings`
+    (`--set KEY=VALUE`) change the base recipe, before the variants' own changes. Relative paths
+    resolve against the file's directory (the base's own against the base's).
     """
     path = Path(path)
     try:
@@ -87,6 +97,7 @@ def load_ablation(
         raise ConfigError(f"cannot read ablation {path}: {exc.strerror or exc}") from None
     data, _ = load_yaml(text, str(path))
     if isinstance(data, dict):
+        data = resolve_recipe_paths(data, path.resolve().parent)
         if input_paths:
             data["input"] = {**(data.get("input") or {}), "paths": input_paths}
         if output:
@@ -98,7 +109,7 @@ def load_ablation(
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(f"{path}: invalid ablation\n  " + "\n  ".join(lines)) from None
-    base = load_recipe((path.parent / spec.base).resolve())
+    base = load_recipe((path.parent / spec.base).resolve(), settings)
     variants = {}
     for name, variant in spec.variants.items():
         if not _NAME.match(name):
