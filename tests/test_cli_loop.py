@@ -264,3 +264,44 @@ def test_recipe_paths_resolve_against_the_recipe_file(
     # a --set path is the user's, relative to the working directory; URLs are never touched
     r = load_recipe(recipe, ["input.paths=[other.jsonl, 's3://b/k.jsonl']", "output.path=o"])
     assert r.input.paths == ["other.jsonl", "s3://b/k.jsonl"] and r.output.path == "o"
+
+
+def test_ablate_takes_set_and_limit_and_resolves_its_paths(
+    tmp_path: Path, shared_data: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = tmp_path / "abl"
+    _gold_copy(shared_data, d / "data" / "g.jsonl", slice(0, 60))
+    _recipe(d, "data/g.jsonl", "gopher_quality", "gopher_repetition")
+    (d / "lists").mkdir()
+    (d / "lists" / "blocked.txt").write_text("example.com\n")
+    (d / "sweep.yaml").write_text(
+        "base: recipe.yaml\noutput: {path: ../runs/sweep}\nvariants:\n"
+        "  few: {set: {gopher_quality.min_doc_words: 20}}\n  plain: {}\n"
+        "  url: {add: [{stage: url_filter, blocked_domains_files: [lists/blocked.txt]}]}\n"
+    )
+    monkeypatch.chdir(tmp_path / "abl" / "data")  # anywhere else
+    a = load_ablation(d / "sweep.yaml", settings=["gopher_repetition.dup_line_frac=0.5"])
+    assert a.output == str(tmp_path / "runs" / "sweep")
+    assert a.variants["url"].stages[0].blocked_domains_files == (str(d / "lists" / "blocked.txt"),)
+    for v in a.variants.values():
+        assert v.input.paths == [str(d / "data" / "g.jsonl")]
+        assert v.to_dict()["stages"][-1]["dup_line_frac"] == 0.5
+    assert [s.get("min_doc_words") for s in a.variants["few"].to_dict()["stages"]] == [20, None]
+    with pytest.raises(
+        ConfigError, match=r"write <stage>.<key> \(did you mean 'gopher_quality'\?\)"
+    ):
+        (d / "bad.yaml").write_text(
+            "base: recipe.yaml\noutput: {path: o}\nvariants:\n  x: {set: {gopher_qualty.x: 1}}\n"
+        )
+        load_ablation(d / "bad.yaml")
+    result = curate(capsys, "ablate", d / "sweep.yaml", "--limit", "25")
+    assert result.code == 0, result.err
+    for name in ("few", "plain", "url"):
+        stats = stats_of(tmp_path / "runs" / "sweep" / "variants" / name)
+        assert stats["reader"]["documents"] == 25 and stats["inputs"]["limit"] == 25
+
+
+def test_curate_stages_suggests_the_closest_name(capsys) -> None:
+    result = curate(capsys, "stages", "langd")
+    assert result.code == 2
+    assert result.err.startswith("curate: error: unknown stage 'langd' (did you mean 'langid'?); ")
