@@ -208,7 +208,7 @@ def test_limit_reads_no_more_than_needed(tmp_path: Path, shared_data: Path, caps
     reader = stats_of(tmp_path / "out")["reader"]
     assert (reader["records"], reader["documents"], reader["skipped"]) == (100, 100, {})
     # 100 pages of ~16 KB, read three times (checks, where to stop, the run) and a buffer
-    assert size > 130 * 2**20 and read < 8 * 2**20, (size, read)
+    assert size > 130 * 2**20 and read < 10 * 2**20, (size, read)  # measured: 6.3 MB
 
 
 def test_limit_over_several_units_balances_and_resumes(
