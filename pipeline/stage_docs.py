@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, did_you_mean
 from pipeline.registry import STAGES, available_stages, origin, stage_class
 from pipeline.stages.contract import Contract
 
@@ -137,7 +137,10 @@ def stage_reference(names: list[str] | None = None, origins: bool = True) -> str
     stages = available_stages() if origins else {n: stage_class(n) for n in STAGES}
     unknown = [n for n in names or [] if n not in stages]
     if unknown:
-        raise ConfigError(f"unknown stage {unknown[0]!r}; allowed: {', '.join(sorted(stages))}")
+        hint = did_you_mean(unknown[0], list(stages))
+        raise ConfigError(
+            f"unknown stage {unknown[0]!r}{hint}; allowed: {', '.join(sorted(stages))}"
+        )
     out = []
     if origins and not names:
         out += ["| stage | kind | origin |", "|---|---|---|"]

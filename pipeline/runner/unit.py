@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.config import Recipe
+from pipeline.config import Recipe, stage_labels_of
 from pipeline.errors import AccountingError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit, ReaderStats
@@ -55,13 +54,7 @@ def shard_name(index: int) -> str:
 
 def stage_labels(recipe: Recipe) -> list[str]:
     """Stable labels for the stages of a recipe: the name, suffixed when a name repeats."""
-    seen: Counter[str] = Counter()
-    labels = []
-    for cfg in recipe.stages:
-        name = cfg.stage  # type: ignore[attr-defined]
-        seen[name] += 1
-        labels.append(name if seen[name] == 1 else f"{name}.{seen[name]}")
-    return labels
+    return stage_labels_of([cfg.stage for cfg in recipe.stages])  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
