@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.pii.found import Found
+from pipeline.pii.found import Found, digit_runs, finditer_near
 
 CARD = re.compile(
     r"(?<![\w.,+-])(?:"
@@ -31,7 +31,6 @@ CARD = re.compile(
     r"|\d{13,19}"  # bare
     r")(?!\w|[.,]\d)"
 )
-_HINT = re.compile(r"\d{4}[ -]?\d{4}[ -]?\d{4}")
 
 # (first, last) of the 6-digit IIN range (prefixes padded), and the lengths allowed.
 _ISSUERS: tuple[tuple[int, int, frozenset[int]], ...] = (
@@ -74,12 +73,11 @@ def issuer_ok(digits: str) -> bool:
     return any(lo <= iin <= hi and len(digits) in lengths for lo, hi, lengths in _ISSUERS)
 
 
-def find_cards(text: str) -> list[Found]:
-    """The payment card numbers in `text`."""
-    if _HINT.search(text) is None:
-        return []
+def find_cards(text: str, runs: list[tuple[int, int]] | None = None) -> list[Found]:
+    """The payment card numbers in `text` (`runs`: its `digit_runs`, when already known)."""
+    long_runs = [(s, e) for s, e in (digit_runs(text) if runs is None else runs) if e - s >= 13]
     out = []
-    for m in CARD.finditer(text):
+    for m in finditer_near(CARD, text, long_runs, before=0, after=2):
         digits = re.sub(r"[ -]", "", m.group())
         if issuer_ok(digits) and luhn_ok(digits):
             out.append(Found(m.start(), m.end(), "card", digits))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.pii.card import find_cards
 from pipeline.pii.email import find_emails
-from pipeline.pii.found import Found
+from pipeline.pii.found import Found, digit_runs
 from pipeline.pii.iban import find_ibans
 from pipeline.pii.ip import find_ipv4, find_ipv6
 from pipeline.pii.phone import find_phones
@@ -27,14 +27,15 @@ def find_all(
         found += find_emails(text)
     if "iban" in kinds:
         found += find_ibans(text)
+    runs = digit_runs(text) if "card" in kinds or "phone" in kinds else []
     if "card" in kinds:
-        found += find_cards(text)
+        found += find_cards(text, runs)
     if "ipv6" in kinds:
         found += find_ipv6(text, public_only=public_ip_only)
     if "ipv4" in kinds:
         found += find_ipv4(text, public_only=public_ip_only)
     if "phone" in kinds:
-        found += find_phones(text, regions)
+        found += find_phones(text, regions, runs)
     if len(found) < 2:
         return found
     rank = {k: i for i, k in enumerate(KINDS)}

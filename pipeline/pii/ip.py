@@ -16,13 +16,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from pipeline.pii.found import Found
+from pipeline.pii.found import Found, finditer_near
 
 IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
-# A quick test the text can hold an IPv4 address at all (most texts cannot).
-_IPV4_HINT = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
+# Triggers led by a literal (a fast search): the last three octets' dots, and two colons.
+_IPV4_TRIGGER = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
 IPV6 = re.compile(r"(?<![\w:.])[23][0-9A-Fa-f]{3}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:]|\.\d)")
-_IPV6_HINT = re.compile(r"[23][0-9A-Fa-f]{3}:[0-9A-Fa-f]{0,4}:")
+_IPV6_TRIGGER = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _VERSION_BEFORE = re.compile(
     r"\b(?:v|ver|version|versions|release|build|rev|revision|firmware|update|patch)\.?:?\s*$",
     re.IGNORECASE,
@@ -43,10 +43,9 @@ def _after_version_word(text: str, start: int) -> bool:
 
 def find_ipv4(text: str, public_only: bool = True) -> list[Found]:
     """The IPv4 addresses in `text` (only public ones unless `public_only` is False)."""
-    if _IPV4_HINT.search(text) is None:
-        return []
+    triggers = [m.span() for m in _IPV4_TRIGGER.finditer(text)]
     out = []
-    for m in IPV4.finditer(text):
+    for m in finditer_near(IPV4, text, triggers, before=4, after=8):
         try:
             address = ipaddress.IPv4Address(m.group())
         except ValueError:  # an octet above 255, or a leading zero
@@ -62,10 +61,9 @@ def find_ipv4(text: str, public_only: bool = True) -> list[Found]:
 def find_ipv6(text: str, public_only: bool = True) -> list[Found]:
     """The IPv6 addresses in `text` that start with a 2000::/3 group (global unicast), only
     public ones unless `public_only` is False. A colon ending a sentence is not part of one."""
-    if _IPV6_HINT.search(text) is None:
-        return []
+    triggers = [m.span() for m in _IPV6_TRIGGER.finditer(text)]
     out = []
-    for m in IPV6.finditer(text):
+    for m in finditer_near(IPV6, text, triggers, before=40, after=40):
         raw = m.group()
         if raw.endswith(":") and not raw.endswith("::"):
             raw = raw[:-1]

@@ -1,15 +1,18 @@
 """Phone numbers, validated by Google's libphonenumber (the `phonenumbers` package).
 
-A cheap regex first picks the places where digits could form a phone number: a run of at least
-7 digits with phone separators (space, `-`, `.`, `/`, parentheses) that starts with `+` or holds
+A cheap scan first picks the places where digits could form a phone number: a run of 8 to 17
+digits with phone separators (space, `-`, `.`, `/`, parentheses) that starts with `+` or holds
 at least one separator, so a bare digit run (an id, a long number in a table) is never a
-candidate. Each candidate, with a little context on its line, then goes through
-`PhoneNumberMatcher` with leniency VALID (the number must be a valid number for its region:
-right length and prefix per the metadata; the matcher also drops dates, timestamps and page
-ranges): a number in international form (`+44 ...`) is found whatever the regions, one in
-national form only for the first region in `regions` that validates it. VALID rather than
-POSSIBLE because POSSIBLE takes any digit run of a plausible length; rather than
-STRICT_GROUPING because web text groups numbers in many ways the metadata does not list.
+candidate. Shapes that are something else are dropped before any parsing: dates
+(`2004-07-12`, `12/07/2004`, `12.07.2004`), year ranges (`1980-1996`), an unclosed parenthesis
+(`(1950-1984`), and two or more one-digit groups (`5040 5 1 17 27`, a row of a table; `+1`,
+a trunk `(0)` or a leading `1-` are one each). A candidate is then parsed for each region of
+`regions` in turn (international `+` numbers for none); the first region where it is a valid
+number runs `PhoneNumberMatcher` with leniency VALID over the candidate and a little context
+on its line, and the matcher's numbers there are the items (it also drops timestamps and page
+ranges). VALID rather than POSSIBLE because POSSIBLE takes any digit run of a plausible length;
+rather than STRICT_GROUPING because web text groups numbers in ways the metadata does not list.
+Only ASCII digits are looked at.
 """
 
 from __future__ import annotations
@@ -17,13 +20,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pipeline.pii.found import Found
+from pipeline.pii.found import Found, digit_runs, finditer_near
 
 # `(?>...)`: an atomic group, so a candidate that ends at a letter is not shortened to fit.
 CANDIDATE = re.compile(
-    r"(?<![\w+.,/-])(?>(?:\+|\(\+?)?\d(?:[ \u00a0\-./()]{1,2}\d|\d){6,20})(?![^\W\d_])"
+    r"(?<![\w+.,/-])(?>(?:\+|\(\+?)?[0-9](?:[ \u00a0\-./()]{1,2}[0-9]|[0-9]){7,16})(?![^\W\d_])"
 )
-_SEPARATOR = re.compile(r"[^\d]")
+_DIGIT = re.compile(r"[0-9]")
+_NOT_PHONE = re.compile(
+    r"[0-9]{1,2}([-/.])[0-9]{1,2}\1[0-9]{2,4}"  # d/m/y, m-d-y, d.m.y
+    r"|[0-9]{4}([-/.])[0-9]{1,2}\2[0-9]{1,2}"  # y-m-d
+    r"|(?:19|20)[0-9]{2} ?[-/] ?(?:19|20)?[0-9]{2}(?![0-9])"  # year range
+)
+_GROUPS = re.compile(r"[0-9]+")
 _CONTEXT = 24  # characters of context either side given to the matcher
 
 
@@ -43,27 +52,44 @@ def check_regions(regions: tuple[str, ...]) -> tuple[str, ...]:
     return out
 
 
-def candidates(text: str) -> list[tuple[int, int]]:
-    """(start, end) of the digit runs that may be phone numbers: 7+ digits, and a `+` or a
-    separator among them (bare digit runs are never phone numbers here)."""
-    out = []
-    for m in CANDIDATE.finditer(text):
-        raw = m.group()
-        if raw[0] == "+" or _SEPARATOR.search(raw) is not None:
-            out.append((m.start(), m.end()))
-    return out
+def plausible(raw: str) -> bool:
+    """Whether candidate `raw` can be a phone number by its shape alone (see the module doc)."""
+    if raw[0] != "+" and _DIGIT.sub("", raw) == "":
+        return False  # a bare digit run
+    if _NOT_PHONE.match(raw) is not None:
+        return False
+    if raw.count("(") != raw.count(")"):
+        return False
+    groups = _GROUPS.findall(raw)
+    return sum(len(g) == 1 for g in groups[1:]) + (len(groups[0]) == 1 and raw[0] != "+") < 2
 
 
-def find_phones(text: str, regions: tuple[str, ...]) -> list[Found]:
+def candidates(text: str, runs: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """(start, end) of the places that may hold a phone number (`runs`: the text's
+    `digit_runs`, when already known)."""
+    runs = digit_runs(text) if runs is None else runs
+    return [
+        m.span()
+        for m in finditer_near(CANDIDATE, text, runs, before=2, after=2)
+        if plausible(m.group())
+    ]
+
+
+def find_phones(
+    text: str, regions: tuple[str, ...], runs: list[tuple[int, int]] | None = None
+) -> list[Found]:
     """The phone numbers in `text` valid in international form or in one of `regions`."""
-    spans = candidates(text)
+    spans = candidates(text, runs)
     if not spans:
         return []
     pn = _phonenumbers()
     out: list[Found] = []
-    taken = 0  # end of the last number found: matches never overlap
+    taken = 0  # end of the last number found: numbers never overlap
     for start, end in spans:
         if start < taken:
+            continue
+        region = _valid_region(pn, text[start:end], regions)
+        if region is None:
             continue
         lo = max(0, start - _CONTEXT)
         hi = min(len(text), end + _CONTEXT)
@@ -71,21 +97,25 @@ def find_phones(text: str, regions: tuple[str, ...]) -> list[Found]:
         lo = line_start + 1 if line_start >= 0 else lo
         line_end = text.find("\n", end, hi)
         hi = line_end if line_end >= 0 else hi
-        window = text[lo:hi]
-        for region in regions or ("ZZ",):
-            found = [
-                m
-                for m in pn.PhoneNumberMatcher(window, region, leniency=pn.Leniency.VALID)
-                if lo + m.start < end
-                and lo + m.end > start
-                and lo + m.start >= taken
-                # The matcher may cut a bare digit run out of a candidate: not a phone here.
-                and (m.raw_string[0] == "+" or _SEPARATOR.search(m.raw_string) is not None)
-            ]
-            if found:
-                for m in found:
-                    value = pn.format_number(m.number, pn.PhoneNumberFormat.E164)
-                    out.append(Found(lo + m.start, lo + m.end, "phone", value))
-                taken = lo + found[-1].end
-                break
+        for m in pn.PhoneNumberMatcher(text[lo:hi], region, leniency=pn.Leniency.VALID):
+            s, e = lo + m.start, lo + m.end
+            # Only numbers within this candidate; the matcher may cut a bare digit run out of
+            # it, which is not a phone number here.
+            if s < start or e > end or s < taken or not plausible(m.raw_string):
+                continue
+            out.append(Found(s, e, "phone", pn.format_number(m.number, pn.PhoneNumberFormat.E164)))
+            taken = e
     return out
+
+
+def _valid_region(pn: Any, raw: str, regions: tuple[str, ...]) -> str | None:
+    """The first region (of `regions`; `ZZ` for a `+` number) where `raw` parses as a valid
+    number, else None."""
+    for region in ("ZZ",) if raw.startswith(("+", "(+")) else regions:
+        try:
+            number = pn.parse(raw, region)
+        except pn.NumberParseException:
+            continue
+        if pn.is_valid_number(number):
+            return region
+    return None

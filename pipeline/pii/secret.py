@@ -45,18 +45,27 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"
     ),
 }
-# Something each pattern above contains; a text without any of them has no secret.
-_HINT = re.compile(
-    r"PRIVATE KEY|AKIA|ASIA|gh[pousr]_|github_pat_|glpat-|xox[abprs]-|hooks\.slack|AIza|k_live_|eyJ"
-)
+# What each pattern's matches contain, led by a literal (a fast search, where a pattern led by a
+# lookbehind or a class scans every character): a pattern runs only on texts its hint finds.
+HINTS: dict[str, re.Pattern[str]] = {
+    "pem_private_key": re.compile("PRIVATE KEY"),
+    "aws_access_key_id": re.compile("A(?:KIA|SIA)"),
+    "github_token": re.compile("gh(?:[pousr]_|ithub_pat_)"),
+    "gitlab_token": re.compile("glpat-"),
+    "slack_token": re.compile("xox[abprs]-"),
+    "slack_webhook": re.compile(r"hooks\.slack\.com"),
+    "google_api_key": re.compile("AIza"),
+    "stripe_secret_key": re.compile("k_live_"),
+    "jwt": re.compile("eyJ"),
+}
 
 
 def find_secrets(text: str) -> list[Found]:
     """The secrets in `text`; the value is the matched text itself."""
-    if _HINT.search(text) is None:
-        return []
     out = []
-    for pattern in PATTERNS.values():
+    for name, pattern in PATTERNS.items():
+        if HINTS[name].search(text) is None:
+            continue
         for m in pattern.finditer(text):
             out.append(Found(m.start(), m.end(), "secret", m.group()))
     return out
