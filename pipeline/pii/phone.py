@@ -4,7 +4,8 @@ A cheap scan first picks the places where digits could form a phone number: a ru
 digits with phone separators (space, `-`, `.`, `/`, parentheses) that starts with `+` or holds
 at least one separator, so a bare digit run (an id, a long number in a table) is never a
 candidate. Shapes that are something else are dropped before any parsing: dates
-(`2004-07-12`, `12/07/2004`, `12.07.2004`), year ranges (`1980-1996`), an unclosed parenthesis
+(`2004-07-12`, `12/07/2004`, `12.07.2004`, `07 2004`), year ranges (`1980-1996`), US ZIP+4 codes
+(`02205-5819`), numbers labelled ISSN, ISBN, DOI and the like, an unclosed parenthesis
 (`(1950-1984`), and two or more one-digit groups (`5040 5 1 17 27`, a row of a table; `+1`,
 a trunk `(0)` or a leading `1-` are one each). A candidate is then parsed for each region of
 `regions` in turn (international `+` numbers for none); the first region where it is a valid
@@ -31,7 +32,11 @@ _NOT_PHONE = re.compile(
     r"[0-9]{1,2}([-/.])[0-9]{1,2}\1[0-9]{2,4}"  # d/m/y, m-d-y, d.m.y
     r"|[0-9]{4}([-/.])[0-9]{1,2}\2[0-9]{1,2}"  # y-m-d
     r"|(?:19|20)[0-9]{2} ?[-/] ?(?:19|20)?[0-9]{2}(?![0-9])"  # year range
+    r"|[0-9]{1,2},? (?:19|20)[0-9]{2}(?![0-9])"  # day and year (`Jul 07 2004 03:49`)
+    r"|[0-9]{5}-[0-9]{4}$"  # US ZIP+4
 )
+# Labels of numbers that look like phone numbers (`ISSN 0271-6062` is a valid German number).
+_LABEL_BEFORE = re.compile(r"\b(?:ISSN|ISBN|DOI|PMID|ARK|OCLC)\b[\s:#.-]*$", re.IGNORECASE)
 _GROUPS = re.compile(r"[0-9]+")
 _CONTEXT = 24  # characters of context either side given to the matcher
 
@@ -86,7 +91,7 @@ def find_phones(
     out: list[Found] = []
     taken = 0  # end of the last number found: numbers never overlap
     for start, end in spans:
-        if start < taken:
+        if start < taken or _LABEL_BEFORE.search(text, max(0, start - 12), start):
             continue
         region = _valid_region(pn, text[start:end], regions)
         if region is None:
