@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from pipeline.pii.card import find_cards
 from pipeline.pii.email import find_emails
 from pipeline.pii.found import Found, digit_runs
@@ -10,16 +12,16 @@ from pipeline.pii.ip import find_ipv4, find_ipv6
 from pipeline.pii.phone import find_phones
 from pipeline.pii.secret import find_secrets
 
-# Every kind, in the order that wins when two items of different kinds start at the same
-# character with the same length (the most specific shape first).
+# Every kind, in the order that wins when items of different kinds overlap (the most specific
+# shape first: a card number is no phone number, an IPv4 address with `/24` no phone either).
 KINDS: tuple[str, ...] = ("secret", "email", "iban", "card", "ipv6", "ipv4", "phone")
 
 
 def find_all(
     text: str, kinds: frozenset[str], regions: tuple[str, ...], public_ip_only: bool = True
 ) -> list[Found]:
-    """The items of `kinds` in `text`, sorted and non-overlapping: of overlapping items the one
-    starting first wins, then the longer, then the kind listed first in KINDS."""
+    """The items of `kinds` in `text`, sorted and non-overlapping: of overlapping items, the
+    kind listed first in KINDS wins, then the one starting first."""
     found: list[Found] = []
     if "secret" in kinds:
         found += find_secrets(text)
@@ -38,12 +40,21 @@ def find_all(
         found += find_phones(text, regions, runs)
     if len(found) < 2:
         return found
+    return non_overlapping(found)
+
+
+def non_overlapping(found: list[Found]) -> list[Found]:
+    """`found` less the items overlapping one of an earlier kind in KINDS (or, within a kind,
+    one starting earlier), sorted by start. Each detector's own items never overlap."""
     rank = {k: i for i, k in enumerate(KINDS)}
-    found.sort(key=lambda f: (f.start, f.start - f.end, rank[f.kind]))
-    out: list[Found] = []
-    end = 0
-    for f in found:
-        if f.start >= end:
-            out.append(f)
-            end = f.end
-    return out
+    starts: list[int] = []  # of the items kept so far, sorted
+    kept: list[Found] = []
+    for f in sorted(found, key=lambda f: (rank[f.kind], f.start)):
+        i = bisect.bisect_right(starts, f.start)
+        if i and kept[i - 1].end > f.start:  # the item before overlaps
+            continue
+        if i < len(kept) and kept[i].start < f.end:  # the item after overlaps
+            continue
+        starts.insert(i, f.start)
+        kept.insert(i, f)
+    return kept

@@ -4,8 +4,8 @@ A cheap scan first picks the places where digits could form a phone number: a ru
 digits with phone separators (space, `-`, `.`, `/`, parentheses) that starts with `+` or holds
 at least one separator, so a bare digit run (an id, a long number in a table) is never a
 candidate. Shapes that are something else are dropped before any parsing: dates
-(`2004-07-12`, `12/07/2004`, `12.07.2004`, `07 2004`), year ranges (`1980-1996`), US ZIP+4 codes
-(`02205-5819`), numbers labelled ISSN, ISBN, DOI and the like, an unclosed parenthesis
+(`2004-07-12`, `12/07/2004`, `12.07.2004`, `07 2004`), year ranges (`1980-1996`), IPv4 addresses, US ZIP+4
+codes (`02205-5819`), numbers labelled ISSN, ISBN, DOI and the like, an unclosed parenthesis
 (`(1950-1984`), and two or more one-digit groups (`5040 5 1 17 27`, a row of a table; `+1`,
 a trunk `(0)` or a leading `1-` are one each). A candidate is then parsed for each region of
 `regions` in turn (international `+` numbers for none); the first region where it is a valid
@@ -29,8 +29,10 @@ CANDIDATE = re.compile(
 )
 _DIGIT = re.compile(r"[0-9]")
 _NOT_PHONE = re.compile(
-    r"[0-9]{1,2}([-/.])[0-9]{1,2}\1[0-9]{2,4}"  # d/m/y, m-d-y, d.m.y
-    r"|[0-9]{4}([-/.])[0-9]{1,2}\2[0-9]{1,2}"  # y-m-d
+    # d/m/y, m-d-y, d.m.y, y-m-d, not continued by their separator (`01.23.45.67.89` is French)
+    r"(?:[0-9]{1,2}([-/.])[0-9]{1,2}\1[0-9]{2,4}(?!\1[0-9])"
+    r"|[0-9]{4}([-/.])[0-9]{1,2}\2[0-9]{1,2}(?!\2[0-9]))"
+    r"|[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9]|\.[0-9])"  # an IPv4 address
     r"|(?:19|20)[0-9]{2} ?[-/] ?(?:19|20)?[0-9]{2}(?![0-9])"  # year range
     r"|[0-9]{1,2},? (?:19|20)[0-9]{2}(?![0-9])"  # day and year (`Jul 07 2004 03:49`)
     r"|[0-9]{5}-[0-9]{4}$"  # US ZIP+4
