@@ -27,9 +27,9 @@ def find_all(
         found += find_secrets(text)
     if "email" in kinds:
         found += find_emails(text)
+    runs = digit_runs(text) if kinds & {"iban", "card", "phone"} else []
     if "iban" in kinds:
-        found += find_ibans(text)
-    runs = digit_runs(text) if "card" in kinds or "phone" in kinds else []
+        found += find_ibans(text, runs)
     if "card" in kinds:
         found += find_cards(text, runs)
     if "ipv6" in kinds:
