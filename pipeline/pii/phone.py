@@ -8,7 +8,10 @@ candidate. Shapes that are something else are dropped before any parsing: dates
 codes (`02205-5819`), numbers labelled ISSN, ISBN, DOI and the like, an unclosed parenthesis
 (`(1950-1984`), and two or more one-digit groups (`5040 5 1 17 27`, a row of a table; `+1`,
 a trunk `(0)` or a leading `1-` are one each). A candidate is then parsed for each region of
-`regions` in turn (international `+` numbers for none); the first region where it is a valid
+`regions` in turn (international `+` numbers for none), in national form only where it starts
+with the region's trunk prefix when the region writes one (`0` in GB, DE, FR: `32768-65535`, a
+range of numbers, is a valid German number without it), and for North America (country code
+1) only when grouped 3-3-4 as such numbers are written (`32768-65535` is valid there too); the first region where it is a valid
 number runs `PhoneNumberMatcher` with leniency VALID over the candidate and a little context
 on its line, and the matcher's numbers there are the items (it also drops timestamps and page
 ranges). VALID rather than POSSIBLE because POSSIBLE takes any digit run of a plausible length;
@@ -118,7 +121,18 @@ def find_phones(
 def _valid_region(pn: Any, raw: str, regions: tuple[str, ...]) -> str | None:
     """The first region (of `regions`; `ZZ` for a `+` number) where `raw` parses as a valid
     number, else None."""
-    for region in ("ZZ",) if raw.startswith(("+", "(+")) else regions:
+    if raw.startswith(("+", "(+")):
+        regions = ("ZZ",)
+    first = _DIGIT.search(raw)
+    for region in regions:
+        if first is not None and not _trunk_ok(pn, region, first.group()):
+            continue
+        if (
+            region != "ZZ"
+            and pn.country_code_for_region(region) == 1
+            and not _nanp_grouping_ok(raw)
+        ):
+            continue
         try:
             number = pn.parse(raw, region)
         except pn.NumberParseException:
@@ -126,3 +140,27 @@ def _valid_region(pn: Any, raw: str, regions: tuple[str, ...]) -> str | None:
         if pn.is_valid_number(number):
             return region
     return None
+
+
+def _trunk_ok(pn: Any, region: str, first_digit: str) -> bool:
+    """Whether a national number starting with `first_digit` is written as `region` writes
+    them: where the national (trunk) prefix is `0` (most of Europe), with that `0`; numbers of
+    North America (country code 1), where the prefix `1` is optional, and of regions without
+    one, any way."""
+    metadata = pn.PhoneMetadata.metadata_for_region(region)
+    prefix = metadata.national_prefix if metadata is not None else None
+    if not prefix or metadata.country_code == 1:
+        return True
+    return first_digit == prefix[0]
+
+
+def _nanp_grouping_ok(raw: str) -> bool:
+    """Whether a national North American number is grouped 3-3-4 (after an optional `1`), as
+    they are written (`(415) 555-2671`, `1-800-562-6000`); libphonenumber's VALID accepts any
+    grouping, and `32768-65535` or `2409 1-65000` (ranges in tables) are valid numbers."""
+    if raw.startswith("011"):  # dialled abroad: the grouping is the other country's
+        return True
+    groups = [len(g) for g in _GROUPS.findall(raw)]
+    if groups and groups[0] == 1:
+        groups = groups[1:]
+    return groups == [3, 3, 4]
