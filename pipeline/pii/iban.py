@@ -49,7 +49,7 @@ def find_ibans(text: str, runs: list[tuple[int, int]] | None = None) -> list[Fou
     """The IBANs in `text` (`runs`: its `digit_runs`, when already known)."""
     runs = digit_runs(text) if runs is None else runs
     out = []
-    for m in finditer_near(IBAN, text, runs, before=_MAX_CHARS, after=2):
+    for m in finditer_near(IBAN, text, runs, before=_MAX_CHARS, after=_MAX_CHARS):
         compact = m.group().replace(" ", "")
         if iban_ok(compact):
             out.append(Found(m.start(), m.end(), "iban", compact))

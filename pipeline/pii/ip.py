@@ -3,7 +3,8 @@
 Public means what Python's `ipaddress` calls global, less multicast: private, loopback,
 link-local, shared (100.64/10), documentation, benchmarking and reserved ranges are kept. For
 IPv6 only global unicast (2000::/3) counts, whose first group is always four hex digits: that is
-the anchor the regex needs, and it keeps `dead::beef`-like words and C++ `a::b` out.
+the anchor the regex needs, and it keeps `dead::beef`-like words and C++ `a::b` out (so with
+`public_only` off, IPv6 addresses outside 2000::/3, e.g. fd00::1, are still not looked for).
 
 Version numbers look like addresses (`1.2.3.4`). An address is therefore taken only when it is
 not part of a longer dotted run (`1.2.3.4.5`, `v1.2.3.4`, `x.1.2.3.4`: a letter, digit or dot
