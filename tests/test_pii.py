@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
@@ -421,3 +422,43 @@ def test_bad_config_names_the_key(config: dict, message: str) -> None:
 def test_regions_are_upper_cased_and_registered() -> None:
     assert PiiConfig(regions=["gb", "de"]).regions == ("GB", "DE")
     assert stage_class("pii") is PiiStage
+
+
+# --- through the runner ---------------------------------------------------------------------------
+
+
+def test_ray_and_local_runs_give_identical_output(gold, tmp_path, ray_session) -> None:
+    """Pseudonyms and counts are the same on Ray workers as in one local process."""
+    from pipeline.config import recipe_from_dict
+    from pipeline.runner.run import run_recipe
+    from tests.test_runner import read_output
+
+    extra = " Mail anna@example.org, call +44 20 7946 0958, host 8.8.8.8."
+    docs = [
+        {"id": f"d{i:03d}", "text": t + (extra if i % 3 == 0 else "")} for i, t in enumerate(gold)
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    stats = {}
+    for executor in ("local", "ray"):
+        recipe = recipe_from_dict(
+            {
+                "input": {"paths": [str(source)]},
+                "output": {"path": str(tmp_path / executor), "keep_rejected": True},
+                "runtime": {"executor": executor, "batch_size": 16},
+                "stages": [
+                    {"stage": "pii", "replacement": {"email": "pseudonym"}, "max_items": 3},
+                ],
+            }
+        )
+        stats[executor] = run_recipe(recipe).stats
+    assert read_output(tmp_path / "ray").equals(read_output(tmp_path / "local"))
+    [local_pii] = stats["local"]["stages"]
+    assert local_pii["removed_by_reason"] == {"pii_items": 1}  # a text with 4 items of its own
+    assert [s["removed_by_reason"] for s in stats["ray"]["stages"]] == [
+        local_pii["removed_by_reason"]
+    ]
+    out = read_output(tmp_path / "local")
+    masked = out.filter(pc.equal(out.column("id"), "d003")).column("text")[0].as_py()
+    tag = pseudonym("email", "anna@example.org", "curate-pii")
+    assert masked.endswith(f" Mail {tag}, call <PHONE>, host <IP>.")

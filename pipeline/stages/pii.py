@@ -72,7 +72,8 @@ class PiiConfig(TextStageConfig):
     """Kinds, mode, replacements; `max_items` is the only threshold."""
 
     stage: Literal["pii"] = "pii"
-    # mask: replace items in `text`; reject: drop documents holding items; annotate: add spans.
+    # mask: replace items in `text`; reject: drop documents holding items; annotate: keep the
+    # text, add `pii_spans` (kind, start, end of each item, in characters).
     mode: Literal["mask", "reject", "annotate"] = "mask"
     # The kinds looked for (email, ipv4, ipv6, phone, card, iban, secret).
     kinds: tuple[Kind, ...] = ("email", "ipv4", "ipv6", "phone", "card", "iban", "secret")
