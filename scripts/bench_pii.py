@@ -92,8 +92,9 @@ def ipv6(rng: random.Random) -> str:
 
 
 def phone(rng: random.Random, regions: tuple[str, ...]) -> str:
-    """A valid number of one of `regions` in a form people write: national, international or
-    E.164, with the separators spaces replaced by dashes, dots or slashes now and then."""
+    """A valid number of one of `regions` in a form people write: national (spaces now and then
+    replaced by dashes, dots or slashes), international (`+44 (0)20 ...`, `0044 20 ...`,
+    `+1 (201) 555-0123` now and then) or E.164."""
     import phonenumbers as pn
 
     region = rng.choice(regions)
@@ -120,8 +121,14 @@ def phone(rng: random.Random, regions: tuple[str, ...]) -> str:
             text = text.replace("(", "").replace(") ", sep).replace("-", sep)
         else:  # 01 42 68 53 00 -> 01.42.68.53.00, 030 123456 -> 030/123456 or 030-123456
             text = text.replace(" ", rng.choice(["-", ".", "/"]) if region != "FR" else ".")
-    elif form == pn.PhoneNumberFormat.INTERNATIONAL and region == "DE" and rng.random() < 0.5:
-        text = text.replace("+49 ", "+49 (0)", 1)  # the trunk zero in parentheses
+    elif form == pn.PhoneNumberFormat.INTERNATIONAL and rng.random() < 0.6:
+        code = f"+{number.country_code} "
+        if region == "US":  # +1 201-555-0123 -> +1 (201) 555-0123
+            text = code + "(" + text[len(code) :].replace("-", ") ", 1)
+        elif rng.random() < 0.5:  # +44 20 ... -> +44 (0)20 ..., the trunk zero kept
+            text = text.replace(code, code + "(0)", 1)
+        else:  # dialled from Europe: 0044 20 ...
+            text = "00" + text[1:]
     return text
 
 

@@ -7,7 +7,7 @@ candidate. Shapes that are something else are dropped before any parsing: dates 
 `12/07/2004`, `12.07.2004`, `07 2004`), year ranges (`1980-1996`), IPv4 addresses, US ZIP+4
 codes (`02205-5819`), numbers labelled ISSN, ISBN, DOI and the like, an unclosed parenthesis
 (`(1950-1984`), and two or more one-digit groups (`5040 5 1 17 27`, a row of a table; `+1`, a
-trunk `(0)` or a leading `1-` are one each).
+trunk `(0)` is none, a leading `1-` one).
 
 A candidate is then parsed for each region of `regions` (international `+` numbers for none):
 in national form only where it starts with the region's trunk prefix when the region writes one
@@ -74,7 +74,7 @@ def plausible(raw: str) -> bool:
         return False
     if raw.count("(") != raw.count(")"):
         return False
-    groups = _GROUPS.findall(raw)
+    groups = _GROUPS.findall(raw.replace("(0)", "", 1))  # `+33 (0)1 23 ...`: one group `1`
     return sum(len(g) == 1 for g in groups[1:]) + (len(groups[0]) == 1 and raw[0] != "+") < 2
 
 
