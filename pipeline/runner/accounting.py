@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import AccountingError, CurateError
+from pipeline.runner.histograms import ScoreHistogram
 
 
 @dataclass
@@ -32,6 +33,8 @@ class StageStats:
     metrics: Counter[str] = field(default_factory=Counter)  # stage counters (take_metrics)
     warnings: list[str] = field(default_factory=list)  # set-up warnings, each once
     first_error: str | None = None  # message of the first `<stage>_error` rejection
+    # Per thresholded score column: kept vs rejected documents by score (runner.histograms).
+    histograms: dict[str, ScoreHistogram] = field(default_factory=dict)
 
     def add(self, other: StageStats) -> None:
         self.docs_in += other.docs_in
@@ -49,6 +52,11 @@ class StageStats:
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)
         if self.first_error is None:
             self.first_error = other.first_error
+        for column, h in other.histograms.items():
+            if column in self.histograms:
+                self.histograms[column].add(h)
+            else:
+                self.histograms[column] = ScoreHistogram.from_dict(h.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         tokens = (
@@ -70,6 +78,11 @@ class StageStats:
             "metrics": dict(sorted(self.metrics.items())),
             "warnings": list(self.warnings),
             "first_error": self.first_error,
+            **(
+                {"histograms": {c: h.to_dict() for c, h in self.histograms.items()}}
+                if self.histograms
+                else {}
+            ),
         }
 
     @classmethod
@@ -89,6 +102,7 @@ class StageStats:
             metrics=Counter(d.get("metrics", {})),
             warnings=list(d.get("warnings", [])),
             first_error=d.get("first_error"),
+            histograms={c: ScoreHistogram.from_dict(h) for c, h in d.get("histograms", {}).items()},
         )
 
 

@@ -11,7 +11,8 @@ stage is treated, named and counted the same way everywhere:
   then per document when the batch runs out) whose overrun is `<stage>_timeout`.
 - `decide`: the stage's `keep` on scored rows (isolated the same way), plus the error reasons.
 - `account`: a stage's StageStats from what it saw and what it decided.
-- `run_stage`: the three together for a map stage over one batch (the run's loop).
+- `run_stage`: the three together for a map stage over one batch (the run's loop), counting
+  the stage's thresholded scores into its histograms (runner.histograms) on the way.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pyarrow.compute as pc
 from pipeline.errors import AccountingError
 from pipeline.runner.accounting import StageStats
 from pipeline.runner.guard import CpuTimeout, cpu_limit
+from pipeline.runner.histograms import observe_scores
 from pipeline.schema import HTML, REASON, TEXT
 
 log = logging.getLogger(__name__)
@@ -265,6 +267,9 @@ def run_stage(
     stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0
     counted = tokens.in_out(stage, batch, kept, reasons) if tokens is not None else None
     account(stats, reasons, payload_bytes(batch), payload_bytes(kept), first, counted)
+    if scored.table is not None:
+        kept_mask = np.array([r is None for r in reasons[scored.ok]], dtype=bool)
+        observe_scores(stats.histograms, stage, scored.table, kept_mask)
     return kept, rejected
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.io.atomic import atomic_write
+from pipeline.runner.report_html import HTML_REPORT, figure_name
+
 
 def render_report(stats: dict[str, Any]) -> str:
     """Markdown for a run's stats.json."""
@@ -64,6 +67,7 @@ def render_report(stats: dict[str, Any]) -> str:
         if s["removed_by_reason"]:
             reasons = ", ".join(f"{k} {v:,}" for k, v in s["removed_by_reason"].items())
             lines.append(f"- **{s['name']}**: {reasons}")
+    lines += _histogram_links(stats["stages"])
     lines += _global_section(stats.get("global") or {})
     out = stats["output"]
     lines += [
@@ -101,6 +105,18 @@ def _global_section(summaries: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _histogram_links(stages: list[dict[str, Any]]) -> list[str]:
+    """Links to the score histogram figures (kept vs rejected, thresholds marked)."""
+    labels = [s["name"] for s in stages if s.get("histograms")]
+    if not labels:
+        return []
+    lines = ["", "## Score histograms", "", f"Kept vs rejected by score, in {HTML_REPORT} and:", ""]
+    return lines + [
+        f"- **{label}**: [{figure_name(label)}]({figure_name(label)})" for label in labels
+    ]
+
+
 def write_report(fs: Any, path: str, stats: dict[str, Any]) -> None:
-    with fs.open(path, "w") as f:
+    """report.md, atomically."""
+    with atomic_write(fs, path, "w", encoding="utf-8") as f:
         f.write(render_report(stats))

@@ -45,6 +45,7 @@ from pipeline.runner.lock import check_unheld, output_lock
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
+from pipeline.runner.report_html import FIGURES_DIR, HTML_REPORT, write_report_html
 from pipeline.runner.unit import (
     DATA_DIR,
     GLOBAL_DIR,
@@ -130,6 +131,7 @@ def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
     stats["global"] = global_summaries
     _write_json(fs, f"{root}/stats.json", stats)
     write_report(fs, f"{root}/report.md", stats)
+    write_report_html(fs, root, stats)
     if fs.exists(f"{root}/{WORK_DIR}"):
         fs.rm(f"{root}/{WORK_DIR}", recursive=True)
     check_input_yielded(stats["reader"], len(units))
@@ -229,7 +231,8 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
 def _clear_run(fs: Any, root: str) -> None:
     """Delete what a run writes (and only that) from the output directory."""
     check_unheld(fs, f"{root}/stats")  # `curate stats` may be writing there
-    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, "stats", "stats.json", "report.md"):
+    written = ("stats", "stats.json", "report.md", HTML_REPORT, FIGURES_DIR)
+    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, *written):
         path = f"{root}/{name}"
         if fs.exists(path):
             fs.rm(path, recursive=True)

@@ -1,0 +1,336 @@
+"""report.html: the run report for a browser, one self-contained file (no network, no scripts).
+
+It shows what report.md shows and the figures Markdown cannot hold: the funnel in documents,
+bytes and tokens as bars, per stage the score histograms of kept vs rejected documents with the
+thresholds drawn, removals by reason with example documents (when stats.json has them), and the
+global stages' summaries with the MinHash S-curve. Figures are PNGs (matplotlib, Agg) inlined as
+base64; each stage's histogram figure is also written as `figures/<stage>.png` beside report.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from pipeline.io.atomic import atomic_write
+from pipeline.runner.histograms import EDGES, bin_index
+
+FIGURES_DIR = "figures"
+HTML_REPORT = "report.html"
+COLUMNS = 3  # histogram panels per row
+KEPT_COLOR, REJECTED_COLOR, THRESHOLD_COLOR = "#4c9f70", "#d1495b", "#222222"
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1180px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0}th,td{padding:.25em .6em;border-bottom:1px solid #eee}
+th{text-align:left;background:#f6f6f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.bar{background:#e8e8e8;width:140px;height:.9em;display:inline-block;vertical-align:middle}
+.bar span{background:#4c9f70;height:100%;display:block}
+.ex{color:#555;font-size:.92em;margin:.1em 0 .5em 1em}.ex code{color:#333}
+img{max-width:100%;border:1px solid #eee}.meta{color:#555}
+"""
+
+
+def figure_name(label: str) -> str:
+    """The histogram figure of a stage, relative to the run's output directory."""
+    return f"{FIGURES_DIR}/{label}.png"
+
+
+def write_report_html(fs: Any, root: str, stats: dict[str, Any]) -> None:
+    """Write report.html and, for each stage with histograms, its figure PNG (atomically)."""
+    figures = {}
+    for s in stats["stages"]:
+        if s.get("histograms"):
+            png = _png(_histogram_figure(s["name"], s["histograms"]))
+            fs.makedirs(f"{root}/{FIGURES_DIR}", exist_ok=True)
+            with atomic_write(fs, f"{root}/{figure_name(s['name'])}") as f:
+                f.write(png)
+            figures[s["name"]] = png
+    with atomic_write(fs, f"{root}/{HTML_REPORT}", "w", encoding="utf-8") as f:
+        f.write(render_html(stats, figures))
+
+
+def render_html(stats: dict[str, Any], figures: dict[str, bytes] | None = None) -> str:
+    """The HTML page for a run's stats.json; `figures`: histogram PNGs by stage (drawn when
+    absent)."""
+    figures = dict(figures or {})
+    for s in stats["stages"]:
+        if s.get("histograms") and s["name"] not in figures:
+            figures[s["name"]] = _png(_histogram_figure(s["name"], s["histograms"]))
+    title = f"Run report{': ' + stats['name'] if stats.get('name') else ''}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="meta">Config hash <code>{escape(str(stats["config_hash"]))}</code>, '
+        f"version {escape(str(stats['version']))}, wall {stats['wall_s']:.1f} s, "
+        f"accounting: <b>{escape(str(stats['accounting']))}</b>.</p>",
+        *_input_section(stats),
+        *_funnel_section(stats),
+        *_histogram_section(stats, figures),
+        *_reasons_section(stats),
+        *_global_section(stats.get("global") or {}),
+        *_output_section(stats),
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _input_section(stats: dict[str, Any]) -> list[str]:
+    reader = stats["reader"]
+    out = [
+        "<h2>Input</h2>",
+        f"<p>{stats['inputs']['units']} units "
+        f"({escape(', '.join(stats['inputs']['formats']))}): {reader['records']:,} records "
+        f"&rarr; {reader['documents']:,} documents, {sum(reader['skipped'].values()):,} "
+        "skipped.</p>",
+    ]
+    if reader["skipped"]:
+        out += _table(["skipped record reason", "count"], list(reader["skipped"].items()))
+    if reader["errors"]:
+        out += ["<p>Input errors:</p><ul>"]
+        out += [f"<li>{escape(e)}</li>" for e in reader["errors"]] + ["</ul>"]
+    return out
+
+
+def _funnel_section(stats: dict[str, Any]) -> list[str]:
+    """Per stage: documents, bytes and (with output.tokenizer) tokens kept, as % of the input."""
+    stages = stats["stages"]
+    if not stages:
+        return []
+    measures = [("docs", "docs_in", "docs_kept"), ("bytes", "bytes_in", "bytes_out")]
+    if "tokens_in" in stages[0]:
+        measures.append(("tokens", "tokens_in", "tokens_out"))
+    head = ["stage", "docs rejected"]
+    for unit, _, _ in measures:
+        head += [f"{unit} in", f"{unit} kept", f"kept % of input {unit}"]
+    head += ["wall s", "cpu s"]
+    rows = ["<h2>Funnel</h2>", "<table>", _row(head, "th")]
+    for s in stages:
+        cells = [escape(s["name"]), f"{s['docs_rejected']:,}"]
+        for _, first, kept in measures:
+            base = max(1, stages[0][first])
+            frac = s[kept] / base
+            cells += [f"{s[first]:,}", f"{s[kept]:,}", _bar(frac)]
+        cells += [f"{s['wall_s']:.2f}", f"{s['cpu_s']:.2f}"]
+        rows.append(_row(cells, "td", raw=True))
+    return [*rows, "</table>"]
+
+
+def _bar(frac: float) -> str:
+    pct = 100 * frac
+    return f'<span class="bar"><span style="width:{min(100.0, pct):.1f}%"></span></span> {pct:.1f}'
+
+
+def _histogram_section(stats: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    stages = [s for s in stats["stages"] if s.get("histograms")]
+    if not stages:
+        return []
+    out = [
+        "<h2>Score histograms</h2>",
+        "<p>Per stage and thresholded score column: documents the stage kept (green) and "
+        "rejected by any of its rules (red, stacked), with the thresholds of the config "
+        "(dashed).</p>",
+    ]
+    for s in stages:
+        png = base64.b64encode(figures[s["name"]]).decode("ascii")
+        rows = [
+            (
+                column,
+                ", ".join(f"{k} {v:g}" for k, v in h["thresholds"].items()) or "none",
+                sum(b["kept"] for b in h["bins"]),
+                sum(b["rejected"] for b in h["bins"]),
+                h["missing"]["kept"] + h["missing"]["rejected"],
+            )
+            for column, h in s["histograms"].items()
+        ]
+        out += [
+            f"<h3>{escape(s['name'])}</h3>",
+            f'<img alt="score histograms of {escape(s["name"])}" '
+            f'src="data:image/png;base64,{png}">',
+            *_table(["column", "thresholds", "kept", "rejected", "no score"], rows),
+        ]
+    return out
+
+
+def _reasons_section(stats: dict[str, Any]) -> list[str]:
+    """Removals per stage and reason, with the example documents stats.json holds."""
+    out = ["<h2>Removals by reason</h2>"]
+    for s in stats["stages"]:
+        if not s["removed_by_reason"]:
+            continue
+        examples = s.get("examples") or {}
+        out += [f"<h3>{escape(s['name'])}</h3>", "<table>"]
+        out.append(_row(["reason", "documents", "% of stage input"], "th"))
+        for reason, n in s["removed_by_reason"].items():
+            pct = f"{100 * n / max(1, s['docs_in']):.1f}"
+            out.append(_row([reason, f"{n:,}", pct], "td"))
+            shown = examples.get(reason) or []
+            if shown:
+                items = "".join(_example(e) for e in shown)
+                out.append(f'<tr><td colspan="3"><div class="ex">{items}</div></td></tr>')
+        out.append("</table>")
+    return out
+
+
+def _example(e: dict[str, Any]) -> str:
+    """One example document: id, URL (as text: the report loads nothing), excerpt."""
+    ident = escape(str(e.get("id") or ""))
+    url = escape(str(e.get("url") or ""))
+    excerpt = escape(str(e.get("excerpt") or ""))
+    return f"<p><code>{ident}</code> <code>{url}</code><br>{excerpt}</p>"
+
+
+def _global_section(summaries: dict[str, Any]) -> list[str]:
+    """Each global stage's prepare() summary: its scalars, and the LSH S-curve as a figure."""
+    if not summaries:
+        return []
+    out = ["<h2>Global stages</h2>"]
+    for label, summary in summaries.items():
+        scalars = [(k, v) for k, v in summary.items() if not isinstance(v, dict | list)]
+        out += [f"<h3>{escape(label)}</h3>", *_table(["key", "value"], scalars)]
+        if summary.get("s_curve"):
+            png = base64.b64encode(_png(_s_curve_figure(label, summary))).decode("ascii")
+            out.append(f'<img alt="S-curve of {escape(label)}" src="data:image/png;base64,{png}">')
+    return out
+
+
+def _output_section(stats: dict[str, Any]) -> list[str]:
+    out = stats["output"]
+    return [
+        "<h2>Output</h2>",
+        f"<p>{out['documents']:,} documents, {out['bytes']:,} bytes of text in "
+        f"{len(out['files'])} files under data/ ({escape(out.get('format', 'parquet'))}).</p>",
+    ]
+
+
+def _table(head: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
+    return [
+        "<table>",
+        _row(head, "th"),
+        *(_row([_cell(v) for v in r], "td") for r in rows),
+        "</table>",
+    ]
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _row(cells: list[str], tag: str, raw: bool = False) -> str:
+    """A table row; cells escaped unless `raw`; numeric-looking data cells right-aligned."""
+    out = []
+    for c in cells:
+        text = c if raw else escape(c)
+        numeric = tag == "td" and c[:1].isdigit()
+        out.append(f"<{tag}{' class=n' if numeric else ''}>{text}</{tag}>")
+    return "<tr>" + "".join(out) + "</tr>"
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
+def _histogram_figure(label: str, histograms: dict[str, Any]) -> Any:
+    """One panel per column: stacked kept / rejected counts over the fixed bins, thresholds."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    n = len(histograms)
+    cols = min(COLUMNS, n)
+    rows = math.ceil(n / cols)
+    height = 2.7 * rows + 0.6  # fixed margins: a layout engine triples the drawing time
+    fig = Figure(figsize=(4.2 * cols, height))
+    fig.subplots_adjust(
+        left=0.22 / cols, right=0.98, bottom=0.35 / height, top=1 - 0.85 / height, hspace=0.45
+    )
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (column, h) in zip(axes, histograms.items(), strict=False):
+        _histogram_panel(ax, column, h)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{label}: documents by score, kept vs rejected", y=1 - 0.12 / height)
+    fig.legend(
+        handles=[
+            Patch(color=KEPT_COLOR, label="kept"),
+            Patch(color=REJECTED_COLOR, label="rejected"),
+        ],
+        loc="upper right",
+        bbox_to_anchor=(0.97, 1.0),
+        fontsize=8,
+        ncols=2,
+        frameon=False,
+    )
+    return fig
+
+
+def _histogram_panel(ax: Any, column: str, h: dict[str, Any]) -> None:
+    """Counts on the fixed bins from the first to the last bin used (thresholds included)."""
+    thresholds = list(h["thresholds"].items())
+    idx = [int(np.searchsorted(EDGES, b["lo"])) for b in h["bins"]]
+    marks = bin_index(np.array([v for _, v in thresholds], dtype=np.float64)).tolist()
+    if not idx and not marks:
+        ax.set_title(f"{column} (no score)", fontsize=9)
+        return
+    lo, hi = min(idx + marks), max(idx + marks)
+    kept = np.zeros(hi - lo + 1)
+    rejected = np.zeros(hi - lo + 1)
+    for i, b in zip(idx, h["bins"], strict=True):
+        kept[i - lo], rejected[i - lo] = b["kept"], b["rejected"]
+    edges = EDGES[lo : hi + 2]
+    ax.stairs(kept, edges, fill=True, color=KEPT_COLOR)
+    ax.stairs(kept + rejected, edges, baseline=kept, fill=True, color=REJECTED_COLOR)
+    if edges[0] < -1 or edges[-1] > 1:
+        ax.set_xscale("symlog", linthresh=1.0)
+    for key, value in thresholds:
+        ax.axvline(
+            value, color=THRESHOLD_COLOR, linestyle="--", linewidth=1, label=f"{key} {value:g}"
+        )
+    ax.set_title(column, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.set_ylabel("documents", fontsize=7)
+    if thresholds:
+        ax.legend(fontsize=6, loc="best", framealpha=0.6)
+
+
+def _s_curve_figure(label: str, summary: dict[str, Any]) -> Any:
+    """P(candidate | Jaccard s) = 1 - (1 - s^r)^b, smooth when b and r are known, with the points
+    stats.json lists and the 50% point marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.2), layout="tight")
+    ax = fig.subplots()
+    b, r = summary.get("num_bands"), summary.get("rows_per_band")
+    if b and r:
+        s = np.linspace(0, 1, 201)
+        ax.plot(s, 1 - (1 - s**r) ** b, color="#3366aa", label=f"b = {b}, r = {r}")
+    points = summary["s_curve"]
+    ax.plot([float(k) for k in points], list(points.values()), "o", color="#3366aa", markersize=3)
+    if summary.get("s_half") is not None:
+        ax.axvline(
+            summary["s_half"],
+            color=THRESHOLD_COLOR,
+            linestyle="--",
+            linewidth=1,
+            label=f"50% at s = {summary['s_half']:g}",
+        )
+    ax.set_xlabel("Jaccard similarity s")
+    ax.set_ylabel("P(candidate pair)")
+    ax.set_title(f"{label}: LSH S-curve")
+    ax.legend(fontsize=7)
+    return fig
