@@ -1,0 +1,150 @@
+"""report.html: self-contained (nothing loaded from the network, images inline), its numbers the
+ones of stats.json; the histogram figures beside report.md, linked from it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import pytest
+
+from pipeline.config import recipe_from_dict
+from pipeline.runner.report import render_report
+from pipeline.runner.report_html import render_html
+from pipeline.runner.run import run_recipe
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+INLINE_PNG = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+
+
+def assert_self_contained(html: str) -> None:
+    """Nothing that a browser would fetch: no remote or relative src/href, no scripts, no
+    stylesheets by link, no CSS imports or url()."""
+    assert not re.search(r"""\s(?:src|href)\s*=\s*(?!["']?data:)""", html, re.I)
+    for banned in ("<script", "<link", "@import", "url(", "<iframe", "<object"):
+        assert banned not in html.lower()
+
+
+@pytest.fixture(scope="module")
+def run_out(shared_data, tmp_path_factory) -> tuple[Any, dict[str, Any]]:
+    """A local run over the DCLM agreement documents: a map stage with thresholds, MinHash."""
+    out = tmp_path_factory.mktemp("report") / "out"
+    recipe = recipe_from_dict(
+        {
+            "name": "html",
+            "input": {"paths": [str(shared_data / "quality" / "dclm-agreement.jsonl")]},
+            "output": {"path": str(out)},
+            "runtime": {"executor": "local"},
+            "stages": [
+                {"stage": "gopher_quality"},
+                {"stage": "minhash_dedup", "preset": "fineweb"},
+            ],
+        }
+    )
+    return out, run_recipe(recipe).stats
+
+
+def test_report_html_is_self_contained_with_its_figures_inline(run_out) -> None:
+    out, stats = run_out
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert_self_contained(html)
+    images = [base64.b64decode(m) for m in INLINE_PNG.findall(html)]
+    assert html.count("<img") == len(images) == 2  # gopher_quality's histograms, the S-curve
+    assert all(png.startswith(PNG_MAGIC) for png in images)
+    # The histogram figure is also beside report.md, the same bytes, and linked from it.
+    assert (out / "figures" / "gopher_quality.png").read_bytes() == images[0]
+    report_md = (out / "report.md").read_text(encoding="utf-8")
+    assert "[figures/gopher_quality.png](figures/gopher_quality.png)" in report_md
+    assert json.loads((out / "stats.json").read_text())["stages"] == stats["stages"]
+
+
+def test_report_html_numbers_are_those_of_stats_json(run_out) -> None:
+    out, stats = run_out
+    html = (out / "report.html").read_text(encoding="utf-8")
+    gopher, minhash = stats["stages"]
+    assert gopher["docs_in"] == 281
+    base_bytes = gopher["bytes_in"]
+    for s in stats["stages"]:
+        row = re.search(rf"<tr><td>{s['name']}</td>(.*?)</tr>", html).group(1)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        assert cells[0] == f"{s['docs_rejected']:,}"
+        assert cells[1:3] == [f"{s['docs_in']:,}", f"{s['docs_kept']:,}"]
+        assert cells[3].endswith(f" {100 * s['docs_kept'] / 281:.1f}")
+        assert cells[4:6] == [f"{s['bytes_in']:,}", f"{s['bytes_out']:,}"]
+        assert cells[6].endswith(f" {100 * s['bytes_out'] / base_bytes:.1f}")
+    for reason, n in gopher["removed_by_reason"].items():
+        assert f"<tr><td>{reason}</td><td class=n>{n:,}</td>" in html
+    # The histogram table: per column its thresholds and the documents kept and rejected.
+    n_words = gopher["histograms"]["gopher_n_words"]
+    assert (
+        "<tr><td>gopher_n_words</td><td>min_doc_words 50, max_doc_words 100000</td>"
+        f"<td class=n>{sum(b['kept'] for b in n_words['bins']):,}</td>"
+        f"<td class=n>{sum(b['rejected'] for b in n_words['bins']):,}</td>" in html
+    )
+    summary = stats["global"]["minhash_dedup"]
+    assert f"<tr><td>num_bands</td><td class=n>{summary['num_bands']}</td></tr>" in html
+    assert f"{stats['output']['documents']:,} documents" in html
+    assert stats["output"]["documents"] == minhash["docs_kept"]
+
+
+def _stats(**stage: Any) -> dict[str, Any]:
+    """A hand-made stats.json of one stage."""
+    base = {
+        "name": "s",
+        "docs_in": 10,
+        "docs_kept": 7,
+        "docs_rejected": 3,
+        "bytes_in": 1000,
+        "bytes_out": 600,
+        "wall_s": 0.1,
+        "cpu_s": 0.1,
+        "removed_by_reason": {"s_bad": 3},
+        "metrics": {},
+        "warnings": [],
+        "first_error": None,
+    }
+    return {
+        "name": "hand <made>",
+        "config_hash": "abc",
+        "version": "0",
+        "wall_s": 1.0,
+        "accounting": "ok",
+        "inputs": {"units": 1, "formats": ["jsonl"]},
+        "reader": {"records": 10, "documents": 10, "bytes_read": 1, "skipped": {}, "errors": []},
+        "stages": [base | stage],
+        "output": {"documents": 7, "bytes": 600, "files": ["data/part-00000.parquet"]},
+        "global": {},
+    }
+
+
+def test_examples_of_removals_are_shown_escaped_and_urls_are_not_links() -> None:
+    examples = {
+        "s_bad": [
+            {
+                "id": "doc-1",
+                "url": "https://example.com/a?b=1&c=2",
+                "excerpt": "<script>x</script>",
+            },
+            {"id": "doc-2", "url": None, "excerpt": "plain words"},
+        ]
+    }
+    html = render_html(_stats(examples=examples))
+    assert_self_contained(html)
+    assert "<code>doc-1</code> <code>https://example.com/a?b=1&amp;c=2</code>" in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "plain words" in html
+    assert "<title>Run report: hand &lt;made&gt;</title>" in html
+    assert render_html(_stats()).count('class="ex"') == 0  # no examples: none shown
+    with pytest.raises(AssertionError):  # the check itself catches a fetched resource
+        assert_self_contained('<p>x</p><img alt="a" src="https://example.com/a.png">')
+
+
+def test_the_funnel_shows_tokens_when_counted_and_histograms_only_when_present() -> None:
+    html = render_html(_stats(tokens_in=500, tokens_out=200))
+    assert "<th>tokens in</th><th>tokens kept</th>" in html
+    assert "<td class=n>500</td><td class=n>200</td>" in html and " 40.0</td>" in html
+    plain = render_html(_stats())
+    assert "tokens in" not in plain and "Score histograms" not in plain and "<img" not in plain
+    assert "## Score histograms" not in render_report(_stats())
