@@ -108,18 +108,18 @@ def _funnel_section(stats: dict[str, Any]) -> list[str]:
     measures = [("docs", "docs_in", "docs_kept"), ("bytes", "bytes_in", "bytes_out")]
     if "tokens_in" in stages[0]:
         measures.append(("tokens", "tokens_in", "tokens_out"))
-    head = ["stage", "docs rejected"]
+    head = ["stage"]
     for unit, _, _ in measures:
         head += [f"{unit} in", f"{unit} kept", f"kept % of input {unit}"]
-    head += ["wall s", "cpu s"]
+    head += ["docs rejected", "wall s", "cpu s"]
     rows = ["<h2>Funnel</h2>", "<table>", _row(head, "th")]
     for s in stages:
-        cells = [escape(s["name"]), f"{s['docs_rejected']:,}"]
+        cells = [escape(s["name"])]
         for _, first, kept in measures:
             base = max(1, stages[0][first])
             frac = s[kept] / base
             cells += [f"{s[first]:,}", f"{s[kept]:,}", _bar(frac)]
-        cells += [f"{s['wall_s']:.2f}", f"{s['cpu_s']:.2f}"]
+        cells += [f"{s['docs_rejected']:,}", f"{s['wall_s']:.2f}", f"{s['cpu_s']:.2f}"]
         rows.append(_row(cells, "td", raw=True))
     return [*rows, "</table>"]
 
