@@ -92,11 +92,13 @@ def _input_section(stats: dict[str, Any]) -> list[str]:
         f"&rarr; {reader['documents']:,} documents, {sum(reader['skipped'].values()):,} "
         "skipped.</p>",
     ]
-    if reader["skipped"]:
+    if reader["skipped"]:  # folded (a native <details>, no script): the funnel comes first
+        out += ["<details><summary>Skipped records by reason</summary>"]
         out += _table(["skipped record reason", "count"], list(reader["skipped"].items()))
+        out += ["</details>"]
     if reader["errors"]:
-        out += ["<p>Input errors:</p><ul>"]
-        out += [f"<li>{escape(e)}</li>" for e in reader["errors"]] + ["</ul>"]
+        out += [f"<details><summary>Input errors ({len(reader['errors'])})</summary><ul>"]
+        out += [f"<li>{escape(e)}</li>" for e in reader["errors"]] + ["</ul></details>"]
     return out
 
 
@@ -255,9 +257,10 @@ def _histogram_figure(label: str, histograms: dict[str, Any]) -> Any:
     cols = min(COLUMNS, n)
     rows = math.ceil(n / cols)
     height = 2.7 * rows + 0.6  # fixed margins: a layout engine triples the drawing time
-    fig = Figure(figsize=(4.2 * cols, height))
+    width = (4.2 if cols > 1 else 6.0) * cols
+    fig = Figure(figsize=(width, height))
     fig.subplots_adjust(
-        left=0.22 / cols, right=0.98, bottom=0.35 / height, top=1 - 0.85 / height, hspace=0.6
+        left=0.5 / width, right=0.98, bottom=0.35 / height, top=1 - 0.85 / height, hspace=0.6
     )
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, (column, h) in zip(axes, histograms.items(), strict=False):
