@@ -267,10 +267,16 @@ def run_stage(
     stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0
     counted = tokens.in_out(stage, batch, kept, reasons) if tokens is not None else None
     account(stats, reasons, payload_bytes(batch), payload_bytes(kept), first, counted)
-    if scored.table is not None:
+    count_scores(stats, stage, scored, reasons)
+    return kept, rejected
+
+
+def count_scores(stats: StageStats, stage: Any, scored: Scored, reasons: np.ndarray) -> None:
+    """Add the scored rows' thresholded scores to the stage's histograms, kept (reason None)
+    vs rejected; rows the stage failed on have no score and are not counted."""
+    if scored.table is not None and len(scored.ok):
         kept_mask = np.array([r is None for r in reasons[scored.ok]], dtype=bool)
         observe_scores(stats.histograms, stage, scored.table, kept_mask)
-    return kept, rejected
 
 
 def payload_column(batch: pa.Table) -> str | None:
