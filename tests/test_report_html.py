@@ -3,20 +3,20 @@ ones of stats.json; the histogram figures beside report.md, linked from it."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline.config import recipe_from_dict
 from pipeline.runner.report import render_report
 from pipeline.runner.report_html import render_html
 from pipeline.runner.run import run_recipe
+from pipeline.runner.svg_plots import symlog, x_ticks
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-INLINE_PNG = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
 
 
 def assert_self_contained(html: str) -> None:
@@ -29,7 +29,8 @@ def assert_self_contained(html: str) -> None:
 
 @pytest.fixture(scope="module")
 def run_out(shared_data, tmp_path_factory) -> tuple[Any, dict[str, Any]]:
-    """A local run over the DCLM agreement documents: a map stage with thresholds, MinHash."""
+    """A local run over the DCLM agreement documents: a classifier (langid), a stage of many
+    thresholds, MinHash."""
     out = tmp_path_factory.mktemp("report") / "out"
     recipe = recipe_from_dict(
         {
@@ -38,6 +39,7 @@ def run_out(shared_data, tmp_path_factory) -> tuple[Any, dict[str, Any]]:
             "output": {"path": str(out)},
             "runtime": {"executor": "local"},
             "stages": [
+                {"stage": "langid", "threshold": 0.8},
                 {"stage": "gopher_quality"},
                 {"stage": "minhash_dedup", "preset": "fineweb"},
             ],
@@ -51,22 +53,34 @@ def test_report_html_is_self_contained_with_its_figures_inline(run_out) -> None:
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     assert_self_contained(html)
-    images = [base64.b64decode(m) for m in INLINE_PNG.findall(html)]
-    assert html.count("<img") == len(images) == 2  # gopher_quality's histograms, the S-curve
-    assert all(png.startswith(PNG_MAGIC) for png in images)
-    # The histogram figure is also beside report.md, the same bytes, and linked from it.
-    assert (out / "figures" / "gopher_quality.png").read_bytes() == images[0]
+    langid, gopher, _ = stats["stages"]
+    svgs = re.findall(r'<svg [^>]*aria-label="([^"]*)"[^>]*>(.*?)</svg>', html)
+    labels = [label for label, _ in svgs]
+    assert labels == [
+        "histogram of lang_score",
+        *(f"histogram of {c}" for c in gopher["histograms"]),
+        "S-curve of minhash_dedup",
+    ]
+    # Each panel draws one bar per non-empty (bin, kept) and (bin, rejected) count.
+    for (label, body), column in zip(svgs, ["lang_score", *gopher["histograms"]], strict=False):
+        bins = (langid if column == "lang_score" else gopher)["histograms"][column]["bins"]
+        assert body.count("<rect") == sum((b["kept"] > 0) + (b["rejected"] > 0) for b in bins)
+        thresholds = (langid if column == "lang_score" else gopher)["histograms"][column]
+        assert body.count('stroke-dasharray="4 3"') == len(thresholds["thresholds"]), label
+    # The classifier stage's histogram is also a PNG beside report.md, linked from it.
+    assert (out / "figures" / "langid.png").read_bytes().startswith(PNG_MAGIC)
+    assert [p.name for p in (out / "figures").iterdir()] == ["langid.png"]
     report_md = (out / "report.md").read_text(encoding="utf-8")
-    assert "[figures/gopher_quality.png](figures/gopher_quality.png)" in report_md
+    assert "- **langid**: [figures/langid.png](figures/langid.png)" in report_md
     assert json.loads((out / "stats.json").read_text())["stages"] == stats["stages"]
 
 
 def test_report_html_numbers_are_those_of_stats_json(run_out) -> None:
     out, stats = run_out
     html = (out / "report.html").read_text(encoding="utf-8")
-    gopher, minhash = stats["stages"]
-    assert gopher["docs_in"] == 281
-    base_bytes = gopher["bytes_in"]
+    langid, gopher, minhash = stats["stages"]
+    assert langid["docs_in"] == 281
+    base_bytes = langid["bytes_in"]
     for s in stats["stages"]:
         row = re.search(rf"<tr><td>{s['name']}</td>(.*?)</tr>", html).group(1)
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
@@ -146,5 +160,22 @@ def test_the_funnel_shows_tokens_when_counted_and_histograms_only_when_present()
     assert "<th>tokens in</th><th>tokens kept</th>" in html
     assert "<td class=n>500</td><td class=n>200</td>" in html and " 40.0</td>" in html
     plain = render_html(_stats())
-    assert "tokens in" not in plain and "Score histograms" not in plain and "<img" not in plain
+    assert "tokens in" not in plain and "Score histograms" not in plain and "<svg" not in plain
     assert "## Score histograms" not in render_report(_stats())
+
+
+def test_svg_axes_are_linear_on_fractions_and_logarithmic_beyond() -> None:
+    assert symlog(np.array([-100.0, -1.0, 0.0, 0.5, 1.0, 10.0, 1000.0])).tolist() == [
+        -3.0,
+        -1.0,
+        0.0,
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+    ]
+    assert x_ticks(0.0, 0.3) == [0.0, 0.1, 0.2, 0.3]
+    assert x_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert x_ticks(0.0, 2e4) == [0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0]
+    assert x_ticks(20.0, 3e9) == [100.0, 10000.0, 1e6, 1e8]  # many decades: every other one
+    assert x_ticks(-5.0, 5.0) == [-1.0, 0.0, 1.0]

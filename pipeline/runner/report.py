@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.io.atomic import atomic_write
-from pipeline.runner.report_html import HTML_REPORT, figure_name
+from pipeline.runner.report_html import HTML_REPORT, figure_name, has_figure
 
 
 def render_report(stats: dict[str, Any]) -> str:
@@ -106,11 +106,13 @@ def _global_section(summaries: dict[str, Any]) -> list[str]:
 
 
 def _histogram_links(stages: list[dict[str, Any]]) -> list[str]:
-    """Links to the score histogram figures (kept vs rejected, thresholds marked)."""
-    labels = [s["name"] for s in stages if s.get("histograms")]
-    if not labels:
+    """Where the score histograms are: report.html, and a PNG per classifier stage."""
+    if not any(s.get("histograms") for s in stages):
         return []
-    lines = ["", "## Score histograms", "", f"Kept vs rejected by score, in {HTML_REPORT} and:", ""]
+    labels = [s["name"] for s in stages if has_figure(s)]
+    lines = ["", "## Score histograms", "", f"Kept vs rejected by score per stage: {HTML_REPORT}."]
+    if labels:
+        lines += ["", "Classifier stages:", ""]
     return lines + [
         f"- **{label}**: [{figure_name(label)}]({figure_name(label)})" for label in labels
     ]

@@ -3,13 +3,14 @@
 It shows what report.md shows and the figures Markdown cannot hold: the funnel in documents,
 bytes and tokens as bars, per stage the score histograms of kept vs rejected documents with the
 thresholds drawn, removals by reason with example documents (when stats.json has them), and the
-global stages' summaries with the MinHash S-curve. Figures are PNGs (matplotlib, Agg) inlined as
-base64; each stage's histogram figure is also written as `figures/<stage>.png` beside report.md.
+global stages' summaries with the MinHash S-curve. Figures are inline SVG (runner.svg_plots:
+milliseconds to draw). A classifier stage's histogram (one score column compared with a
+`threshold` key: langid, classifiers) is also written as `figures/<stage>.png` beside report.md
+(matplotlib, Agg) and linked from it.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 from html import escape
@@ -19,11 +20,17 @@ import numpy as np
 
 from pipeline.io.atomic import atomic_write
 from pipeline.runner.histograms import EDGES, bin_index
+from pipeline.runner.svg_plots import (
+    KEPT_COLOR,
+    LINE_COLOR,
+    REJECTED_COLOR,
+    histogram_svg,
+    s_curve_svg,
+)
 
 FIGURES_DIR = "figures"
 HTML_REPORT = "report.html"
 COLUMNS = 3  # histogram panels per row
-KEPT_COLOR, REJECTED_COLOR, THRESHOLD_COLOR = "#4c9f70", "#d1495b", "#222222"
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1180px;color:#222;padding:0 1em}
@@ -33,7 +40,8 @@ th{text-align:left;background:#f6f6f6}td.n{text-align:right;font-variant-numeric
 .bar{background:#e8e8e8;width:140px;height:.9em;display:inline-block;vertical-align:middle}
 .bar span{background:#4c9f70;height:100%;display:block}
 .ex{color:#555;font-size:.92em;margin:.1em 0 .5em 1em}.ex code{color:#333}
-img{max-width:100%;border:1px solid #eee}.meta{color:#555}
+svg{border:1px solid #eee;margin:0 .4em .4em 0}.panels{display:flex;flex-wrap:wrap}
+.meta{color:#555}
 """
 
 
@@ -42,27 +50,26 @@ def figure_name(label: str) -> str:
     return f"{FIGURES_DIR}/{label}.png"
 
 
+def has_figure(stage: dict[str, Any]) -> bool:
+    """A classifier-like stage (one histogram, its threshold the config's `threshold`): its
+    histogram is also written as a PNG beside report.md."""
+    hists = stage.get("histograms") or {}
+    return len(hists) == 1 and set(next(iter(hists.values()))["thresholds"]) == {"threshold"}
+
+
 def write_report_html(fs: Any, root: str, stats: dict[str, Any]) -> None:
-    """Write report.html and, for each stage with histograms, its figure PNG (atomically)."""
-    figures = {}
+    """Write report.html and the PNG of each classifier stage's histogram (atomically)."""
     for s in stats["stages"]:
-        if s.get("histograms"):
-            png = _png(_histogram_figure(s["name"], s["histograms"]))
+        if has_figure(s):
             fs.makedirs(f"{root}/{FIGURES_DIR}", exist_ok=True)
             with atomic_write(fs, f"{root}/{figure_name(s['name'])}") as f:
-                f.write(png)
-            figures[s["name"]] = png
+                f.write(_png(_histogram_figure(s["name"], s["histograms"])))
     with atomic_write(fs, f"{root}/{HTML_REPORT}", "w", encoding="utf-8") as f:
-        f.write(render_html(stats, figures))
+        f.write(render_html(stats))
 
 
-def render_html(stats: dict[str, Any], figures: dict[str, bytes] | None = None) -> str:
-    """The HTML page for a run's stats.json; `figures`: histogram PNGs by stage (drawn when
-    absent)."""
-    figures = dict(figures or {})
-    for s in stats["stages"]:
-        if s.get("histograms") and s["name"] not in figures:
-            figures[s["name"]] = _png(_histogram_figure(s["name"], s["histograms"]))
+def render_html(stats: dict[str, Any]) -> str:
+    """The HTML page for a run's stats.json."""
     title = f"Run report{': ' + stats['name'] if stats.get('name') else ''}"
     parts = [
         "<!DOCTYPE html>",
@@ -74,7 +81,7 @@ def render_html(stats: dict[str, Any], figures: dict[str, bytes] | None = None) 
         f"accounting: <b>{escape(str(stats['accounting']))}</b>.</p>",
         *_input_section(stats),
         *_funnel_section(stats),
-        *_histogram_section(stats, figures),
+        *_histogram_section(stats),
         *_reasons_section(stats),
         *_global_section(stats.get("global") or {}),
         *_output_section(stats),
@@ -131,18 +138,19 @@ def _bar(frac: float) -> str:
     return f'<span class="bar"><span style="width:{min(100.0, pct):.1f}%"></span></span> {pct:.1f}'
 
 
-def _histogram_section(stats: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+def _histogram_section(stats: dict[str, Any]) -> list[str]:
     stages = [s for s in stats["stages"] if s.get("histograms")]
     if not stages:
         return []
     out = [
         "<h2>Score histograms</h2>",
-        "<p>Per stage and thresholded score column: documents the stage kept (green) and "
-        "rejected by any of its rules (red, stacked), with the thresholds of the config "
-        "(dashed).</p>",
+        "<p>Per stage and thresholded score column: documents the stage "
+        f'<span style="color:{KEPT_COLOR}">&#9632; kept</span> and '
+        f'<span style="color:{REJECTED_COLOR}">&#9632; rejected</span> (by any of its rules, '
+        "stacked) by score, the config's thresholds dashed. Fixed bins: width 0.02 on [-1, 1], "
+        "logarithmic beyond.</p>",
     ]
     for s in stages:
-        png = base64.b64encode(figures[s["name"]]).decode("ascii")
         rows = [
             (
                 column,
@@ -153,10 +161,10 @@ def _histogram_section(stats: dict[str, Any], figures: dict[str, bytes]) -> list
             )
             for column, h in s["histograms"].items()
         ]
+        panels = "".join(histogram_svg(c, h) for c, h in s["histograms"].items())
         out += [
             f"<h3>{escape(s['name'])}</h3>",
-            f'<img alt="score histograms of {escape(s["name"])}" '
-            f'src="data:image/png;base64,{png}">',
+            f'<div class="panels">{panels}</div>',
             *_table(["column", "thresholds", "kept", "rejected", "no score"], rows),
         ]
     return out
@@ -199,8 +207,7 @@ def _global_section(summaries: dict[str, Any]) -> list[str]:
         scalars = [(k, v) for k, v in summary.items() if not isinstance(v, dict | list)]
         out += [f"<h3>{escape(label)}</h3>", *_table(["key", "value"], scalars)]
         if summary.get("s_curve"):
-            png = base64.b64encode(_png(_s_curve_figure(label, summary))).decode("ascii")
-            out.append(f'<img alt="S-curve of {escape(label)}" src="data:image/png;base64,{png}">')
+            out.append(f'<div class="panels">{s_curve_svg(label, summary)}</div>')
     return out
 
 
@@ -303,7 +310,7 @@ def _histogram_panel(ax: Any, column: str, h: dict[str, Any]) -> None:
     if edges[0] < -1 or edges[-1] > 1:
         ax.set_xscale("symlog", linthresh=1.0)
     for _, value in thresholds:
-        ax.axvline(value, color=THRESHOLD_COLOR, linestyle="--", linewidth=1)
+        ax.axvline(value, color=LINE_COLOR, linestyle="--", linewidth=1)
     # Titles and threshold names as plain text: set_title and legend(loc="best") measure the
     # whole panel, which made the figures several times slower to draw.
     ax.text(0, 1.1, column, transform=ax.transAxes, fontsize=8.5, va="bottom")
@@ -313,31 +320,3 @@ def _histogram_panel(ax: Any, column: str, h: dict[str, Any]) -> None:
     ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
     if ax.get_xscale() == "linear":
         ax.xaxis.set_major_locator(MaxNLocator(5))
-
-
-def _s_curve_figure(label: str, summary: dict[str, Any]) -> Any:
-    """P(candidate | Jaccard s) = 1 - (1 - s^r)^b, smooth when b and r are known, with the points
-    stats.json lists and the 50% point marked."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 3.2), layout="tight")
-    ax = fig.subplots()
-    b, r = summary.get("num_bands"), summary.get("rows_per_band")
-    if b and r:
-        s = np.linspace(0, 1, 201)
-        ax.plot(s, 1 - (1 - s**r) ** b, color="#3366aa", label=f"b = {b}, r = {r}")
-    points = summary["s_curve"]
-    ax.plot([float(k) for k in points], list(points.values()), "o", color="#3366aa", markersize=3)
-    if summary.get("s_half") is not None:
-        ax.axvline(
-            summary["s_half"],
-            color=THRESHOLD_COLOR,
-            linestyle="--",
-            linewidth=1,
-            label=f"50% at s = {summary['s_half']:g}",
-        )
-    ax.set_xlabel("Jaccard similarity s")
-    ax.set_ylabel("P(candidate pair)")
-    ax.set_title(f"{label}: LSH S-curve")
-    ax.legend(fontsize=7)
-    return fig
