@@ -170,7 +170,6 @@ def test_non_utf8_file_names_are_read_and_escaped(capsys, tmp_path, non_utf8_dir
     assert sorted(p.name for p in out.iterdir()) == [
         "_run",
         "data",
-        "figures",
         "rejected",
         "report.html",
         "report.md",
