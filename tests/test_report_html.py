@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape as html_escape
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,8 @@ def test_report_html_numbers_are_those_of_stats_json(run_out) -> None:
         assert cells[6] == f"{s['docs_rejected']:,}"
     for reason, n in gopher["removed_by_reason"].items():
         assert f"<tr><td>{reason}</td><td class=n>{n:,}</td>" in html
+        for example in gopher["examples"][reason]:  # the run's examples, each shown
+            assert f"<code>{html_escape(example['id'])}</code>" in html
     # The histogram table: per column its thresholds and the documents kept and rejected.
     n_words = gopher["histograms"]["gopher_n_words"]
     assert (
