@@ -182,3 +182,18 @@ def test_svg_axes_are_linear_on_fractions_and_logarithmic_beyond() -> None:
     assert x_ticks(0.0, 2e4) == [0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0]
     assert x_ticks(20.0, 3e9) == [100.0, 10000.0, 1e6, 1e8]  # many decades: every other one
     assert x_ticks(-5.0, 5.0) == [-1.0, 0.0, 1.0]
+
+
+def test_curate_run_names_report_html(shared_data, tmp_path, capsys) -> None:
+    from pipeline.cli import main
+
+    recipe = tmp_path / "r.yaml"
+    out = tmp_path / "out"
+    recipe.write_text(
+        f"input:\n  paths: [{shared_data / 'quality' / 'dclm-agreement.jsonl'}]\n"
+        f"output:\n  path: {out}\nruntime:\n  executor: local\n"
+        "stages:\n  - stage: gopher_quality\n"
+    )
+    assert main(["run", str(recipe)]) == 0
+    assert f"html: {out}/report.html" in capsys.readouterr().out
+    assert_self_contained((out / "report.html").read_text(encoding="utf-8"))
