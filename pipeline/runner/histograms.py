@@ -124,3 +124,22 @@ def observe_scores(
 def is_numeric(t: pa.DataType) -> bool:
     """Integer or floating point (not boolean, not a string)."""
     return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def dense_counts(h: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A stored histogram (`to_dict`) over consecutive bins, from the first to the last that
+    holds a count or a threshold: (edges, kept, rejected); None when it has neither."""
+    idx = [int(np.searchsorted(EDGES, b["lo"])) for b in h["bins"]]
+    marks = bin_index(np.array(list(h["thresholds"].values()), dtype=np.float64)).tolist()
+    if not idx and not marks:
+        return None
+    lo, hi = min(idx + marks), max(idx + marks)
+    kept, rejected = np.zeros(hi - lo + 1, np.int64), np.zeros(hi - lo + 1, np.int64)
+    for i, b in zip(idx, h["bins"], strict=True):
+        kept[i - lo], rejected[i - lo] = b["kept"], b["rejected"]
+    return EDGES[lo : hi + 2], kept, rejected
+
+
+def threshold_text(h: dict[str, Any]) -> str:
+    """'key value, ...' of a stored histogram's thresholds, or 'no threshold'."""
+    return ", ".join(f"{k} {v:g}" for k, v in h["thresholds"].items()) or "no threshold"

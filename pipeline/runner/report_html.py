@@ -16,10 +16,8 @@ import math
 from html import escape
 from typing import Any
 
-import numpy as np
-
 from pipeline.io.atomic import atomic_write
-from pipeline.runner.histograms import EDGES, bin_index
+from pipeline.runner.histograms import dense_counts, threshold_text
 from pipeline.runner.svg_plots import (
     KEPT_COLOR,
     LINE_COLOR,
@@ -154,7 +152,7 @@ def _histogram_section(stats: dict[str, Any]) -> list[str]:
         rows = [
             (
                 column,
-                ", ".join(f"{k} {v:g}" for k, v in h["thresholds"].items()) or "none",
+                threshold_text(h),
                 sum(b["kept"] for b in h["bins"]),
                 sum(b["rejected"] for b in h["bins"]),
                 h["missing"]["kept"] + h["missing"]["rejected"],
@@ -293,29 +291,29 @@ def _histogram_panel(ax: Any, column: str, h: dict[str, Any]) -> None:
     """Counts on the fixed bins from the first to the last bin used (thresholds included)."""
     from matplotlib.ticker import MaxNLocator
 
-    thresholds = list(h["thresholds"].items())
-    idx = [int(np.searchsorted(EDGES, b["lo"])) for b in h["bins"]]
-    marks = bin_index(np.array([v for _, v in thresholds], dtype=np.float64)).tolist()
-    if not idx and not marks:
+    dense = dense_counts(h)
+    if dense is None:
         ax.text(0, 1.1, f"{column}: no score", transform=ax.transAxes, fontsize=8.5)
         return
-    lo, hi = min(idx + marks), max(idx + marks)
-    kept = np.zeros(hi - lo + 1)
-    rejected = np.zeros(hi - lo + 1)
-    for i, b in zip(idx, h["bins"], strict=True):
-        kept[i - lo], rejected[i - lo] = b["kept"], b["rejected"]
-    edges = EDGES[lo : hi + 2]
+    edges, kept, rejected = dense
     ax.stairs(kept, edges, fill=True, color=KEPT_COLOR)
     ax.stairs(kept + rejected, edges, baseline=kept, fill=True, color=REJECTED_COLOR)
     if edges[0] < -1 or edges[-1] > 1:
         ax.set_xscale("symlog", linthresh=1.0)
-    for _, value in thresholds:
+    for value in h["thresholds"].values():
         ax.axvline(value, color=LINE_COLOR, linestyle="--", linewidth=1)
     # Titles and threshold names as plain text: set_title and legend(loc="best") measure the
     # whole panel, which made the figures several times slower to draw.
     ax.text(0, 1.1, column, transform=ax.transAxes, fontsize=8.5, va="bottom")
-    marked = ", ".join(f"{key} {value:g}" for key, value in thresholds) or "no threshold"
-    ax.text(0, 1.02, f"-- {marked}", transform=ax.transAxes, fontsize=7, va="bottom", color="#555")
+    ax.text(
+        0,
+        1.02,
+        f"-- {threshold_text(h)}",
+        transform=ax.transAxes,
+        fontsize=7,
+        va="bottom",
+        color="#555",
+    )
     ax.tick_params(labelsize=7)
     ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
     if ax.get_xscale() == "linear":

@@ -13,7 +13,7 @@ from html import escape
 
 import numpy as np
 
-from pipeline.runner.histograms import EDGES, bin_index
+from pipeline.runner.histograms import dense_counts, threshold_text
 
 KEPT_COLOR, REJECTED_COLOR, LINE_COLOR = "#4c9f70", "#d1495b", "#222"
 WIDTH, HEIGHT = 330, 200
@@ -110,22 +110,18 @@ def _svg(body: list[str], label: str) -> str:
 
 def histogram_svg(column: str, h: dict) -> str:
     """One column's histogram: kept and rejected stacked per bin, thresholds dashed."""
-    thresholds = list(h["thresholds"].items())
-    marked = ", ".join(f"{k} {v:g}" for k, v in thresholds) or "no threshold"
-    idx = [int(np.searchsorted(EDGES, b["lo"])) for b in h["bins"]]
-    marks = bin_index(np.array([v for _, v in thresholds], dtype=np.float64)).tolist()
-    if not idx and not marks:
+    dense = dense_counts(h)
+    if dense is None:
         return _svg(_axes(_Frame(0, 1, 1), [], column, "no score"), column)
-    lo, hi = min(idx + marks), max(idx + marks) + 1
-    totals = [b["kept"] + b["rejected"] for b in h["bins"]]
-    frame = _Frame(EDGES[lo], EDGES[hi], max(totals, default=1))
-    body = _axes(frame, x_ticks(EDGES[lo], EDGES[hi]), column, marked)
-    for i, b in zip(idx, h["bins"], strict=True):
-        x0, x1 = float(frame.x(EDGES[i])), float(frame.x(EDGES[i + 1]))
-        w = max(x1 - x0, 0.8)
+    edges, kept, rejected = dense
+    frame = _Frame(edges[0], edges[-1], float((kept + rejected).max()))
+    body = _axes(frame, x_ticks(edges[0], edges[-1]), column, threshold_text(h))
+    xs = frame.x(edges)
+    for i in np.flatnonzero(kept + rejected):
+        x0, w = float(xs[i]), max(float(xs[i + 1] - xs[i]), 0.8)
         for base, count, color in (
-            (0, b["kept"], KEPT_COLOR),
-            (b["kept"], b["rejected"], REJECTED_COLOR),
+            (0, kept[i], KEPT_COLOR),
+            (kept[i], rejected[i], REJECTED_COLOR),
         ):
             if count:
                 top, bottom = float(frame.y(base + count)), float(frame.y(base))
@@ -133,7 +129,7 @@ def histogram_svg(column: str, h: dict) -> str:
                     f'<rect x="{x0:.1f}" y="{top:.1f}" width="{w:.1f}" '
                     f'height="{bottom - top:.1f}" fill="{color}"/>'
                 )
-    for _, v in thresholds:
+    for v in h["thresholds"].values():
         px = float(frame.x(v))
         body.append(
             f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{BOTTOM}" stroke="{LINE_COLOR}" '
