@@ -197,3 +197,16 @@ def test_curate_run_names_report_html(shared_data, tmp_path, capsys) -> None:
     assert main(["run", str(recipe)]) == 0
     assert f"html: {out}/report.html" in capsys.readouterr().out
     assert_self_contained((out / "report.html").read_text(encoding="utf-8"))
+
+
+def test_classifier_stages_get_a_png_and_rule_stages_do_not() -> None:
+    from pipeline.runner.report_html import has_figure
+
+    def hist(**thresholds: float) -> dict[str, Any]:
+        return {"thresholds": thresholds, "bins": [], "missing": {"kept": 0, "rejected": 0}}
+
+    assert has_figure({"histograms": {"lang_score": hist(threshold=0.65)}})
+    assert has_figure({"histograms": {"quality_prob": hist()}})  # threshold null: top fraction
+    assert not has_figure({"histograms": {"url_soft_word_count": hist(soft_word_threshold=2)}})
+    assert not has_figure({"histograms": {"a": hist(threshold=1), "b": hist(threshold=2)}})
+    assert not has_figure({"name": "extract"})

@@ -49,10 +49,10 @@ def figure_name(label: str) -> str:
 
 
 def has_figure(stage: dict[str, Any]) -> bool:
-    """A classifier-like stage (one histogram, its threshold the config's `threshold`): its
-    histogram is also written as a PNG beside report.md."""
+    """A classifier-like stage (one histogram, compared with the config's `threshold` or, when
+    that is null, with none: a top-fraction cut): its histogram is also a PNG beside report.md."""
     hists = stage.get("histograms") or {}
-    return len(hists) == 1 and set(next(iter(hists.values()))["thresholds"]) == {"threshold"}
+    return len(hists) == 1 and set(next(iter(hists.values()))["thresholds"]) <= {"threshold"}
 
 
 def write_report_html(fs: Any, root: str, stats: dict[str, Any]) -> None:
