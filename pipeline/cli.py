@@ -251,7 +251,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(
         f"done: {s['reader']['documents']:,} documents in, {s['output']['documents']:,} kept "
         f"({result.units_run} units run, {result.units_skipped} resumed) -> {result.output}\n"
-        f"stats: {result.output}/stats.json  report: {result.output}/report.md"
+        f"stats: {result.output}/stats.json  report: {result.output}/report.md  "
+        f"html: {result.output}/report.html"
     )
     errors = s["reader"]["errors"]
     if errors:  # counted skips, but a whole unreadable file must not pass unnoticed
