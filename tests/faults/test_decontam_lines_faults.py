@@ -1,4 +1,4 @@
-"""decontaminate (remove_spans) and line_dedup (keep: none) through the runner: the driver is
+"""pii (mask), decontaminate (remove_spans) and line_dedup (keep: none) through the runner: the driver is
 SIGKILLed in every phase of a local run and the rerun's output is identical to an uninterrupted
 run's; a Ray run gives the same output and summaries as a local one."""
 
@@ -54,6 +54,7 @@ def inputs(tmp_path_factory) -> dict[str, Any]:
 
 def _stages(bench: Path) -> list[dict[str, Any]]:
     return [
+        {"stage": "pii", "mode": "mask"},  # a map stage that rewrites text, resumed like the rest
         {
             "stage": "decontaminate",
             "mode": "remove_spans",
