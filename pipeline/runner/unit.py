@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,10 +194,17 @@ class ShardOutputs:
             w.abort()
 
 
-def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "local") -> dict:
+def process_task(
+    recipe: Recipe,
+    chain: StageChain,
+    task: Task,
+    worker: str = "local",
+    on_batch: Callable[[int], None] | None = None,
+) -> dict:
     """Run one task (a unit of segment 0, or a shard of a later segment) and commit it.
 
     `worker` names where it ran (a Ray node id, or "local"); it is recorded in the marker only.
+    `on_batch` is called with the number of documents of each batch read from the input (progress).
     """
     chain.setup()
     fs, root = output_fs(recipe.output.path)
@@ -224,6 +231,8 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
             map_stats = stats
         cpu_s = recipe.runtime.stage_cpu_s_per_doc
         for batch in batches:
+            if on_batch is not None and reader_stats is not None:
+                on_batch(batch.num_rows)
             for pos, st in zip(segment.map_stages, map_stats, strict=True):
                 if batch.num_rows == 0:
                     break
