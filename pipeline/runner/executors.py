@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pipeline.config import Recipe, RuntimeConfig
 from pipeline.errors import CurateError
-from pipeline.runner.runlog import ray_output_to_run_log
+from pipeline.runner.runlog import ray_output_to_run_log, run_log_tail
 from pipeline.runner.unit import StageChain, Task, process_task
 from pipeline.stages.global_base import GlobalContext, LocalContext
 
@@ -147,7 +147,7 @@ def ensure_ray(address: str | None) -> None:
         try:
             ray.init(address=address, **kwargs)
         except Exception as exc:  # noqa: BLE001 - Ray raises several types for one failure
-            raise CurateError(ray_connect_problem(address, exc)) from None
+            raise CurateError(ray_connect_problem(address, exc, run_log_tail())) from None
     if address is None:
         _start_reaper(ray.get_runtime_context().get_node_id())
 
@@ -166,11 +166,16 @@ def use_cluster_token() -> None:
     auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
-def ray_connect_problem(address: str | None, exc: BaseException) -> str:
-    """One line on why ray.init failed, with what to do (not Ray's traceback)."""
+def ray_connect_problem(address: str | None, exc: BaseException, log_text: str = "") -> str:
+    """One line on why ray.init failed, with what to do (not Ray's traceback). `log_text`:
+    what Ray wrote meanwhile (its C++ core names a refused token only there, at times)."""
     text = str(exc)
+    chain, seen = [], exc
+    while seen is not None:
+        chain.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
     where = f"the Ray cluster at {address}" if address else "an embedded Ray"
-    if "InvalidAuthToken" in text or type(exc).__name__ == "AuthenticationError":
+    if any(m in "\n".join([*chain, log_text]) for m in ("InvalidAuthToken", "AuthenticationError")):
         return (
             f"{where} refused this process's authentication token: give it the cluster's token "
             "(RAY_AUTH_TOKEN=..., or RAY_AUTH_TOKEN_PATH / ~/.ray/auth_token as on the head "

@@ -35,6 +35,14 @@ def format_eta(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def byte_fraction(done: int, total: int) -> str:
+    """'1.2/4.9 MB': both in the unit (kB, MB, GB) that suits the total."""
+    for scale, unit in ((1e9, "GB"), (1e6, "MB")):
+        if total >= scale:
+            return f"{done / scale:.1f}/{total / scale:.1f} {unit}"
+    return f"{done / 1e3:.1f}/{total / 1e3:.1f} kB"
+
+
 class Progress:
     """Counts a segment's finished tasks, bytes and documents; renders with rich on a TTY
     (`mode` bar), as log lines every LOG_EVERY_S (`log`), or not at all (`off`)."""
@@ -103,11 +111,14 @@ class Progress:
         self._show(final=self.done == self.total)
 
     def rate(self) -> float | None:
-        """Documents per second since the first document (None within MIN_RATE_S of it)."""
+        """Documents per second since the first document (None within MIN_RATE_S of it, unless
+        every task is finished)."""
         if self.first_doc is None:
             return None
         elapsed = time.perf_counter() - self.first_doc
-        return None if elapsed < MIN_RATE_S else (self.docs_in + self._reading) / elapsed
+        if elapsed < MIN_RATE_S and self.done < self.total:
+            return None
+        return (self.docs_in + self._reading) / max(1e-3, elapsed)
 
     def eta(self) -> float | None:
         """Seconds left at the byte rate since the first document (None before a task ends)."""
@@ -122,8 +133,8 @@ class Progress:
         """'3/9 files, 1.2/4.9 MB, 94 docs in, 40 kept, 7 docs/s, ETA 0:12'."""
         rate = self.rate()
         return (
-            f"{self.done}/{self.total} {self.what}, {self.done_bytes / 1e6:.1f}/"
-            f"{self.total_bytes / 1e6:.1f} MB, {self.docs_in + self._reading:,} docs in, "
+            f"{self.done}/{self.total} {self.what}, {byte_fraction(self.done_bytes, self.total_bytes)}, "
+            f"{self.docs_in + self._reading:,} docs in, "
             f"{self.docs_out:,} kept, {'?' if rate is None else f'{rate:.0f}'} docs/s, "
             f"ETA {format_eta(self.eta())}"
         )

@@ -74,3 +74,15 @@ def ray_output_to_run_log() -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def run_log_tail(max_bytes: int = 1 << 16) -> str:
+    """The last `max_bytes` of the open run log ('' when none is open or it cannot be read)."""
+    if not _ACTIVE:
+        return ""
+    try:
+        with open(_ACTIVE[-1].baseFilename, "rb") as f:
+            f.seek(max(0, os.path.getsize(f.name) - max_bytes))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
