@@ -144,8 +144,8 @@ def ensure_ray(address: str | None) -> None:
     with _keep_signal_handlers(), ray_output_to_run_log():
         if address is not None:
             use_cluster_token()
-        try:
-            ray.init(address=address, **kwargs)
+        try:  # "local": a new embedded Ray, never one a `ray start` on this machine left behind
+            ray.init(address=address or "local", **kwargs)
         except Exception as exc:  # noqa: BLE001 - Ray raises several types for one failure
             raise CurateError(ray_connect_problem(address, exc, run_log_tail())) from None
     if address is None:
