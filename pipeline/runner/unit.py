@@ -210,12 +210,12 @@ def process_task(
     `worker` names where it ran (a Ray node id, or "local"); it is recorded in the marker only.
     `on_batch` is called with the number of documents of each batch read from the input (progress).
     """
+    segment_idx = task.segment if isinstance(task, ShardTask) else 0
+    segment = chain.segments[segment_idx]
+    chain.setup(segment.map_stages)  # before the clock: set-up is not the task's time
     fs, root = output_fs(recipe.output.path)
     started = time.perf_counter()
-    segment_idx = task.segment if isinstance(task, ShardTask) else 0
     unit = task.unit if isinstance(task, ShardTask) else task
-    segment = chain.segments[segment_idx]
-    chain.setup(segment.map_stages)
     name = shard_name(unit.index)
     suffix = shard_suffix(recipe.output)
     data_path = segment_output(root, segment_idx, len(chain.segments), unit.index, suffix)
