@@ -31,9 +31,9 @@ UnitResult = dict[str, Any]
 
 # `executor: auto` runs an input of at most this many bytes (files as stored, compressed) in this
 # process, larger ones on Ray. Measured on 2 cores (docs/benchmarks.md, "Start-up"): an embedded
-# Ray costs ~10 s to start and the refinedweb chain reads ~0.25 MB/s per core, so two workers
-# win back the start-up from ~5 MB on; at 16 MB Ray is ahead by a few seconds, below it the
-# difference is the start-up either way.
+# Ray costs ~10 s to start (quiet machine); the refinedweb chain reads ~0.4 MB of WARC per CPU
+# second in-process, so two Ray workers win that back from ~9 MB of WARC, while text input (no
+# extraction) reads ~10x faster and breaks even far above. 16 MB lies between the two.
 AUTO_LOCAL_MAX_BYTES = 16 << 20
 # Under `executor: auto`, a global stage's prepare over at most this many documents runs in the
 # driver process even on Ray (a large input filtered down to few documents): a few shards of
