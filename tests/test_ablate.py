@@ -79,6 +79,7 @@ def test_variants_equal_their_direct_runs(inputs, tmp_path) -> None:
                 "bytes_in",
                 "bytes_out",
                 "removed_by_reason",
+                "examples",
             ):
                 assert a[key] == b[key], (name, a["name"], key)
         assert ours["reader"] == stats["reader"]

@@ -13,6 +13,9 @@ from typing import Any
 
 from pipeline.errors import AccountingError, CurateError
 
+# Example documents kept per stage and removal reason (stats.json `examples`, report.md).
+MAX_EXAMPLES = 3
+
 
 @dataclass
 class StageStats:
@@ -32,6 +35,8 @@ class StageStats:
     metrics: Counter[str] = field(default_factory=Counter)  # stage counters (take_metrics)
     warnings: list[str] = field(default_factory=list)  # set-up warnings, each once
     first_error: str | None = None  # message of the first `<stage>_error` rejection
+    # reason -> the first few removed documents ({id, url, excerpt}), in unit then row order
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def add(self, other: StageStats) -> None:
         self.docs_in += other.docs_in
@@ -49,6 +54,14 @@ class StageStats:
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)
         if self.first_error is None:
             self.first_error = other.first_error
+        self.add_examples(other.examples)
+
+    def add_examples(self, examples: dict[str, list[dict[str, Any]]]) -> None:
+        """Append examples that come later in unit and row order, up to MAX_EXAMPLES per
+        reason: summing units in unit order picks the same documents on any executor."""
+        for reason, docs in examples.items():
+            have = self.examples.setdefault(reason, [])
+            have.extend(docs[: MAX_EXAMPLES - len(have)])
 
     def to_dict(self) -> dict[str, Any]:
         tokens = (
@@ -70,6 +83,9 @@ class StageStats:
             "metrics": dict(sorted(self.metrics.items())),
             "warnings": list(self.warnings),
             "first_error": self.first_error,
+            "examples": {
+                r: self.examples[r] for r, _ in self.reasons.most_common() if r in self.examples
+            },
         }
 
     @classmethod
@@ -89,6 +105,7 @@ class StageStats:
             metrics=Counter(d.get("metrics", {})),
             warnings=list(d.get("warnings", [])),
             first_error=d.get("first_error"),
+            examples={r: list(docs) for r, docs in d.get("examples", {}).items()},
         )
 
 

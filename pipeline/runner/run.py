@@ -25,10 +25,11 @@ from typing import Any
 import yaml
 
 from pipeline import __version__
-from pipeline.config import Recipe
+from pipeline.config import Recipe, recipe_changes
 from pipeline.errors import CurateError, OutputError
 from pipeline.io.atomic import remove_temp_files, write_json_atomic
 from pipeline.io.base import InputUnit
+from pipeline.io.limit import limit_units
 from pipeline.io.pathnames import json_safe
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
@@ -89,9 +90,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
 def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
     """run_recipe's work, with the output directory's writer lock held."""
     started = time.perf_counter()
-    units = plan_units(recipe.input, exclude=(recipe.output.path,))
-    check_plan(recipe, {u.format for u in units})
-    preflight_input(recipe, units)
+    units, planned = plan_run_input(recipe)
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
     claim_output(fs, root, recipe, config_hash, overwrite)
@@ -102,7 +101,7 @@ def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
         if auto:
             chosen = resolve_executor(recipe.runtime, sizes).executor
             recipe = recipe.with_overrides(runtime={"executor": chosen})
-        return _run_segments(recipe, fs, root, config_hash, units, sizes, started, auto)
+        return _run_segments(recipe, fs, root, config_hash, units, planned, sizes, started, auto)
 
 
 def _run_segments(
@@ -111,12 +110,14 @@ def _run_segments(
     root: str,
     config_hash: str,
     units: list[InputUnit],
+    planned: int,
     sizes: list[int | None],
     started: float,
     auto: bool,
 ) -> RunResult:
-    """Every segment's tasks (resuming finished ones), then the run's stats and report. `auto`:
-    the executor was chosen by `executor: auto` (a small prepare then runs in this process)."""
+    """Every segment's tasks (resuming finished ones), then the run's stats and report.
+    `planned`: the units of the input before `input.limit`; `auto`: the executor was chosen by
+    `executor: auto` (a small prepare then runs in this process)."""
     remove_partial_files(fs, root)
     segments = plan_segments(recipe)
     labels = stage_labels(recipe)
@@ -170,6 +171,8 @@ def _run_segments(
     stats = json_safe(
         _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
     )
+    if recipe.input.limit is not None:
+        stats["inputs"].update(limit=recipe.input.limit, units_planned=planned)
     stats["global"] = global_summaries
     _write_json(fs, f"{root}/stats.json", stats)
     write_report(fs, f"{root}/report.md", stats)
@@ -186,6 +189,16 @@ def _run_segments(
         files_run=len(ran_units),
         executor=recipe.runtime.executor,
     )
+
+
+def plan_run_input(recipe: Recipe) -> tuple[list[InputUnit], int]:
+    """(the units a run reads, how many the input has): the input planned and checked against
+    the stage chain (before any work), then cut to the units that hold `input.limit` documents."""
+    planned = plan_units(recipe.input, exclude=(recipe.output.path,))
+    check_plan(recipe, {u.format for u in planned})
+    units = limit_units(planned, recipe.input, recipe.runtime.batch_size)
+    preflight_input(recipe, units)
+    return units, len(planned)
 
 
 def _unit_of(task: Any) -> InputUnit:
@@ -276,11 +289,16 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
     marker = f"{root}/{RUN_DIR}/config.json"
     if fs.exists(marker):
         with fs.open(marker, "r") as f:
-            previous = json.load(f).get("config_hash")
+            record = json.load(f)
+        previous = record.get("config_hash")
         if previous != config_hash and not overwrite:
+            changes = recipe_changes(record.get("recipe") or {}, recipe.to_dict())
+            if record.get("version") != __version__:
+                changes.append(f"curate version {record.get('version')} -> {__version__}")
             raise OutputError(
-                f"{recipe.output.path} holds a run of a different config (hash {previous}, "
-                f"this one {config_hash}); choose another --output or pass --overwrite"
+                f"{recipe.output.path} holds a run of a different config: "
+                f"{'; '.join(changes) or 'the content of output.tokenizer changed'} "
+                f"(hash {previous} -> {config_hash}); choose another --output or pass --overwrite"
             )
     elif any(fs.exists(f"{root}/{d}") for d in (DATA_DIR, REJECTED_DIR)) and not overwrite:
         raise OutputError(
@@ -296,6 +314,8 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
         {"config_hash": config_hash, "version": __version__, "recipe": recipe.to_dict()},
     )
     with fs.open(f"{root}/{RUN_DIR}/config.yaml", "w") as f:
+        f.write(f"# the resolved recipe of {recipe.source}\n")
+        f.writelines(f"# --set {setting}\n" for setting in recipe.settings)
         yaml.safe_dump(recipe.to_dict(), f, sort_keys=False, allow_unicode=True)
 
 

@@ -73,8 +73,9 @@ _FORBIDDEN_CALLS = {
     "exec": set(),
     "compile": set(),
     "__import__": set(),
-    # The stage registry (names from its own static table) and the ablation fingerprint
-    # (pipeline modules found in the project's own import statements, never in a config).
+    # The stage registry (names from its own static table and installed packages' entry
+    # points, never from a config) and the ablation fingerprint (modules found in the stage
+    # code's own import statements, never in a config).
     "import_module": {"registry.py", "ablate/fingerprint.py"},
     "unsafe_load": set(),
     "full_load": set(),
