@@ -261,7 +261,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"done: {s['reader']['documents']:,} documents in, {s['output']['documents']:,} kept "
         f"from {result.files} input file(s) ({result.files_run} processed, {resumed} resumed; "
         f"{result.executor}, {s['wall_s']:.1f} s) -> {result.output}\n"
-        f"stats: {result.output}/stats.json  report: {result.output}/report.md"
+        f"stats: {result.output}/stats.json  report: {result.output}/report.md  "
+        f"html: {result.output}/report.html"
     )
     errors = s["reader"]["errors"]
     if errors:  # counted skips, but a whole unreadable file must not pass unnoticed

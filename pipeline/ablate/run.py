@@ -239,6 +239,7 @@ class RethresholdJob:
                     leaf.column(FAILED_REASON).take(pa.array(idx[broke])).to_pylist(),
                 )
                 reasons, first = kernel.decide(stage, scored, len(idx))
+                kernel.count_scores(stats, stage, scored, reasons)
                 rejected = np.array([r is not None for r in reasons], dtype=bool)
                 before = leaf.column(bytes_col(level - 1)).to_numpy()
                 after = leaf.column(bytes_col(level)).to_numpy()

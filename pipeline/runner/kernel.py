@@ -11,7 +11,8 @@ stage is treated, named and counted the same way everywhere:
   then per document when the batch runs out) whose overrun is `<stage>_timeout`.
 - `decide`: the stage's `keep` on scored rows (isolated the same way), plus the error reasons.
 - `account`: a stage's StageStats from what it saw and what it decided.
-- `run_stage`: the three together for a map stage over one batch (the run's loop).
+- `run_stage`: the three together for a map stage over one batch (the run's loop), counting
+  the stage's thresholded scores into its histograms (runner.histograms) on the way.
 - `note_examples`: the first few removed documents of each reason, for stats.json and report.md.
 """
 
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 from pipeline.errors import AccountingError
 from pipeline.runner.accounting import MAX_EXAMPLES, StageStats
 from pipeline.runner.guard import CpuTimeout, cpu_limit
+from pipeline.runner.histograms import observe_scores
 from pipeline.schema import HTML, ID, REASON, TEXT, URL
 
 log = logging.getLogger(__name__)
@@ -319,8 +321,17 @@ def run_stage(
     stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0
     counted = tokens.in_out(stage, batch, kept, reasons) if tokens is not None else None
     account(stats, reasons, payload_bytes(batch), payload_bytes(kept), first, counted)
+    count_scores(stats, stage, scored, reasons)
     note_examples(stats, rejected)
     return kept, rejected
+
+
+def count_scores(stats: StageStats, stage: Any, scored: Scored, reasons: np.ndarray) -> None:
+    """Add the scored rows' thresholded scores to the stage's histograms, kept (reason None)
+    vs rejected; rows the stage failed on have no score and are not counted."""
+    if scored.table is not None and len(scored.ok):
+        kept_mask = np.array([r is None for r in reasons[scored.ok]], dtype=bool)
+        observe_scores(stats.histograms, stage, scored.table, kept_mask)
 
 
 def payload_column(batch: pa.Table) -> str | None:

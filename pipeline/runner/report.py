@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pipeline.io.atomic import atomic_write
+from pipeline.runner.report_html import HTML_REPORT, figure_name, has_figure
+
 
 def render_report(stats: dict[str, Any]) -> str:
     """Markdown for a run's stats.json."""
@@ -66,6 +69,7 @@ def render_report(stats: dict[str, Any]) -> str:
             reasons = ", ".join(f"{k} {v:,}" for k, v in s["removed_by_reason"].items())
             lines.append(f"- **{s['name']}**: {reasons}")
             lines += _examples(s.get("examples") or {})
+    lines += _histogram_links(stats["stages"])
     lines += _global_section(stats.get("global") or {})
     out = stats["output"]
     lines += [
@@ -124,6 +128,20 @@ def _global_section(summaries: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _histogram_links(stages: list[dict[str, Any]]) -> list[str]:
+    """Where the score histograms are: report.html, and a PNG per classifier stage."""
+    if not any(s.get("histograms") for s in stages):
+        return []
+    labels = [s["name"] for s in stages if has_figure(s)]
+    lines = ["", "## Score histograms", "", f"Kept vs rejected by score per stage: {HTML_REPORT}."]
+    if labels:
+        lines += ["", "Classifier stages:", ""]
+    return lines + [
+        f"- **{label}**: [{figure_name(label)}]({figure_name(label)})" for label in labels
+    ]
+
+
 def write_report(fs: Any, path: str, stats: dict[str, Any]) -> None:
-    with fs.open(path, "w") as f:
+    """report.md, atomically."""
+    with atomic_write(fs, path, "w", encoding="utf-8") as f:
         f.write(render_report(stats))

@@ -4,7 +4,8 @@ Output layout (shown for output.format: parquet; jsonl writes part-NNNNN.jsonl.z
 .jsonl by output.compression, with the same names otherwise):
   data/part-NNNNN.parquet               kept documents, one shard per input unit
   rejected/<stage>/part-NNNNN.parquet   removed documents with a `reason` (output.keep_rejected)
-  stats.json, report.md                 run totals, written when every unit is done
+  stats.json, report.md, report.html    run totals, written when every unit is done
+  figures/<stage>.png                   score histogram of each classifier stage
   _run/config.json, config.yaml         the resolved recipe and its hash
   _run/run.log                          every log line of the run, Ray's own warnings included
   _run/inputs.json                      the input files' identities (a rerun needs the same)
@@ -47,6 +48,7 @@ from pipeline.runner.lock import check_unheld, output_lock
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import PhaseLog, Progress
 from pipeline.runner.report import write_report
+from pipeline.runner.report_html import FIGURES_DIR, HTML_REPORT, write_report_html
 from pipeline.runner.runlog import log_path, run_log
 from pipeline.runner.unit import (
     DATA_DIR,
@@ -176,6 +178,7 @@ def _run_segments(
     stats["global"] = global_summaries
     _write_json(fs, f"{root}/stats.json", stats)
     write_report(fs, f"{root}/report.md", stats)
+    write_report_html(fs, root, stats)
     if fs.exists(f"{root}/{WORK_DIR}"):
         fs.rm(f"{root}/{WORK_DIR}", recursive=True)
     check_input_yielded(stats["reader"], len(units))
@@ -322,7 +325,8 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
 def _clear_run(fs: Any, root: str) -> None:
     """Delete what a run writes (and only that) from the output directory."""
     check_unheld(fs, f"{root}/stats")  # `curate stats` may be writing there
-    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, "stats", "stats.json", "report.md"):
+    written = ("stats", "stats.json", "report.md", HTML_REPORT, FIGURES_DIR)
+    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, *written):
         path = f"{root}/{name}"
         if fs.exists(path):
             fs.rm(path, recursive=True)

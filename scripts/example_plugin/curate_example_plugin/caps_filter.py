@@ -48,6 +48,8 @@ class CapsFilterStage(Stage):
     requires: ClassVar[tuple[str, ...]] = (TEXT,)
     score_columns: ClassVar[tuple[str, ...]] = (CAPS_RATIO,)
     threshold_keys: ClassVar[frozenset[str]] = frozenset({"max_caps_ratio"})
+    # Histogram CAPS_RATIO in stats.json and report.html, the threshold drawn.
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {CAPS_RATIO: ("max_caps_ratio",)}
 
     config: CapsFilterConfig
 

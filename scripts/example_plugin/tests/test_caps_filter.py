@@ -66,3 +66,7 @@ def test_runs_through_the_kernel_with_every_document_counted() -> None:
     assert (stats.docs_in, stats.docs_kept, stats.docs_rejected) == (2, 1, 1)
     assert dict(stats.reasons) == {REASON: 1}
     assert kept.column("text").to_pylist() == [PROSE]
+    # The declared score column is histogrammed, kept vs rejected, with the threshold.
+    hist = stats.to_dict()["histograms"]["caps_ratio"]
+    assert hist["thresholds"] == {"max_caps_ratio": CapsFilterConfig().max_caps_ratio}
+    assert [(b["kept"], b["rejected"]) for b in hist["bins"]] == [(1, 0), (0, 1)]
