@@ -139,6 +139,11 @@ def test_ray_connection_problems_are_one_line() -> None:
 
     msg = ray_connect_problem("10.0.0.1:6379", RuntimeError("Failed to connect to GCS"), "")
     assert msg.startswith("could not connect to the Ray cluster at 10.0.0.1:6379: Failed to")
+    msg = ray_connect_problem(None, OSError("No space left on device\ntraceback..."), "")
+    assert msg == (
+        "could not start an embedded Ray: No space left on device; or run in-process with "
+        "--executor local"
+    )
     for exc, log_text in (
         (AuthenticationError("RPC error"), ""),
         (RuntimeError("Failed to connect"), "gcs_client.cc: InvalidAuthToken: missing"),

@@ -182,6 +182,8 @@ def ray_connect_problem(address: str | None, exc: BaseException, log_text: str =
             "node: `ray get-auth-token`), or use a cluster started with RAY_AUTH_MODE=disabled"
         )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if address is None:
+        return f"could not start {where}: {first}; or run in-process with --executor local"
     return f"could not connect to {where}: {first}; check the address (HOST:PORT of `ray start --head`)"
 
 
