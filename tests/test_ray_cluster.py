@@ -119,7 +119,7 @@ def head_cluster() -> Iterator[str]:
 def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path) -> None:
     """The demo WARC through extract and exact dedup on the cluster, by address: it runs on the
     cluster (its node id in the markers), Ray's token notice goes to the run log, not the
-    terminal, and the result matches an in-process run."""
+    terminal (on an embedded Ray too), and the result matches the embedded run's."""
     inputs = [str(demo_warc)]
     recipe = {
         "input": {"paths": inputs},
@@ -132,8 +132,12 @@ def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path) ->
     cfg = tmp_path / "cluster.yaml"
     cfg.write_text(json.dumps({**recipe, "output": {"path": str(tmp_path / "cluster")}}))
     curate = [str(BIN / "curate"), "run"]
-    local = subprocess.run([*curate, str(local_cfg)], capture_output=True, text=True, env=env)
+    # an embedded Ray first: its token notice, too, goes to the run log only
+    embedded = [*curate, str(local_cfg), "--executor", "ray"]
+    local = subprocess.run(embedded, capture_output=True, text=True, timeout=400, env=env)
     assert local.returncode == 0, local.stderr[-3000:]
+    assert "Token authentication" not in local.stderr and "Traceback" not in local.stderr
+    assert "Token authentication is enabled" in (tmp_path / "local/_run/run.log").read_text()
     with head_cluster() as address:
         proc = subprocess.run(
             [*curate, str(cfg), "--ray-address", address],
