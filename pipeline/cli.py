@@ -25,10 +25,16 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="recipe YAML, e.g. configs/quickstart.yaml")
     run.add_argument("--input", nargs="+", metavar="PATH", help="override input.paths")
     run.add_argument("--output", metavar="DIR", help="override output.path")
-    run.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster (or RAY_ADDRESS)")
+    run.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="a cluster from `ray start --head` (or RAY_ADDRESS)",
+    )
     run.add_argument("--workers", type=int, metavar="N", help="override runtime.num_workers")
     run.add_argument(
-        "--executor", choices=["ray", "local"], help="override runtime.executor (local: no Ray)"
+        "--executor",
+        choices=["auto", "ray", "local"],
+        help="override runtime.executor (auto: in-process for small inputs; local: no Ray)",
     )
     run.add_argument("--keep-rejected", action="store_true", help="write rejected/<stage>/")
     _add_recipe_options(run)
@@ -45,7 +51,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("config", help="ablation YAML, e.g. configs/ablations/langid-sweep.yaml")
     ablate.add_argument("--input", nargs="+", metavar="PATH", help="override input.paths")
     ablate.add_argument("--output", metavar="DIR", help="override output.path")
-    ablate.add_argument("--executor", choices=["ray", "local"], help="override runtime.executor")
+    ablate.add_argument(
+        "--executor", choices=["auto", "ray", "local"], help="override runtime.executor"
+    )
     ablate.add_argument("--overwrite", action="store_true", help="replace earlier variant runs")
     _add_recipe_options(ablate)
 
@@ -248,9 +256,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     result = run_recipe(recipe, overwrite=args.overwrite)
     s = result.stats
+    resumed = result.files - result.files_run
     print(
         f"done: {s['reader']['documents']:,} documents in, {s['output']['documents']:,} kept "
-        f"({result.units_run} units run, {result.units_skipped} resumed) -> {result.output}\n"
+        f"from {result.files} input file(s) ({result.files_run} processed, {resumed} resumed; "
+        f"{result.executor}, {s['wall_s']:.1f} s) -> {result.output}\n"
         f"stats: {result.output}/stats.json  report: {result.output}/report.md  "
         f"html: {result.output}/report.html"
     )
