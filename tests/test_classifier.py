@@ -346,3 +346,18 @@ def test_threshold_sweep_recomputes_no_classifier_score(
     assert kept["t50"] + kept["low"] >= 281  # >= 0.5 and <= 0.5 cover every document
     reasons = sweep.variants["low"]["stages"][0]["removed_by_reason"]
     assert set(reasons) == {"quality_above_threshold"}
+
+
+def test_shipped_sweep_shares_one_classifier_score() -> None:
+    """configs/ablations/classifier-sweep.yaml: five cuts, one cache node for every stage."""
+    from pipeline.ablate.cache import variant_nodes
+    from tests.conftest import REPO
+
+    ablation = load_ablation(REPO / "configs" / "ablations" / "classifier-sweep.yaml")
+    cuts = {
+        name: next(s.threshold for s in recipe.stages if s.stage == "classifier")
+        for name, recipe in ablation.variants.items()
+    }
+    assert sorted(cuts.values()) == [0.1, 0.3, 0.5, 0.7, 0.9]
+    keys = {tuple(n.key for n in variant_nodes(r)) for r in ablation.variants.values()}
+    assert len(keys) == 1 and len(next(iter(keys))) == 7
