@@ -390,25 +390,14 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_classifier(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from pipeline.classify.preprocess import Preprocess
     from pipeline.classify.train import TrainOptions, metadata_path, train_classifier
 
+    values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if f.name != "preprocess"}
     opts = TrainOptions(
-        positive=tuple(args.positive),
-        negative=tuple(args.negative),
-        output=args.output,
-        text_field=args.text_field,
-        label_positive=args.label_positive,
-        label_negative=args.label_negative,
-        epoch=args.epoch,
-        lr=args.lr,
-        word_ngrams=args.word_ngrams,
-        dim=args.dim,
-        min_count=args.min_count,
-        bucket=args.bucket,
-        validation=args.validation,
-        seed=args.seed,
-        threads=args.threads,
+        **{**values, "positive": tuple(args.positive), "negative": tuple(args.negative)},
         preprocess=Preprocess(args.lowercase, args.collapse_whitespace),
     )
     meta = train_classifier(opts)

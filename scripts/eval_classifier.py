@@ -15,6 +15,7 @@ passed) and document length on the same labels.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_filters import SHARED, load_texts  # noqa: E402
@@ -33,26 +35,23 @@ from pipeline.config import recipe_from_dict  # noqa: E402
 from pipeline.registry import stage_class  # noqa: E402
 from pipeline.runner.run import run_recipe  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 QUALITY_STEPS = ("gopher_repetition", "gopher_quality", "line_corrections")
 HEURISTICS = ("gopher_repetition", "gopher_quality", "fineweb_quality")
 
 
 def refinedweb_run(out: Path) -> Path:
-    """RefinedWeb steps 1-6 over the shared WARCs, rejected documents kept, no Ray."""
-    stages = [
-        {"stage": "url_filter"},
-        {"stage": "extract", "backend": "trafilatura"},
-        {"stage": "langid", "languages": ["en"], "threshold": 0.65},
-        {"stage": "gopher_repetition"},
-        {"stage": "gopher_quality"},
-        {"stage": "line_corrections", "max_word_removal_ratio": 0.05},
-    ]
+    """configs/refinedweb.yaml's steps 1-6 (up to line_corrections) over the shared WARCs,
+    rejected documents kept, no Ray."""
+    data = yaml.safe_load((REPO / "configs" / "refinedweb.yaml").read_text(encoding="utf-8"))
+    names = [s["stage"] for s in data["stages"]]
     recipe = recipe_from_dict(
-        {
+        data
+        | {
             "input": {"paths": sorted(str(p) for p in (SHARED / "warc").glob("*.warc.gz"))},
             "output": {"path": str(out), "keep_rejected": True},
             "runtime": {"executor": "local"},
-            "stages": stages,
+            "stages": data["stages"][: names.index("line_corrections") + 1],
         }
     )
     if not (out / "stats.json").exists():
@@ -112,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         model = work / f"quality-{seed}.bin"
         flags = ["--positive", str(positives), "--negative", *negatives, "--output", str(model)]
         flags += ["--seed", str(seed), *args.train_args.split()]
-        if curate(["train-classifier", *flags]) != 0:
-            return 1
+        with contextlib.redirect_stdout(sys.stderr):  # stdout: the results' JSON only
+            if curate(["train-classifier", *flags]) != 0:
+                return 1
         meta = json.loads(model.with_suffix(".json").read_text())
         auc = roc_auc(labels, FastTextScorer(str(model), "hq").predict(texts))
         classifier.append(
