@@ -81,6 +81,9 @@ def _add_train_classifier_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--threads", type=_positive_int, default=1, help="training threads (1: repeatable)"
     )
+    train.add_argument(
+        "--balance", action="store_true", help="downsample the larger class to the smaller's size"
+    )
     train.add_argument("--lowercase", action="store_true", help="lowercase texts (also at scoring)")
     train.add_argument(
         "--collapse-whitespace", action="store_true", help="runs of spaces as one (also at scoring)"

@@ -119,6 +119,7 @@ def test_training_writes_the_model_and_its_metadata(model: Path, shared_data: Pa
         "seed": 1,
         "thread": 1,
         "validation": 0.1,
+        "balance": False,
     }
     assert meta["preprocess"] == {"lowercase": False, "collapse_whitespace": False}
     held = meta["validation"]
@@ -134,6 +135,18 @@ def test_training_writes_the_model_and_its_metadata(model: Path, shared_data: Pa
 def test_training_is_repeatable_for_a_seed(model: Path, shared_data: Path, tmp_path: Path) -> None:
     again = train_small_model(shared_data, tmp_path)
     assert again.read_bytes() == model.read_bytes()
+
+
+def test_balance_downsamples_the_larger_class(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b.bin"
+    args = ["train-classifier", "--positive", str(gold_articles(shared_data, tmp_path))]
+    args += ["--negative", str(low_quality(shared_data, tmp_path)), "--output", str(out)]
+    assert main([*args, *SMALL, "--balance"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    # 181 articles read, 129 of them used: as many as the low-quality texts.
+    assert meta["counts"]["__label__hq"] == {"documents": 181, "train": 116, "validation": 13}
+    assert meta["counts"]["__label__cc"] == {"documents": 129, "train": 116, "validation": 13}
+    assert meta["params"]["balance"] is True
 
 
 def test_a_runs_rejected_directory_is_a_source(shared_data: Path, tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ class TrainOptions:
     validation: float = 0.1
     seed: int = 0
     threads: int = 1  # 1: the same model for the same seed; more trains faster, not repeatably
+    balance: bool = False  # downsample the larger class to the smaller one's size (seeded)
     preprocess: Preprocess = field(default_factory=Preprocess)
 
 
@@ -177,13 +178,17 @@ def train_classifier(opts: TrainOptions) -> dict[str, Any]:
     held_texts: list[str] = []
     held_truth: list[bool] = []
     counts: dict[str, dict[str, int]] = {}
+    used = min(len(found.texts) for _, found in classes) if opts.balance else None
     for label, found in classes:
+        if used is not None:  # a seeded sample, in the sources' order
+            keep = np.sort(rng.choice(len(found.texts), used, replace=False))
+            found.texts = [found.texts[i] for i in keep]
         train_idx, held_idx = split(len(found.texts), opts.validation, rng)
         train_rows += [(label, found.texts[i]) for i in train_idx]
         held_texts += [found.texts[i] for i in held_idx]
         held_truth += [label == pos_label] * len(held_idx)
         counts[label] = {
-            "documents": len(found.texts),
+            "documents": sum(s["documents"] for s in found.sources),
             "train": len(train_idx),
             "validation": len(held_idx),
         }
@@ -231,7 +236,7 @@ def train_classifier(opts: TrainOptions) -> dict[str, Any]:
                 "negative": classes[1][1].sources,
             },
             "counts": counts,
-            "params": {**params, "validation": opts.validation},
+            "params": {**params, "validation": opts.validation, "balance": opts.balance},
             "preprocess": opts.preprocess.to_dict(),
             "validation": held if held_texts else None,
             "fasttext": fasttext_version(),

@@ -64,7 +64,8 @@ class ClassifierConfig(TextStageConfig):
     column: str = DEFAULT_COLUMN
     # The cut: documents on the wrong side of it (see keep) are rejected.
     threshold: float = 0.5
-    # above: keep score >= threshold (quality); below: keep score <= threshold (toxicity, NSFW).
+    # above: keep score >= threshold (quality), else `<column>_below_threshold`; below: keep
+    # score <= threshold (toxicity, NSFW), else `<column>_above_threshold`.
     keep: Literal["above", "below"] = "above"
     # fastText: lowercase the text before scoring (as the model was trained; see MODEL.json).
     lowercase: bool = False
