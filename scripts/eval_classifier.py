@@ -10,6 +10,7 @@ next to the Gopher + FineWeb heuristics (documents passing all three stages; the
 passed) and document length on the same labels.
 
     python scripts/eval_classifier.py [--seeds 0 1 2] [--negatives rejected|all] [--work DIR]
+        [--train-args=--balance]
 """
 
 from __future__ import annotations
