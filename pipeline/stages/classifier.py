@@ -165,7 +165,12 @@ class ClassifierStage(Stage):
                 "`curate train-classifier` or point it at a fastText model on disk"
             )
         labels = check_fasttext_model(str(path), f"{key}.model_path")
-        if labels and label_name(config.label) not in labels:
+        if not labels:
+            raise ConfigError(
+                f"{key}.model_path: {config.model_path}: not a fastText classifier (no labels: "
+                "word vectors?); nothing was run"
+            )
+        if label_name(config.label) not in labels:
             raise ConfigError(
                 f"{key}.label: {config.label!r} is not a label of {config.model_path} "
                 f"(its labels: {', '.join(labels[:20])})"
