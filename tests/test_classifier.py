@@ -312,6 +312,10 @@ def test_stage_scores_and_rejects_by_threshold(
     assert first["docs_in"] == 281
     assert set(first["removed_by_reason"]) == {"hq_prob_below_threshold"}
     assert set(second["removed_by_reason"]) <= {"cc_prob_above_threshold"}
+    # The report's score histogram follows the configured column and threshold.
+    assert first["histograms"]["hq_prob"]["thresholds"] == {"threshold": 0.5}
+    assert second["histograms"]["cc_prob"]["thresholds"] == {"threshold": 0.9}
+    assert (out / "figures").is_dir() and len(list((out / "figures").glob("*.png"))) == 2
     kept = read_output(out)
     hq = np.array(kept.column("hq_prob").to_pylist())
     cc = np.array(kept.column("cc_prob").to_pylist())
