@@ -368,6 +368,11 @@ def test_threshold_sweep_recomputes_no_classifier_score(
     assert kept["t50"] == first.variants["t50"]["output"]["documents"]
     assert kept["t30"] > kept["t50"] > kept["t90"]
     assert kept["t50"] + kept["low"] >= 281  # >= 0.5 and <= 0.5 cover every document
+    # threshold null: scored, nothing rejected (a later global cut may use the column).
+    stage = ClassifierStage(ClassifierConfig(model_path=str(model), threshold=None))
+    kept_all, rejected = stage.apply(pa.table({"text": ["a b c", "", "spam spam"]}))
+    assert kept_all.num_rows == 3 and rejected.num_rows == 0
+    assert kept_all.column("classifier_score").null_count == 0
     reasons = sweep.variants["low"]["stages"][0]["removed_by_reason"]
     assert set(reasons) == {"quality_above_threshold"}
 

@@ -62,8 +62,9 @@ class ClassifierConfig(TextStageConfig):
     label: str = "hq"
     # Name of the score column (several classifiers in one recipe need different names).
     column: str = DEFAULT_COLUMN
-    # The cut: documents on the wrong side of it (see keep) are rejected.
-    threshold: float = 0.5
+    # The cut: documents on the wrong side of it (see keep) are rejected. null: score only,
+    # reject nothing (e.g. for a later global cut on the column, such as a top fraction).
+    threshold: float | None = 0.5
     # above: keep score >= threshold (quality), else `<column>_below_threshold`; below: keep
     # score <= threshold (toxicity, NSFW), else `<column>_above_threshold`.
     keep: Literal["above", "below"] = "above"
@@ -203,6 +204,8 @@ class ClassifierStage(Stage):
 
     def keep(self, batch: pa.Table) -> pa.Array:
         column = self.config.column
+        if self.config.threshold is None:
+            return reasons_from_checks(batch.num_rows, [])
         scores = batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
         if self.config.keep == "above":
             failed, reason = ~(scores >= self.config.threshold), f"{column}_below_threshold"
