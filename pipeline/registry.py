@@ -28,6 +28,7 @@ STAGES: dict[str, str] = {
     "c4_quality": "pipeline.stages.c4_quality:C4QualityStage",
     "c4_paragraph": "pipeline.stages.c4_quality:C4ParagraphStage",
     "fineweb_quality": "pipeline.stages.fineweb_quality:FineWebQualityStage",
+    "classifier": "pipeline.stages.classifier:ClassifierStage",
     "pii": "pipeline.stages.pii:PiiStage",
     "exact_dedup": "pipeline.dedup.exact:ExactDedupStage",
     "minhash_dedup": "pipeline.dedup.minhash:MinHashDedupStage",
