@@ -18,10 +18,14 @@ edge order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import fsspec
 import numpy as np
 
 from pipeline.dedup.kernels import fmix64
+from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK
+from pipeline.io.atomic import atomic_write
 
 
 @dataclass
@@ -95,3 +99,43 @@ def representatives(
     mask = np.zeros(n, dtype=bool)
     mask[order[first]] = True
     return mask
+
+
+def write_clusters(
+    fs: fsspec.AbstractFileSystem,
+    directory: str,
+    keys: np.ndarray,
+    cluster_id: np.ndarray,
+    size: np.ndarray,
+    is_rep: np.ndarray,
+) -> None:
+    """Per-shard cluster files `directory/shard-XXXXXX.npz` (rows, cluster ids, sizes,
+    representative flags) of clustered documents sorted by key, so a shard loads only its rows."""
+    if len(keys) == 0:
+        return
+    shard_of = keys >> ROW_BITS
+    bounds = np.flatnonzero(np.concatenate(([True], shard_of[1:] != shard_of[:-1], [True])))
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        with atomic_write(fs, f"{directory}/shard-{int(shard_of[lo]):06d}.npz") as f:
+            np.savez(
+                f,
+                rows=keys[lo:hi] & np.int64(ROW_MASK),
+                cluster_id=cluster_id[lo:hi],
+                size=size[lo:hi].astype(np.int32),
+                is_rep=is_rep[lo:hi],
+            )
+
+
+def cluster_summary(sizes: np.ndarray) -> dict[str, Any]:
+    """The report's figures from the sizes of all clusters (one representative each)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    hist = np.bincount(np.floor(np.log2(sizes)).astype(np.int64)) if len(sizes) else []
+    return {
+        "clusters": int(len(sizes)),
+        "documents_in_clusters": int(sizes.sum()),
+        "duplicates": int(sizes.sum() - len(sizes)),
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+        "cluster_size_log2_histogram": {
+            f"{2**i}-{2 ** (i + 1) - 1}": int(c) for i, c in enumerate(hist) if c
+        },
+    }

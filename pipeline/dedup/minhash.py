@@ -49,7 +49,13 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from pipeline.dedup import kernels, lsh
-from pipeline.dedup.components import connected_components, representatives
+from pipeline.dedup.components import (
+    cluster_summary,
+    connected_components,
+    representatives,
+    write_clusters,
+)
+from pipeline.dedup.components_distributed import distributed_components, plan
 from pipeline.dedup.signatures import MinHasher
 from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK
 from pipeline.io.atomic import atomic_write
@@ -97,6 +103,12 @@ class MinHashDedupConfig(StageConfig):
     verify_threshold: float | None = Field(default=None, gt=0, le=1)
     keep: Literal["first", "longest", "random"] = "first"  # document each cluster keeps
     engine: Literal["auto", "numba", "numpy"] = "auto"  # signature kernels; auto: numba if found
+    # Connected components of the candidate edges: one task, or rounds of tasks over partitions
+    # of the edges (the same clusters); auto: one task while it fits components_memory.
+    components: Literal["auto", "single", "distributed"] = "auto"
+    # Bytes one components task may hold: auto's limit for the single task (~56 B per edge) and
+    # the size of a distributed partition (~160 B per edge); default 4 GiB.
+    components_memory: int = Field(default=4 << 30, ge=1 << 20)
 
     @model_validator(mode="after")
     def _check_banding(self) -> MinHashDedupConfig:
@@ -182,8 +194,7 @@ class MinHashDedupStage(GlobalStage):
         timings["buckets_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        cluster = functools.partial(_cluster_task, cfg=cfg, fs=fs, work=work, partitions=parts)
-        clusters = ctx.map(cluster, [0])[0]
+        clusters = _components(ctx, cfg, shard_ids, int(sum(s["edges"] for s in edge_stats)))
         timings["clusters_s"] = time.perf_counter() - t0
 
         return {
@@ -382,8 +393,37 @@ def _verify(pairs: np.ndarray, cfg: MinHashDedupConfig, fs, work: str) -> np.nda
 # --- phase 3: components and per-shard results ---------------------------------------------------
 
 
+def _components(
+    ctx: GlobalContext, cfg: MinHashDedupConfig, shard_ids: list[int], edges: int
+) -> dict:
+    """Phase 3 in one task or in rounds of tasks (`components`), the same clusters either way."""
+    work, fs, parts = ctx.work_dir.rstrip("/"), ctx.fs, max(1, int(ctx.num_partitions))
+    mode, tasks = plan(edges, cfg.components, cfg.components_memory, parts)
+    if mode == "single":
+        cluster = functools.partial(_cluster_task, cfg=cfg, fs=fs, work=work, partitions=parts)
+        return {**ctx.map(cluster, [0])[0], "components": mode}
+    summary = distributed_components(
+        ctx,
+        [f"{work}/edges/part-{part:05d}.npy" for part in range(parts)],
+        f"{work}/components",
+        f"{work}/clusters",
+        shard_ids,
+        partitions=tasks,
+        keep=cfg.keep,
+        seed=cfg.seed,
+        lengths_of=functools.partial(_shard_lengths, fs=fs, work=work),
+    )
+    return {**summary, "components": mode}
+
+
+def _shard_lengths(shard: int, *, fs, work: str) -> np.ndarray:
+    """Each row's UTF-8 length in one shard (phase 1's docs file)."""
+    with fs.open(f"{work}/docs/shard-{shard:06d}.npz", "rb") as f:
+        return np.load(f)["lengths"]
+
+
 def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions: int) -> dict:
-    """Connected components over all edges; per-shard cluster files for score_shard."""
+    """Connected components over all edges in one task; per-shard cluster files."""
     edges = []
     for part in range(partitions):
         with fs.open(f"{work}/edges/part-{part:05d}.npy", "rb") as f:
@@ -398,31 +438,8 @@ def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions:
         lengths = np.zeros(len(comp.keys), dtype=np.int64)
         for shard in np.unique(shard_of):
             sel = shard_of == shard
-            with fs.open(f"{work}/docs/shard-{int(shard):06d}.npz", "rb") as f:
-                lengths[sel] = np.load(f)["lengths"][row_of[sel]]
+            lengths[sel] = _shard_lengths(int(shard), fs=fs, work=work)[row_of[sel]]
     is_rep = representatives(comp, cfg.keep, lengths, cfg.seed)
-    cluster_id, size = comp.cluster_id, comp.size
-    bounds = np.flatnonzero(np.concatenate(([True], shard_of[1:] != shard_of[:-1], [True])))
-    if len(comp.keys) == 0:
-        bounds = bounds[:0]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        with atomic_write(fs, f"{work}/clusters/shard-{int(shard_of[lo]):06d}.npz") as f:
-            np.savez(
-                f,
-                rows=row_of[lo:hi],
-                cluster_id=cluster_id[lo:hi],
-                size=size[lo:hi].astype(np.int32),
-                is_rep=is_rep[lo:hi],
-            )
-    roots = np.flatnonzero(comp.root == np.arange(len(comp.keys)))
-    sizes = np.bincount(comp.root)[roots] if len(roots) else np.zeros(0, dtype=np.int64)
-    hist = np.bincount(np.floor(np.log2(sizes)).astype(np.int64)) if len(sizes) else []
-    return {
-        "clusters": int(len(roots)),
-        "documents_in_clusters": int(len(comp.keys)),
-        "duplicates": int(len(comp.keys) - is_rep.sum()),
-        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-        "cluster_size_log2_histogram": {
-            f"{2**i}-{2 ** (i + 1) - 1}": int(c) for i, c in enumerate(hist) if c
-        },
-    }
+    write_clusters(fs, f"{work}/clusters", comp.keys, comp.cluster_id, comp.size, is_rep)
+    roots = comp.root == np.arange(len(comp.keys))
+    return {**cluster_summary(comp.size[roots]), "components_rounds": 1, "components_partitions": 1}
