@@ -4,8 +4,9 @@ Why one process: after LSH the graph holds only documents that have a candidate 
 their originals), and star edges give at most one edge per (document, band) bucket membership;
 edges are deduplicated per partition before they get here. Memory is ~40 bytes per edge at peak
 (the int64 edge list, its dense int64 renumbering, the unique() work arrays) plus ~32 bytes per
-node, so 100M candidate edges fit in ~4 GB. datatrove's cluster step is a single task too (union-find);
-a distributed large-star/small-star would trade that bound for O(log n) shuffles of every edge.
+node, so 100M candidate edges fit in ~4 GB. datatrove's cluster step is a single task too (union-find).
+Beyond one task's memory, `components_distributed` finds the same components (the same roots) in
+rounds of tasks, at the price of a shuffle of every edge per round.
 
 Algorithm: nodes renumbered densely in key order, then hooking + pointer jumping (Shiloach-
 Vishkin style): every root takes the smallest root among its edges' endpoints, and pointers are

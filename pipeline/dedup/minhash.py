@@ -13,10 +13,13 @@ Phases of `prepare` (files under ctx.work_dir):
    O(bucket) edges, not O(bucket^2). With `verify`, an edge is kept only when the member's
    estimated (signature) or exact (shingle-set) Jaccard with the bucket's smallest member reaches
    `verify_threshold`. Edges are deduplicated and written to `edges/part-XXXXX.npy`.
-3. `clusters` (one ctx.map task): connected components of all edges (`components`, ~40 bytes per
-   edge), one representative per cluster (`keep`), written per shard to
-   `clusters/shard-XXXXXX.npz` (rows, cluster ids, sizes, representative flags) so that
-   `score_shard` loads only its own shard's clustered rows.
+3. `clusters`: connected components of all edges, one representative per cluster (`keep`),
+   written per shard to `clusters/shard-XXXXXX.npz` (rows, cluster ids, sizes, representative
+   flags) so that `score_shard` loads only its own shard's clustered rows. `components: single`
+   resolves them in one ctx.map task (`components`, ~56 bytes per edge); `distributed` in rounds
+   of ctx.map tasks over hash partitions of the edges (`components_distributed`), each task
+   holding ~160 bytes per edge of its partition; `auto` picks single while it fits
+   `components_memory`. Both give the same cluster ids (the smallest key), so the same output.
 
 Memory and disk (N documents, b bands, P = ctx.num_partitions, k = b*r hashes):
 
@@ -25,8 +28,9 @@ Memory and disk (N documents, b bands, P = ctx.num_partitions, k = b*r hashes):
   x b per document (FineWeb 14x8: 280 B/doc; RefinedWeb 450x20: 9 KB/doc, where datatrove stores
   the 20 raw hashes per band, ~74 KB/doc).
 - phase 2, per task: 1/P of all records, ~48 bytes per record (records, sort order, sorted copy).
-- phase 3, one task: ~40 bytes per candidate edge + ~32 per clustered document; only documents
-  with a candidate are held (see `components`).
+- phase 3, single: one task, ~56 bytes per candidate edge (edges + renumbering + ~32 per clustered
+  document); distributed: Q = max(P, 160 x edges / components_memory) tasks per round, each
+  ~160 bytes per edge of its partition (plus the largest cluster, in the task of its root).
 
 `score_shard` adds, for every document: `minhash_cluster_id` (int64: the smallest doc_key of the
 cluster, the document's own key when it is alone), `minhash_cluster_size` (int32, 1 when alone)

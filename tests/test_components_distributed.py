@@ -1,0 +1,217 @@
+"""Distributed connected components give exactly the single task's clusters: random graphs of
+every shape, every keep policy, and the minhash_dedup stage on the shared WARCs."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import recipe_from_dict
+from pipeline.dedup.components import connected_components, representatives, write_clusters
+from pipeline.dedup.components_distributed import (
+    ROUND_BYTES_PER_EDGE,
+    SINGLE_BYTES_PER_EDGE,
+    distributed_components,
+    plan,
+)
+from pipeline.runner.run import run_recipe
+from pipeline.stages.global_base import LocalContext
+from tests.test_runner import read_output
+
+SHARDS = 3
+
+
+def keys_of(nodes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Node numbers to document keys spread over SHARDS shards in a scrambled order (so the
+    smallest key is not the first node of a chain or the centre of a star)."""
+    perm = rng.permutation(int(nodes.max()) + 1 if len(nodes) else 0)
+    scrambled = perm[nodes].astype(np.int64)
+    return ((scrambled % SHARDS) << 32) | (scrambled // SHARDS)
+
+
+def graph(shape: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(src, dst) node numbers of a graph of the given shape."""
+    if shape == "chain":  # the worst case of pointer jumping and of star rounds
+        nodes = np.arange(3000)
+        return nodes[:-1], nodes[1:]
+    if shape == "star":
+        return np.zeros(2000, dtype=np.int64), np.arange(1, 2001)
+    if shape == "small":  # many components of 2-6 nodes, with repeated and reversed edges
+        sizes = rng.integers(2, 7, 800)
+        start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        src = np.concatenate([s + rng.integers(0, n, n) for s, n in zip(start, sizes, strict=True)])
+        dst = np.concatenate([s + rng.permutation(n) for s, n in zip(start, sizes, strict=True)])
+        keep = src != dst
+        chain = np.concatenate([np.arange(s, s + n - 1) for s, n in zip(start, sizes, strict=True)])
+        return np.concatenate((src[keep], chain, chain + 1)), np.concatenate(
+            (dst[keep], chain + 1, chain)
+        )
+    if shape == "giant":  # one component: a random tree plus random extra edges
+        n = 4000
+        parent = (rng.random(n - 1) * np.arange(1, n)).astype(np.int64)
+        extra = rng.integers(0, n, (1500, 2))
+        extra = extra[extra[:, 0] != extra[:, 1]]
+        return np.concatenate((np.arange(1, n), extra[:, 0])), np.concatenate((parent, extra[:, 1]))
+    src, dst = rng.integers(0, 6000, 4000), rng.integers(0, 6000, 4000)  # "random": mixed sizes
+    return src[src != dst], dst[src != dst]
+
+
+def clusters(directory: Path) -> dict[int, tuple]:
+    """Every cluster file of `directory`: {(shard, row): (cluster id, size, is representative)}."""
+    out = {}
+    for path in sorted(directory.glob("shard-*.npz")):
+        shard = int(path.stem.split("-")[1])
+        data = np.load(path)
+        assert np.all(np.diff(data["rows"]) > 0)  # rows ascending, as the single path writes
+        for row, cid, size, rep in zip(
+            data["rows"], data["cluster_id"], data["size"], data["is_rep"], strict=True
+        ):
+            out[(shard, int(row))] = (int(cid), int(size), bool(rep))
+    return out
+
+
+def lengths_of(shard: int, *, table: np.ndarray) -> np.ndarray:
+    return table[shard]
+
+
+@pytest.mark.parametrize("shape", ["chain", "star", "small", "giant", "random"])
+@pytest.mark.parametrize("keep", ["first", "longest", "random"])
+def test_distributed_gives_the_single_clusters(tmp_path, shape: str, keep: str) -> None:
+    rng = np.random.default_rng(len(shape) * 31 + len(keep))
+    src, dst = graph(shape, rng)
+    keys = keys_of(np.concatenate((src, dst)), rng)
+    src, dst = keys[: len(src)], keys[len(src) :]
+    lengths = rng.integers(0, 5, (SHARDS, 3000))  # few values: ties broken by the smallest key
+    # Single task: the project's one-process path.
+    comp = connected_components(src, dst)
+    member_lengths = lengths[comp.keys >> 32, comp.keys & 0xFFFFFFFF]
+    is_rep = representatives(comp, keep, member_lengths, seed=5)
+    fs = LocalContext(str(tmp_path / "single")).fs
+    write_clusters(fs, str(tmp_path / "single"), comp.keys, comp.cluster_id, comp.size, is_rep)
+    # Distributed: the edges in 3 files, 7 partitions.
+    ctx = LocalContext(str(tmp_path / "work"), num_partitions=7)
+    files = []
+    for i, chunk in enumerate(np.array_split(np.stack((src, dst), axis=1), 3)):
+        files.append(str(tmp_path / f"edges-{i}.npy"))
+        np.save(files[-1], chunk)
+    summary = distributed_components(
+        ctx,
+        files,
+        str(tmp_path / "work" / "cc"),
+        str(tmp_path / "dist"),
+        list(range(SHARDS)),
+        partitions=7,
+        keep=keep,
+        seed=5,
+        lengths_of=functools.partial(lengths_of, table=lengths),
+    )
+    single, dist = clusters(tmp_path / "single"), clusters(tmp_path / "dist")
+    assert dist == single
+    roots = comp.root == np.arange(len(comp.keys))
+    assert summary["clusters"] == int(roots.sum())
+    assert summary["documents_in_clusters"] == len(comp.keys)
+    assert summary["largest_cluster"] == int(comp.size.max())
+    if shape == "giant":
+        assert summary["clusters"] == 1 and summary["largest_cluster"] == 4000
+    if shape == "star":
+        assert summary["components_rounds"] <= 3  # a star needs at most one hop to its minimum
+
+
+def test_a_star_on_its_smallest_key_converges_in_one_round(tmp_path) -> None:
+    """Star edges to the smallest member are the fixpoint: the first round's check sees it."""
+    ctx = LocalContext(str(tmp_path / "w"), num_partitions=4)
+    np.save(tmp_path / "e.npy", np.array([[5, 1], [9, 1], [7, 2], [3, 2]], dtype=np.int64))
+    summary = distributed_components(
+        ctx,
+        [str(tmp_path / "e.npy")],
+        str(tmp_path / "w/cc"),
+        str(tmp_path / "c"),
+        [0],
+        partitions=4,
+        keep="first",
+        seed=0,
+    )
+    assert summary["components_rounds"] == 1
+    assert clusters(tmp_path / "c") == {
+        (0, 1): (1, 3, True),
+        (0, 5): (1, 3, False),
+        (0, 9): (1, 3, False),
+        (0, 2): (2, 3, True),
+        (0, 3): (2, 3, False),
+        (0, 7): (2, 3, False),
+    }
+
+
+def test_no_edges(tmp_path) -> None:
+    ctx = LocalContext(str(tmp_path / "w"), num_partitions=3)
+    np.save(tmp_path / "e.npy", np.empty((0, 2), dtype=np.int64))
+    summary = distributed_components(
+        ctx,
+        [str(tmp_path / "e.npy")],
+        str(tmp_path / "w/cc"),
+        str(tmp_path / "c"),
+        [0, 1],
+        partitions=3,
+        keep="longest",
+        seed=0,
+        lengths_of=lambda s: np.zeros(0, np.int64),
+    )
+    assert summary["clusters"] == 0 and summary["components_rounds"] == 1
+    assert not list((tmp_path / "c").glob("*"))
+
+
+def test_plan_picks_by_edges_against_the_memory_budget() -> None:
+    budget = 1 << 30
+    fits = budget // SINGLE_BYTES_PER_EDGE
+    assert plan(fits, "auto", budget, 8) == ("single", 1)
+    assert plan(fits + 1, "auto", budget, 8)[0] == "distributed"
+    assert plan(10, "distributed", budget, 8) == ("distributed", 8)
+    edges = 10**9  # a billion edges: partitions of at most `budget` bytes each
+    mode, tasks = plan(edges, "auto", budget, 8)
+    assert mode == "distributed" and tasks == -(-edges * ROUND_BYTES_PER_EDGE // budget)
+    assert plan(edges, "single", budget, 8) == ("single", 1)  # forced: one task
+
+
+WARCS = [
+    "warc/archive-it-2008.warc.gz",
+    "warc/bl-govuk-2014.warc.gz",
+    "warc/wget-2024-sample-0000.warc.gz",
+]
+
+
+def _run(shared_data: Path, out: Path, components: str, keep: str) -> dict:
+    recipe = recipe_from_dict(
+        {
+            "input": {"paths": [str(shared_data / w) for w in WARCS]},
+            "output": {"path": str(out)},
+            "runtime": {"executor": "local", "num_partitions": 3},
+            "stages": [
+                {"stage": "extract"},
+                {
+                    "stage": "minhash_dedup",
+                    "num_bands": 20,
+                    "rows_per_band": 5,
+                    "keep": keep,
+                    "components": components,
+                },
+            ],
+        }
+    )
+    return run_recipe(recipe).stats
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("keep", ["first", "longest"])
+def test_stage_on_shared_warcs_gives_identical_output(shared_data, tmp_path, keep: str) -> None:
+    single = _run(shared_data, tmp_path / "single", "single", keep)
+    dist = _run(shared_data, tmp_path / "dist", "distributed", keep)
+    s, d = single["global"]["minhash_dedup"], dist["global"]["minhash_dedup"]
+    assert (s["components"], d["components"]) == ("single", "distributed")
+    for key in ("clusters", "documents_in_clusters", "duplicates", "largest_cluster", "edges"):
+        assert s[key] == d[key], key
+    assert s["duplicates"] > 20  # the archive-it crawl's byte-identical bodies and near copies
+    assert single["stages"][1]["removed_by_reason"] == dist["stages"][1]["removed_by_reason"]
+    assert read_output(tmp_path / "dist").equals(read_output(tmp_path / "single"))
