@@ -88,51 +88,51 @@ def distributed_components(
     """Components of the edges in the .npy (n, 2) int64 files `edge_files`, resolved by rounds of
     `partitions` tasks under `work`; per-shard cluster files (`write_clusters`) in `clusters_dir`.
     Returns the single path's summary plus the rounds run."""
-    fs = ctx.fs
-    scatter = functools.partial(_scatter_task, fs=fs, work=work, partitions=partitions)
-    ctx.map(scatter, list(enumerate(edge_files)))
+    ctx.map(
+        functools.partial(_scatter_task, fs=ctx.fs, work=work, partitions=partitions),
+        list(enumerate(edge_files)),
+    )
     sources = [f"{work}/round-000/part-{i:05d}.bin" for i in range(len(edge_files))]
+    nodes = list(range(partitions))
     for r in range(1, MAX_ROUNDS + 1):
-        step = functools.partial(
-            _round_task,
-            fs=fs,
-            sources=sources,
-            out=f"{work}/round-{r:03d}",
-            partitions=partitions,
-            large=r % 2 == 1,
-        )
-        if all(ctx.map(step, list(range(partitions)))):
+        out = f"{work}/round-{r:03d}"
+        step = _tasks(_round_task, ctx, sources, out, partitions=partitions, large=r % 2 == 1)
+        if all(ctx.map(step, nodes)):
             break  # this round's input (`sources`) is the star forest
         if r > 1:
-            fs.rm(f"{work}/round-{r - 1:03d}", recursive=True)
-        sources = [f"{work}/round-{r:03d}/part-{q:05d}.bin" for q in range(partitions)]
+            ctx.fs.rm(f"{work}/round-{r - 1:03d}", recursive=True)
+        sources = [f"{out}/part-{q:05d}.bin" for q in nodes]
     else:
         raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
-    roots = functools.partial(
-        _roots_task, fs=fs, sources=sources, out=f"{work}/members", keep=keep, seed=seed
+    stats = ctx.map(
+        _tasks(_roots_task, ctx, sources, f"{work}/members", keep=keep, seed=seed), nodes
     )
-    stats = ctx.map(roots, list(range(partitions)))
-    members = [f"{work}/members/part-{q:05d}.bin" for q in range(partitions)]
+    members = [f"{work}/members/part-{q:05d}.bin" for q in nodes]
     if keep == "longest":
         if lengths_of is None:
             raise ValueError("keep 'longest' needs lengths")
-        attach = functools.partial(
+        attach = _tasks(
             _lengths_task,
-            fs=fs,
-            sources=members,
-            out=f"{work}/by-root",
+            ctx,
+            members,
+            f"{work}/by-root",
             partitions=partitions,
             lengths_of=lengths_of,
         )
         ctx.map(attach, list(shard_ids))
         by_root = [f"{work}/by-root/shard-{s:06d}.bin" for s in shard_ids]
-        choose = functools.partial(_choose_task, fs=fs, sources=by_root, out=f"{work}/chosen")
-        ctx.map(choose, list(range(partitions)))
-        members = [f"{work}/chosen/part-{q:05d}.bin" for q in range(partitions)]
-    write = functools.partial(_write_task, fs=fs, sources=members, clusters_dir=clusters_dir)
-    ctx.map(write, list(shard_ids))
+        ctx.map(_tasks(_choose_task, ctx, by_root, f"{work}/chosen"), nodes)
+        members = [f"{work}/chosen/part-{q:05d}.bin" for q in nodes]
+    ctx.map(_tasks(_write_task, ctx, members, clusters_dir), list(shard_ids))
     sizes = np.concatenate(stats) if stats else np.zeros(0, dtype=np.int64)
     return {**cluster_summary(sizes), "components_rounds": r, "components_partitions": partitions}
+
+
+def _tasks(
+    fn: Callable[..., Any], ctx: GlobalContext, sources: list[str], out: str, **options: Any
+) -> Callable[[int], Any]:
+    """`fn` bound to the file system, the keyed files it reads and where it writes (picklable)."""
+    return functools.partial(fn, fs=ctx.fs, sources=sources, out=out, **options)
 
 
 def _both_ways(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -276,10 +276,8 @@ def _choose_task(part: int, *, fs: fsspec.AbstractFileSystem, sources: list[str]
     write_keyed(fs, f"{out}/part-{part:05d}.bin", rec, _shard_of(rec), key=BY_SHARD)
 
 
-def _write_task(
-    shard: int, *, fs: fsspec.AbstractFileSystem, sources: list[str], clusters_dir: str
-) -> None:
-    """One shard's cluster file from its members' records."""
+def _write_task(shard: int, *, fs: fsspec.AbstractFileSystem, sources: list[str], out: str) -> None:
+    """One shard's cluster file (in the directory `out`) from its members' records."""
     rec = read_keyed(fs, sources, shard, MEMBER, key=BY_SHARD)
     rec = rec[np.argsort(rec["key"])]
-    write_clusters(fs, clusters_dir, rec["key"], rec["cluster"], rec["size"], rec["rep"])
+    write_clusters(fs, out, rec["key"], rec["cluster"], rec["size"], rec["rep"])
