@@ -162,11 +162,15 @@ def _scatter_task(
     _write_edges(fs, f"{work}/round-000/part-{index:05d}.bin", pairs[:, 0], pairs[:, 1], partitions)
 
 
-def _neighbourhoods(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(u, v, starts): records sorted by (u, v) without duplicates, and the index of each node's
-    first record (its smallest neighbour)."""
+def _neighbourhoods(
+    fs: fsspec.AbstractFileSystem, sources: list[str], part: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, starts): partition `part`'s records sorted by (u, v) without duplicates, and the
+    index of each node's first record (its smallest neighbour)."""
+    rec = read_keyed(fs, sources, part, EDGE, key=BY_NODE)
     order = np.lexsort((rec["v"], rec["u"]))
-    u, v = rec["u"][order], rec["v"][order]
+    u = rec["u"][order]
+    v = rec["v"][order]
     del order, rec
     if len(u):
         fresh = np.concatenate(([True], (u[1:] != u[:-1]) | (v[1:] != v[:-1])))
@@ -186,7 +190,7 @@ def _round_task(
 ) -> bool:
     """One large-star (or small-star) step over one partition's nodes; True when the partition's
     input already was stars centred on their smallest key (the convergence check)."""
-    u, v, starts = _neighbourhoods(read_keyed(fs, sources, part, EDGE, key=BY_NODE))
+    u, v, starts = _neighbourhoods(fs, sources, part)
     node, smallest = u[starts], v[starts]
     degree = np.diff(np.append(starts, len(u)))
     converged = bool(np.all((smallest > node) | ((degree == 1) & (smallest < node))))
@@ -208,7 +212,7 @@ def _round_task(
 
 def _stars(part: int, fs: fsspec.AbstractFileSystem, sources: list[str]) -> np.ndarray:
     """The clusters whose root lives in partition `part` of the converged star forest."""
-    u, v, starts = _neighbourhoods(read_keyed(fs, sources, part, EDGE, key=BY_NODE))
+    u, v, starts = _neighbourhoods(fs, sources, part)
     node, smallest = u[starts], v[starts]
     degree = np.diff(np.append(starts, len(u)))
     is_root = smallest > node
