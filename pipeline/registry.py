@@ -28,6 +28,7 @@ STAGES: dict[str, str] = {
     "substring_dedup": "pipeline.dedup.substring:SubstringDedupStage",
     "semdedup": "pipeline.prune.semdedup:SemDeDupStage",
     "d4": "pipeline.prune.d4:D4Stage",
+    "top_fraction": "pipeline.stages.top_fraction:TopFractionStage",
 }
 
 

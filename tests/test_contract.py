@@ -33,7 +33,15 @@ def _no_output(out: Path) -> None:
     assert not (out / "_run").exists()
 
 
-GLOBAL = {"exact_dedup", "minhash_dedup", "line_dedup", "substring_dedup", "semdedup", "d4"}
+GLOBAL = {
+    "exact_dedup",
+    "minhash_dedup",
+    "line_dedup",
+    "substring_dedup",
+    "semdedup",
+    "d4",
+    "top_fraction",
+}
 
 
 def test_every_stage_declares_itself_and_its_name_comes_from_its_config() -> None:

@@ -98,7 +98,24 @@ def _global_section(summaries: dict[str, Any]) -> list[str]:
                 "  | P(s) | " + " | ".join(f"{v:.3f}" for v in curve.values()) + " |",
                 "",
             ]
+        if summary.get("histogram"):
+            lines += _histogram_lines(summary["histogram"], summary.get("cut"))
     return lines
+
+
+def _histogram_lines(hist: dict[str, list[Any]], cut: float | None) -> list[str]:
+    """A score histogram (bins, all documents, kept ones) as a table, the cut's bin marked."""
+    edges, counts, kept = hist["edges"], hist["counts"], hist["kept"]
+    lines = ["", "  | score bin | documents | kept | cut |", "  |---|---:|---:|---|"]
+    for i, (count, k) in enumerate(zip(counts, kept, strict=True)):
+        lo, hi = edges[i], edges[i + 1]
+        last = i == len(counts) - 1
+        at_cut = cut is not None and lo <= cut and (cut < hi or last)
+        mark = f"{cut:.4g}" if at_cut else ""
+        lines.append(
+            f"  | [{lo:.4g}, {hi:.4g}{']' if last else ')'} | {count:,} | {k:,} | {mark} |"
+        )
+    return [*lines, ""]
 
 
 def write_report(fs: Any, path: str, stats: dict[str, Any]) -> None:
