@@ -1,0 +1,1 @@
+"""Model-based document scoring: classifier backends, their shared preprocessing, training."""
