@@ -1,5 +1,5 @@
 """The transformers classifier backend on tiny models made here (random weights, a tokenizer
-trained on the spot): regression and classification heads against a direct forward pass on real
+with a fixed vocabulary): regression and classification heads against a direct forward pass on real
 documents, truncation, batching, and the errors a bad model directory or label gives."""
 
 from __future__ import annotations
