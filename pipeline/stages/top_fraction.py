@@ -125,11 +125,11 @@ def _count_shard(
     *,
     fs: fsspec.AbstractFileSystem,
     work_dir: str,
-    column: str,
-    fraction: float,
+    cfg: TopFractionConfig,
     edges: np.ndarray,
 ) -> dict[str, Any]:
     """Phase 2: histogram of all and of kept scores, kept count, lowest kept / highest rejected."""
+    column, fraction = cfg.column, cfg.keep_top_fraction
     ranking = Ranking(fs, work_dir)
     counts = np.zeros(len(edges) - 1, dtype=np.int64)
     kept_counts = np.zeros_like(counts)
@@ -232,17 +232,8 @@ class TopFractionStage(GlobalStage):
             {"scored": scored, "min": _finite_or_none(low), "levels": levels},
         )
         edges = _edges(low, high)
-        parts = ctx.map(
-            partial(
-                _count_shard,
-                fs=fs,
-                work_dir=work,
-                column=cfg.column,
-                fraction=cfg.keep_top_fraction,
-                edges=edges,
-            ),
-            present,
-        )
+        count = partial(_count_shard, fs=fs, work_dir=work, cfg=cfg, edges=edges)
+        parts = ctx.map(count, present)
         kept = sum(p["kept"] for p in parts)
         counts = sum((p["counts"] for p in parts), np.zeros(len(edges) - 1, dtype=np.int64))
         kept_counts = sum(
