@@ -31,6 +31,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--executor", choices=["ray", "local"], help="override runtime.executor (local: no Ray)"
     )
     run.add_argument("--keep-rejected", action="store_true", help="write rejected/<stage>/")
+    _add_recipe_options(run)
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (units, bytes, stages and their columns, phases, output); write nothing",
+    )
     run.add_argument(
         "--overwrite", action="store_true", help="replace an existing run in the output directory"
     )
@@ -41,16 +47,45 @@ def _build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--output", metavar="DIR", help="override output.path")
     ablate.add_argument("--executor", choices=["ray", "local"], help="override runtime.executor")
     ablate.add_argument("--overwrite", action="store_true", help="replace earlier variant runs")
+    _add_recipe_options(ablate)
 
     stages = sub.add_parser("stages", help="the stage reference: keys, defaults, thresholds")
     stages.add_argument("names", nargs="*", help="stages to show (default: all)")
 
     inspect = sub.add_parser("inspect", help="schema, counts and a sample of a run or data file")
     inspect.add_argument("path", help="a run directory, Parquet file/directory, WARC or JSONL")
-    inspect.add_argument("-n", "--sample", type=int, default=3, help="rows to show")
+    inspect.add_argument(
+        "-n", "--sample", type=int, help="rows to show (default 3; 5 with --stage)"
+    )
+    inspect.add_argument("--stage", metavar="S", help="a run's documents removed by stage S")
+    inspect.add_argument("--reason", metavar="R", help="with --stage: only those removed as R")
     _add_stats_parsers(sub)
     _add_tokenize_parser(sub)
     return parser
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """--set and --limit: changes to the recipe that are validated exactly like its YAML."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="settings",
+        metavar="KEY=VALUE",
+        help="set one recipe key (repeatable): input.K, output.K, runtime.K, STAGE.K, "
+        "STAGE.N.K (its N-th occurrence) or stages[I].K; VALUE is YAML (0.5, [en, de], null)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N documents, files read in order (input.limit)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> list[str]:
+    """The --set settings, with --limit as the input.limit it stands for (given last, it wins)."""
+    return [*args.settings, *([f"input.limit={args.limit}"] if args.limit else [])]
 
 
 def _positive_int(text: str) -> int:
@@ -187,7 +222,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.config import load_recipe
     from pipeline.runner.run import run_recipe
 
-    recipe = load_recipe(args.config)
+    recipe = load_recipe(args.config, _settings(args))
     overrides: dict[str, dict] = {}
     if args.input:
         overrides["input"] = {"paths": args.input}
@@ -206,12 +241,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["runtime"] = runtime
     if overrides:
         recipe = recipe.with_overrides(**overrides)
+    if args.dry_run:
+        from pipeline.runner.dry_run import describe_plan
+
+        print(describe_plan(recipe))
+        return 0
     result = run_recipe(recipe, overwrite=args.overwrite)
     s = result.stats
     print(
         f"done: {s['reader']['documents']:,} documents in, {s['output']['documents']:,} kept "
         f"({result.units_run} units run, {result.units_skipped} resumed) -> {result.output}\n"
-        f"stats: {result.output}/stats.json  report: {result.output}/report.md"
+        f"stats: {result.output}/stats.json  report: {result.output}/report.md  "
+        f"html: {result.output}/report.html"
     )
     errors = s["reader"]["errors"]
     if errors:  # counted skips, but a whole unreadable file must not pass unnoticed
@@ -233,6 +274,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         input_paths=args.input,
         output=args.output,
         executor=args.executor,
+        settings=_settings(args),
     )
     result = run_ablation(ablation, overwrite=args.overwrite)
     for name, stats in result.variants.items():
@@ -245,9 +287,15 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from pipeline.inspect import inspect_path
+    from pipeline.errors import ConfigError
+    from pipeline.inspect import inspect_path, inspect_rejected
 
-    print(inspect_path(args.path, sample=args.sample))
+    if args.stage is not None:
+        print(inspect_rejected(args.path, args.stage, args.reason, n=args.sample or 5))
+    elif args.reason is not None:
+        raise ConfigError("--reason needs --stage: removal reasons belong to a stage")
+    else:
+        print(inspect_path(args.path, sample=3 if args.sample is None else args.sample))
     return 0
 
 
@@ -324,13 +372,21 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             f"  {f['stage']} {f['metric']} n={f['n']}: gamma={f['gamma']:.3f} [{lo:.3f}, {hi:.3f}]"
         )
     if "chinchilla" in result:
-        p = result["chinchilla"]["params"]
-        lines.append("  chinchilla: " + ", ".join(f"{k}={v:.4g}" for k, v in p.items()))
+        p, ci = result["chinchilla"]["params"], result["chinchilla"]["ci95"]
+        lines.append(
+            "  chinchilla (95% intervals): "
+            + ", ".join(
+                f"{k}={v:.4g}" + (f" [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else "")
+                for k, v in p.items()
+            )
+        )
     if "kaplan" in result:
         k = result["kaplan"]
         lines.append(f"  kaplan: alpha_D={k['alpha_D']:.4g}, D_c={k['D_c']:.4g}")
     lines += [f"  {k}: {v}" for k, v in result["paths"].items()]
     print("\n".join(lines))
+    for warning in result["warnings"]:
+        print(f"curate: warning: fit {warning}", file=sys.stderr)
     return 0
 
 

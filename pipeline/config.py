@@ -2,15 +2,18 @@
 
 A bad recipe fails here, before any work starts, with every problem listed as
 `key (line N): what is wrong; allowed: ...`. YAML is read with the safe loader only, and a stage
-name resolves only through the static registry, so a config can never run code or import an
-arbitrary module.
+name resolves only through the registry (its static table, and the `curate.stages` entry points
+of installed packages), so a config can never run code or import an arbitrary module.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import reprlib
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -28,9 +31,9 @@ from pydantic import (
 
 from pipeline import __version__
 from pipeline.config_model import ConfigModel
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, did_you_mean
 from pipeline.io.options import InputConfig
-from pipeline.registry import STAGES, available_stages
+from pipeline.registry import available_stages, registered
 from pipeline.schema import HTML_SCHEMA, ID, REASON, TEXT, TEXT_SCHEMA
 from pipeline.stages.base import StageConfig
 from pipeline.stats.tokenizers import file_hash
@@ -41,6 +44,9 @@ class OutputConfig(ConfigModel):
 
     path: str = Field(description="output directory (local path or fsspec URL)")
     keep_rejected: bool = False  # write removed documents to rejected/<stage>/ with a reason
+    # With keep_rejected: the pages `extract` removes keep their `html` in rejected/extract/ (it
+    # replaces html by text, so an extract_empty page is otherwise gone); large shards.
+    keep_rejected_html: bool = False
     rows_per_row_group: int = Field(default=20_000, gt=0)
     max_row_group_bytes: int = Field(default=128 * 2**20, gt=0)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
@@ -113,9 +119,15 @@ def check_output_location(path: str) -> None:
             )
 
 
-# Output keys added after runs existed: left out of the config hash at their defaults, so a run
-# made before them resumes (and keeps its hash) unchanged.
-_NEW_OUTPUT_DEFAULTS: dict[str, Any] = {"format": "parquet", "columns": "all", "tokenizer": None}
+# Keys added after runs existed: left out of the config hash at their defaults, so a run made
+# before them resumes (and keeps its hash) unchanged.
+_NEW_OUTPUT_DEFAULTS: dict[str, Any] = {
+    "format": "parquet",
+    "columns": "all",
+    "tokenizer": None,
+    "keep_rejected_html": False,
+}
+_NEW_INPUT_DEFAULTS: dict[str, Any] = {"limit": None, "split": None}
 
 
 class RuntimeConfig(ConfigModel):
@@ -159,6 +171,7 @@ class Recipe:
     def __init__(self, model: BaseModel, source: str = "<dict>") -> None:
         self._model = model
         self.source = source
+        self.settings: tuple[str, ...] = ()  # the `--set KEY=VALUE` applied to its file
 
     @property
     def name(self) -> str:
@@ -188,7 +201,9 @@ class Recipe:
         data = self.to_dict()
         for section, values in sections.items():
             data[section] = {**data[section], **values}
-        return recipe_from_dict(data, source=self.source)
+        recipe = recipe_from_dict(data, source=self.source)
+        recipe.settings = self.settings
+        return recipe
 
     def fingerprint_dict(self) -> dict[str, Any]:
         """What determines the output: everything but runtime and the output location. The
@@ -198,9 +213,10 @@ class Recipe:
         data.pop("runtime")
         out = data["output"]
         out.pop("path")
-        for key, default in _NEW_OUTPUT_DEFAULTS.items():  # at default: earlier runs' hashes hold
-            if out[key] == default:
-                out.pop(key)
+        for section, defaults in (("output", _NEW_OUTPUT_DEFAULTS), ("input", _NEW_INPUT_DEFAULTS)):
+            for key, default in defaults.items():  # at default: earlier runs' hashes hold
+                if data[section][key] == default:
+                    data[section].pop(key)
         if out.get("tokenizer"):  # by content: the counts in finished units' markers
             out["tokenizer"] = file_hash(Path(out["tokenizer"]))
         data.pop("name")
@@ -212,22 +228,181 @@ class Recipe:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a YAML recipe file (ConfigError on any problem, before any work)."""
+def recipe_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 5) -> list[str]:
+    """`key: old -> new` for each key that differs between two recipes (as to_dict() gives them)
+    in what determines the output (runtime, name and output.path left out), at most `limit`
+    lines and a count of the rest."""
+
+    def flat(value: Any, key: str, out: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flat(v, f"{key}.{k}" if key else str(k), out)
+        elif key == "stages" and isinstance(value, list):
+            for i, v in enumerate(value):
+                flat(v, f"stages[{i}]", out)
+        else:
+            out[key] = value
+        return out
+
+    def relevant(recipe: dict[str, Any]) -> dict[str, Any]:
+        data = {k: v for k, v in recipe.items() if k not in ("runtime", "name")}
+        data["output"] = {k: v for k, v in (data.get("output") or {}).items() if k != "path"}
+        return flat(data, "", {})
+
+    before, after = relevant(old), relevant(new)
+    absent = "(unset)"
+    lines = [
+        f"{key}: {_SHORT.repr(before.get(key, absent))} -> {_SHORT.repr(after.get(key, absent))}"
+        for key in [*before, *(k for k in after if k not in before)]
+        if before.get(key, absent) != after.get(key, absent)
+    ]
+    more = [f"and {len(lines) - limit} more"] if len(lines) > limit else []
+    return lines[:limit] + more
+
+
+def load_recipe(path: str | Path, settings: Sequence[str] = ()) -> Recipe:
+    """Read and validate a YAML recipe file (ConfigError on any problem, before any work).
+
+    Relative paths in it resolve against the file's directory (resolve_recipe_paths); then the
+    `--set KEY=VALUE` `settings` apply (their paths stay relative to the working directory)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    return recipe_from_yaml(text, source=str(path))
+    return recipe_from_yaml(
+        text, source=str(path), base_dir=path.resolve().parent, settings=settings
+    )
 
 
-def recipe_from_yaml(text: str, source: str = "<string>") -> Recipe:
-    """Validate YAML text; errors name the key, its line and what is allowed."""
+def recipe_from_yaml(
+    text: str,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    settings: Sequence[str] = (),
+) -> Recipe:
+    """Validate YAML text; errors name the key, its line and what is allowed. With `base_dir`,
+    relative paths resolve against it; `settings` (`KEY=VALUE`) are applied before validation."""
     data, root = load_yaml(text, source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a recipe is a mapping with keys input, output, stages")
-    return recipe_from_dict(data, source=source, yaml_root=root)
+    if base_dir is not None:
+        data = resolve_recipe_paths(data, base_dir)
+    if settings:
+        data = apply_settings(data, settings, source)
+        source = f"{source} with --set"
+    recipe = recipe_from_dict(data, source=source, yaml_root=root)
+    recipe.settings = tuple(settings)
+    return recipe
+
+
+# Keys holding file system paths: resolved against the recipe file's directory when relative.
+_PATH_KEY = re.compile(r"^(paths?|.+_(path|paths|file|files|dir))$")
+_PATH_KEYS = {("output", "tokenizer")}  # path keys whose name does not say so
+
+
+def is_path_key(section: str, key: str) -> bool:
+    """Whether `section.key` of a recipe holds a path (or a list of paths)."""
+    return bool(_PATH_KEY.match(key)) or (section, key) in _PATH_KEYS
+
+
+def resolve_path(value: Any, base_dir: Path) -> Any:
+    """A relative local path (or each of a list) joined to `base_dir`; URLs, `~` and absolute
+    paths unchanged."""
+    if isinstance(value, list | tuple):
+        return [resolve_path(v, base_dir) for v in value]
+    if not isinstance(value, str) or not value or "://" in value or "::" in value:
+        return value
+    if value.startswith("~") or os.path.isabs(value):
+        return value
+    return os.path.normpath(os.path.join(base_dir, value))
+
+
+def resolve_recipe_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A copy of a raw recipe whose path keys (is_path_key) resolve against `base_dir`."""
+    out = dict(data)
+    for section in ("input", "output"):
+        if isinstance(out.get(section), dict):
+            out[section] = {
+                k: resolve_path(v, base_dir) if is_path_key(section, k) else v
+                for k, v in out[section].items()
+            }
+    if isinstance(out.get("stages"), list):
+        out["stages"] = [
+            {k: resolve_path(v, base_dir) if is_path_key("stages", k) else v for k, v in s.items()}
+            if isinstance(s, dict)
+            else s
+            for s in out["stages"]
+        ]
+    return out
+
+
+_SECTIONS = ("input", "output", "runtime")
+_STAGE_INDEX = re.compile(r"^stages\[(\d+)\]$")
+
+
+def apply_settings(data: dict[str, Any], settings: Sequence[str], source: str) -> dict[str, Any]:
+    """A copy of a raw recipe with `--set KEY=VALUE` settings applied; KEY is `input.K`,
+    `output.K`, `runtime.K`, `<stage>.K` (a stage that occurs once), `<stage>.N.K` (its N-th
+    occurrence, the labels of stats.json) or `stages[I].K`; VALUE is read as YAML."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    stages = [dict(s) if isinstance(s, dict) else s for s in out.get("stages") or []]
+    if isinstance(out.get("stages"), list):
+        out["stages"] = stages
+    names = [s.get("stage") if isinstance(s, dict) else None for s in stages]
+    labels = stage_labels_of(names)
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        target, _, field = key.strip().rpartition(".")
+        if not sep or not target or not field:
+            raise ConfigError(
+                f"--set {setting!r}: write KEY=VALUE with KEY as SECTION.KEY or STAGE.KEY "
+                "(e.g. langid.threshold=0.5, input.limit=100)"
+            )
+        value, _ = load_yaml(text, f"--set {key}")
+        if target in _SECTIONS:
+            section = out.get(target)
+            out[target] = {**(section if isinstance(section, dict) else {}), field: value}
+            continue
+        pos = _stage_position(target, names, labels, setting)
+        stages[pos][field] = value
+    return out
+
+
+def stage_labels_of(names: Sequence[Any]) -> list[str]:
+    """stats.json's stage labels for raw stage names: the name, `name.N` for its N-th time."""
+    seen: dict[Any, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(str(name) if seen[name] == 1 else f"{name}.{seen[name]}")
+    return labels
+
+
+def _stage_position(target: str, names: list[Any], labels: list[str], setting: str) -> int:
+    """The position a `--set` target addresses (`stages[I]`, a label, a name that occurs once)."""
+    if match := _STAGE_INDEX.match(target):
+        pos = int(match.group(1))
+        if pos >= len(names) or not isinstance(names[pos], str):
+            raise ConfigError(
+                f"--set {setting!r}: the recipe has no stages[{pos}] (it has {len(names)} stages)"
+            )
+        return pos
+    if names.count(target) > 1:
+        where = ", ".join(f"stages[{i}]" for i, n in enumerate(names) if n == target)
+        raise ConfigError(
+            f"--set {setting!r}: stage {target!r} occurs {names.count(target)} times ({where}); "
+            f"address one as {target}.1 / {target}.2 ... or stages[I]"
+        )
+    if target.endswith(".1") and names.count(target[:-2]) > 1:
+        target = target[:-2]
+    if target in labels:
+        return labels.index(target)
+    choices = [*_SECTIONS, *labels]
+    raise ConfigError(
+        f"--set {setting!r}: no section or stage {target!r}{did_you_mean(target, choices)}; "
+        f"choose from {', '.join(choices)}"
+    )
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -310,7 +485,8 @@ def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> Non
     stages = data.get("stages")
     if not isinstance(stages, list):
         return  # pydantic reports the type problem
-    allowed = ", ".join(STAGES)
+    names = registered()
+    allowed = ", ".join(names)
     for i, entry in enumerate(stages):
         loc: tuple[Any, ...] = ("stages", i)
         if not isinstance(entry, dict) or "stage" not in entry:
@@ -319,10 +495,11 @@ def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> Non
                 f"{source}: stages[{i}]{line}: each stage needs a `stage:` key naming one of: "
                 f"{allowed}"
             )
-        if entry["stage"] not in STAGES:
+        if entry["stage"] not in names:
             line = _line_of(yaml_root, (*loc, "stage"))
+            hint = did_you_mean(str(entry["stage"]), list(names))
             raise ConfigError(
-                f"{source}: stages[{i}].stage{line}: unknown stage {entry['stage']!r}; "
+                f"{source}: stages[{i}].stage{line}: unknown stage {entry['stage']!r}{hint}; "
                 f"allowed: {allowed}"
             )
 
@@ -339,7 +516,7 @@ def _describe_error(err: dict[str, Any], yaml_root: Any) -> str:
     loc = list(err["loc"])
     stage_name = None
     # Discriminated unions put the stage name into loc: stages, 1, 'langid', 'threshold'.
-    if len(loc) >= 3 and loc[0] == "stages" and isinstance(loc[1], int) and loc[2] in STAGES:
+    if len(loc) >= 3 and loc[0] == "stages" and isinstance(loc[1], int) and loc[2] in registered():
         stage_name = loc.pop(2)
         key = f"stages[{loc[1]}] ({stage_name})" + "".join(f".{p}" for p in loc[2:])
     else:
@@ -350,7 +527,11 @@ def _describe_error(err: dict[str, Any], yaml_root: Any) -> str:
         allowed = (
             stage_allowed_keys(stage_name) if stage_name and len(loc) == 3 else _allowed_keys(loc)
         )
-        msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        msg = (
+            "unknown key"
+            + did_you_mean(str(loc[-1]), allowed)
+            + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        )
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif "input" in err and err["type"] not in ("model_type",):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 
 class CurateError(Exception):
     """Base of every user-facing error; the CLI prints its message without a traceback."""
@@ -21,3 +24,9 @@ class OutputError(CurateError):
 
 class AccountingError(CurateError):
     """Documents in != kept + rejected somewhere: a bug, reported loudly instead of losing data."""
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """' (did you mean X?)' for the closest of `choices` to a misspelt `word`, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

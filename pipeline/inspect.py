@@ -1,4 +1,5 @@
-"""`curate inspect PATH`: schema, counts and a sample of a run directory, Parquet data or raw input."""
+"""`curate inspect PATH`: schema, counts and a sample of a run directory, Parquet data or raw input;
+with `--stage` (and `--reason`), the documents a run's stage removed."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from typing import Any
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import InputError
+from pipeline.errors import CurateError, InputError
 from pipeline.io.output_shards import is_shard, read_shard, shard_columns
 from pipeline.io.pathnames import display_path
 from pipeline.io.sources import detect_format, open_binary
-from pipeline.runner.kernel import error_text
+from pipeline.runner.kernel import error_text, excerpt
+from pipeline.schema import HTML, ID, REASON, TEXT, URL
 
 SAMPLE_CHARS = 300
 
@@ -28,6 +31,92 @@ def inspect_path(path: str, sample: int = 3) -> str:
     if files:
         return _inspect_parquet(files, sample)
     return _inspect_input(path, sample)
+
+
+def inspect_rejected(path: str, stage: str, reason: str | None, n: int = 5) -> str:
+    """The first `n` documents stage `stage` of run `path` removed (as `reason`, when given),
+    from its rejected/<stage>/ shards in input order: id, URL, excerpt and the stage's scores.
+    A run that kept no rejected shards shows the examples in its stats.json. InputError (one
+    line) naming the stages or reasons that exist when `stage` or `reason` is not one of them."""
+    run = Path(path)
+    stats_path = run / "stats.json"
+    if not (run / "_run").is_dir():
+        raise InputError(
+            f"{display_path(path)} is not a run directory (no _run/): --stage "
+            "reads a run's rejected documents"
+        )
+    if not stats_path.is_file():
+        raise InputError(
+            f"{display_path(path)} holds no finished run (no stats.json); rerun "
+            "`curate run` to finish it"
+        )
+    stages = {s["name"]: s for s in json.loads(stats_path.read_text(encoding="utf-8"))["stages"]}
+    if stage not in stages:
+        raise InputError(f"the run has no stage {stage!r}; its stages: {', '.join(stages)}")
+    removed: dict[str, int] = stages[stage]["removed_by_reason"]
+    if not removed:
+        raise InputError(f"stage {stage} removed no document in this run")
+    if reason is not None and reason not in removed:
+        raise InputError(
+            f"stage {stage} removed no document as {reason!r}; its reasons: {_fmt_counts(removed)}"
+        )
+    count = removed[reason] if reason is not None else sum(removed.values())
+    what = f"{stage} removed {count:,} document{'s' * (count != 1)}" + (
+        f" as {reason}" if reason else ""
+    )
+    shards = sorted(str(f) for f in (run / "rejected" / stage).glob("*") if is_shard(f.name))
+    if not shards:
+        examples = stages[stage].get("examples", {})
+        docs = [{**d, REASON: r} for r, ds in examples.items() if reason in (None, r) for d in ds][
+            :n
+        ]
+        head = (
+            f"{what}; the run kept no rejected/{stage}/ shards (rerun with --keep-rejected "
+            f"for all of them): {len(docs)} example(s) from stats.json"
+        )
+        return "\n".join([head, *_fmt_removed(docs, [])])
+    fs = fsspec.filesystem("file")
+    scores = _score_columns(stage, shard_columns(fs, shards[0]))
+    docs = []
+    for shard in shards:
+        for table in read_shard(fs, shard, [ID, URL, TEXT, HTML, REASON, *scores]):
+            if reason is not None:
+                table = table.filter(pc.equal(table.column(REASON), reason))
+            docs += table.slice(0, n - len(docs)).to_pylist()
+            if len(docs) >= n:
+                break
+        if len(docs) >= n:
+            break
+    head = f"{what}; the first {len(docs)} from rejected/{stage}/"
+    return "\n".join([head, *_fmt_removed(docs, scores)])
+
+
+def _score_columns(label: str, columns: list[str]) -> list[str]:
+    """The measurement columns stage `label` (`name` or `name.2`) declares that a shard has."""
+    from pipeline.registry import stage_class
+
+    try:
+        produced = stage_class(label.split(".")[0]).score_columns
+    except (KeyError, CurateError):  # a plugin stage no longer installed: no scores shown
+        return []
+    return [c for c in produced if c in columns and c not in (TEXT, HTML)]
+
+
+def _fmt_score(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _fmt_removed(docs: list[dict[str, Any]], scores: list[str]) -> list[str]:
+    out = []
+    for i, d in enumerate(docs):
+        out.append(f"[{i}] {d.get(ID)}  {d.get(REASON)}")
+        out.append(f"    url: {d.get(URL) or '-'}")
+        out += [f"    {c}: {_fmt_score(d[c])}" for c in scores]
+        text = d.get("excerpt", excerpt(d.get(TEXT)))
+        out.append(f"    text: {text or '(empty)'}")
+        if d.get(HTML):
+            out.append(f"    html: {excerpt(d[HTML])}")
+    return out
 
 
 def _parquet_files(p: Path) -> list[Path]:

@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from pipeline.errors import ConfigError
-from pipeline.registry import available_stages
+from pipeline.errors import ConfigError, did_you_mean
+from pipeline.registry import STAGES, available_stages, origin, stage_class
 from pipeline.stages.contract import Contract
 
 
@@ -129,16 +129,26 @@ def declaration(cls: Any) -> list[str]:
     return [" ".join(lines), ""]
 
 
-def stage_reference(names: list[str] | None = None) -> str:
-    """Markdown: one section per stage with its declaration and a table of its keys."""
-    stages = available_stages()
+def stage_reference(names: list[str] | None = None, origins: bool = True) -> str:
+    """Markdown: one section per stage with its declaration and a table of its keys. With
+    `origins`, each heading names where the stage comes from (built-in, or the package that
+    registers it) and a full reference opens with an index; without, only the built-ins are
+    described (the README's reference, the same whatever is installed)."""
+    stages = available_stages() if origins else {n: stage_class(n) for n in STAGES}
     unknown = [n for n in names or [] if n not in stages]
     if unknown:
-        raise ConfigError(f"unknown stage {unknown[0]!r}; allowed: {', '.join(sorted(stages))}")
+        hint = did_you_mean(unknown[0], list(stages))
+        raise ConfigError(
+            f"unknown stage {unknown[0]!r}{hint}; allowed: {', '.join(sorted(stages))}"
+        )
     out = []
+    if origins and not names:
+        out += ["| stage | kind | origin |", "|---|---|---|"]
+        out += [f"| `{n}` | {cls.kind} | {origin(n)} |" for n, cls in stages.items()] + [""]
     for name in names or list(stages):
         cls = stages[name]
-        out += [f"#### `{name}` ({cls.kind} stage)", "", _summary(cls), ""]
+        where = f", {origin(name)}" if origins else ""
+        out += [f"#### `{name}` ({cls.kind} stage{where})", "", _summary(cls), ""]
         out += declaration(cls)
         keys = config_keys(cls.config_cls)
         if not keys:
@@ -162,7 +172,7 @@ def readme_with_reference(readme: str) -> str:
     """`readme` with the text between the stage markers replaced by the current reference."""
     head, _, rest = readme.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n\n{stage_reference()}\n{END}{tail}"
+    return f"{head}{BEGIN}\n\n{stage_reference(origins=False)}\n{END}{tail}"
 
 
 if __name__ == "__main__":

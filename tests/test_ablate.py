@@ -79,9 +79,22 @@ def test_variants_equal_their_direct_runs(inputs, tmp_path) -> None:
                 "bytes_in",
                 "bytes_out",
                 "removed_by_reason",
+                "examples",
             ):
                 assert a[key] == b[key], (name, a["name"], key)
+            # Score histograms too, with the variant's thresholds (t90: langid 0.9).
+            assert a.get("histograms") == b.get("histograms"), (name, a["name"])
         assert ours["reader"] == stats["reader"]
+    langid = {
+        n: next(s for s in v["stages"] if s["name"] == "langid") for n, v in result.variants.items()
+    }
+    assert langid["t90"]["histograms"]["lang_score"]["thresholds"] == {"threshold": 0.9}
+    # The same scores (from the cache), split at another threshold.
+    t50, t90 = (langid[n]["histograms"]["lang_score"]["bins"] for n in ("t50", "t90"))
+    assert {b["lo"]: b["kept"] + b["rejected"] for b in t50} == {
+        b["lo"]: b["kept"] + b["rejected"] for b in t90
+    }
+    assert sum(b["kept"] for b in t50) > sum(b["kept"] for b in t90)
     kept = {n: s["output"]["documents"] for n, s in result.variants.items()}
     assert kept["t50"] >= kept["t65"] >= kept["t90"]
     # The comparison report.

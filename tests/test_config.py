@@ -45,19 +45,26 @@ def _error(text: str) -> str:
 def test_unknown_stage_names_allowed_and_line() -> None:
     msg = _error(GOOD.replace("stage: langid", "stage: langidd"))
     assert "stages[1].stage (line 7)" in msg
-    assert "unknown stage 'langidd'" in msg
+    assert "unknown stage 'langidd' (did you mean 'langid'?); allowed:" in msg
     assert "allowed: url_filter, extract, langid, gopher_repetition" in msg
 
 
 def test_unknown_key_in_stage_lists_allowed_keys() -> None:
     msg = _error(GOOD.replace("threshold: 0.7", "treshold: 0.7"))
     assert "stages[1] (langid).treshold (line 9)" in msg
-    assert "unknown key; allowed:" in msg and "threshold" in msg and "languages" in msg
+    assert msg.endswith(
+        "stages[1] (langid).treshold (line 9): unknown key (did you mean 'threshold'?); "
+        "allowed: languages, max_chars, model_path, stage, threshold"
+    )
 
 
 def test_unknown_top_level_key() -> None:
     msg = _error(GOOD + "outptu: x\n")
-    assert "outptu (line 10): unknown key; allowed: input, name, output, runtime, stages" in msg
+    assert (
+        "outptu (line 10): unknown key (did you mean 'output'?); allowed: input, name, output, "
+        "runtime, stages"
+    ) in msg
+    assert "did you mean" not in _error(GOOD + "zzz: x\n")  # nothing close: no guess
 
 
 def test_wrong_type_and_out_of_range() -> None:

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.errors import InputError
 from pipeline.io.base import InputUnit
 from pipeline.io.hf import HFReader
 from pipeline.io.options import InputConfig
@@ -54,6 +55,8 @@ def test_save_to_disk_directory(saved_dataset: Path) -> None:
 
 
 def test_dataset_dict_splits(tmp_path: Path) -> None:
+    """A DatasetDict is read one split at a time (input.split); without one, a one-line error
+    names its splits instead of merging them."""
     dd = datasets.DatasetDict(
         {
             "train": datasets.Dataset.from_dict({"text": ["a", "b"]}),
@@ -61,12 +64,32 @@ def test_dataset_dict_splits(tmp_path: Path) -> None:
         }
     )
     dd.save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(InputError) as exc:
+        plan_units(InputConfig(paths=[str(tmp_path / "dd")]))
+    assert str(exc.value) == (
+        f"{tmp_path / 'dd'} is a DatasetDict with splits train, test: set input.split to one "
+        "(input.split)"
+    )
+    with pytest.raises(InputError, match="no split 'dev'; choose one"):
+        plan_units(InputConfig(paths=[str(tmp_path / "dd")], split="dev"))
+    got = {}
+    for split in ("train", "test"):
+        units = plan_units(InputConfig(paths=[str(tmp_path / "dd")], split=split))
+        assert [Path(u.path).name for u in units] == [split]
+        got[split] = [read_unit(u)[0]["text"].to_pylist() for u in units]
+    assert got == {"train": [["a", "b"]], "test": [["c"]]}
+    # a folder holding the DatasetDict: the split applies to it too
+    units = plan_units(InputConfig(paths=[str(tmp_path)], split="test"))
+    assert [Path(u.path).name for u in units] == ["test"]
+
+
+def test_dataset_dict_single_split(tmp_path: Path) -> None:
+    """A DatasetDict with one split needs no input.split."""
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a"]})}).save_to_disk(
+        str(tmp_path / "dd")
+    )
     units = plan_units(InputConfig(paths=[str(tmp_path / "dd")]))
-    assert [Path(u.path).name for u in units] == ["test", "train"]
-    got = [read_unit(u)[0]["text"].to_pylist() for u in units]
-    assert got == [["c"], ["a", "b"]]
-    ids = [read_unit(u)[0]["id"].to_pylist() for u in units]
-    assert len({i for part in ids for i in part}) == 3  # hashed ids unique across splits
+    assert [Path(u.path).name for u in units] == ["train"]
 
 
 def test_missing_text_column(tmp_path: Path) -> None:

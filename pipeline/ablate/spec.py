@@ -19,15 +19,24 @@ second occurrence); `add` entries name the stage they follow (`after`, omitted =
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
 
-from pipeline.config import Recipe, load_recipe, load_yaml, recipe_from_dict
+from pipeline.config import (
+    Recipe,
+    is_path_key,
+    load_recipe,
+    load_yaml,
+    recipe_from_dict,
+    resolve_path,
+    resolve_recipe_paths,
+)
 from pipeline.config_model import ConfigModel
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, did_you_mean
 from pipeline.runner.unit import stage_labels
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -75,10 +84,13 @@ def load_ablation(
     input_paths: list[str] | None = None,
     output: str | None = None,
     executor: str | None = None,
+    settings: Sequence[str] = (),
 ) -> Ablation:
     """Read an ablation file and build every variant's recipe (ConfigError on any problem).
 
-    `input_paths`, `output` and `executor` override the file (the CLI's options).
+    `input_paths`, `output` and `executor` override the file (the CLI's options); `settings`
+    (`--set KEY=VALUE`) change the base recipe, before the variants' own changes. Relative paths
+    resolve against the file's directory (the base's own against the base's).
     """
     path = Path(path)
     try:
@@ -87,6 +99,7 @@ def load_ablation(
         raise ConfigError(f"cannot read ablation {path}: {exc.strerror or exc}") from None
     data, _ = load_yaml(text, str(path))
     if isinstance(data, dict):
+        data = _resolve_paths(data, path.resolve().parent)
         if input_paths:
             data["input"] = {**(data.get("input") or {}), "paths": input_paths}
         if output:
@@ -98,7 +111,7 @@ def load_ablation(
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(f"{path}: invalid ablation\n  " + "\n  ".join(lines)) from None
-    base = load_recipe((path.parent / spec.base).resolve())
+    base = load_recipe((path.parent / spec.base).resolve(), settings)
     variants = {}
     for name, variant in spec.variants.items():
         if not _NAME.match(name):
@@ -110,6 +123,32 @@ def load_ablation(
     return Ablation(
         spec.name or path.stem, spec.output.path, variants, baseline, spec.output.examples
     )
+
+
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A raw ablation file with its relative paths resolved against `base_dir`: output.path,
+    input paths, and the path keys the variants set or add (config.is_path_key)."""
+    data = resolve_recipe_paths(data, base_dir)
+    variants = data.get("variants")
+    if not isinstance(variants, dict):
+        return data
+    resolved = {}
+    for name, variant in variants.items():
+        if isinstance(variant, dict):
+            variant = dict(variant)
+            if isinstance(variant.get("set"), dict):
+                variant["set"] = {
+                    k: resolve_path(v, base_dir)
+                    if is_path_key("stages", str(k).rpartition(".")[2])
+                    else v
+                    for k, v in variant["set"].items()
+                }
+            if isinstance(variant.get("add"), list):
+                variant["add"] = resolve_recipe_paths({"stages": variant["add"]}, base_dir)[
+                    "stages"
+                ]
+        resolved[name] = variant
+    return {**data, "variants": resolved}
 
 
 def _variant_recipe(
@@ -129,13 +168,15 @@ def _variant_recipe(
     for label in variant.remove:
         if label not in labels:
             raise ConfigError(
-                f"{where}: remove {label!r}: no such stage; stages: {', '.join(labels)}"
+                f"{where}: remove {label!r}: no such stage{did_you_mean(label, labels)}; "
+                f"stages: {', '.join(labels)}"
             )
     for key, value in variant.set.items():
         label, _, field = key.rpartition(".")
         if label not in labels:
             raise ConfigError(
-                f"{where}: set {key!r}: write <stage>.<key>; stages: {', '.join(labels)}"
+                f"{where}: set {key!r}: write <stage>.<key>{did_you_mean(label, labels)}; "
+                f"stages: {', '.join(labels)}"
             )
         stages[labels.index(label)][field] = value
     kept = [(lbl, s) for lbl, s in zip(labels, stages, strict=True) if lbl not in variant.remove]
@@ -145,7 +186,8 @@ def _variant_recipe(
         names = [lbl for lbl, _ in kept]
         if after is not None and after not in names:
             raise ConfigError(
-                f"{where}: add after {after!r}: no such stage; stages: {', '.join(names)}"
+                f"{where}: add after {after!r}: no such stage{did_you_mean(str(after), names)}; "
+                f"stages: {', '.join(names)}"
             )
         at = 0 if after is None else names.index(after) + 1
         kept.insert(at, (f"+{entry.get('stage')}", entry))

@@ -32,6 +32,7 @@ class InputUnit:
     format: str  # warc | wet | jsonl | parquet | hf
     shard: int = 0  # for formats that split one path into several units (hf)
     num_shards: int = 1
+    limit: int | None = None  # read only its first `limit` documents (input.limit, io/limit.py)
 
 
 @dataclass

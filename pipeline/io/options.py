@@ -30,3 +30,8 @@ class InputConfig(ConfigModel):
     keep_http_status: list[int] = Field(default_factory=lambda: [200])
     # fsspec protocols the user allows besides local files (e.g. ["s3", "https"]).
     allowed_protocols: list[str] = Field(default_factory=lambda: ["file"])
+    # Stop after this many documents (a quick trial): units are read in order and reading stops
+    # when the total is reached (pipeline/io/limit.py). null: read everything.
+    limit: int | None = Field(default=None, gt=0)
+    # HF `save_to_disk` DatasetDict folders: the split to read (required when a folder has several).
+    split: str | None = None

@@ -188,16 +188,25 @@ def hf_data_files(directory: str) -> list[str]:
 
 
 def _hf_units(
-    fs: fsspec.AbstractFileSystem, root: str, url: str
+    fs: fsspec.AbstractFileSystem, root: str, url: str, split: str | None = None
 ) -> list[tuple[str, str, int, int]]:
-    """(path, 'hf', shard, num_shards) for a save_to_disk dir, expanding a DatasetDict's splits."""
+    """(path, 'hf', shard, num_shards) for a save_to_disk dir; of a DatasetDict, the units of
+    `split` (input.split), which may be left out only when it has one split."""
     if fs.isfile(posixpath.join(root, "dataset_dict.json")):
-        with fs.open(posixpath.join(root, "dataset_dict.json"), "rb") as f:
-            splits = json.load(f).get("splits", [])
-        out: list[tuple[str, str, int, int]] = []
-        for split in splits:
-            out += _hf_units(fs, posixpath.join(root, split), _join(url, split))
-        return out
+        try:
+            with fs.open(posixpath.join(root, "dataset_dict.json"), "rb") as f:
+                splits = [str(s) for s in json.load(f)["splits"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{url}: unreadable HF dataset_dict.json ({e})") from e
+        if split is None and len(splits) == 1:
+            split = splits[0]
+        if split not in splits:
+            what = "set input.split to one" if split is None else f"no split {split!r}; choose one"
+            raise InputError(
+                f"{url} is a DatasetDict with splits {', '.join(splits) or '(none)'}: {what} "
+                "(input.split)"
+            )
+        return _hf_units(fs, posixpath.join(root, split), _join(url, split))
     n = len(hf_data_files(url))
     return [(url, "hf", i, n) for i in range(n)]
 
@@ -237,7 +246,7 @@ class _Planner:
     def add_dir(self, fs: fsspec.AbstractFileSystem, root: str, url: str) -> None:
         """Add a directory: an HF dataset as such, otherwise its files recursively."""
         if _is_hf_dir(fs, root):
-            self.found.update(_hf_units(fs, root, url))
+            self.found.update(_hf_units(fs, root, url, self.cfg.split))
             return
         files = _outside_runs(sorted(fs.find(root)), root)
         hf_roots = sorted(
@@ -245,7 +254,9 @@ class _Planner:
         )
         hf_roots = [r for r in hf_roots if not any(r.startswith(h + "/") for h in hf_roots)]
         for hf_root in hf_roots:
-            self.found.update(_hf_units(fs, hf_root, self._url(fs, hf_root, url, root)))
+            self.found.update(
+                _hf_units(fs, hf_root, self._url(fs, hf_root, url, root), self.cfg.split)
+            )
         for f in files:
             if any(f.startswith(h + "/") for h in hf_roots):
                 continue
@@ -467,7 +478,35 @@ def read_unit(
 ) -> Iterator[pa.Table]:
     """A unit's batches through its reader, for a run or the ablation score cache: when the
     reading ends with every record skipped for a configuration reason (no `text` field), a
-    ConfigError naming the key to set, so no unit ends as a silent empty shard."""
-    yield from get_reader(unit.format, cfg).read(unit, stats, batch_size)
+    ConfigError naming the key to set, so no unit ends as a silent empty shard. A unit with a
+    `limit` stops after that many documents (io/limit.py)."""
+    if unit.limit is None:
+        yield from get_reader(unit.format, cfg).read(unit, stats, batch_size)
+    else:
+        batch_size = min(batch_size, unit.limit)
+        batches = get_reader(unit.format, cfg).read(unit, stats, batch_size)
+        yield from first_documents(batches, unit.limit, stats)
     if problem := stats.config_problem(unit.path):
         raise ConfigError(problem)
+
+
+def first_documents(
+    batches: Iterator[pa.Table], limit: int, stats: ReaderStats
+) -> Iterator[pa.Table]:
+    """The first `limit` rows of a reader's batches; the reader is closed there (no further
+    record read). Rows of the last batch past the limit, already counted as documents by the
+    reader, are counted as `over_limit` skips instead, so the stats still balance."""
+    emitted = 0
+    try:
+        for batch in batches:
+            keep = min(batch.num_rows, limit - emitted)
+            if keep < batch.num_rows:
+                stats.documents -= batch.num_rows - keep
+                stats.skipped["over_limit"] += batch.num_rows - keep
+            if keep:
+                yield batch.slice(0, keep)
+            emitted += keep
+            if emitted >= limit:
+                return
+    finally:
+        batches.close()  # type: ignore[attr-defined]

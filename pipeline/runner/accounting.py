@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import AccountingError, CurateError
+from pipeline.runner.histograms import ScoreHistogram
+
+# Example documents kept per stage and removal reason (stats.json `examples`, report.md).
+MAX_EXAMPLES = 3
 
 
 @dataclass
@@ -32,6 +36,10 @@ class StageStats:
     metrics: Counter[str] = field(default_factory=Counter)  # stage counters (take_metrics)
     warnings: list[str] = field(default_factory=list)  # set-up warnings, each once
     first_error: str | None = None  # message of the first `<stage>_error` rejection
+    # Per thresholded score column: kept vs rejected documents by score (runner.histograms).
+    histograms: dict[str, ScoreHistogram] = field(default_factory=dict)
+    # reason -> the first few removed documents ({id, url, excerpt}), in unit then row order
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def add(self, other: StageStats) -> None:
         self.docs_in += other.docs_in
@@ -49,6 +57,19 @@ class StageStats:
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)
         if self.first_error is None:
             self.first_error = other.first_error
+        for column, h in other.histograms.items():
+            if column in self.histograms:
+                self.histograms[column].add(h)
+            else:
+                self.histograms[column] = ScoreHistogram.from_dict(h.to_dict())
+        self.add_examples(other.examples)
+
+    def add_examples(self, examples: dict[str, list[dict[str, Any]]]) -> None:
+        """Append examples that come later in unit and row order, up to MAX_EXAMPLES per
+        reason: summing units in unit order picks the same documents on any executor."""
+        for reason, docs in examples.items():
+            have = self.examples.setdefault(reason, [])
+            have.extend(docs[: MAX_EXAMPLES - len(have)])
 
     def to_dict(self) -> dict[str, Any]:
         tokens = (
@@ -70,6 +91,14 @@ class StageStats:
             "metrics": dict(sorted(self.metrics.items())),
             "warnings": list(self.warnings),
             "first_error": self.first_error,
+            **(
+                {"histograms": {c: h.to_dict() for c, h in self.histograms.items()}}
+                if self.histograms
+                else {}
+            ),
+            "examples": {
+                r: self.examples[r] for r, _ in self.reasons.most_common() if r in self.examples
+            },
         }
 
     @classmethod
@@ -89,6 +118,8 @@ class StageStats:
             metrics=Counter(d.get("metrics", {})),
             warnings=list(d.get("warnings", [])),
             first_error=d.get("first_error"),
+            histograms={c: ScoreHistogram.from_dict(h) for c, h in d.get("histograms", {}).items()},
+            examples={r: list(docs) for r, docs in d.get("examples", {}).items()},
         )
 
 

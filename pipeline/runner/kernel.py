@@ -11,7 +11,9 @@ stage is treated, named and counted the same way everywhere:
   then per document when the batch runs out) whose overrun is `<stage>_timeout`.
 - `decide`: the stage's `keep` on scored rows (isolated the same way), plus the error reasons.
 - `account`: a stage's StageStats from what it saw and what it decided.
-- `run_stage`: the three together for a map stage over one batch (the run's loop).
+- `run_stage`: the three together for a map stage over one batch (the run's loop), counting
+  the stage's thresholded scores into its histograms (runner.histograms) on the way.
+- `note_examples`: the first few removed documents of each reason, for stats.json and report.md.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.errors import AccountingError
-from pipeline.runner.accounting import StageStats
+from pipeline.runner.accounting import MAX_EXAMPLES, StageStats
 from pipeline.runner.guard import CpuTimeout, cpu_limit
-from pipeline.schema import HTML, REASON, TEXT
+from pipeline.runner.histograms import observe_scores
+from pipeline.schema import HTML, ID, REASON, TEXT, URL
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_TEXT = 500
+EXCERPT_CHARS = 300  # characters of an example document's text in stats.json and report.md
 
 
 def error_reason(stage: Any) -> str:
@@ -217,10 +221,54 @@ def collect(stats: StageStats, stage: Any) -> None:
         stats.first_error = message[:MAX_ERROR_TEXT]
 
 
-def split(batch: pa.Table, scored: Scored, reasons: np.ndarray) -> tuple[pa.Table, pa.Table]:
+def excerpt(text: str | None) -> str:
+    """The start of a document, whitespace runs shown as one space, at most EXCERPT_CHARS."""
+    head = " ".join((text or "")[: 4 * EXCERPT_CHARS].split())
+    return head if len(head) <= EXCERPT_CHARS else head[: EXCERPT_CHARS - 1] + "\u2026"
+
+
+def note_examples(stats: StageStats, rejected: pa.Table) -> None:
+    """Keep the first removed documents of each reason (up to MAX_EXAMPLES) in `stats`: id, URL
+    and an excerpt of the text (the HTML when the text is empty, as for `extract_empty`)."""
+    if rejected.num_rows == 0:
+        return
+    full = {r for r, docs in stats.examples.items() if len(docs) >= MAX_EXAMPLES}
+    picked: dict[str, list[int]] = {}
+    for i, reason in enumerate(rejected.column(REASON).to_pylist()):
+        if reason in full:
+            continue
+        rows = picked.setdefault(reason, [])
+        rows.append(i)
+        if len(rows) + len(stats.examples.get(reason, [])) >= MAX_EXAMPLES:
+            full.add(reason)
+    names = rejected.column_names
+
+    def value(col: str, i: int) -> Any:
+        return rejected.column(col)[i].as_py() if col in names else None
+
+    for reason, rows in picked.items():
+        stats.add_examples(
+            {
+                reason: [
+                    {
+                        "id": value(ID, i),
+                        "url": value(URL, i),
+                        "excerpt": excerpt(value(TEXT, i) or value(HTML, i)),
+                    }
+                    for i in rows
+                ]
+            }
+        )
+
+
+def split(
+    batch: pa.Table, scored: Scored, reasons: np.ndarray, restore: tuple[str, ...] = ()
+) -> tuple[pa.Table, pa.Table]:
     """(kept scored rows, rejected rows with a `reason` column), both in input order.
 
-    A rejected row is as the stage left it; one the stage failed on is as it came in.
+    A rejected row is as the stage left it; one the stage failed on is as it came in. The
+    columns `restore` of the input come back on every rejected row (a stage's `drops`, e.g.
+    extract's `html` under output.keep_rejected_html).
     """
     kept_mask = np.array([r is None for r in reasons], dtype=bool)
     if scored.table is None:
@@ -244,6 +292,12 @@ def split(batch: pa.Table, scored: Scored, reasons: np.ndarray) -> tuple[pa.Tabl
     if len(parts) > 1:
         rejected = rejected.take(pa.array(np.argsort(positions, kind="stable")))
         positions = np.sort(positions)
+    for col in (c for c in restore if c in batch.column_names):
+        values = batch.column(col).take(pa.array(positions, pa.int64()))
+        at = rejected.schema.get_field_index(col)
+        rejected = (
+            rejected.set_column(at, col, values) if at >= 0 else rejected.append_column(col, values)
+        )
     return kept, rejected.append_column(REASON, pa.array(list(reasons[positions]), pa.string()))
 
 
@@ -253,19 +307,31 @@ def run_stage(
     stats: StageStats,
     cpu_s: float | None = None,
     tokens: PayloadTokens | None = None,
+    restore: tuple[str, ...] = (),
 ) -> tuple[pa.Table, pa.Table]:
     """Apply a map stage to a batch: bounded, timed, isolated, decided, counted (in tokens
-    too when `tokens` is given; that counting is outside the stage's wall and CPU time)."""
+    too when `tokens` is given; that counting is outside the stage's wall and CPU time);
+    `restore`: input columns put back on the rejected rows (see `split`)."""
     wall0, cpu0 = time.perf_counter(), time.process_time() + stage.helper_cpu_s()
     scored = score_isolated(stage, batch, cpu_s)
     reasons, first = decide(stage, scored, batch.num_rows)
-    kept, rejected = split(batch, scored, reasons)
+    kept, rejected = split(batch, scored, reasons, restore)
     collect(stats, stage)
     stats.wall_s += time.perf_counter() - wall0
     stats.cpu_s += time.process_time() + stage.helper_cpu_s() - cpu0
     counted = tokens.in_out(stage, batch, kept, reasons) if tokens is not None else None
     account(stats, reasons, payload_bytes(batch), payload_bytes(kept), first, counted)
+    count_scores(stats, stage, scored, reasons)
+    note_examples(stats, rejected)
     return kept, rejected
+
+
+def count_scores(stats: StageStats, stage: Any, scored: Scored, reasons: np.ndarray) -> None:
+    """Add the scored rows' thresholded scores to the stage's histograms, kept (reason None)
+    vs rejected; rows the stage failed on have no score and are not counted."""
+    if scored.table is not None and len(scored.ok):
+        kept_mask = np.array([r is None for r in reasons[scored.ok]], dtype=bool)
+        observe_scores(stats.histograms, stage, scored.table, kept_mask)
 
 
 def payload_column(batch: pa.Table) -> str | None:

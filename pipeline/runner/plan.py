@@ -36,6 +36,11 @@ def check_plan(recipe: Recipe, formats: Iterable[str]) -> None:
         problem = problem or columns_problem(recipe.output.columns, output, fmt)
         if problem:
             raise ConfigError(f"{recipe.source}: {problem}; nothing was run")
+    if recipe.output.keep_rejected_html and not recipe.output.keep_rejected:
+        raise ConfigError(
+            f"{recipe.source}: output.keep_rejected_html keeps HTML in rejected/ shards, which "
+            "are written only with output.keep_rejected: true (or --keep-rejected); nothing was run"
+        )
     if recipe.output.tokenizer:
         try:
             load_tokenizer(recipe.output.tokenizer)

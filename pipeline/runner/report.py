@@ -1,9 +1,13 @@
 """report.md: the funnel of a run (documents, bytes and, with output.tokenizer, tokens kept per
-stage) and removals by reason."""
+stage) and removals by reason, each with a few example documents."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from pipeline.io.atomic import atomic_write
+from pipeline.runner.report_html import HTML_REPORT, figure_name, has_figure
 
 
 def render_report(stats: dict[str, Any]) -> str:
@@ -64,6 +68,8 @@ def render_report(stats: dict[str, Any]) -> str:
         if s["removed_by_reason"]:
             reasons = ", ".join(f"{k} {v:,}" for k, v in s["removed_by_reason"].items())
             lines.append(f"- **{s['name']}**: {reasons}")
+            lines += _examples(s.get("examples") or {})
+    lines += _histogram_links(stats["stages"])
     lines += _global_section(stats.get("global") or {})
     out = stats["output"]
     lines += [
@@ -75,6 +81,27 @@ def render_report(stats: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|#])")
+
+
+def _md(text: str) -> str:
+    """`text` shown literally in Markdown (its markup characters escaped)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def _examples(examples: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Nested bullets under a stage's removals: per reason, its example documents."""
+    lines = []
+    for reason, docs in examples.items():
+        lines.append(f"  - {reason}, for example:")
+        for d in docs:
+            ident = str(d["id"]).replace("`", "'")
+            where = f" {_md(d['url'])}" if d.get("url") else ""
+            text = f": {_md(d['excerpt'])}" if d.get("excerpt") else ": (no text)"
+            lines.append(f"    - `{ident}`{where}{text}")
+    return lines
 
 
 def _global_section(summaries: dict[str, Any]) -> list[str]:
@@ -118,6 +145,20 @@ def _histogram_lines(hist: dict[str, list[Any]], cut: float | None) -> list[str]
     return [*lines, ""]
 
 
+def _histogram_links(stages: list[dict[str, Any]]) -> list[str]:
+    """Where the score histograms are: report.html, and a PNG per classifier stage."""
+    if not any(s.get("histograms") for s in stages):
+        return []
+    labels = [s["name"] for s in stages if has_figure(s)]
+    lines = ["", "## Score histograms", "", f"Kept vs rejected by score per stage: {HTML_REPORT}."]
+    if labels:
+        lines += ["", "Classifier stages:", ""]
+    return lines + [
+        f"- **{label}**: [{figure_name(label)}]({figure_name(label)})" for label in labels
+    ]
+
+
 def write_report(fs: Any, path: str, stats: dict[str, Any]) -> None:
-    with fs.open(path, "w") as f:
+    """report.md, atomically."""
+    with atomic_write(fs, path, "w", encoding="utf-8") as f:
         f.write(render_report(stats))

@@ -4,7 +4,8 @@ Output layout (shown for output.format: parquet; jsonl writes part-NNNNN.jsonl.z
 .jsonl by output.compression, with the same names otherwise):
   data/part-NNNNN.parquet               kept documents, one shard per input unit
   rejected/<stage>/part-NNNNN.parquet   removed documents with a `reason` (output.keep_rejected)
-  stats.json, report.md                 run totals, written when every unit is done
+  stats.json, report.md, report.html    run totals, written when every unit is done
+  figures/<stage>.png                   score histogram of each classifier stage
   _run/config.json, config.yaml         the resolved recipe and its hash
   _run/inputs.json                      the input files' identities (a rerun needs the same)
   _run/units/segNN/part-NNNNN.json      completion marker + stats of each finished task
@@ -24,10 +25,11 @@ from typing import Any
 import yaml
 
 from pipeline import __version__
-from pipeline.config import Recipe
+from pipeline.config import Recipe, recipe_changes
 from pipeline.errors import CurateError, OutputError
 from pipeline.io.atomic import remove_temp_files, write_json_atomic
 from pipeline.io.base import InputUnit
+from pipeline.io.limit import limit_units
 from pipeline.io.pathnames import json_safe
 from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
@@ -45,6 +47,7 @@ from pipeline.runner.lock import check_unheld, output_lock
 from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import Progress
 from pipeline.runner.report import write_report
+from pipeline.runner.report_html import FIGURES_DIR, HTML_REPORT, write_report_html
 from pipeline.runner.unit import (
     DATA_DIR,
     GLOBAL_DIR,
@@ -84,9 +87,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
 def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
     """run_recipe's work, with the output directory's writer lock held."""
     started = time.perf_counter()
-    units = plan_units(recipe.input, exclude=(recipe.output.path,))
-    check_plan(recipe, {u.format for u in units})
-    preflight_input(recipe, units)
+    units, planned = plan_run_input(recipe)
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
     claim_output(fs, root, recipe, config_hash, overwrite)
@@ -127,14 +128,27 @@ def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
     stats = json_safe(
         _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
     )
+    if recipe.input.limit is not None:
+        stats["inputs"].update(limit=recipe.input.limit, units_planned=planned)
     stats["global"] = global_summaries
     _write_json(fs, f"{root}/stats.json", stats)
     write_report(fs, f"{root}/report.md", stats)
+    write_report_html(fs, root, stats)
     if fs.exists(f"{root}/{WORK_DIR}"):
         fs.rm(f"{root}/{WORK_DIR}", recursive=True)
     check_input_yielded(stats["reader"], len(units))
     check_error_fractions(stats["stages"], recipe.runtime.max_error_fraction)
     return RunResult(recipe.output.path, stats, units_run=ran, units_skipped=skipped)
+
+
+def plan_run_input(recipe: Recipe) -> tuple[list[InputUnit], int]:
+    """(the units a run reads, how many the input has): the input planned and checked against
+    the stage chain (before any work), then cut to the units that hold `input.limit` documents."""
+    planned = plan_units(recipe.input, exclude=(recipe.output.path,))
+    check_plan(recipe, {u.format for u in planned})
+    units = limit_units(planned, recipe.input, recipe.runtime.batch_size)
+    preflight_input(recipe, units)
+    return units, len(planned)
 
 
 def _execute(recipe: Recipe, tasks: list[Any], total: int) -> dict[int, dict[str, Any]]:
@@ -203,11 +217,16 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
     marker = f"{root}/{RUN_DIR}/config.json"
     if fs.exists(marker):
         with fs.open(marker, "r") as f:
-            previous = json.load(f).get("config_hash")
+            record = json.load(f)
+        previous = record.get("config_hash")
         if previous != config_hash and not overwrite:
+            changes = recipe_changes(record.get("recipe") or {}, recipe.to_dict())
+            if record.get("version") != __version__:
+                changes.append(f"curate version {record.get('version')} -> {__version__}")
             raise OutputError(
-                f"{recipe.output.path} holds a run of a different config (hash {previous}, "
-                f"this one {config_hash}); choose another --output or pass --overwrite"
+                f"{recipe.output.path} holds a run of a different config: "
+                f"{'; '.join(changes) or 'the content of output.tokenizer changed'} "
+                f"(hash {previous} -> {config_hash}); choose another --output or pass --overwrite"
             )
     elif any(fs.exists(f"{root}/{d}") for d in (DATA_DIR, REJECTED_DIR)) and not overwrite:
         raise OutputError(
@@ -223,13 +242,16 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
         {"config_hash": config_hash, "version": __version__, "recipe": recipe.to_dict()},
     )
     with fs.open(f"{root}/{RUN_DIR}/config.yaml", "w") as f:
+        f.write(f"# the resolved recipe of {recipe.source}\n")
+        f.writelines(f"# --set {setting}\n" for setting in recipe.settings)
         yaml.safe_dump(recipe.to_dict(), f, sort_keys=False, allow_unicode=True)
 
 
 def _clear_run(fs: Any, root: str) -> None:
     """Delete what a run writes (and only that) from the output directory."""
     check_unheld(fs, f"{root}/stats")  # `curate stats` may be writing there
-    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, "stats", "stats.json", "report.md"):
+    written = ("stats", "stats.json", "report.md", HTML_REPORT, FIGURES_DIR)
+    for name in (DATA_DIR, REJECTED_DIR, RUN_DIR, WORK_DIR, *written):
         path = f"{root}/{name}"
         if fs.exists(path):
             fs.rm(path, recursive=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.config import Recipe
+from pipeline.config import Recipe, stage_labels_of
 from pipeline.errors import AccountingError
 from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit, ReaderStats
@@ -35,6 +34,7 @@ from pipeline.io.writer import ShardWriter, output_fs
 from pipeline.registry import stage_class
 from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats, check_segment, task_where
+from pipeline.schema import HTML
 from pipeline.stages.base import Stage
 from pipeline.stages.global_base import GlobalStage, LocalContext, ShardRef
 
@@ -54,13 +54,7 @@ def shard_name(index: int) -> str:
 
 def stage_labels(recipe: Recipe) -> list[str]:
     """Stable labels for the stages of a recipe: the name, suffixed when a name repeats."""
-    seen: Counter[str] = Counter()
-    labels = []
-    for cfg in recipe.stages:
-        name = cfg.stage  # type: ignore[attr-defined]
-        seen[name] += 1
-        labels.append(name if seen[name] == 1 else f"{name}.{seen[name]}")
-    return labels
+    return stage_labels_of([cfg.stage for cfg in recipe.stages])  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -118,6 +112,14 @@ class StageChain:
             for cfg in recipe.stages
         ]
         self.segments = plan_segments(recipe)
+        # Per stage, the dropped input columns its rejected rows get back (output.keep_rejected_html).
+        self.restore: list[tuple[str, ...]] = [
+            (HTML,)
+            if recipe.output.keep_rejected_html
+            and HTML in stage_class(cfg.stage).contract(cfg).drops  # type: ignore[attr-defined]
+            else ()
+            for cfg in recipe.stages
+        ]
         spec = recipe.output.tokenizer
         self.tokens = kernel.PayloadTokens(spec) if spec else None
         self._ready = False
@@ -173,7 +175,10 @@ class ShardOutputs:
         if label not in self.rejected:
             path = f"{self.root}/{REJECTED_DIR}/{label}/{self.name}{shard_suffix(out)}"
             self.rejected[label] = output_writer(self.fs, path, out)
-        self.rejected[label].write(select_columns(rejected, out.columns))
+        table = select_columns(rejected, out.columns)
+        if out.keep_rejected_html and HTML in set(rejected.column_names) - set(table.column_names):
+            table = table.append_column(rejected.field(HTML), rejected.column(HTML))
+        self.rejected[label].write(table)
 
     def keep(self, batch: pa.Table) -> None:
         if batch.num_rows:
@@ -228,7 +233,7 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
                 if batch.num_rows == 0:
                     break
                 batch, rejected = kernel.run_stage(
-                    chain.stages[pos], batch, st, cpu_s, chain.tokens
+                    chain.stages[pos], batch, st, cpu_s, chain.tokens, chain.restore[pos]
                 )
                 outputs.reject(st.name, rejected)
             outputs.keep(batch)
@@ -325,6 +330,7 @@ def _global_then_batches(
     tokens = chain.tokens.in_out(stage, table, kept, reasons) if chain.tokens else None
     in_out = kernel.payload_bytes(table), kernel.payload_bytes(kept)
     kernel.account(stats, reasons, *in_out, first, tokens)
+    kernel.note_examples(stats, rejected)
     outputs.reject(stats.name, rejected)
     size = recipe.runtime.batch_size
     for start in range(0, kept.num_rows, size):

@@ -220,6 +220,10 @@ class C4QualityStage(Stage):
         "c4_curly_bracket",
         "c4_badwords_count",
     )
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "c4_num_sentences": ("min_num_sentences",),
+        "c4_badwords_count": ("max_badwords",),
+    }
 
     def __init__(self, config: StageConfig) -> None:
         super().__init__(config)
@@ -336,6 +340,9 @@ class C4ParagraphStage(Stage):
     config_cls: ClassVar[type[StageConfig]] = C4ParagraphConfig
     threshold_keys: ClassVar[frozenset[str]] = frozenset({"min_paragraph_len"})
     score_columns: ClassVar[tuple[str, ...]] = ("c4_paragraph_kth_longest_line",)
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "c4_paragraph_kth_longest_line": ("min_paragraph_len",)
+    }
 
     def score(self, batch: pa.Table) -> pa.Table:
         k = self.config.min_paragraphs  # type: ignore[attr-defined]

@@ -54,7 +54,8 @@ class Declared:
 
     A stage sets `config_cls`, `requires`, `score_columns` (what it produces), `drops` and
     `resources`; a stage whose columns or resources depend on its config overrides
-    `contract(config)`.
+    `contract(config)`. `column_thresholds` names, per numeric score column, the config keys
+    `keep` compares it with: the run histograms those columns with the thresholds marked.
     """
 
     name: ClassVar[str]
@@ -64,6 +65,7 @@ class Declared:
     score_columns: ClassVar[tuple[str, ...]] = ()
     drops: ClassVar[tuple[str, ...]] = ()
     resources: ClassVar[Resources] = Resources()
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -83,6 +85,20 @@ class Declared:
         (the stage's place in the recipe)."""
 
     @classmethod
+    def score_thresholds(cls, config: Any) -> dict[str, dict[str, float]]:
+        """Score column -> {config key: value} of the thresholds `keep` compares it with (rules
+        disabled by null left out): `column_thresholds`, else, for a stage that produces one
+        column and has a numeric `threshold` key (a classifier), that column and that key."""
+        keys = dict(cls.column_thresholds)
+        produces = cls.contract(config).produces
+        if not keys and len(produces) == 1 and "threshold" in type(config).model_fields:
+            keys = {produces[0]: ("threshold",)}
+        return {
+            column: {k: v for k in names if _is_number(v := getattr(config, k, None))}
+            for column, names in keys.items()
+        }
+
+    @classmethod
     def contract(cls, config: Any) -> Contract:
         """The declaration for `config` (the class attributes, unless overridden)."""
         return Contract(
@@ -93,3 +109,8 @@ class Declared:
             drops=cls.drops,
             resources=cls.resources,
         )
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float threshold (not a bool switch, not null)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -116,6 +116,12 @@ class FineWebQualityStage(Stage):
         }
     )
     score_columns: ClassVar[tuple[str, ...]] = tuple(PREFIX + m for m in MEASURES)
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {
+        PREFIX + "line_punct_ratio": ("min_line_punct_ratio",),
+        PREFIX + "short_line_ratio": ("max_short_line_ratio",),
+        PREFIX + "dup_line_char_frac": ("max_dup_line_char_frac",),
+        PREFIX + "newline_ratio": ("max_newline_ratio",),
+    }
 
     config: FineWebQualityConfig
 

@@ -123,6 +123,16 @@ class GopherQualityStage(Stage):
     config_cls = GopherQualityConfig
     threshold_keys = frozenset(GopherQualityConfig.model_fields) - {"stage", "max_chars"}
     score_columns: ClassVar[tuple[str, ...]] = tuple(PREFIX + m for m in MEASURES)
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {
+        PREFIX + "n_words": ("min_doc_words", "max_doc_words"),
+        PREFIX + "mean_word_len": ("min_avg_word_length", "max_avg_word_length"),
+        PREFIX + "hash_ratio": ("max_symbol_word_ratio",),
+        PREFIX + "ellipsis_ratio": ("max_symbol_word_ratio",),
+        PREFIX + "bullet_lines_frac": ("max_bullet_lines_ratio",),
+        PREFIX + "ellipsis_lines_frac": ("max_ellipsis_lines_ratio",),
+        PREFIX + "alpha_words_frac": ("min_alpha_words_ratio",),
+        PREFIX + "stop_words": ("min_stop_words",),
+    }
 
     config: GopherQualityConfig
 

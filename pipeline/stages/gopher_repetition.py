@@ -229,6 +229,7 @@ class GopherRepetitionStage(Stage):
     config_cls = GopherRepetitionConfig
     threshold_keys = frozenset(MEASURES)
     score_columns = tuple(PREFIX + key for key in MEASURES)
+    column_thresholds = {PREFIX + key: (key,) for key in MEASURES}
 
     config: GopherRepetitionConfig
 

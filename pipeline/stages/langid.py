@@ -110,6 +110,7 @@ class LangIdStage(Stage):
     config_cls: ClassVar[type[StageConfig]] = LangIdConfig
     threshold_keys: ClassVar[frozenset[str]] = frozenset({"languages", "threshold"})
     score_columns: ClassVar[tuple[str, ...]] = (LANG, LANG_SCORE)
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {LANG_SCORE: ("threshold",)}
 
     config: LangIdConfig
 

@@ -134,6 +134,9 @@ class LineCorrectionsStage(Stage):
         "line_corrections_lines_removed",
         "line_corrections_chars_removed",
     )
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "line_corrections_words_removed_frac": ("max_word_removal_ratio",)
+    }
 
     def __init__(self, config: StageConfig) -> None:
         super().__init__(config)

@@ -212,6 +212,9 @@ class UrlFilterStage(Stage):
         "url_hard_word",
         "url_soft_word_count",
     )
+    column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "url_soft_word_count": ("soft_word_threshold",)
+    }
 
     def __init__(self, config: StageConfig) -> None:
         super().__init__(config)

@@ -280,6 +280,7 @@ def run_fit(opts: FitOptions) -> dict[str, Any]:
     if opts.loss_csv:
         loss = read_loss_csv(opts.loss_csv)
         chin, kap = _loss_fits(loss, opts, result)
+    result["warnings"] = fit_warnings(result)
     fs, root = fsspec.core.url_to_fs(output)
     fs.makedirs(root, exist_ok=True)
     write_json_atomic(fs, f"{root}/fit.json", _clean(result), indent=2)
@@ -291,6 +292,38 @@ def run_fit(opts: FitOptions) -> dict[str, Any]:
         paths |= plot_fits(fits, chin, kap, loss, result.get("muennighoff"), output)
     result["paths"] = paths
     return result
+
+
+MIN_POINTS = 5  # fewer points than this: a fit is shown with a warning
+
+
+def fit_warnings(result: dict[str, Any]) -> list[str]:
+    """One line per fit too weak to rely on: fewer than MIN_POINTS points, or a 95% interval
+    wider than the estimate itself."""
+    out = []
+    for f in result.get("power_laws", []):
+        what = f"{f['stage']} {f['metric']}" + (f" n={f['n']}" if f["n"] is not None else "")
+        out += _weak(what, f["n_points"], {"gamma": (f["gamma"], f["gamma_ci95"])})
+    if "chinchilla" in result:
+        c = result["chinchilla"]
+        params = {k: (v, c["ci95"][k]) for k, v in c["params"].items() if k in c["ci95"]}
+        out += _weak("chinchilla", c["n_points"], params)
+    return out
+
+
+def _weak(what: str, n_points: int, estimates: dict[str, tuple[float, list[float]]]) -> list[str]:
+    out = []
+    if n_points < MIN_POINTS:
+        out.append(
+            f"{what}: fitted on {n_points} points (fewer than {MIN_POINTS}); indicative only"
+        )
+    for name, (value, (lo, hi)) in estimates.items():
+        if np.isfinite(lo) and np.isfinite(hi) and hi - lo > abs(value):
+            out.append(
+                f"{what}: the 95% interval of {name} [{lo:.4g}, {hi:.4g}] is wider than the "
+                f"estimate {value:.4g}; more points or a wider range of D would narrow it"
+            )
+    return out
 
 
 def _loss_fits(

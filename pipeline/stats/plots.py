@@ -19,6 +19,15 @@ def pyplot() -> Any:
     return plt
 
 
+def legend(ax: Any, **kwargs: Any) -> None:
+    """The axes' legend with each label once (two series drawn under one label list it once)."""
+    handles, labels = ax.get_legend_handles_labels()
+    first = dict(zip(reversed(labels), reversed(handles), strict=True))
+    ax.legend(
+        [first[label] for label in dict.fromkeys(labels)], list(dict.fromkeys(labels)), **kwargs
+    )
+
+
 def save_png(fig: Any, output: str, name: str) -> str:
     fs, root = fsspec.core.url_to_fs(output)
     fs.makedirs(root, exist_ok=True)
@@ -49,13 +58,13 @@ def plot_stats(records: list[dict[str, Any]], sets: list[str], output: str) -> d
     for metric, n in series:
         pts = _curve(records, final, metric, n)
         if len(pts):
-            label = "distinct documents" if n is None else f"{metric.split('_')[1]} n={n}"
+            label = metric.replace("_", " ") if n is None else f"{metric.split('_')[1]} n={n}"
             ax.loglog(pts[:, 0], pts[:, 1], "o-", ms=3, label=label)
     ax.set_xlabel("D (tokens in the nested subsample D_k = D 2^-k)")
     ax.set_ylabel("distinct count")
     ax.set_title(f"Unique sequences vs data size ({final})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    legend(ax, fontsize=7, ncol=2)
     paths = {"curves_png": save_png(fig, output, "curves.png")}
     if len(sets) > 1:
         paths["stages_png"] = save_png(_stages_figure(records, sets), output, "stages.png")
@@ -95,5 +104,5 @@ def _stages_figure(records: list[dict[str, Any]], sets: list[str]) -> Any:
     ax.set_ylabel("fraction of the input set")
     ax.set_title("What each stage keeps")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
     return fig

@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline.stats import laws
 from pipeline.stats.fit_chinchilla import ChinchillaFit
-from pipeline.stats.plots import pyplot, save_png
+from pipeline.stats.plots import legend, pyplot, save_png
 
 
 def plot_fits(
@@ -59,7 +59,7 @@ def _powerlaw_figure(fits: list[Any]) -> Any:
     ax.set_ylabel("distinct count U")
     ax.set_title(f"U = c D^gamma with 95% bootstrap band ({stages[-1]})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
     band = laws.KAUSIK["band"]
     bx.axhspan(band[0], band[1], color="orange", alpha=0.25, label="Kausik band 0.44-0.72")
     bx.axhline(laws.KAUSIK["gamma"], color="orange", lw=1.5, label="Kausik N ~ D^0.44")
@@ -78,7 +78,7 @@ def _powerlaw_figure(fits: list[Any]) -> Any:
     )
     bx.set_ylim(0, min(top, 2.5))
     bx.set_title("Fitted exponents vs references")
-    bx.legend(fontsize=7, loc="lower right")
+    legend(bx, fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -109,7 +109,7 @@ def _chinchilla_figure(chin: ChinchillaFit, loss: dict[str, np.ndarray]) -> Any:
     ax.set_xlabel("D (tokens)")
     ax.set_ylabel("loss")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    legend(ax, fontsize=7, ncol=2)
     return fig
 
 
@@ -134,7 +134,7 @@ def _kaplan_figure(kap: dict[str, Any]) -> Any:
     ax.set_ylabel("loss")
     ax.set_title("L(D) = (D_c / D)^alpha_D")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
     return fig
 
 
@@ -151,5 +151,5 @@ def _muennighoff_figure(m: dict[str, Any]) -> Any:
         f"U_D = {m['unique_tokens']:.3g} tokens; R*_D = {laws.MUENNIGHOFF['R_D_star']:.2f}"
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    legend(ax, fontsize=8)
     return fig

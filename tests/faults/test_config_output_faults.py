@@ -43,13 +43,18 @@ REFINEDWEB = (REPO / "configs" / "refinedweb.yaml").read_text()
             "stage: langid",
             "stage: langidd",
             [
-                "stages[2].stage (line {line}): unknown stage 'langidd'; allowed: url_filter, extract"
+                "stages[2].stage (line {line}): unknown stage 'langidd' (did you mean 'langid'?); "
+                "allowed: url_filter, extract"
             ],
         ),
         (
             "threshold: 0.65",
             "treshold: 0.65",
-            ["stages[2] (langid).treshold (line {line}): unknown key; allowed:", "threshold"],
+            [
+                "stages[2] (langid).treshold (line {line}): unknown key (did you mean "
+                "'threshold'?); allowed:",
+                "threshold",
+            ],
         ),
         (
             "threshold: 0.65",

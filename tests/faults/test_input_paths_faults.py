@@ -171,6 +171,7 @@ def test_non_utf8_file_names_are_read_and_escaped(capsys, tmp_path, non_utf8_dir
         "_run",
         "data",
         "rejected",
+        "report.html",
         "report.md",
         "stats.json",
     ]

@@ -73,8 +73,9 @@ _FORBIDDEN_CALLS = {
     "exec": set(),
     "compile": set(),
     "__import__": set(),
-    # The stage registry (names from its own static table) and the ablation fingerprint
-    # (pipeline modules found in the project's own import statements, never in a config).
+    # The stage registry (names from its own static table and installed packages' entry
+    # points, never from a config) and the ablation fingerprint (modules found in the stage
+    # code's own import statements, never in a config).
     "import_module": {"registry.py", "ablate/fingerprint.py"},
     "unsafe_load": set(),
     "full_load": set(),
@@ -205,7 +206,7 @@ def test_a_run_writes_only_inside_its_output_directory(capsys, tmp_path) -> None
     new = {p for p in tmp_path.rglob("*")} - before - {tmp_path / "out"}
     assert new and all(p.is_relative_to(tmp_path / "out") for p in new)
     top = {p.relative_to(tmp_path / "out").parts[0] for p in new}
-    assert top <= {"data", "rejected", "_run", "stats.json", "report.md"}
+    assert top <= {"data", "rejected", "_run", "stats.json", "report.md", "report.html", "figures"}
 
 
 def test_path_components_from_names_cannot_escape(tmp_path) -> None:

@@ -1,0 +1,1 @@
+"""An example curate plugin: one stage, `caps_filter`, registered by entry point."""
