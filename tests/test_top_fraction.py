@@ -128,6 +128,18 @@ def test_unscored_documents_are_never_kept(tmp_path: Path) -> None:
     assert summary["scored"] == 3 and summary["unscored"] == 2 and summary["kept"] == 3
 
 
+def test_infinite_scores_rank_at_the_ends(tmp_path: Path) -> None:
+    """+inf is the top score and -inf the bottom one; the histogram spans the finite scores
+    and counts the infinite ones in its end bins."""
+    refs = _shards(tmp_path, [[float("inf"), 1.0, 2.0], [float("-inf")]])
+    summary, kept, rejected = run_stage(_stage(0.5), refs, tmp_path)
+    assert sorted(kept.column(SCORE).to_pylist()) == [2.0, float("inf")]
+    assert sorted(rejected.column(RANK).to_pylist()) == [0.5, 0.75]
+    assert summary["histogram"]["edges"][0] == 1.0 and summary["histogram"]["edges"][-1] == 2.0
+    assert summary["histogram"]["counts"][0] == 2 and summary["histogram"]["counts"][-1] == 2
+    assert summary["cut"] == 2.0 and summary["highest_rejected"] == 1.0
+
+
 def test_a_corpus_without_documents_or_scores(tmp_path: Path) -> None:
     summary = _stage(0.5).prepare(_ctx(tmp_path), _shards(tmp_path, [[], []]))
     assert summary["documents"] == summary["kept"] == 0 and summary["cut"] is None

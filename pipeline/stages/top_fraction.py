@@ -20,6 +20,8 @@ a tie group is kept when any of its members would be in the top fraction, i.e. t
 can exceed the requested one by the size of the tie group at the cut (never fall below it, up to
 the summary's rank error). A document without a score (null or NaN) is outside the ranking: its
 `frac_above` is 1, so it is rejected at every fraction, and the summary counts it as unscored.
++-inf are scores like any other (the top and the bottom); the histogram spans the finite scores
+and counts infinite ones in its end bins.
 """
 
 from __future__ import annotations
@@ -84,28 +86,29 @@ def _summarize_shard(
         values = numeric_column(pq.read_table(f, columns=[column]), column)
     scored = values[~np.isnan(values)]
     save_arrays(fs, _summary_path(work_dir, shard.index), s=summarize(scored))
+    finite = scored[np.isfinite(scored)]  # the histogram's range (+-inf go to its end bins)
     return {
         "index": shard.index,
         "rows": len(values),
         "scored": len(scored),
-        "min": float(scored.min()) if len(scored) else np.inf,
-        "max": float(scored.max()) if len(scored) else -np.inf,
+        "min": float(finite.min()) if len(finite) else np.inf,
+        "max": float(finite.max()) if len(finite) else -np.inf,
     }
 
 
 class Ranking:
-    """The merged summary and the corpus's scored count and lowest score, for frac_above."""
+    """The merged summary and the corpus's scored count, for frac_above."""
 
     def __init__(self, fs: fsspec.AbstractFileSystem, work_dir: str) -> None:
         manifest = read_json(fs, f"{work_dir}/{MANIFEST_FILE}")
-        self.n, self.min = manifest["scored"], manifest["min"]
+        self.n = manifest["scored"]
         self.ranks = Ranks(load_npy(fs, f"{work_dir}/{SUMMARY_FILE}"))
 
     def frac_above(self, scores: np.ndarray) -> np.ndarray:
         """Estimated fraction of scored documents scoring strictly above each score; 1 for NaN.
 
-        A score at or above the corpus minimum has at least itself at or below it, so its
-        fraction is capped at 1 - 1/n: keep_top_fraction 1 keeps every scored document.
+        A scored document has at least itself at or below its score, so its fraction is capped
+        at 1 - 1/n: keep_top_fraction 1 keeps every scored document.
         """
         out = np.ones(len(scores), dtype=np.float64)
         scored = ~np.isnan(scores)
@@ -113,7 +116,7 @@ class Ranking:
             return out
         values = scores[scored]
         frac = self.ranks.fraction_above(values)
-        out[scored] = np.where(values >= self.min, np.minimum(frac, (self.n - 1) / self.n), frac)
+        out[scored] = np.minimum(frac, (self.n - 1) / self.n)
         return out
 
 
@@ -156,7 +159,8 @@ def _count_shard(
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    return np.histogram(values, bins=edges)[0].astype(np.int64)
+    clipped = np.clip(values, edges[0], edges[-1])  # +-inf into the end bins
+    return np.histogram(clipped, bins=edges)[0].astype(np.int64)
 
 
 def _edges(low: float, high: float) -> np.ndarray:
@@ -229,7 +233,7 @@ class TopFractionStage(GlobalStage):
         write_json_atomic(
             fs,
             f"{work}/{MANIFEST_FILE}",
-            {"scored": scored, "min": _finite_or_none(low), "levels": levels},
+            {"scored": scored, "levels": levels},
         )
         edges = _edges(low, high)
         count = partial(_count_shard, fs=fs, work_dir=work, cfg=cfg, edges=edges)
