@@ -78,10 +78,14 @@ def test_ten_thousand_documents_keep_the_requested_fraction(
     assert summary["kept"] == kept.num_rows
     assert summary["kept_fraction"] == round(kept.num_rows / 10_000, 6)
     assert summary["requested_fraction"] == fraction and summary["rank_error"] == 0.000488
+    # The histogram in the run's fixed bins (width 0.02 on [0, 1]), the cut marked.
     hist = summary["histogram"]
-    assert len(hist["edges"]) == 21 and sum(hist["counts"]) == 10_000
-    assert sum(hist["kept"]) == kept.num_rows
-    assert hist["edges"][0] == everything[-1] and hist["edges"][-1] == everything[0]
+    assert hist["thresholds"] == {"cut": threshold}
+    assert sum(b["kept"] + b["rejected"] for b in hist["bins"]) == 10_000
+    assert sum(b["kept"] for b in hist["bins"]) == kept.num_rows
+    assert all(b["hi"] - b["lo"] == pytest.approx(0.02) for b in hist["bins"])
+    assert all(b["kept"] == 0 for b in hist["bins"] if b["hi"] <= threshold)
+    assert hist["missing"] == {"kept": 0, "rejected": 0}
 
 
 def test_the_rank_column_does_not_depend_on_the_fraction(
@@ -114,7 +118,8 @@ def test_ties_are_kept_or_rejected_together(tmp_path: Path) -> None:
     refs = _shards(tmp_path / "same", [[0.5] * 10, [0.5] * 5])
     summary, kept, rejected = run_stage(_stage(0.1), refs, tmp_path / "c")
     assert kept.num_rows == 15 and rejected.num_rows == 0
-    assert summary["histogram"]["counts"] == [15] and summary["cut"] == 0.5
+    assert summary["histogram"]["bins"] == [{"lo": 0.5, "hi": 0.52, "kept": 15, "rejected": 0}]
+    assert summary["cut"] == 0.5
 
 
 def test_unscored_documents_are_never_kept(tmp_path: Path) -> None:
@@ -126,17 +131,21 @@ def test_unscored_documents_are_never_kept(tmp_path: Path) -> None:
     assert rejected.column(RANK).to_pylist() == [1.0, 1.0]
     assert rejected.column("reason").to_pylist() == [REASON, REASON]
     assert summary["scored"] == 3 and summary["unscored"] == 2 and summary["kept"] == 3
+    assert summary["histogram"]["missing"] == {"kept": 0, "rejected": 2}
 
 
 def test_infinite_scores_rank_at_the_ends(tmp_path: Path) -> None:
-    """+inf is the top score and -inf the bottom one; the histogram spans the finite scores
-    and counts the infinite ones in its end bins."""
+    """+inf is the top score and -inf the bottom one, counted in the histogram's end bins."""
     refs = _shards(tmp_path, [[float("inf"), 1.0, 2.0], [float("-inf")]])
     summary, kept, rejected = run_stage(_stage(0.5), refs, tmp_path)
     assert sorted(kept.column(SCORE).to_pylist()) == [2.0, float("inf")]
     assert sorted(rejected.column(RANK).to_pylist()) == [0.5, 0.75]
-    assert summary["histogram"]["edges"][0] == 1.0 and summary["histogram"]["edges"][-1] == 2.0
-    assert summary["histogram"]["counts"][0] == 2 and summary["histogram"]["counts"][-1] == 2
+    bins = summary["histogram"]["bins"]
+    assert [(b["lo"], b["kept"], b["rejected"]) for b in (bins[0], bins[-1])] == [
+        (-1e9, 0, 1),
+        (pytest.approx(10**8.95), 1, 0),
+    ]
+    assert len(bins) == 4 and summary["histogram"]["missing"] == {"kept": 0, "rejected": 0}
     assert summary["cut"] == 2.0 and summary["highest_rejected"] == 1.0
 
 
@@ -187,10 +196,10 @@ def test_the_report_shows_the_histogram_and_the_cut(tmp_path: Path) -> None:
     values = [float(i) for i in range(100)]
     summary, _, _ = run_stage(_stage(0.1), _shards(tmp_path, [values]), tmp_path)
     assert summary["cut"] == 90.0 and summary["kept"] == 10
-    assert summary["histogram"]["kept"][-2:] == [5, 5]
     lines = render_report_lines({"top_fraction": summary})
-    assert "| [89.1, 94.05) | 5 | 5 | 90 |" in lines
-    assert "| [94.05, 99] | 5 | 5 |  |" in lines
+    # The run's fixed bins: 20 per decade above 1.
+    assert "| [79.43, 89.13) | 10 | 0 |  |" in lines
+    assert "| [89.13, 100) | 10 | 10 | 90 |" in lines
     assert any(line.startswith("- **top_fraction**: column score") for line in lines)
 
 
@@ -317,3 +326,7 @@ def test_ray_ranks_exactly_as_local(shared_data: Path, tmp_path: Path, ray_sessi
     }
     assert summary["documents"] > 250 and local.num_rows == summary["kept"]
     assert 0.3 <= summary["kept_fraction"] <= 0.31
+    # report.html draws the histogram with the cut as it draws the map stages' histograms.
+    html = (tmp_path / "ray" / "report.html").read_text()
+    assert 'aria-label="histogram of gopher_mean_word_len"' in html
+    assert f"cut {summary['cut']:g}" in html

@@ -130,17 +130,15 @@ def _global_section(summaries: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _histogram_lines(hist: dict[str, list[Any]], cut: float | None) -> list[str]:
-    """A score histogram (bins, all documents, kept ones) as a table, the cut's bin marked."""
-    edges, counts, kept = hist["edges"], hist["counts"], hist["kept"]
+def _histogram_lines(hist: dict[str, Any], cut: float | None) -> list[str]:
+    """A stored score histogram (runner.histograms) as a table of its non-empty bins, the
+    bin holding the cut marked."""
     lines = ["", "  | score bin | documents | kept | cut |", "  |---|---:|---:|---|"]
-    for i, (count, k) in enumerate(zip(counts, kept, strict=True)):
-        lo, hi = edges[i], edges[i + 1]
-        last = i == len(counts) - 1
-        at_cut = cut is not None and lo <= cut and (cut < hi or last)
-        mark = f"{cut:.4g}" if at_cut else ""
+    for b in hist["bins"]:
+        at_cut = cut is not None and b["lo"] <= cut < b["hi"]
         lines.append(
-            f"  | [{lo:.4g}, {hi:.4g}{']' if last else ')'} | {count:,} | {k:,} | {mark} |"
+            f"  | [{b['lo']:.4g}, {b['hi']:.4g}) | {b['kept'] + b['rejected']:,} "
+            f"| {b['kept']:,} | {f'{cut:.4g}' if at_cut else ''} |"
         )
     return [*lines, ""]
 

@@ -7,8 +7,9 @@ prepare() runs two phases through `ctx.map`:
    `ctx.work_dir`; the driver merges them in a tree of fan-out 64, holding at most
    64 + shards / 64 summaries. Every rank it gives is within 0.05% of the corpus for up to 64
    shards, 0.1% for up to 262,144 (`rank_error` in the summary); small corpora are ranked exactly.
-2. per shard: exact counts for the report: a score histogram (kept and all), the documents kept
-   at `keep_top_fraction`, the lowest score kept and the highest score rejected.
+2. per shard: exact counts for the report: a histogram of kept and rejected scores (the run's
+   fixed bins, runner.histograms, the cut marked: report.html draws it like the map stages'),
+   the documents kept at `keep_top_fraction`, the lowest score kept and the highest rejected.
 
 score_shard() adds `<column>_frac_above`: the fraction of the corpus's scored documents that score
 strictly higher than the document, estimated from the summary (0 for the top document), a pure
@@ -20,8 +21,7 @@ a tie group is kept when any of its members would be in the top fraction, i.e. t
 can exceed the requested one by the size of the tie group at the cut (never fall below it, up to
 the summary's rank error). A document without a score (null or NaN) is outside the ranking: its
 `frac_above` is 1, so it is rejected at every fraction, and the summary counts it as unscored.
-+-inf are scores like any other (the top and the bottom); the histogram spans the finite scores
-and counts infinite ones in its end bins.
++-inf are scores like any other (the top and the bottom), counted in the histogram's end bins.
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ from pydantic import Field
 from pipeline.errors import ConfigError
 from pipeline.io.atomic import read_json, write_json_atomic
 from pipeline.prune.phases import load_npy, save_arrays
+from pipeline.runner.histograms import ScoreHistogram
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.contract import Contract
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.stages.quantiles import POINTS, Ranks, merge_tree, rank_error, summarize
 from pipeline.text.batch import numeric_column, with_columns
 
-HISTOGRAM_BINS = 20
+_HUGE = np.finfo(np.float64).max
 SUMMARY_FILE = "summary.npy"
 MANIFEST_FILE = "manifest.json"
 DEFAULT_COLUMN = "classifier_score"
@@ -80,20 +81,13 @@ def _summary_path(work_dir: str, index: int) -> str:
 def _summarize_shard(
     shard: ShardRef, *, fs: fsspec.AbstractFileSystem, work_dir: str, column: str
 ) -> dict[str, Any]:
-    """Phase 1: the shard's summary file, its rows, scored rows, lowest and highest score."""
+    """Phase 1: the shard's summary file; its rows and scored rows."""
     assert shard.path is not None
     with fs.open(shard.path, "rb") as f:
         values = numeric_column(pq.read_table(f, columns=[column]), column)
     scored = values[~np.isnan(values)]
     save_arrays(fs, _summary_path(work_dir, shard.index), s=summarize(scored))
-    finite = scored[np.isfinite(scored)]  # the histogram's range (+-inf go to its end bins)
-    return {
-        "index": shard.index,
-        "rows": len(values),
-        "scored": len(scored),
-        "min": float(finite.min()) if len(finite) else np.inf,
-        "max": float(finite.max()) if len(finite) else -np.inf,
-    }
+    return {"index": shard.index, "rows": len(values), "scored": len(scored)}
 
 
 class Ranking:
@@ -124,52 +118,32 @@ class Ranking:
 
 
 def _count_shard(
-    shard: ShardRef,
-    *,
-    fs: fsspec.AbstractFileSystem,
-    work_dir: str,
-    cfg: TopFractionConfig,
-    edges: np.ndarray,
+    shard: ShardRef, *, fs: fsspec.AbstractFileSystem, work_dir: str, cfg: TopFractionConfig
 ) -> dict[str, Any]:
-    """Phase 2: histogram of all and of kept scores, kept count, lowest kept / highest rejected."""
+    """Phase 2: the histogram of kept and rejected scores (the run's fixed bins), the kept
+    count, the lowest score kept and the highest rejected."""
     column, fraction = cfg.column, cfg.keep_top_fraction
     ranking = Ranking(fs, work_dir)
-    counts = np.zeros(len(edges) - 1, dtype=np.int64)
-    kept_counts = np.zeros_like(counts)
+    histogram = ScoreHistogram({})
     kept = 0
     lowest_kept, highest_rejected = np.inf, -np.inf
     for batch in shard.iter_batches(fs, columns=[column]):
         values = numeric_column(pa.Table.from_batches([batch]), column)
-        values = values[~np.isnan(values)]
         is_kept = ranking.frac_above(values) < fraction
-        counts += _histogram(values, edges)
-        kept_counts += _histogram(values[is_kept], edges)
+        # +-inf into the end bins (the histogram counts only finite values); NaN stays missing.
+        histogram.observe(np.clip(values, -_HUGE, _HUGE), is_kept)
+        scored = ~np.isnan(values)
         kept += int(is_kept.sum())
         if is_kept.any():
             lowest_kept = min(lowest_kept, float(values[is_kept].min()))
-        if not is_kept.all():
-            highest_rejected = max(highest_rejected, float(values[~is_kept].max()))
+        if (scored & ~is_kept).any():
+            highest_rejected = max(highest_rejected, float(values[scored & ~is_kept].max()))
     return {
-        "counts": counts,
-        "kept_counts": kept_counts,
+        "histogram": histogram,
         "kept": kept,
         "lowest_kept": lowest_kept,
         "highest_rejected": highest_rejected,
     }
-
-
-def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    clipped = np.clip(values, edges[0], edges[-1])  # +-inf into the end bins
-    return np.histogram(clipped, bins=edges)[0].astype(np.int64)
-
-
-def _edges(low: float, high: float) -> np.ndarray:
-    """HISTOGRAM_BINS equal bins over [low, high] (one bin when every score is equal)."""
-    if not np.isfinite(low) or not np.isfinite(high):
-        return np.array([0.0, 1.0])
-    if high <= low:
-        return np.array([low, low + 1.0])
-    return np.linspace(low, high, HISTOGRAM_BINS + 1)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -228,23 +202,14 @@ class TopFractionStage(GlobalStage):
         save_arrays(fs, f"{work}/{SUMMARY_FILE}", s=merged)
         documents = sum(s["rows"] for s in shard_stats)
         scored = sum(s["scored"] for s in shard_stats)
-        low = min((s["min"] for s in shard_stats), default=np.inf)
-        high = max((s["max"] for s in shard_stats), default=-np.inf)
-        write_json_atomic(
-            fs,
-            f"{work}/{MANIFEST_FILE}",
-            {"scored": scored, "levels": levels},
-        )
-        edges = _edges(low, high)
-        count = partial(_count_shard, fs=fs, work_dir=work, cfg=cfg, edges=edges)
-        parts = ctx.map(count, present)
+        write_json_atomic(fs, f"{work}/{MANIFEST_FILE}", {"scored": scored, "levels": levels})
+        parts = ctx.map(partial(_count_shard, fs=fs, work_dir=work, cfg=cfg), present)
         kept = sum(p["kept"] for p in parts)
-        counts = sum((p["counts"] for p in parts), np.zeros(len(edges) - 1, dtype=np.int64))
-        kept_counts = sum(
-            (p["kept_counts"] for p in parts), np.zeros(len(edges) - 1, dtype=np.int64)
-        )
-        lowest_kept = min((p["lowest_kept"] for p in parts), default=np.inf)
+        cut = _finite_or_none(min((p["lowest_kept"] for p in parts), default=np.inf))
         highest_rejected = max((p["highest_rejected"] for p in parts), default=-np.inf)
+        histogram = ScoreHistogram({} if cut is None else {"cut": cut})
+        for p in parts:
+            histogram.add(p["histogram"])
         return {
             "column": cfg.column,
             "documents": documents,
@@ -253,15 +218,13 @@ class TopFractionStage(GlobalStage):
             "requested_fraction": cfg.keep_top_fraction,
             "kept": kept,
             "kept_fraction": round(kept / scored, 6) if scored else 0.0,
-            "cut": _finite_or_none(lowest_kept),  # the lowest score kept
+            "cut": cut,  # the lowest score kept
             "highest_rejected": _finite_or_none(highest_rejected),
             "summary_points": POINTS,
             "rank_error": 0.0 if scored <= POINTS else round(rank_error(levels), 6),
-            "histogram": {
-                "edges": [float(e) for e in edges],
-                "counts": [int(c) for c in counts],
-                "kept": [int(c) for c in kept_counts],
-            },
+            # Kept vs rejected scores in the run's histogram bins, the cut marked (report.html
+            # draws it as the map stages' score histograms).
+            "histogram": histogram.to_dict(),
         }
 
     def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:
