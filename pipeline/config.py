@@ -133,7 +133,8 @@ _NEW_INPUT_DEFAULTS: dict[str, Any] = {"limit": None, "split": None}
 class RuntimeConfig(ConfigModel):
     """How the run executes; never changes what it produces (not part of the config hash)."""
 
-    executor: Literal["ray", "local"] = "ray"
+    # auto: in-process for inputs up to executors.AUTO_LOCAL_MAX_BYTES, else Ray
+    executor: Literal["auto", "ray", "local"] = "auto"
     ray_address: str | None = None  # None: $RAY_ADDRESS, else an embedded local Ray
     num_workers: int | None = Field(default=None, gt=0)  # None: one per CPU of the cluster
     batch_size: int = Field(default=512, gt=0)

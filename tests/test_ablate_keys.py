@@ -27,6 +27,7 @@ from pipeline.schema import LANG, TEXT
 from pipeline.stages.base import Stage, StageConfig
 from pipeline.stages.extract import ExtractConfig, ExtractStage
 from pipeline.stages.langid import LangIdConfig, LangIdStage
+from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 MAP_STAGES = [n for n in STAGES if issubclass(stage_class(n), Stage)]
@@ -202,8 +203,22 @@ def test_resources_a_stage_reads_are_in_its_key(stage: str, batch_files: dict[st
 
 
 def _fast(stage: str) -> dict[str, Any]:
-    """In-process extraction (no sandbox): the same scores, a second faster."""
-    return {"timeout_s": None} if stage == "extract" else {}
+    """In-process extraction (no sandbox): the same scores, a second faster; the classifier's
+    model trained here."""
+    return {"timeout_s": None} if stage == "extract" else MODEL_CONFIG.get(stage, {})
+
+
+# Keys of map stages that need a model made here (filled by `_models`).
+MODEL_CONFIG: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _models(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A small fastText quality model trained on shared data, for the `classifier` stage."""
+    from tests.test_classifier import train_small_model
+
+    model = train_small_model(shared_data, tmp_path_factory.mktemp("classifier"))
+    MODEL_CONFIG["classifier"] = {"model_path": str(model)}
 
 
 def _recipe_files(tmp_path: Path, inputs: list[str], stages: list[str]) -> Path:
@@ -308,6 +323,16 @@ GLOBAL_STAGES = [n for n in STAGES if n not in MAP_STAGES]
 GLOBAL_CONFIG: dict[str, dict[str, Any]] = {
     "semdedup": {"embedder": "light"},
     "d4": {"embedder": "light"},
+    # A real benchmark file: the DCLM texts, 40 of which are among the documents.
+    "decontaminate": {
+        "benchmarks": [
+            {
+                "name": "dclm",
+                "paths": [str(SHARED_DATA / "quality" / "dclm-agreement.jsonl")],
+                "fields": ["text"],
+            }
+        ]
+    },
     "top_fraction": {"column": "lang_score"},  # langid's score: text_batch has no classifier's
 }
 

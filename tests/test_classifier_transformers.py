@@ -15,9 +15,6 @@ from pipeline.config import recipe_from_dict
 from pipeline.runner.run import run_recipe
 from tests.tiny_models import make_tiny_classifier
 
-# The stage comes from another branch (h18-fasttext): skip, not fail, until both are merged.
-pytest.importorskip("pipeline.stages.classifier")
-
 
 def _all_documents(out: Path) -> pa.Table:
     """Kept and rejected documents of a run (id, score columns, reason), sorted by id."""

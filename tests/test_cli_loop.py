@@ -233,7 +233,7 @@ def test_limit_over_several_units_balances_and_resumes(
     assert stats["stages"][0]["docs_in"] == 100
     assert kept == stats["stages"][0]["docs_kept"] == 100 - stats["stages"][0]["docs_rejected"]
     again = curate(capsys, *args)
-    assert again.code == 0 and "(0 units run, 3 resumed)" in again.out
+    assert again.code == 0 and "from 3 input file(s) (0 processed, 3 resumed; " in again.out
     assert stats_of(tmp_path / "out")["output"]["documents"] == kept
 
 

@@ -24,7 +24,7 @@ def test_good_recipe_parses_with_defaults() -> None:
     r = recipe_from_yaml(GOOD)
     assert [s.stage for s in r.stages] == ["extract", "langid"]
     assert r.stages[1].threshold == 0.7
-    assert r.runtime.executor == "ray"
+    assert r.runtime.executor == "auto"
     assert r.output.compression == "zstd"
 
 
@@ -76,7 +76,7 @@ def test_wrong_type_and_out_of_range() -> None:
 
 def test_bad_enum_value_names_allowed_values() -> None:
     msg = _error(GOOD + "runtime:\n  executor: spark\n")
-    assert "runtime.executor (line 11)" in msg and "'ray' or 'local'" in msg
+    assert "runtime.executor (line 11)" in msg and "'auto', 'ray' or 'local'" in msg
 
 
 def test_missing_output_and_empty_stages() -> None:

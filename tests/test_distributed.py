@@ -124,6 +124,7 @@ def test_sigkill_of_the_driver_then_rerun_gives_identical_output(shared_data, tm
     assert 2 <= finished < len(inputs)
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"{len(inputs) - finished} units run, {finished} resumed" in rerun.stdout
+    resumed = f"from {len(inputs)} input file(s) ({len(inputs) - finished} processed, {finished} resumed; ray,"
+    assert resumed in rerun.stdout
     assert not list(out.rglob("*.tmp-*"))
     assert read_output(out).equals(_reference(inputs, tmp_path))

@@ -13,6 +13,7 @@ from pipeline.dedup.lines import (
     LINES_REMOVED,
     LineDedupConfig,
     LineDedupStage,
+    line_hashes,
     remove_lines,
 )
 from tests.test_exact_dedup import docs, gold_text_shards, run_stage, write_shards
@@ -91,6 +92,71 @@ def test_remove_lines_helper() -> None:
     assert remove_lines("a\nb\nc", {1}) == "a\nc"
     assert remove_lines("a\n\nb\n\nc", {2}) == "a\n\nc"
     assert remove_lines("a\nb", {0, 1}) == ""
+    # A trailing newline survives like in an untouched document, also when the last line goes.
+    assert remove_lines("a\nb\nc\n", {1}) == "a\nc\n"
+    assert remove_lines("a\nb\n", {1}) == "a\n"
+    assert remove_lines("a\n", {0}) == ""
+
+
+def test_keep_none_removes_every_copy(tmp_path: Path) -> None:
+    """CCNet: a line found in two documents goes from both; one repeated inside a single
+    document only, and unique lines, stay."""
+    refs = write_shards(
+        tmp_path,
+        [
+            docs([f"Shared footer\nAlpha {LONG}\nAlpha {LONG}\n", f"Beta {LONG}"], "a"),
+            docs([f"Gamma {LONG}\nshared FOOTER!\n\nDelta {LONG}\nshared footer"], "b"),
+        ],
+    )
+    stage = LineDedupStage(LineDedupConfig(keep="none", min_length=0))
+    summary, kept, rejected = run_stage(stage, refs, tmp_path, parts=2)
+    rows = {r["id"]: r for r in kept.to_pylist() + rejected.to_pylist()}
+    assert rows["a0"]["text"] == f"Alpha {LONG}\nAlpha {LONG}\n"  # trailing newline kept
+    assert rows["a0"][LINES_REMOVED] == 1
+    assert rows["a1"]["text"] == f"Beta {LONG}" and rows["a1"][LINES_REMOVED] == 0
+    assert rows["b0"]["text"] == f"Gamma {LONG}\n\nDelta {LONG}"
+    assert rows["b0"][LINES_REMOVED] == 2
+    assert summary["lines_dropped"] == 3 and rejected.num_rows == 0
+    # keep first on the same documents: only the later copies go (a0's second Alpha too).
+    _, kept, _ = run_stage(
+        LineDedupStage(LineDedupConfig(min_length=0)), refs, tmp_path / "first", parts=2
+    )
+    first = dict(zip(kept.column("id").to_pylist(), kept.column("text").to_pylist(), strict=True))
+    assert first["a0"] == f"Shared footer\nAlpha {LONG}\n"
+    assert first["b0"] == f"Gamma {LONG}\n\nDelta {LONG}"
+
+
+def test_keep_none_on_real_texts_is_ccnets_rule(shared_data: Path, tmp_path: Path) -> None:
+    """The gold texts: every line whose key is in two or more documents is gone, every other
+    line is where it was (checked against a direct count of documents per key)."""
+    texts, refs = gold_text_shards(shared_data, tmp_path)
+    stage = LineDedupStage(LineDedupConfig(keep="none", min_length=0))
+    summary, kept, rejected = run_stage(stage, refs, tmp_path)
+    out = kept.to_pylist() + rejected.to_pylist()
+    assert len(out) == len(texts)
+    docs_of: dict[int, set[str]] = {}
+    keys: dict[str, dict[int, int]] = {}
+    by_id = {}
+    for shard in range(4):
+        for i, text in enumerate(texts[shard::4]):
+            doc = f"g{shard}-{i}"
+            by_id[doc] = text
+            numbers, hashes = line_hashes(text, "ccnet")
+            keys[doc] = dict(zip(numbers, hashes, strict=True))
+            for h in hashes:
+                docs_of.setdefault(h, set()).add(doc)
+    repeated = {h for h, d in docs_of.items() if len(d) > 1}
+    assert len(repeated) > 10, "the gold texts share boilerplate lines"
+    dropped_total = 0
+    for row in out:
+        drop = {j for j, h in keys[row["id"]].items() if h in repeated}
+        dropped_total += len(drop)
+        assert row[LINES_REMOVED] == len(drop)
+        original = by_id[row["id"]]
+        assert row["text"] == (remove_lines(original, drop) if drop else original)
+        _, left = line_hashes(row["text"], "ccnet")
+        assert not repeated & set(left)
+    assert summary["lines_dropped"] == dropped_total > 0
 
 
 def test_gold_texts(shared_data: Path, tmp_path: Path) -> None:
@@ -112,3 +178,5 @@ def test_config_errors() -> None:
         LineDedupConfig(group_size=0)
     with pytest.raises(ValueError):
         LineDedupConfig(min_length=-1)
+    with pytest.raises(ValueError):
+        LineDedupConfig(keep="last")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -146,6 +147,23 @@ def test_numba_and_numpy_engines_agree() -> None:
         sa = MinHasher(num_perm=40, scheme=scheme, hash_bits=bits, engine="numba").signatures(texts)
         sb = MinHasher(num_perm=40, scheme=scheme, hash_bits=bits, engine="numpy").signatures(texts)
         assert np.array_equal(sa[0], sb[0])
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+def test_auto_engine_keeps_small_calls_on_numpy_until_numba_is_loaded(monkeypatch) -> None:
+    """Loading numba costs seconds; under `auto` a small call uses numpy (same values) unless
+    numba is already loaded or the engine is forced."""
+    monkeypatch.delenv("PIPELINE_MINHASH_ENGINE", raising=False)
+    monkeypatch.delitem(sys.modules, "pipeline.dedup._numba", raising=False)
+    small = kernels.SMALL_TEXT_BYTES
+    assert kernels.engine_for("auto", small, small) == "numpy"
+    assert kernels.engine_for("auto", small + 1, small) == "numba"
+    assert kernels.engine_for("numba", 1, small) == "numba"
+    monkeypatch.setenv("PIPELINE_MINHASH_ENGINE", "numba")
+    assert kernels.engine_for("auto", 1, small) == "numba"
+    monkeypatch.delenv("PIPELINE_MINHASH_ENGINE")
+    monkeypatch.setitem(sys.modules, "pipeline.dedup._numba", object())
+    assert kernels.engine_for("auto", 1, small) == "numba"
 
 
 def test_arrow_and_list_inputs_agree() -> None:

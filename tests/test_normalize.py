@@ -47,3 +47,35 @@ def test_tokens_engine_in_exact_and_line_dedup() -> None:
     assert normalize_lines("Héllo, World\n\n 42 ", "fineweb") == ["hello world", "", "0"]
     numbers, hashes = line_hashes("Héllo, World\nhello world!", "fineweb")
     assert numbers == [0, 1] and hashes[0] == hashes[1]
+
+
+def test_token_tables_come_from_the_disk_cache_equal_to_a_fresh_build(tmp_path, monkeypatch):
+    """The per-code-point tables are cached on disk (built once per machine, not per process);
+    the cached arrays equal a fresh build, and an unreadable cache is rebuilt."""
+    import numpy as np
+
+    from pipeline.text import normalize as norm
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    args = (True, True, False, True)
+    path = norm.tables_cache_path(*args)
+    assert path.startswith(f"{tmp_path}/curate/normalize-tables-") and path.endswith("-1101.npz")
+    norm._tables.cache_clear()
+    built = norm._tables(*args)
+    assert (tmp_path / "curate").is_dir() and norm.tables_cache_path(*args) == path
+    norm._tables.cache_clear()
+    loaded = norm._tables(*args)
+    fresh = norm._build_tables(*args)
+    for a, b, c in zip(
+        (built.cls, built.fold, built.unspaced),
+        (loaded.cls, loaded.fold, loaded.unspaced),
+        fresh,
+        strict=True,
+    ):
+        assert np.array_equal(a, b) and np.array_equal(b, c) and not b.flags.writeable
+    assert loaded.fold[ord("A")] == ord("a") and loaded.cls[ord("7")] == norm.DIGIT
+    with open(path, "wb") as f:
+        f.write(b"not an npz")
+    norm._tables.cache_clear()
+    assert np.array_equal(norm._tables(*args).fold, fresh[1])
+    norm._tables.cache_clear()

@@ -41,7 +41,7 @@ from pipeline.io.sources import plan_units
 from pipeline.io.writer import output_fs
 from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats
-from pipeline.runner.executors import execute, run_local
+from pipeline.runner.executors import execute, resolve_executor, run_local
 from pipeline.runner.inputs import check_inputs
 from pipeline.runner.lock import output_lock
 from pipeline.runner.plan import check_plan, preflight_input
@@ -102,7 +102,8 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
     preflight_input(first, units)
     units = limit_units(units, first.input, first.runtime.batch_size)
     fs, root = output_fs(ablation.output)
-    check_inputs(fs, root, ablation.output, units, overwrite)
+    identities = check_inputs(fs, root, ablation.output, units, overwrite)
+    runtime = resolve_executor(first.runtime, [i["size"] for i in identities])
     cache_dir = f"{root}/_cache"
     chains = {name: variant_nodes(r) for name, r in recipes.items()}
     nodes = _union(chains.values())
@@ -111,7 +112,7 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
         log.info("scoring %d cache nodes over %d units", len(nodes), len(units))
         job = MaterializeJob(first, nodes, cache_dir)
         try:
-            for result in execute(job, units, first.runtime):
+            for result in execute(job, units, runtime):
                 computed_keys.update(result["computed"])
         except Exception as exc:
             user_error = worker_user_error(exc)  # a config problem or accounting violation

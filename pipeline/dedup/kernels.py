@@ -11,7 +11,9 @@ relies on: ((a*h + b) mod 2^64) mod (2^61 - 1).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from functools import cache
 from typing import Literal
 
@@ -66,13 +68,29 @@ def resolve_engine(engine: Engine = "auto") -> str:
         engine = forced  # type: ignore[assignment]
     if engine == "numpy":
         return "numpy"
-    try:
-        import numba  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("numba") is None:  # found, not imported: importing costs ~1 s
         if engine == "numba":
-            raise ImportError("engine 'numba' needs the numba package") from None
+            raise ImportError("engine 'numba' needs the numba package")
         return "numpy"
     return "numba"
+
+
+# Under `auto`, calls this small run on numpy while numba is not loaded in the process yet:
+# importing numba and loading its cached kernels costs ~1-2.5 s on 2 cores, far more than numpy
+# spends on a few documents (docs/benchmarks.md, "Start-up"). Values are identical either way.
+SMALL_TEXT_BYTES = 1 << 20  # UTF-8 bytes of a batch (normalise, tokenise, hash)
+SMALL_PERMUTATIONS = 10_000_000  # shingles x permutations of a batch's signatures
+
+
+def engine_for(engine: Engine, work: int, small: int) -> str:
+    """The engine for one call of `work` units: `resolve_engine`, except numpy for work up to
+    `small` under `auto` (not forced by PIPELINE_MINHASH_ENGINE) before numba is loaded."""
+    chosen = resolve_engine(engine)
+    forced = os.environ.get("PIPELINE_MINHASH_ENGINE") in ("numba", "numpy")
+    loaded = "pipeline.dedup._numba" in sys.modules
+    if engine == "auto" and not forced and chosen == "numba" and work <= small and not loaded:
+        return "numpy"
+    return chosen
 
 
 # --- shingle hashes (`words64`) -----------------------------------------------------------------
@@ -80,7 +98,7 @@ def resolve_engine(engine: Engine = "auto") -> str:
 
 def unspaced_docs(batch: Utf8Batch, tab: Tables, engine: Engine = "auto") -> np.ndarray:
     """Which documents of `batch` need word segmentation (zh, ja, th, ...)."""
-    if resolve_engine(engine) == "numba":
+    if engine_for(engine, len(batch.data), SMALL_TEXT_BYTES) == "numba":
         from pipeline.dedup import _numba
 
         return _numba.unspaced_docs(batch.data, batch.offsets, tab.unspaced)
@@ -92,7 +110,7 @@ def words64_shingles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`words64` shingle hashes of a (segmented) batch: (hashes uint64, offsets int64 with
     len n_docs + 1). The normalisation rules of text/normalize.py are applied through its tables."""
-    if resolve_engine(engine) == "numba":
+    if engine_for(engine, len(batch.data), SMALL_TEXT_BYTES) == "numba":
         from pipeline.dedup import _numba
 
         args = (tab.cls, tab.fold, tab.numbers, n, DIGIT, SEP, DROP, ngram_multipliers(n))
@@ -165,7 +183,7 @@ def minhash(
     if scheme == "affine64":
         with np.errstate(over="ignore"):
             hashes = fmix64(hashes)
-    if resolve_engine(engine) == "numba":
+    if engine_for(engine, len(hashes) * len(a), SMALL_PERMUTATIONS) == "numba":
         from pipeline.dedup import _numba
 
         _numba.permute_min(hashes, offsets, a, b, scheme == "mersenne", np.uint64(mask), out)

@@ -4,20 +4,24 @@ ALGORITHMS.md 3.3. A line is a piece of `text.split("\\n")`. Its key is the 64-b
 normalised form (preset `ccnet`: strip, lowercase, digits -> 0, Unicode punctuation and
 non-printing characters removed); a line that normalises to "" (blank, or punctuation only) is
 never a duplicate. Shards are pooled in groups of `group_size` consecutive shards (null = one group
-for the whole corpus; CCNet used 50 of a dump's 1,600). Within a group, every occurrence of a key
-after the first (in doc_key = shard.index << 32 | row, then line order) is dropped, whether it is
-in another document or earlier in the same one.
+for the whole corpus; CCNet used 50 of a dump's 1,600). Within a group, `keep` decides:
+
+- `first` (default): every occurrence of a key after the first (in doc_key = shard.index << 32 |
+  row, then line order) is dropped, whether it is in another document or earlier in the same one.
+- `none` (CCNet's rule): every occurrence of a key that occurs in more than one document of the
+  group is dropped, the first included; a line repeated only inside one document stays.
 
 prepare(): phase 1 per shard writes (hash, doc_key, line_no) records (20 B) keyed by
 (group, hash mod P); phase 2 per (group, partition) concatenates its slices in doc_key order, sorts
-stably by hash and writes the non-first occurrences as (row << 32 | line_no) keyed by shard.
+stably by hash and writes the dropped occurrences as (row << 32 | line_no) keyed by shard.
 Memory: phase 1 holds 20 B per non-blank line of its shard; phase 2 peaks at ~64 B per line of
 its (group, partition) (63 B measured on 10^6 lines, half of them repeats), i.e. ~64 x L / P for
 L lines in a group. 64-bit keys: expected colliding pairs ~L^2 / 2^65, ~0.03 at 10^9 distinct
 lines per group (a collision drops one line wrongly, not a document).
 
 score_shard() removes the dropped lines; where lines were removed, runs of blank lines left behind
-collapse to one blank line and outer newlines are trimmed. A document that lost lines and is left
+collapse to one blank line and outer newlines are trimmed, then a document that ended with a
+newline gets one back (so it ends like an untouched document). A document that lost lines and is left
 with fewer than `min_length` characters (or none) is rejected `line_dedup_too_short` (CCNet: 300 for
 every document; untouched short documents are left to the quality stages here).
 """
@@ -59,6 +63,9 @@ class LineDedupConfig(StageConfig):
     normalization: NormSpec = "ccnet"  # line key: preset or TextNorm switches (text/normalize.py)
     group_size: int | None = Field(default=None, ge=1)  # shards per group; null = all shards
     min_length: int = Field(default=300, ge=0)  # reject a doc that lost lines if fewer chars remain
+    # Which copies of a repeated line survive: first (the first occurrence) or none (CCNet: every
+    # copy of a line found in more than one document is removed).
+    keep: Literal["first", "none"] = "first"
 
 
 def line_hashes(text: str, normalization: NormSpec) -> tuple[list[int], list[int]]:
@@ -70,9 +77,11 @@ def line_hashes(text: str, normalization: NormSpec) -> tuple[list[int], list[int
 
 
 def remove_lines(text: str, drop: set[int]) -> str:
-    """`text` without the lines numbered in `drop` (blank runs left behind collapse to one)."""
+    """`text` without the lines numbered in `drop` (blank runs left behind collapse to one); a
+    trailing newline of `text` stays when anything is left."""
     kept = [line for j, line in enumerate(text.split("\n")) if j not in drop]
-    return _BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip("\n")
+    out = _BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip("\n")
+    return out + "\n" if out and text.endswith("\n") else out
 
 
 def _hash_shard(
@@ -122,8 +131,10 @@ def _dedup_partition(
     work_dir: str,
     groups: list[list[int]],
     num_partitions: int,
+    keep: str,
 ) -> dict[str, int]:
-    """Phase 2: mark every occurrence after the first of each line hash in one (group, part)."""
+    """Phase 2: mark the dropped occurrences of each line hash in one (group, part): every one
+    after the first (keep first), or all of a hash found in several documents (keep none)."""
     group, part = item
     key = group * num_partitions + part
     paths = [shard_path(work_dir, "hashes", s) for s in groups[group]]
@@ -134,6 +145,8 @@ def _dedup_partition(
     later = np.zeros(len(order), dtype=bool)
     later[1:] = hashes[1:] == hashes[:-1]
     del hashes
+    if keep == "none":
+        later = _in_several_docs(records["doc"][order], later)
     dropped = order[later]
     del order
     dropped.sort()  # back to (doc_key, line) order
@@ -142,6 +155,16 @@ def _dedup_partition(
     shards = doc >> np.uint64(ROW_BITS)
     write_keyed(fs, _drops_path(work_dir, group, part), packed, shards, key="shard")
     return {"lines": len(records), "dropped": len(packed)}
+
+
+def _in_several_docs(docs: np.ndarray, same_as_previous: np.ndarray) -> np.ndarray:
+    """Per record of a hash-sorted run list (docs in doc_key order inside each run): whether its
+    run spans more than one document."""
+    run = np.cumsum(~same_as_previous) - 1
+    new_doc = ~same_as_previous
+    new_doc[1:] |= docs[1:] != docs[:-1]
+    docs_per_run = np.bincount(run, weights=new_doc, minlength=int(run[-1]) + 1 if len(run) else 0)
+    return docs_per_run[run] > 1
 
 
 class LineDedupStage(GlobalStage):
@@ -176,7 +199,14 @@ class LineDedupStage(GlobalStage):
         )
         tasks = [(g, p) for g in range(num_groups) if groups[g] for p in range(parts)]
         stats = ctx.map(
-            partial(_dedup_partition, fs=fs, work_dir=work, groups=groups, num_partitions=parts),
+            partial(
+                _dedup_partition,
+                fs=fs,
+                work_dir=work,
+                groups=groups,
+                num_partitions=parts,
+                keep=cfg.keep,
+            ),
             tasks,
         )
         write_manifest(

@@ -21,12 +21,26 @@ from typing import Any, Protocol
 
 from pipeline.config import Recipe, RuntimeConfig
 from pipeline.errors import CurateError
+from pipeline.runner.runlog import ray_output_to_run_log, run_log_tail
 from pipeline.runner.unit import StageChain, Task, process_task
 from pipeline.stages.global_base import GlobalContext, LocalContext
 
 log = logging.getLogger(__name__)
 
 UnitResult = dict[str, Any]
+
+# `executor: auto` runs an input of at most this many bytes (files as stored, compressed) in this
+# process, larger ones on Ray. Measured on 2 cores (docs/benchmarks.md, "Start-up"): an embedded
+# Ray costs ~10 s to start (quiet machine); the refinedweb chain reads ~0.4 MB of WARC per CPU
+# second in-process, so two Ray workers win that back from ~9 MB of WARC, while text input (no
+# extraction) reads ~10x faster and breaks even far above. 16 MB lies between the two.
+AUTO_LOCAL_MAX_BYTES = 16 << 20
+# Under `executor: auto`, a global stage's prepare over at most this many documents runs in the
+# driver process even on Ray (a large input filtered down to few documents): a few shards of
+# signatures take well under a second there, while each phase's Ray tasks start worker
+# processes (imports, compiled kernels loaded) that cost seconds. An explicit `executor: ray`
+# keeps every phase on the cluster.
+PREPARE_LOCAL_MAX_DOCS = 20_000
 
 
 class Job(Protocol):
@@ -40,19 +54,24 @@ class Job(Protocol):
 
 
 class RecipeJob:
-    """The job of `curate run`: a recipe's stage chain applied to units and shards."""
+    """The job of `curate run`: a recipe's stage chain applied to units and shards.
 
-    def __init__(self, recipe: Recipe) -> None:
+    `on_batch` (in-process runs only; never pickled): called with the documents of each batch
+    read, so progress moves within a unit.
+    """
+
+    def __init__(self, recipe: Recipe, on_batch: Callable[[int], None] | None = None) -> None:
         self.recipe_dict = recipe.to_dict()
         self.source = recipe.source
         self._recipe: Recipe | None = recipe
         self._chain: StageChain | None = None
+        self.on_batch = on_batch
 
     def __getstate__(self) -> dict[str, Any]:
         return {"recipe_dict": self.recipe_dict, "source": self.source}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _recipe=None, _chain=None)
+        self.__dict__.update(state, _recipe=None, _chain=None, on_batch=None)
 
     def setup(self) -> None:
         from pipeline.config import recipe_from_dict
@@ -63,7 +82,7 @@ class RecipeJob:
 
     def run(self, task: Task, worker: str) -> UnitResult:
         assert self._recipe is not None and self._chain is not None
-        return process_task(self._recipe, self._chain, task, worker=worker)
+        return process_task(self._recipe, self._chain, task, worker=worker, on_batch=self.on_batch)
 
     def close(self) -> None:
         if self._chain is not None:
@@ -80,10 +99,35 @@ def run_local(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[Un
         job.close()
 
 
+def resolve_executor(runtime: RuntimeConfig, sizes: list[int | None]) -> RuntimeConfig:
+    """`runtime` with `executor: auto` decided for an input whose files have `sizes` (bytes,
+    None when unknown): in-process up to AUTO_LOCAL_MAX_BYTES, else Ray; Ray too when a
+    cluster is named (ray_address or $RAY_ADDRESS) or a size is unknown (a remote dataset)."""
+    if runtime.executor != "auto":
+        return runtime
+    cluster = runtime.ray_address or os.environ.get("RAY_ADDRESS")
+    total = sum(s or 0 for s in sizes)
+    if cluster:
+        chosen, why = "ray", f"a Ray cluster is named ({cluster})"
+    elif any(s is None for s in sizes):
+        chosen, why = "ray", "the input's size is not known"
+    elif total > AUTO_LOCAL_MAX_BYTES:
+        chosen, why = "ray", f"{total / 1e6:.1f} MB of input > {AUTO_LOCAL_MAX_BYTES / 1e6:.1f} MB"
+    else:
+        chosen, why = (
+            "local",
+            f"{total / 1e6:.1f} MB of input <= {AUTO_LOCAL_MAX_BYTES / 1e6:.1f} MB",
+        )
+    log.info("executor auto: %s (%s)", chosen, why)
+    return runtime.model_copy(update={"executor": chosen})
+
+
 def ensure_ray(address: str | None) -> None:
     """Connect to the cluster at `address` / $RAY_ADDRESS, or start an embedded local Ray.
 
-    Reuses an already initialised Ray (tests share one per session).
+    Reuses an already initialised Ray (tests share one per session). Ray's own log lines (its
+    Python loggers and what its C++ core writes to stderr while connecting) go to the run's log
+    file (pipeline.runner.runlog), not the terminal.
     """
     import ray
 
@@ -97,10 +141,50 @@ def ensure_ray(address: str | None) -> None:
     }
     if address is None:
         kwargs["include_dashboard"] = False
-    with _keep_signal_handlers():
-        ray.init(address=address, **kwargs)
+    with _keep_signal_handlers(), ray_output_to_run_log():
+        if address is not None:
+            use_cluster_token()
+        try:  # "local": a new embedded Ray, never one a `ray start` on this machine left behind
+            ray.init(address=address or "local", **kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray raises several types for one failure
+            raise CurateError(ray_connect_problem(address, exc, run_log_tail())) from None
     if address is None:
         _start_reaper(ray.get_runtime_context().get_node_id())
+
+
+def use_cluster_token() -> None:
+    """Turn on Ray's token authentication for connecting to a named cluster when a token is
+    at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and RAY_AUTH_MODE is
+    unset: `ray start --head` enables tokens, but ray.init with an explicit address does not
+    (it fails with InvalidAuthToken)."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    try:
+        from ray._private.authentication import authentication_token_setup as auth
+    except ImportError:  # a Ray without token authentication
+        return
+    auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def ray_connect_problem(address: str | None, exc: BaseException, log_text: str = "") -> str:
+    """One line on why ray.init failed, with what to do (not Ray's traceback). `log_text`:
+    what Ray wrote meanwhile (its C++ core names a refused token only there, at times)."""
+    text = str(exc)
+    chain, seen = [], exc
+    while seen is not None:
+        chain.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    where = f"the Ray cluster at {address}" if address else "an embedded Ray"
+    if any(m in "\n".join([*chain, log_text]) for m in ("InvalidAuthToken", "AuthenticationError")):
+        return (
+            f"{where} refused this process's authentication token: give it the cluster's token "
+            "(RAY_AUTH_TOKEN=..., or RAY_AUTH_TOKEN_PATH / ~/.ray/auth_token as on the head "
+            "node: `ray get-auth-token`), or use a cluster started with RAY_AUTH_MODE=disabled"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if address is None:
+        return f"could not start {where}: {first}; or run in-process with --executor local"
+    return f"could not connect to {where}: {first}; check the address (HOST:PORT of `ray start --head`)"
 
 
 @contextlib.contextmanager
@@ -254,9 +338,11 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
-def global_context(recipe: Recipe, work_dir: str) -> GlobalContext:
-    """The context a global stage's prepare() runs in, matching the executor."""
-    if recipe.runtime.executor == "ray":
+def global_context(recipe: Recipe, work_dir: str, documents: int | None = None) -> GlobalContext:
+    """The context a global stage's prepare() runs in, matching the executor; in-process on Ray
+    too when the stage's input holds at most PREPARE_LOCAL_MAX_DOCS `documents`."""
+    small = documents is not None and documents <= PREPARE_LOCAL_MAX_DOCS
+    if recipe.runtime.executor == "ray" and not small:
         ensure_ray(recipe.runtime.ray_address)
         parts = recipe.runtime.num_partitions or max(4, 2 * ray_workers(recipe.runtime))
         return RayContext(work_dir, parts)

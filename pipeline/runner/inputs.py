@@ -22,9 +22,10 @@ _NAMED = 3  # files named per kind of difference in the message
 
 def check_inputs(
     fs: Any, root: str, output: str, units: list[InputUnit], overwrite: bool = False
-) -> None:
+) -> list[dict[str, Any]]:
     """Record the input set of a fresh run; refuse a rerun whose input set differs from the
-    recorded one (OutputError naming the files) unless `overwrite`."""
+    recorded one (OutputError naming the files) unless `overwrite`. Returns the units'
+    identities (unit_identity: path, size, ...)."""
     current = [unit_identity(u) for u in units]
     path = f"{root}/{INPUTS_FILE}"
     if not overwrite:
@@ -36,13 +37,14 @@ def check_inputs(
                     f"{output} holds a run over other input files ({difference}); rerun with "
                     "the same files, or pass --overwrite to start over"
                 )
-            return
+            return current
         if fs.exists(f"{root}/{UNITS_DIR}"):
             raise OutputError(
                 f"{output} holds a run that did not record its input files; pass --overwrite "
                 "to start over"
             )
     write_json_atomic(fs, path, {"units": current}, indent=1)
+    return current
 
 
 def describe_difference(recorded: list[dict[str, Any]], current: list[dict[str, Any]]) -> str:

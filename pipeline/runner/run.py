@@ -7,6 +7,7 @@ Output layout (shown for output.format: parquet; jsonl writes part-NNNNN.jsonl.z
   stats.json, report.md, report.html    run totals, written when every unit is done
   figures/<stage>.png                   score histogram of each classifier stage
   _run/config.json, config.yaml         the resolved recipe and its hash
+  _run/run.log                          every log line of the run, Ray's own warnings included
   _run/inputs.json                      the input files' identities (a rerun needs the same)
   _run/units/segNN/part-NNNNN.json      completion marker + stats of each finished task
   _run/global/segNN.json                completion marker + summary of a global stage's prepare
@@ -41,13 +42,14 @@ from pipeline.runner.accounting import (
     merge_segments,
     sum_units,
 )
-from pipeline.runner.executors import RecipeJob, execute, global_context
+from pipeline.runner.executors import RecipeJob, execute, global_context, resolve_executor
 from pipeline.runner.inputs import check_inputs
 from pipeline.runner.lock import check_unheld, output_lock
 from pipeline.runner.plan import check_plan, preflight_input
-from pipeline.runner.progress import Progress
+from pipeline.runner.progress import PhaseLog, Progress
 from pipeline.runner.report import write_report
 from pipeline.runner.report_html import FIGURES_DIR, HTML_REPORT, write_report_html
+from pipeline.runner.runlog import log_path, run_log
 from pipeline.runner.unit import (
     DATA_DIR,
     GLOBAL_DIR,
@@ -76,6 +78,9 @@ class RunResult:
     stats: dict[str, Any]
     units_run: int  # tasks run in this invocation (all segments)
     units_skipped: int  # tasks found finished from an earlier invocation
+    files: int = 0  # input units (files, or shards of an HF dataset)
+    files_run: int = 0  # ... of them with a task run in this invocation (the rest resumed)
+    executor: str = ""  # the executor that ran it (`auto` resolved)
 
 
 def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
@@ -91,11 +96,35 @@ def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
     claim_output(fs, root, recipe, config_hash, overwrite)
-    check_inputs(fs, root, recipe.output.path, units, overwrite)
+    with run_log(log_path(recipe.output.path, RUN_DIR)):
+        identities = check_inputs(fs, root, recipe.output.path, units, overwrite)
+        sizes = [i["size"] for i in identities]
+        auto = recipe.runtime.executor == "auto"
+        if auto:
+            chosen = resolve_executor(recipe.runtime, sizes).executor
+            recipe = recipe.with_overrides(runtime={"executor": chosen})
+        return _run_segments(recipe, fs, root, config_hash, units, planned, sizes, started, auto)
+
+
+def _run_segments(
+    recipe: Recipe,
+    fs: Any,
+    root: str,
+    config_hash: str,
+    units: list[InputUnit],
+    planned: int,
+    sizes: list[int | None],
+    started: float,
+    auto: bool,
+) -> RunResult:
+    """Every segment's tasks (resuming finished ones), then the run's stats and report.
+    `planned`: the units of the input before `input.limit`; `auto`: the executor was chosen by
+    `executor: auto` (a small prepare then runs in this process)."""
     remove_partial_files(fs, root)
     segments = plan_segments(recipe)
     labels = stage_labels(recipe)
     ran = skipped = 0
+    ran_units: set[int] = set()
     markers: list[dict[int, dict[str, Any]]] = []
     global_summaries: dict[str, Any] = {}
     for segment in segments:
@@ -103,24 +132,40 @@ def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
         if segment.global_stage is not None:
             shards = _shards_of(units, markers[-1], root)
             label = labels[segment.global_stage]
-            global_summaries[label] = _prepare_global(recipe, fs, root, segment, label, shards)
+            global_summaries[label] = _prepare_global(
+                recipe, fs, root, segment, label, shards, auto=auto
+            )
             tasks: list[Any] = [
                 ShardTask(segment.index, shard, unit)
                 for shard, unit in zip(shards, units, strict=True)
                 if unit.index not in done
             ]
+            weights = {u.index: int(markers[-1][u.index]["output_bytes"]) for u in units}
         else:
             tasks = [u for u in units if u.index not in done]
+            weights = {u.index: int(size or 0) for u, size in zip(units, sizes, strict=True)}
         skipped += len(units) - len(tasks)
+        names = ", ".join(labels[p] for p in segment.positions) or "read"
         log.info(
             "segment %d (%s): %d units, %d already finished",
             segment.index,
-            ", ".join(labels[p] for p in segment.positions) or "read",
+            names,
             len(units),
             len(units) - len(tasks),
         )
-        done.update(_execute(recipe, tasks, len(units)))
+        todo = {_unit_of(t).index for t in tasks}
+        progress = Progress(
+            f"segment {segment.index}/{len(segments) - 1}" if len(segments) > 1 else "curate",
+            total=len(units),
+            total_bytes=sum(weights.values()),
+            done=len(units) - len(tasks),
+            done_bytes=sum(w for i, w in weights.items() if i not in todo),
+            what="files" if segment.index == 0 else "shards",
+            mode=recipe.runtime.progress,
+        )
+        done.update(_execute(recipe, tasks, progress, weights))
         ran += len(tasks)
+        ran_units |= todo
         markers.append(done)
 
     remove_partial_files(fs, root)  # left by workers killed mid-write (their task was retried)
@@ -138,7 +183,15 @@ def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
         fs.rm(f"{root}/{WORK_DIR}", recursive=True)
     check_input_yielded(stats["reader"], len(units))
     check_error_fractions(stats["stages"], recipe.runtime.max_error_fraction)
-    return RunResult(recipe.output.path, stats, units_run=ran, units_skipped=skipped)
+    return RunResult(
+        recipe.output.path,
+        stats,
+        units_run=ran,
+        units_skipped=skipped,
+        files=len(units),
+        files_run=len(ran_units),
+        executor=recipe.runtime.executor,
+    )
 
 
 def plan_run_input(recipe: Recipe) -> tuple[list[InputUnit], int]:
@@ -151,16 +204,26 @@ def plan_run_input(recipe: Recipe) -> tuple[list[InputUnit], int]:
     return units, len(planned)
 
 
-def _execute(recipe: Recipe, tasks: list[Any], total: int) -> dict[int, dict[str, Any]]:
-    """Run tasks with the recipe's executor; results by unit index."""
+def _unit_of(task: Any) -> InputUnit:
+    return task.unit if isinstance(task, ShardTask) else task
+
+
+def _execute(
+    recipe: Recipe, tasks: list[Any], progress: Progress, weights: dict[int, int]
+) -> dict[int, dict[str, Any]]:
+    """Run tasks with the recipe's executor, showing `progress` (a task's bytes: `weights` by
+    unit index); results by unit index."""
     results: dict[int, dict[str, Any]] = {}
     if not tasks:
+        progress.close()
         return results
-    progress = Progress(total=total, done=total - len(tasks), mode=recipe.runtime.progress)
+    local = recipe.runtime.executor != "ray"
+    job = RecipeJob(recipe, on_batch=progress.read if local else None)
     try:
-        for result in execute(RecipeJob(recipe), tasks, recipe.runtime):
-            results[result["unit"]["index"]] = result
-            progress.advance(result)
+        for result in execute(job, tasks, recipe.runtime):
+            index = result["unit"]["index"]
+            results[index] = result
+            progress.advance(result, weights.get(index, 0))
     except Exception as exc:
         user_error = worker_user_error(exc)
         if user_error is not None:
@@ -187,9 +250,17 @@ def _shards_of(
 
 
 def _prepare_global(
-    recipe: Recipe, fs: Any, root: str, segment: Segment, label: str, shards: list[ShardRef]
+    recipe: Recipe,
+    fs: Any,
+    root: str,
+    segment: Segment,
+    label: str,
+    shards: list[ShardRef],
+    auto: bool = False,
 ) -> dict[str, Any]:
-    """Run a global stage's prepare() once; a finished one is found by its marker."""
+    """Run a global stage's prepare() once; a finished one is found by its marker. `auto`
+    (executor chosen by `executor: auto`): a prepare over few documents runs in this process
+    even on Ray (executors.PREPARE_LOCAL_MAX_DOCS)."""
     marker = f"{root}/{GLOBAL_DIR}/seg{segment.index:02d}.json"
     if fs.exists(marker):
         with fs.open(marker, "r") as f:
@@ -200,9 +271,13 @@ def _prepare_global(
     cfg = recipe.stages[segment.global_stage]  # type: ignore[index]
     stage = stage_class(cfg.stage)(cfg)  # type: ignore[attr-defined]
     started = time.perf_counter()
-    log.info("global stage %s: preparing over %d shards", label, len(shards))
+    documents = sum(s.num_rows for s in shards)
+    log.info(
+        "global stage %s: preparing over %d shards (%d documents)", label, len(shards), documents
+    )
     try:
-        summary = stage.prepare(global_context(recipe, work), shards)
+        ctx = PhaseLog(global_context(recipe, work, documents if auto else None), label)
+        summary = stage.prepare(ctx, shards)
     except CurateError:
         raise
     except Exception as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,20 +122,24 @@ class StageChain:
         ]
         spec = recipe.output.tokenizer
         self.tokens = kernel.PayloadTokens(spec) if spec else None
-        self._ready = False
+        self._ready: set[int] = set()
 
-    def setup(self) -> None:
-        if not self._ready:
-            for stage in self.stages:
-                if isinstance(stage, Stage):
-                    stage.setup()
-            self._ready = True
+    def setup(self, positions: Iterable[int] | None = None) -> None:
+        """Set up the map stages at `positions` (default: all) not set up yet. A segment sets
+        up only its own: a run's later segments need no extractor process or language model."""
+        todo = range(len(self.stages)) if positions is None else positions
+        for pos in todo:
+            stage = self.stages[pos]
+            if pos not in self._ready and isinstance(stage, Stage):
+                stage.setup()
+                self._ready.add(pos)
 
     def close(self) -> None:
-        for stage in self.stages:
+        for pos in sorted(self._ready):
+            stage = self.stages[pos]
             if isinstance(stage, Stage):
                 stage.close()
-        self._ready = False
+        self._ready.clear()
 
 
 @dataclass(frozen=True)
@@ -199,17 +203,24 @@ class ShardOutputs:
             w.abort()
 
 
-def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "local") -> dict:
+def process_task(
+    recipe: Recipe,
+    chain: StageChain,
+    task: Task,
+    worker: str = "local",
+    on_batch: Callable[[int], None] | None = None,
+) -> dict:
     """Run one task (a unit of segment 0, or a shard of a later segment) and commit it.
 
     `worker` names where it ran (a Ray node id, or "local"); it is recorded in the marker only.
+    `on_batch` is called with the number of documents of each batch read from the input (progress).
     """
-    chain.setup()
+    segment_idx = task.segment if isinstance(task, ShardTask) else 0
+    segment = chain.segments[segment_idx]
+    chain.setup(segment.map_stages)  # before the clock: set-up is not the task's time
     fs, root = output_fs(recipe.output.path)
     started = time.perf_counter()
-    segment_idx = task.segment if isinstance(task, ShardTask) else 0
     unit = task.unit if isinstance(task, ShardTask) else task
-    segment = chain.segments[segment_idx]
     name = shard_name(unit.index)
     suffix = shard_suffix(recipe.output)
     data_path = segment_output(root, segment_idx, len(chain.segments), unit.index, suffix)
@@ -229,6 +240,8 @@ def process_task(recipe: Recipe, chain: StageChain, task: Task, worker: str = "l
             map_stats = stats
         cpu_s = recipe.runtime.stage_cpu_s_per_doc
         for batch in batches:
+            if on_batch is not None and reader_stats is not None:
+                on_batch(batch.num_rows)
             for pos, st in zip(segment.map_stages, map_stats, strict=True):
                 if batch.num_rows == 0:
                     break

@@ -69,33 +69,47 @@ def header_problem(path: Path) -> str | None:
     return None
 
 
-def check_fasttext_model(path: str, key: str, limit_s: float = LOAD_LIMIT_S) -> None:
-    """Raise ConfigError naming `key` unless `path` is a fastText model that loads in time."""
+# The child's code: load the model, print a supervised model's labels one a line.
+_LOAD_CODE = """import sys, fasttext
+m = fasttext.load_model(sys.argv[1])
+f = m.f
+if hasattr(f, "getArgs") and str(f.getArgs().model).endswith(".supervised"):
+    print("\\n".join(f.getLabels("replace")[0]))
+"""
+
+
+def check_fasttext_model(path: str, key: str, limit_s: float = LOAD_LIMIT_S) -> tuple[str, ...]:
+    """Raise ConfigError naming `key` unless `path` is a fastText model that loads in time;
+    return its labels (`__label__hq`, ...; empty for an unsupervised model or a build that
+    cannot list them)."""
     file = Path(path).expanduser().resolve()
     info = file.stat()
-    problem = _model_problem(str(file), info.st_size, info.st_mtime_ns, limit_s)
+    problem, labels = _model_problem(str(file), info.st_size, info.st_mtime_ns, limit_s)
     if problem:
         raise ConfigError(f"{key}: {path}: {problem}; nothing was run")
+    return labels
 
 
 @cache
-def _model_problem(path: str, size: int, mtime_ns: int, limit_s: float) -> str | None:
-    """Why the file is not a usable model, or None; checked once per process and file version
-    (a recipe is checked again by each ablation variant's run: the model loads once)."""
+def _model_problem(
+    path: str, size: int, mtime_ns: int, limit_s: float
+) -> tuple[str | None, tuple[str, ...]]:
+    """(why the file is not a usable model or None, its labels); checked once per process and
+    file version (a recipe is checked again by each ablation variant's run: the model loads
+    once)."""
     problem = header_problem(Path(path))
     if problem is not None:
-        return problem
-    code = "import sys, fasttext; fasttext.load_model(sys.argv[1])"
+        return problem, ()
     try:
         done = subprocess.run(
-            [sys.executable, "-I", "-c", code, path],
+            [sys.executable, "-I", "-c", _LOAD_CODE, path],
             capture_output=True,
             timeout=limit_s,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return f"did not load within {limit_s:g} s"
+        return f"did not load within {limit_s:g} s", ()
     if done.returncode != 0:
         last = (done.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
-        return f"fastText could not load it ({last[:200]})"
-    return None
+        return f"fastText could not load it ({last[:200]})", ()
+    return None, tuple(done.stdout.decode(errors="replace").split())

@@ -13,7 +13,6 @@ files with fasttext(-predict) and cached once per process; nothing is ever downl
 from __future__ import annotations
 
 import importlib.util
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -21,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
+from pipeline.classify.fasttext_backend import LABEL_PREFIX, load_model, predict_line
 from pipeline.schema import LANG, LANG_SCORE, TEXT
 from pipeline.stages.base import (
     Stage,
@@ -42,7 +42,6 @@ _LID176_TEXT = """af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo
 LID176_LABELS = frozenset(_LID176_TEXT.split())
 # Codes users write for which lid.176 uses another label.
 LANG_ALIASES = {"nb": "no", "iw": "he", "in": "id", "ji": "yi", "zh-cn": "zh", "zh-tw": "zh"}
-_LABEL_PREFIX = "__label__"
 
 
 def bundled_model_path() -> Path:
@@ -57,17 +56,9 @@ def bundled_model_path() -> Path:
     return path
 
 
-@cache
-def load_model(path: str) -> Any:
-    """A fastText model, loaded once per process and shared by every stage instance."""
-    import fasttext
-
-    return fasttext.load_model(path)
-
-
 def normalize_code(code: str) -> str:
     """A user's language code in lid.176's spelling: lowercase, no `__label__`, aliases mapped."""
-    code = code.strip().lower().removeprefix(_LABEL_PREFIX)
+    code = code.strip().lower().removeprefix(LABEL_PREFIX)
     return LANG_ALIASES.get(code, code)
 
 
@@ -138,21 +129,15 @@ class LangIdStage(Stage):
         """Top-1 label and probability per text (None / 0.0 for empty text)."""
         if self._model is None:
             self.setup()
-        predict = self._model.f.predict  # the binding: (text, k, threshold, on_unicode_error)
         langs: list[str | None] = [None] * len(texts)
         scores = np.zeros(len(texts), dtype=np.float64)
         for i, text in enumerate(texts):
             if not text or text.isspace():
                 continue
-            line = text.replace("\n", " ") + "\n"
-            try:
-                top = predict(line, 1, 0.0, "replace")
-            except (UnicodeError, TypeError):  # the binding rejects lone surrogates
-                line = line.encode("utf-8", "replace").decode("utf-8")
-                top = predict(line, 1, 0.0, "replace")
+            top = predict_line(self._model, text.replace("\n", " ") + "\n", 1)
             if top:
                 prob, label = top[0]
-                langs[i] = label.removeprefix(_LABEL_PREFIX)
+                langs[i] = label.removeprefix(LABEL_PREFIX)
                 scores[i] = min(max(float(prob), 0.0), 1.0)
         return langs, scores
 

@@ -31,7 +31,7 @@ Two engines carry out the switches; `whitespace` picks one:
   is, which lets `normalize_lines` normalise a whole document at once and split it afterwards.
   `digits: number` and `punctuation: split` need tokens.
 - tokens (`tokens`): per-code-point tables (class and folded code point for every code point,
-  built once per process from `unicodedata`, ~0.3-1 s, 6 MB) that let the MinHash kernels
+  built from `unicodedata`, ~0.3-1 s, 6 MB, then cached on disk, `tables_cache_path`) that let the MinHash kernels
   normalise and tokenise a whole batch in one pass with no Python call per character (the numba
   kernel decodes the UTF-8 of an Arrow string column in place, `Utf8Batch`; the numpy reference,
   `kept_chars`, works on UTF-32 code points). Whitespace (Z*) and control characters (Cc) separate
@@ -46,6 +46,9 @@ Results depend on the Unicode version of the Python runtime (deterministic for o
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import re
 import sys
 import unicodedata
@@ -328,6 +331,41 @@ def tables(norm: NormSpec = "fineweb") -> Tables:
 
 @cache
 def _tables(lowercase: bool, strip_diacritics: bool, split: bool, numbers: bool) -> Tables:
+    """The tables, from the disk cache (`tables_cache_path`) when it holds them: building them
+    loops over every code point in Python (~0.5-1.5 s, in every process, each Ray worker too),
+    loading them takes milliseconds. A cache that cannot be read or written is rebuilt/skipped."""
+    args = (lowercase, strip_diacritics, split, numbers)
+    path = tables_cache_path(*args)
+    try:
+        with np.load(path) as z:
+            cls, fold, unspaced = z["cls"], z["fold"], z["unspaced"]
+    except (OSError, KeyError, ValueError):
+        cls, fold, unspaced = _build_tables(*args)
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp-{os.getpid()}.npz"
+            np.savez(tmp, cls=cls, fold=fold, unspaced=unspaced)
+            os.replace(tmp, path)
+    for t in (cls, fold, unspaced):
+        t.setflags(write=False)
+    return Tables(cls, fold, unspaced, numbers)
+
+
+def tables_cache_path(*args: bool) -> str:
+    """Where the tables for `args` are cached: under $XDG_CACHE_HOME (default ~/.cache)/curate,
+    named for this module's source and the runtime's Unicode version, so neither goes stale."""
+    with open(__file__, "rb") as f:
+        source = hashlib.sha256(f.read()).hexdigest()[:16]
+    flags = "".join(str(int(a)) for a in args)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    name = f"normalize-tables-{unicodedata.unidata_version}-{source}-{flags}.npz"
+    return os.path.join(base, "curate", name)
+
+
+def _build_tables(
+    lowercase: bool, strip_diacritics: bool, split: bool, numbers: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cls, fold, unspaced) from `unicodedata`, code point by code point."""
     size = sys.maxunicode + 1
     cls = np.full(size, WORD, dtype=np.uint8)
     fold = np.arange(size, dtype=np.uint32)
@@ -354,9 +392,7 @@ def _tables(lowercase: bool, strip_diacritics: bool, split: bool, numbers: bool)
     unspaced = np.zeros(size, dtype=bool)
     for lo, hi in _UNSPACED_RANGES:
         unspaced[lo : hi + 1] = True
-    for t in (cls, fold, unspaced):
-        t.setflags(write=False)
-    return Tables(cls, fold, unspaced, numbers)
+    return cls, fold, unspaced
 
 
 @dataclass

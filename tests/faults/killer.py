@@ -78,11 +78,11 @@ def instrument(killer: Killer, setattr_: Callable[[Any, str, Any], None] = setat
     from pipeline.runner import executors, run, unit
     from pipeline.stages import global_base
 
-    def task_phase(recipe: Any, chain: Any, task: Any, worker: str = "local") -> str:
+    def task_phase(recipe: Any, chain: Any, task: Any, worker: str = "local", **_: Any) -> str:
         return f"seg{getattr(task, 'segment', 0):02d}"
 
     def prepare_phase(
-        recipe: Any, fs: Any, root: str, segment: Any, label: str, shards: Any
+        recipe: Any, fs: Any, root: str, segment: Any, label: str, shards: Any, **_: Any
     ) -> str:
         return f"prepare:{label}"
 
