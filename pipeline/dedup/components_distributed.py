@@ -1,7 +1,7 @@
 """Connected components over many tasks: large-star / small-star rounds on hash-partitioned edges.
 
-Why: the single-task path (`components`) holds every candidate edge in one process (~56 bytes per
-edge); a corpus of billions of documents has more edges than one machine holds. Here no task
+Why: the single-task path (`components`) holds every candidate edge in one process (~140 bytes
+per edge at peak); a corpus of billions of documents has more edges than one machine holds. Here no task
 holds more than its partition: 1/Q of the edges (two directed records each), plus the largest
 component's members in the task that owns its root (the final stars are keyed by node).
 
@@ -45,11 +45,11 @@ MEMBER = np.dtype(
 )
 BY_NODE, BY_SHARD = "component-node", "shard"
 MAX_ROUNDS = 200  # O(log^2 n) rounds: 200 is never reached by a graph that fits on any disk
-# Peak bytes per undirected edge: one task holding all edges (components.py), and a round task per
-# edge of its partition (two directed records, their sort and the emitted records; measured by
-# scripts/bench_components.py).
-SINGLE_BYTES_PER_EDGE = 56
-ROUND_BYTES_PER_EDGE = 160
+# Peak RSS per undirected edge (scripts/bench_components.py, 1M and 10M documents): one task holding
+# all edges (components.py; 135-137 B measured, clustered documents included), and a round task per
+# edge of its partition (two directed records, their sort and the emitted records; 180 B measured).
+SINGLE_BYTES_PER_EDGE = 140
+ROUND_BYTES_PER_EDGE = 200
 
 LengthsOf = Callable[[int], np.ndarray]  # shard index -> each row's length (keep: longest)
 

@@ -16,9 +16,9 @@ Phases of `prepare` (files under ctx.work_dir):
 3. `clusters`: connected components of all edges, one representative per cluster (`keep`),
    written per shard to `clusters/shard-XXXXXX.npz` (rows, cluster ids, sizes, representative
    flags) so that `score_shard` loads only its own shard's clustered rows. `components: single`
-   resolves them in one ctx.map task (`components`, ~56 bytes per edge); `distributed` in rounds
+   resolves them in one ctx.map task (`components`, ~140 bytes per edge); `distributed` in rounds
    of ctx.map tasks over hash partitions of the edges (`components_distributed`), each task
-   holding ~160 bytes per edge of its partition; `auto` picks single while it fits
+   holding ~200 bytes per edge of its partition; `auto` picks single while it fits
    `components_memory`. Both give the same cluster ids (the smallest key), so the same output.
 
 Memory and disk (N documents, b bands, P = ctx.num_partitions, k = b*r hashes):
@@ -28,9 +28,10 @@ Memory and disk (N documents, b bands, P = ctx.num_partitions, k = b*r hashes):
   x b per document (FineWeb 14x8: 280 B/doc; RefinedWeb 450x20: 9 KB/doc, where datatrove stores
   the 20 raw hashes per band, ~74 KB/doc).
 - phase 2, per task: 1/P of all records, ~48 bytes per record (records, sort order, sorted copy).
-- phase 3, single: one task, ~56 bytes per candidate edge (edges + renumbering + ~32 per clustered
-  document); distributed: Q = max(P, 160 x edges / components_memory) tasks per round, each
-  ~160 bytes per edge of its partition (plus the largest cluster, in the task of its root).
+- phase 3, single: one task, ~140 bytes per candidate edge at peak (edges, renumbering, clustered
+  documents; measured); distributed: Q = max(P, 200 x edges / components_memory) tasks per
+  round, each ~200 bytes per edge of its partition (plus the largest cluster, in the task of its
+  root); the first step reads one of phase 2's P edge files per task.
 
 `score_shard` adds, for every document: `minhash_cluster_id` (int64: the smallest doc_key of the
 cluster, the document's own key when it is alone), `minhash_cluster_size` (int32, 1 when alone)
@@ -110,8 +111,8 @@ class MinHashDedupConfig(StageConfig):
     # Connected components of the candidate edges: one task, or rounds of tasks over partitions
     # of the edges (the same clusters); auto: one task while it fits components_memory.
     components: Literal["auto", "single", "distributed"] = "auto"
-    # Bytes one components task may hold: auto's limit for the single task (~56 B per edge) and
-    # the size of a distributed partition (~160 B per edge); default 4 GiB.
+    # Bytes one components task may hold: auto's limit for the single task (~140 B per edge) and
+    # the size of a distributed partition (~200 B per edge); default 4 GiB.
     components_memory: int = Field(default=4 << 30, ge=1 << 20)
 
     @model_validator(mode="after")
