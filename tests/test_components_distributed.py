@@ -4,7 +4,10 @@ every shape, every keep policy, and the minhash_dedup stage on the shared WARCs.
 from __future__ import annotations
 
 import functools
+import pickle
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,6 +76,16 @@ def clusters(directory: Path) -> dict[int, tuple]:
     return out
 
 
+class PicklingContext(LocalContext):
+    """A local context that pickles every task and item, as Ray does: the tasks must travel."""
+
+    def map(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], *, num_gpus: float | None = 0
+    ) -> list[Any]:
+        fn = pickle.loads(pickle.dumps(fn))
+        return [fn(pickle.loads(pickle.dumps(item))) for item in items]
+
+
 def lengths_of(shard: int, *, table: np.ndarray) -> np.ndarray:
     return table[shard]
 
@@ -92,7 +105,7 @@ def test_distributed_gives_the_single_clusters(tmp_path, shape: str, keep: str) 
     fs = LocalContext(str(tmp_path / "single")).fs
     write_clusters(fs, str(tmp_path / "single"), comp.keys, comp.cluster_id, comp.size, is_rep)
     # Distributed: the edges in 3 files, 7 partitions.
-    ctx = LocalContext(str(tmp_path / "work"), num_partitions=7)
+    ctx = PicklingContext(str(tmp_path / "work"), num_partitions=7)
     files = []
     for i, chunk in enumerate(np.array_split(np.stack((src, dst), axis=1), 3)):
         files.append(str(tmp_path / f"edges-{i}.npy"))
