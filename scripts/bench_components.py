@@ -58,17 +58,18 @@ def candidate_edges(
     size = np.concatenate(sizes)
     size = size[: int(np.searchsorted(np.cumsum(size), want)) + 1]
     members = rng.choice(docs, int(size.sum()), replace=False).astype(np.int64)
-    keys = ((members // SHARD_DOCS) << 32) | (members % SHARD_DOCS)
     cluster = np.repeat(np.arange(len(size)), size)
-    edges = []
+    codes = []  # edge (a, b) of document numbers as a * docs + b: one int64, a fast unique
     for _ in range(BANDS):
-        hit = rng.random(len(keys)) < band_hit
+        hit = rng.random(len(members)) < band_hit
         smallest = np.full(len(size), np.iinfo(np.int64).max)
-        np.minimum.at(smallest, cluster[hit], keys[hit])
-        first = smallest[cluster[hit]]
-        src, dst = keys[hit], first
-        edges.append(np.stack((src[src != dst], dst[src != dst]), axis=1))
-    return np.unique(np.concatenate(edges), axis=0)
+        np.minimum.at(smallest, cluster[hit], members[hit])
+        src, dst = members[hit], smallest[cluster[hit]]
+        codes.append(src[src != dst] * docs + dst[src != dst])
+    code = np.unique(np.concatenate(codes))
+    del codes
+    src, dst = code // docs, code % docs
+    return np.stack([((d // SHARD_DOCS) << 32) | (d % SHARD_DOCS) for d in (src, dst)], axis=1)
 
 
 def _measured(fn: Callable[[Any], Any], item: Any) -> tuple[Any, int, int, float]:
