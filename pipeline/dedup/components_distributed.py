@@ -47,7 +47,7 @@ BY_NODE, BY_SHARD = "component-node", "shard"
 MAX_ROUNDS = 200  # O(log^2 n) rounds: 200 is never reached by a graph that fits on any disk
 # Peak RSS per undirected edge (scripts/bench_components.py, 1M and 10M documents): one task holding
 # all edges (components.py; 135-137 B measured, clustered documents included), and a round task per
-# edge of its partition (two directed records, their sort and the emitted records; 180 B measured).
+# edge of its partition (two directed records, their sort and the emitted records; 180-196 B measured).
 SINGLE_BYTES_PER_EDGE = 140
 ROUND_BYTES_PER_EDGE = 200
 
