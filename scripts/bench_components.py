@@ -16,7 +16,6 @@ wall includes starting its processes (~1 s each here), `task_s` is the tasks' ow
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import multiprocessing
 import resource
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.dedup.components_distributed import plan  # noqa: E402
 from pipeline.dedup.minhash import MinHashDedupConfig, _components  # noqa: E402
+from pipeline.runner.progress import phase_name  # noqa: E402
 
 SHARD_DOCS = 100_000
 BANDS = 14
@@ -83,7 +83,7 @@ def _measured(fn: Callable[[Any], Any], item: Any) -> tuple[Any, int, int, float
 
 class MeasuredContext:
     """A GlobalContext whose map runs every task in a fresh process and records, per phase (the
-    task function's name), the tasks, the largest peak RSS and the phase's wall time."""
+    task function's name, as the run log names it), the tasks, the largest peak RSS and the phase's wall time."""
 
     def __init__(self, work_dir: str, num_partitions: int, workers: int) -> None:
         import fsspec
@@ -104,7 +104,7 @@ class MeasuredContext:
         )
 
     def map(self, fn: Callable, items: Sequence[Any], *, num_gpus: float | None = 0) -> list:
-        name = (fn.func if isinstance(fn, functools.partial) else fn).__name__.strip("_")
+        name = phase_name(fn)
         t0 = time.perf_counter()
         mp = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(self.workers, mp_context=mp, max_tasks_per_child=1) as pool:
