@@ -242,11 +242,12 @@ def process_task(
         for batch in batches:
             if on_batch is not None and reader_stats is not None:
                 on_batch(batch.num_rows)
+            shared = kernel.Intermediates()  # one batch's words etc., along its map stages
             for pos, st in zip(segment.map_stages, map_stats, strict=True):
                 if batch.num_rows == 0:
                     break
                 batch, rejected = kernel.run_stage(
-                    chain.stages[pos], batch, st, cpu_s, chain.tokens, chain.restore[pos]
+                    chain.stages[pos], batch, st, cpu_s, chain.tokens, chain.restore[pos], shared
                 )
                 outputs.reject(st.name, rejected)
             outputs.keep(batch)
