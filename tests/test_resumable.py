@@ -205,3 +205,21 @@ def test_every_global_stage_resumes_all_its_tasks(name, shared_data, tmp_path) -
     assert counts1["tasks"] > 0 and counts1["tasks_resumed"] == 0
     assert counts2 == {"tasks": counts1["tasks"], "tasks_resumed": counts1["tasks"]}
     assert second == first
+
+
+def test_a_changed_benchmark_file_changes_decontaminate_prepare_inputs(
+    shared_data, tmp_path
+) -> None:
+    """The benchmarks are read by prepare() but are not shards: their identity is part of the
+    stage fingerprint, so an edited benchmark file never resumes the old index or matches."""
+    cfg = _configs(tmp_path, shared_data)["decontaminate"]
+    stage = stage_class("decontaminate")(stage_class("decontaminate").config_cls(**cfg))
+    before = stage.prepare_inputs()
+    assert stage.prepare_inputs() == before and len(before) == 1
+    with open(tmp_path / "bench.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "q1", "question": "one more item for the benchmark"}) + "\n")
+    assert stage.prepare_inputs() != before
+    assert stage_fingerprint("h", 1, "d", [], before) != stage_fingerprint(
+        "h", 1, "d", [], stage.prepare_inputs()
+    )
+    assert stage_class("minhash_dedup")(MinHashDedupConfig()).prepare_inputs() is None

@@ -3,12 +3,14 @@ finishes, so a prepare killed part way resumes from its finished tasks, not from
 
 A record is `<work_dir>/_tasks/<call>/<item>-<key>.pkl`: the phase's call number in prepare(),
 the item's position and a key hashing the stage's inputs (`stage_fingerprint`: recipe hash,
-segment, shards, partitions), the task function with its bound arguments and the item. A changed
-input changes the key, so a stale result is never reused; a work directory stamped for other
-inputs is emptied before the stage starts. The task itself writes its record (on the Ray worker
-too), after the task's own files: those are written atomically (io/atomic.py), so a recorded
-task's files are complete. This relies on what every phase already guarantees: a task's files
-are a function of its inputs, and no later task rewrites them.
+segment, shards, partitions, other files read), the task function with its bound arguments and
+the item. A changed input changes the key, so a stale result is never reused; a work directory
+stamped for other inputs is emptied before the stage starts. The task itself writes its record
+(on the Ray worker too), after the task's own files: those are written atomically
+(io/atomic.py), so a recorded task's files are complete. This relies on what every phase
+already guarantees: a task's files are a function of its inputs, and no later task rewrites
+them (a phase that iterates, e.g. rounds of a distributed algorithm, writes each round's files
+under names of their own).
 """
 
 from __future__ import annotations
@@ -94,10 +96,13 @@ def _name(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def stage_fingerprint(config_hash: str, segment: int, label: str, shards: Sequence[Any]) -> str:
+def stage_fingerprint(
+    config_hash: str, segment: int, label: str, shards: Sequence[Any], other: Any = None
+) -> str:
     """What a global stage's prepare depends on: the recipe (its hash covers the stage chain up
-    to this stage and the curate version), its place, and its input shards (index, path, rows)."""
-    return stable_digest((config_hash, segment, label, list(shards)))
+    to this stage and the curate version), its place, its input shards (index, path, rows) and
+    what else it reads (`other`: GlobalStage.prepare_inputs, e.g. benchmark files)."""
+    return stable_digest((config_hash, segment, label, list(shards), other))
 
 
 class ResumableContext:

@@ -277,12 +277,17 @@ def _prepare_global(
         "global stage %s: preparing over %d shards (%d documents)", label, len(shards), documents
     )
     try:
-        inputs = stage_fingerprint(recipe.config_hash(), segment.index, label, shards)
+        inputs = stage_fingerprint(
+            recipe.config_hash(), segment.index, label, shards, stage.prepare_inputs()
+        )
         tasks = ResumableContext(global_context(recipe, work, documents if auto else None), inputs)
         summary = stage.prepare(PhaseLog(tasks, label), shards)
     except CurateError:
         raise
     except Exception as exc:
+        user_error = worker_user_error(exc)  # e.g. a ConfigError raised in a Ray task
+        if user_error is not None:
+            raise user_error from None
         raise CurateError(f"global stage {label} failed: {_root_cause(exc)}") from exc
     wall = round(time.perf_counter() - started, 3)
     summary = {**summary, **tasks.counts(), "prepare_wall_s": wall}

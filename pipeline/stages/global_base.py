@@ -109,6 +109,12 @@ class GlobalStage(Declared, ABC):
         """Compute the global state under ctx.work_dir; return a small JSON-able summary for
         the report (e.g. number of clusters, the LSH S-curve)."""
 
+    def prepare_inputs(self) -> Any:
+        """What prepare() reads besides its shards and config (e.g. benchmark files), as a
+        JSON-able identity: when it changes, an interrupted prepare starts over instead of
+        resuming its finished tasks. None: nothing else."""
+        return None
+
     @abstractmethod
     def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:
         """`table` (the whole shard, rows in file order) with this stage's columns added."""
