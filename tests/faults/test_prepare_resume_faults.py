@@ -91,3 +91,32 @@ def test_kill_in_prepare_resumes_from_finished_tasks(
     for key in ("documents", "candidate_edges", "edges", "clusters", "duplicates"):
         assert summary[key] == ref[key], key
     assert_same_output(out, reference)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_prepare_killed_before_components_resumes_the_workers_records(
+    inputs, reference, tmp_path
+) -> None:
+    """On Ray the tasks write their records on the workers: the driver is killed once the
+    components task is submitted (signatures and buckets all returned), and the rerun reuses
+    every one of those tasks."""
+    out = tmp_path / "out"
+    config = write_recipe(
+        tmp_path / "r.yaml",
+        inputs,
+        out,
+        STAGES,
+        executor="ray",
+        num_workers=2,
+        num_partitions=PARTITIONS,
+    )
+    proc = _killer(PHASE, 3, config)  # the third map of prepare: components, in flight
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    proc = _killer("none", 0, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = stats_of(out)["global"]["minhash_dedup"]
+    assert summary["tasks"] == FILES + PARTITIONS + 1
+    # The orphaned components task may have finished before the rerun listed the records.
+    assert summary["tasks_resumed"] in (FILES + PARTITIONS, FILES + PARTITIONS + 1)
+    assert_same_output(out, reference)
