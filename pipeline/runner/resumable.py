@@ -110,8 +110,9 @@ class ResumableContext:
     whose `map` reuses the recorded results of tasks finished by an earlier, interrupted
     prepare over the same inputs, runs the others, and records each as it finishes."""
 
-    def __init__(self, inner: Any, fingerprint: str) -> None:
+    def __init__(self, inner: Any, fingerprint: str, label: str = "") -> None:
         self.inner = inner
+        self.label = label
         self.fs = inner.fs
         self.work_dir = inner.work_dir.rstrip("/")
         self.num_partitions = inner.num_partitions
@@ -153,7 +154,13 @@ class ResumableContext:
                 results[i] = found[0]
         resumed = len(items) - len(todo)
         if resumed:
-            log.info("phase %d: %d of %d task(s) resumed", self.calls, resumed, len(items))
+            log.info(
+                "global stage %s: phase %d, %d of %d task(s) resumed from an earlier run",
+                self.label,
+                self.calls,
+                resumed,
+                len(items),
+            )
         ran = self.inner.map(
             functools.partial(run_and_record, fn=fn, fs=self.fs),
             [(items[i], paths[i]) for i in todo],

@@ -280,7 +280,8 @@ def _prepare_global(
         inputs = stage_fingerprint(
             recipe.config_hash(), segment.index, label, shards, stage.prepare_inputs()
         )
-        tasks = ResumableContext(global_context(recipe, work, documents if auto else None), inputs)
+        inner = global_context(recipe, work, documents if auto else None)
+        tasks = ResumableContext(inner, inputs, label)
         summary = stage.prepare(PhaseLog(tasks, label), shards)
     except CurateError:
         raise

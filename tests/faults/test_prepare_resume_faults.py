@@ -91,6 +91,10 @@ def test_kill_in_prepare_resumes_from_finished_tasks(
     for key in ("documents", "candidate_edges", "edges", "clusters", "duplicates"):
         assert summary[key] == ref[key], key
     assert_same_output(out, reference)
+    log = (out / "_run" / "run.log").read_text()
+    assert f"minhash_dedup: phase 1, {FILES} of {FILES} task(s) resumed" in log
+    assert f"minhash_dedup: phase 2, {finished - FILES} of {PARTITIONS} task(s) resumed" in log
+    assert "phase 3," not in log
 
 
 @pytest.mark.ray
