@@ -12,7 +12,7 @@ from typing import Any
 import fsspec
 import pytest
 
-from pipeline.config import load_recipe
+from pipeline.config import RuntimeConfig, load_recipe
 from pipeline.errors import ConfigError, InputError
 from pipeline.io.options import InputConfig
 from pipeline.io.sources import plan_units, unit_identity
@@ -154,15 +154,9 @@ def test_ninety_thousand_remote_lines_plan_without_a_request(tmp_path, monkeypat
     identity = unit_identity(units[-1])
     assert (identity["path"], identity["size"], identity["stamp"]) == (units[-1].path, None, None)
     sizes = [unit_identity(u)["size"] for u in units[:100]]
-    assert resolve_executor(load_runtime("auto"), sizes).executor == "ray"
+    assert resolve_executor(RuntimeConfig(executor="auto"), sizes).executor == "ray"
     sampled = plan_units(cfg.model_copy(update={"sample_files": 250, "seed": 7}))
     assert len(sampled) == 250 and {u.path for u in sampled} <= {u.path for u in units}
-
-
-def load_runtime(executor: str) -> Any:
-    from pipeline.config import RuntimeConfig
-
-    return RuntimeConfig(executor=executor)  # type: ignore[arg-type]
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -242,22 +236,22 @@ def test_sample_with_limit_then_resume(capsys, tmp_path, shared_data) -> None:
     assert f"removed {chosen[0]}" in refused.err and "--overwrite" in refused.err
 
 
-def test_missing_remote_file_is_counted_when_read(capsys, tmp_path) -> None:
-    """A remote line is not looked up while planning: a missing one is one `unreadable_file`
-    when its unit is read, the other files read, a warning naming it (memory:// stands for a
-    remote store here; the local executor shares this process's memory filesystem)."""
+def test_remote_paths_file_and_a_missing_remote_file(capsys, tmp_path) -> None:
+    """A paths file in a remote store, its relative lines relative to it; a remote line is not
+    looked up while planning: a missing one is one `unreadable_file` when its unit is read, the
+    other file read, a warning naming it (memory:// stands for the remote store here; the local
+    executor shares this process's memory filesystem)."""
     fs = fsspec.filesystem("memory")
     fs.pipe("/cc/segment/a.warc.gz", WGET.read_bytes())
-    paths_file = _paths_file(tmp_path / "p.txt", ["segment/a.warc.gz", "segment/gone.warc.gz"])
+    lines = b"segment/a.warc.gz\nsegment/gone.warc.gz\n"
+    fs.pipe("/cc/warc.paths.gz", gzip.compress(lines))
     out = tmp_path / "out"
-    recipe = _recipe(
-        tmp_path, paths_file, Path("unused"), out, allowed_protocols=["file", "memory"]
-    )
-    data = json.loads(recipe.read_text())
-    data["input"]["base_url"] = "memory://cc/"
-    recipe.write_text(json.dumps(data))
+    recipe = write_recipe(tmp_path / "r.yaml", [], out)
+    options = ("--set", "input.allowed_protocols=[file, memory]")
     try:
-        result = curate(capsys, "run", recipe)
+        result = curate(
+            capsys, "run", recipe, "--paths-file", "memory://cc/warc.paths.gz", *options
+        )
     finally:
         fs.rm("/cc", recursive=True)
     assert result.code == 0, result.err
@@ -310,6 +304,12 @@ def test_paths_file_errors(capsys, tmp_path, shared_data) -> None:
 
     remote = _paths_file(tmp_path / "remote.txt", ["s3://commoncrawl/crawl-data/x.warc.gz"])
     assert "uses protocol 's3', which is not allowed" in _error(capsys, tmp_path, remote)
+    with pytest.raises(InputError, match="cannot open 'nosuch://lists/warc.paths.gz': "):
+        plan_units(
+            InputConfig(
+                paths_file="nosuch://lists/warc.paths.gz", allowed_protocols=["file", "nosuch"]
+            )
+        )
 
     binary = tmp_path / "data.warc.paths"  # a data file named as the paths file by mistake
     binary.write_bytes(gzip.decompress(WGET.read_bytes())[:300] + b"\x00\x01\n")

@@ -11,12 +11,14 @@ by mistake) is an error naming its line, as is a file that lists nothing.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import IO
 
 from pipeline.errors import InputError
 
 MAX_LINE_BYTES = 4096  # longer than any path a file system or object store takes
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def listed_paths(stream: IO[bytes], source: str, base: str) -> list[ListedPath]:
             ) from None
         if not line or line.startswith("#"):
             continue
-        if any(ord(c) < 32 or ord(c) == 127 for c in line):
+        if _CONTROL.search(line):
             raise InputError(
                 f"{where}: holds control characters, not a path; a paths file lists one file "
                 "per line (data files go in input.paths)"

@@ -13,7 +13,7 @@ files) are left out; named explicitly they are an error. With a fixed input.form
 input.paths_file adds the files a text file lists (pipeline/io/paths_file.py): a local line is
 planned like an entry of input.paths; a remote line is taken as one file without a request (a
 missing one is counted as `unreadable_file` when read), and its unit is not stat'ed for the
-run's input record either, so 90,000 lines plan in a second. input.sample_files then keeps a
+run's input record either, so 90,000 lines plan in seconds. input.sample_files then keeps a
 seeded sample of the units (pipeline/io/sample.py).
 """
 
@@ -451,6 +451,8 @@ def read_paths_file(cfg: InputConfig) -> list[ListedPath]:
     local = _check_protocol(source, cfg.allowed_protocols)
     opened = os.path.expanduser(source.removeprefix("file://")) if local else source
     base = cfg.base_url if cfg.base_url is not None else parent_of(opened)
+    if not local:
+        filesystem(source)  # an unknown protocol or a missing extra: one clear line
     try:
         with open_binary(opened) as raw, decompressing(raw, source) as stream:
             return listed_paths(stream, source, base)
