@@ -209,6 +209,8 @@ def test_sample_with_limit_then_resume(capsys, tmp_path, shared_data) -> None:
         )
     ]
     args = ("run", recipe, "--limit", "30")
+    plan = curate(capsys, *args, "--dry-run")
+    assert plan.code == 0 and "  sample_files 3: 3 file(s) chosen by seed 11\n" in plan.out
     result = curate(capsys, *args)
     assert result.code == 0, result.err
     stats = stats_of(out)
