@@ -139,14 +139,20 @@ def test_digest_is_the_same_in_another_process() -> None:
 
 
 def _tables(shared_data: Path) -> list[pa.Table]:
-    """60 real DCLM texts in 3 shards, 6 of them copied into the next shard."""
+    """60 real DCLM texts in 3 shards, 6 of them copied into the next shard; a score column."""
     with open(shared_data / "quality" / "dclm-agreement.jsonl", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][:60]
     shards: list[list[str]] = [texts[i::3] for i in range(3)]
     for i in range(3):
         shards[(i + 1) % 3] += shards[i][:2]
     return [
-        pa.table({"id": [f"s{i}-{j}" for j in range(len(t))], "text": t})
+        pa.table(
+            {
+                "id": [f"s{i}-{j}" for j in range(len(t))],
+                "text": t,
+                "score": [len(x) / 1000 for x in t],
+            }
+        )
         for i, t in enumerate(shards)
     ]
 
@@ -168,6 +174,7 @@ def _configs(tmp: Path, shared_data: Path) -> dict[str, dict[str, Any]]:
         },
         "semdedup": light,
         "d4": {**light, "proto_n_clusters": 3},
+        "top_fraction": {"column": "score", "keep_top_fraction": 0.5},
     }
 
 
