@@ -73,6 +73,7 @@ def shared_texts(shared_data: Path) -> pa.Table:
     return pa.table({ID: ids, TEXT: texts, LANG: langs})
 
 
+@pytest.mark.slow
 def test_doc_words_are_split_words(shared_texts: pa.Table) -> None:
     texts = shared_texts.column(TEXT).to_pylist()
     langs = shared_texts.column(LANG).to_pylist()
@@ -133,6 +134,7 @@ def test_kernel_hands_words_only_to_stages_that_declare_them() -> None:
     assert shared.for_stage(make(REWRITERS[0])) == {}
 
 
+@pytest.mark.slow
 def test_run_stage_chain_shares_words_across_stages(shared_texts: pa.Table) -> None:
     """The kernel's loop: gopher_quality finds every text gopher_repetition split."""
     shared = kernel.Intermediates()
