@@ -299,7 +299,7 @@ def recipe_from_yaml(
 
 # Keys holding file system paths: resolved against the recipe file's directory when relative.
 _PATH_KEY = re.compile(r"^(paths?|.+_(path|paths|file|files|dir))$")
-_PATH_KEYS = {("output", "tokenizer")}  # path keys whose name does not say so
+_PATH_KEYS = {("output", "tokenizer"), ("stages", "index")}  # names that do not say so
 
 
 def is_path_key(section: str, key: str) -> bool:
