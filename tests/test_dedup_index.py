@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from pipeline.config import recipe_from_dict
+from pipeline.config import recipe_from_dict, recipe_from_yaml
 from pipeline.dedup.exact import ExactDedupConfig, ExactDedupStage, value_hashes
 from pipeline.dedup.index import DedupIndex, DedupIndexError
 from pipeline.dedup.minhash import CLUSTER_ID, MinHashDedupConfig, MinHashDedupStage
@@ -228,3 +228,13 @@ def test_runner_reports_index_matches_vs_new_duplicates(demo_warc, tmp_path) -> 
     assert stats["stages"][1]["removed_by_reason"] == {"exact_duplicate": 10}
     report = (tmp_path / "run2" / "report.md").read_text()
     assert "index_matched 10" in report and "duplicates_in_run 0" in report
+
+
+def test_index_path_resolves_against_the_recipe(tmp_path) -> None:
+    text = "input: {paths: [a.warc.gz]}\noutput: {path: out}\nstages:\n"
+    text += (
+        "  - {stage: exact_dedup, index: idx/exact}\n  - {stage: minhash_dedup, index: s3://b/i}\n"
+    )
+    recipe = recipe_from_yaml(text, base_dir=tmp_path)
+    assert recipe.stages[0].index == str(tmp_path / "idx" / "exact")
+    assert recipe.stages[1].index == "s3://b/i"

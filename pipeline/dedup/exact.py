@@ -71,9 +71,9 @@ class ExactDedupConfig(StageConfig):
     # Copy kept: first (input order), longest (most characters) or random (hash of id, seed).
     keep: Literal["first", "longest", "random"] = "first"
     seed: int = Field(default=0, ge=0, lt=1 << 64)  # seed of the id hash of keep: random
-    # Hashes of earlier runs (dedup/index.py): a copy of an indexed document is a duplicate.
+    # Directory of earlier runs' hashes (dedup/index.py): their copies here are duplicates.
     index: str | None = None
-    index_mode: IndexMode = "update"  # read: only match the index; update: also append this run
+    index_mode: IndexMode = "update"  # read: match only; update: also append this run (creates it)
 
     def index_params(self) -> dict[str, Any]:
         """What the indexed hashes depend on: a run with other values refuses the index."""

@@ -108,9 +108,9 @@ class MinHashDedupConfig(StageConfig):
     verify_threshold: float | None = Field(default=None, gt=0, le=1)
     keep: Literal["first", "longest", "random"] = "first"  # document each cluster keeps
     engine: Literal["auto", "numba", "numpy"] = "auto"  # signature kernels; auto: numba if found
-    # Band records of earlier runs (dedup/index.py): a near copy of an indexed document is removed.
+    # Directory of earlier runs' band records (dedup/index.py): their copies here are duplicates.
     index: str | None = None
-    index_mode: IndexMode = "update"  # read: only match the index; update: also append this run
+    index_mode: IndexMode = "update"  # read: match only; update: also append this run (creates it)
 
     @model_validator(mode="after")
     def _check_banding(self) -> MinHashDedupConfig:
