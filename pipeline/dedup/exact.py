@@ -23,7 +23,8 @@ A null value, or one whose key is empty (e.g. whitespace under `strip`), is neve
 hash is null, count 1, kept (empty documents are for the length filters, not "duplicates").
 
 Incremental (`index: PATH`, dedup/index.py): phase 2 also reads its partition's slice of the
-index (16 B per indexed distinct hash) and every copy of an indexed hash is a duplicate, the
+index (16 B per indexed distinct hash, on disk too; read one segment at a time, keeping only
+the run's hashes) and every copy of an indexed hash is a duplicate, the
 indexed document winning (count includes it); `index_mode: update` appends the run's distinct
 new hashes as a new index segment, committed at the end of prepare. With an index, the stage
 uses the index's partition count.
@@ -167,12 +168,14 @@ def _dedup_partition(
     if index is not None:  # one lookup per distinct hash, spread over its copies
         distinct = np.empty(int(is_head.sum()), dtype=INDEX_RECORD)
         distinct["hi"], distinct["lo"] = hi[is_head], lo[is_head]
-        found = np.isin(distinct.view("V16"), index.read(part, INDEX_RECORD).view("V16"))
+        keys = distinct.view("V16")
+        indexed = index.read(part, INDEX_RECORD, lambda r: np.isin(r.view("V16"), keys))
+        found = np.isin(keys, indexed.view("V16"))
         if index.mode == "update":
             index.write(part, distinct[~found])
         matched = found[run]
         counts += matched  # the indexed copy
-        del distinct, found
+        del distinct, found, keys, indexed
     del hi, lo, run
     dup = (counts > 1) | matched
     out = np.empty(int(dup.sum()), dtype=DECISION_RECORD)

@@ -24,7 +24,10 @@ Memory and disk (N documents, b bands, P = ctx.num_partitions, k = b*r hashes):
   batch of signatures (<= ~32 MB: batch rows shrink as k grows) and the text batch. Disk: 20 bytes
   x b per document (FineWeb 14x8: 280 B/doc; RefinedWeb 450x20: 9 KB/doc, where datatrove stores
   the 20 raw hashes per band, ~74 KB/doc).
-- phase 2, per task: 1/P of all records, ~48 bytes per record (records, sort order, sorted copy).
+- phase 2, per task: 1/P of all records, ~48 bytes per record (records, sort order, sorted copy);
+  with an index, plus one index segment's slice at a time (20 bytes x b per indexed document / P)
+  and the index records sharing a bucket with the run. Index disk: 20 bytes x b per signed
+  document (280 B at 14 x 8).
 - phase 3, one task: ~40 bytes per candidate edge + ~32 per clustered document; only documents
   with a candidate are held (see `components`).
 
@@ -60,7 +63,14 @@ from pydantic import Field, model_validator
 
 from pipeline.dedup import kernels, lsh
 from pipeline.dedup.components import connected_components, representatives
-from pipeline.dedup.index import DedupIndex, IndexMode, finish_run, open_index, virtual_keys
+from pipeline.dedup.index import (
+    DedupIndex,
+    IndexMode,
+    finish_run,
+    in_sorted,
+    open_index,
+    virtual_keys,
+)
 from pipeline.dedup.signatures import MinHasher
 from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK
 from pipeline.io.atomic import atomic_write
@@ -390,9 +400,10 @@ def _bucket_task(
             own["key"] = virtual_keys(rec["key"], index.segment_number)
             index.write(part, own)
             del own
-        indexed = index.read(part, RECORD)
-        rec = np.concatenate((indexed[np.isin(indexed["hash"], rec["hash"])], rec))
-        del indexed
+        run_hashes = np.sort(rec["hash"])
+        indexed = index.read(part, RECORD, lambda r: in_sorted(r["hash"], run_hashes))
+        rec = np.concatenate((indexed, rec))
+        del indexed, run_hashes
     order = np.lexsort((rec["key"], rec["hash"], rec["band"]))
     rec = rec[order]
     keys = rec["key"]
