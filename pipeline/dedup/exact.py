@@ -211,16 +211,8 @@ class ExactDedupStage(GlobalStage):
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
         parts = max(1, ctx.num_partitions)
-        index = None
-        if cfg.index is not None:
-            index = open_index(
-                cfg.index,
-                stage="exact_dedup",
-                params=cfg.index_params(),
-                mode=cfg.index_mode,
-                partitions=parts,
-                run=work,
-            )
+        index = open_index(cfg, partitions=parts, run=work)
+        if index is not None:
             parts = index.partitions  # each partition task reads only its slice of the index
         present = [s for s in shards if s.path is not None]
         hashed = ctx.map(

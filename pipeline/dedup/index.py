@@ -28,7 +28,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import fsspec
 import numpy as np
@@ -130,11 +130,22 @@ class DedupIndex:
         return manifest
 
 
-def open_index(
-    url: str, *, stage: str, params: dict[str, Any], mode: IndexMode, partitions: int, run: str
-) -> DedupIndex:
-    """The index at `url` checked against this run's `params`; a new empty one for `update`
-    where none exists (with `partitions`), an error for `read`."""
+class IndexedConfig(Protocol):
+    """A dedup stage config with an index: its `index`, `index_mode` and record parameters."""
+
+    stage: str
+    index: str | None
+    index_mode: IndexMode
+
+    def index_params(self) -> dict[str, Any]: ...
+
+
+def open_index(cfg: IndexedConfig, *, partitions: int, run: str) -> DedupIndex | None:
+    """The index of `cfg.index` checked against `cfg.index_params()` (None without one); a new
+    empty one for `update` where none exists (with `partitions`), an error for `read`."""
+    if cfg.index is None:
+        return None
+    url, mode, params, stage = cfg.index, cfg.index_mode, cfg.index_params(), cfg.stage
     fs, path = fsspec.core.url_to_fs(url)
     path = path.rstrip("/")
     manifest = _read_manifest(fs, path)

@@ -210,16 +210,8 @@ class MinHashDedupStage(GlobalStage):
         work, fs = ctx.work_dir.rstrip("/"), ctx.fs
         parts = max(1, int(ctx.num_partitions))
         timings: dict[str, float] = {}
-        index = None
-        if cfg.index is not None:
-            index = open_index(
-                cfg.index,
-                stage="minhash_dedup",
-                params=cfg.index_params(),
-                mode=cfg.index_mode,
-                partitions=parts,
-                run=work,
-            )
+        index = open_index(cfg, partitions=parts, run=work)
+        if index is not None:
             parts = index.partitions  # each bucket task reads only its slice of the index
 
         t0 = time.perf_counter()
