@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -16,6 +17,7 @@ from pipeline.config import recipe_from_dict, recipe_from_yaml
 from pipeline.dedup.exact import ExactDedupConfig, ExactDedupStage, value_hashes
 from pipeline.dedup.index import DedupIndex, DedupIndexError
 from pipeline.dedup.minhash import CLUSTER_ID, MinHashDedupConfig, MinHashDedupStage
+from pipeline.runner.resumable import ResumableContext, stage_fingerprint
 from pipeline.runner.run import run_recipe
 from pipeline.stages.global_base import GlobalStage, LocalContext, ShardRef
 
@@ -45,17 +47,22 @@ def refs_of(files: list[Path]) -> list[ShardRef]:
     return [ShardRef(i, str(f), pq.read_metadata(f).num_rows) for i, f in enumerate(files)]
 
 
-def run(stage: GlobalStage, files: list[Path], work: Path) -> tuple[dict, list[dict]]:
-    """prepare() then apply_shard() over `files`: (summary, every row with its reason, in order)."""
-    ctx = LocalContext(str(work), num_partitions=3)
+def run(
+    stage: GlobalStage, files: list[Path], work: Path, resumable: bool = False
+) -> tuple[dict, list[dict]]:
+    """prepare() then apply_shard() over `files`: (summary, every row with its reason, in order);
+    `resumable`: through the runner's task records (runner/resumable.py)."""
     refs = refs_of(files)
+    ctx: Any = LocalContext(str(work), num_partitions=3)
+    if resumable:
+        ctx = ResumableContext(ctx, stage_fingerprint("hash", 1, "dedup", refs))
     summary = stage.prepare(ctx, refs)
     rows = []
     for ref in refs:
         scored = stage.score_shard(ctx, ref, ref.read(ctx.fs))
         reasons = stage.keep(scored).to_pylist()
         rows += [{**r, "reason": x} for r, x in zip(scored.to_pylist(), reasons, strict=True)]
-    return summary, rows
+    return (summary | ctx.counts() if resumable else summary), rows
 
 
 def exact(index: Path, mode: str = "update", **kw) -> ExactDedupStage:
@@ -204,6 +211,41 @@ def test_killed_update_leaves_the_old_index_and_a_rerun_replaces_its_own_segment
         "000001",
         "000002",
     ]
+
+
+@pytest.mark.parametrize("make", [exact, minhash])
+def test_update_killed_in_a_partition_task_resumes_its_finished_tasks(
+    warcs, tmp_path, monkeypatch, make
+) -> None:
+    """Killed while writing partition 1 of its segment, the resumed update reruns only the
+    unfinished tasks and commits the same index as an uninterrupted update."""
+    files = warcs[:3]
+    whole, rows = run(make(tmp_path / "whole"), files, tmp_path / "w-whole", resumable=True)
+    write = DedupIndex.write
+
+    def killed(self, part: int, records) -> None:
+        if part == 1:
+            raise KeyboardInterrupt
+        write(self, part, records)
+
+    with monkeypatch.context() as m:
+        m.setattr(DedupIndex, "write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run(make(tmp_path / "index"), files, tmp_path / "w", resumable=True)
+    assert not (tmp_path / "index" / "manifest.json").exists()
+    resumed, rows2 = run(make(tmp_path / "index"), files, tmp_path / "w", resumable=True)
+    assert resumed["tasks_resumed"] == 3 + 1  # the shard tasks and partition 0's
+    assert rows2 == rows
+    assert {
+        k: v for k, v in resumed.items() if not k.startswith(("index", "tasks", "timings"))
+    } == {k: v for k, v in whole.items() if not k.startswith(("index", "tasks", "timings"))}
+    for name in ("whole", "index"):
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert manifest["version"] == 1
+        assert manifest["segments"][0]["documents"] == whole["index_appended"] > 0
+    parts = [(tmp_path / n / "segments" / "000001").glob("part-*.bin") for n in ("whole", "index")]
+    a, b = (sorted(p.read_bytes() for p in ps) for ps in parts)
+    assert a == b
 
 
 @pytest.mark.e2e
