@@ -44,7 +44,10 @@ buckets and, being the smallest keys, become the star centres: a cluster holding
 negative `minhash_cluster_id`, and every run document in it is a duplicate (the indexed document
 wins, whatever `keep`), as if the earlier runs' documents came first in one combined run.
 `index_mode: update` appends the run's band records as a new segment, committed at the end of
-prepare. `verify` needs the documents' signatures or shingles, which the index does not keep, so
+prepare. Phase 3 sees indexed documents as any other node (it only skips their files and
+lengths); score_shard clears their clusters' run representatives, and a pass over the per-shard
+cluster files counts the run's documents alone (`clusters`, `largest_cluster` count indexed
+members too). `verify` needs the documents' signatures or shingles, which the index does not keep, so
 it does not combine with `index`. With an index, the stage uses the index's partition count.
 """
 
@@ -250,11 +253,15 @@ class MinHashDedupStage(GlobalStage):
             **clusters,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
-        if index is not None:
+        if index is not None:  # phase 3 counted indexed documents too: count the run's alone
+            count = functools.partial(_index_counts, fs=fs, work=work)
+            counts = ctx.map(count, shard_ids)
+            clustered, matched, in_run = (sum(c[i] for c in counts) for i in range(3))
+            summary |= {"documents_in_clusters": clustered, "duplicates": matched + in_run}
             summary |= finish_run(
                 index,
-                matched=clusters["index_matched"],
-                in_run=clusters["duplicates"] - clusters["index_matched"],
+                matched=matched,
+                in_run=in_run,
                 appended=int(sum(s["documents"] - s["empty"] for s in sig_stats)),
                 records=int(sum(s["records"] for s in edge_stats)),
             )
@@ -286,6 +293,7 @@ class MinHashDedupStage(GlobalStage):
                 cluster_id[rows] = data["cluster_id"]
                 size[rows] = data["size"]
                 is_rep[rows] = data["is_rep"]
+        is_rep &= cluster_id >= 0  # a cluster holding an indexed document (key < 0) keeps that one
         for name, values in (
             (CLUSTER_ID, pa.array(cluster_id, pa.int64())),
             (CLUSTER_SIZE, pa.array(size, pa.int32())),
@@ -453,6 +461,18 @@ def _verify(pairs: np.ndarray, cfg: MinHashDedupConfig, fs, work: str) -> np.nda
     return mask
 
 
+def _index_counts(shard: int, *, fs, work: str) -> tuple[int, int, int]:
+    """One shard's (clustered documents, copies of indexed documents, other duplicates)."""
+    path = f"{work}/clusters/shard-{shard:06d}.npz"
+    if not fs.exists(path):
+        return 0, 0, 0
+    with fs.open(path, "rb") as f:
+        data = np.load(f)
+        cluster_id, is_rep = data["cluster_id"], data["is_rep"]
+    indexed = cluster_id < 0
+    return len(cluster_id), int(indexed.sum()), int((~indexed & ~is_rep).sum())
+
+
 # --- phase 3: components and per-shard results ---------------------------------------------------
 
 
@@ -476,13 +496,11 @@ def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions:
                 lengths[sel] = np.load(f)["lengths"][row_of[sel]]
     is_rep = representatives(comp, cfg.keep, lengths, cfg.seed)
     cluster_id, size = comp.cluster_id, comp.size
-    is_rep &= cluster_id >= 0  # a cluster holding an indexed document (key < 0) keeps that one
-    in_run = comp.keys >= 0
     bounds = np.flatnonzero(np.concatenate(([True], shard_of[1:] != shard_of[:-1], [True])))
     if len(comp.keys) == 0:
         bounds = bounds[:0]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        if shard_of[lo] < 0:
+        if shard_of[lo] < 0:  # indexed documents (dedup/index.py) have no shard
             continue
         with atomic_write(fs, f"{work}/clusters/shard-{int(shard_of[lo]):06d}.npz") as f:
             np.savez(
@@ -497,9 +515,8 @@ def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions:
     hist = np.bincount(np.floor(np.log2(sizes)).astype(np.int64)) if len(sizes) else []
     return {
         "clusters": int(len(roots)),
-        "documents_in_clusters": int(in_run.sum()),
-        "duplicates": int((in_run & ~is_rep).sum()),
-        "index_matched": int((in_run & (cluster_id < 0)).sum()),
+        "documents_in_clusters": int(len(comp.keys)),
+        "duplicates": int(len(comp.keys) - is_rep.sum()),
         "largest_cluster": int(sizes.max()) if len(sizes) else 0,
         "cluster_size_log2_histogram": {
             f"{2**i}-{2 ** (i + 1) - 1}": int(c) for i, c in enumerate(hist) if c
