@@ -161,13 +161,13 @@ def open_index(cfg: IndexedConfig, *, partitions: int, run: str) -> DedupIndex |
             f"{stage}.index {url}: not a {stage} index (format {manifest.get('format')},"
             f" stage {manifest.get('stage')})"
         )
-    built = manifest["params"]
-    for key in sorted(set(built) | set(params)):
-        if built.get(key) != params.get(key):
-            raise DedupIndexError(
-                f"{stage}.index {url}: built with {key}={built.get(key)!r}, this run has"
-                f" {key}={params.get(key)!r}; use the same {key} or another index path"
-            )
+    mismatch = _first_difference(manifest["params"], params)
+    if mismatch is not None:
+        key, old, new = mismatch
+        raise DedupIndexError(
+            f"{stage}.index {url}: built with {key}={old!r}, this run has {key}={new!r};"
+            f" use the same {key.split('.')[0]} or another index path"
+        )
     segments = [s for s in manifest["segments"] if s.get("run") != run]
     index = DedupIndex(
         fs, path, stage, params, int(manifest["partitions"]), mode, run, int(manifest["version"])
@@ -218,6 +218,21 @@ def virtual_keys(keys: np.ndarray, segment: int) -> np.ndarray:
         )
     with np.errstate(over="ignore"):
         return _INT64_MIN + ((np.int64(segment) << SEGMENT_SHIFT) | keys.astype(np.int64))
+
+
+def _first_difference(
+    built: dict[str, Any], wanted: dict[str, Any], prefix: str = ""
+) -> tuple[str, Any, Any] | None:
+    """(dotted key, built value, wanted value) of the first parameter that differs, or None."""
+    for key in sorted(set(built) | set(wanted)):
+        old, new = built.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found = _first_difference(old, new, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif old != new:
+            return f"{prefix}{key}", old, new
+    return None
 
 
 def _read_manifest(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:
