@@ -23,11 +23,11 @@ A null value, or one whose key is empty (e.g. whitespace under `strip`), is neve
 hash is null, count 1, kept (empty documents are for the length filters, not "duplicates").
 
 Incremental (`index: PATH`, dedup/index.py): phase 2 also reads its partition's slice of the
-index (16 B per indexed distinct hash, on disk too; read one segment at a time, keeping only
-the run's hashes) and every copy of an indexed hash is a duplicate, the
-indexed document winning (count includes it); `index_mode: update` appends the run's distinct
-new hashes as a new index segment, committed at the end of prepare. With an index, the stage
-uses the index's partition count.
+index (16 B per indexed distinct hash, on disk too; one segment at a time, keeping only the
+run's hashes), and every copy of an indexed hash is a duplicate, the indexed document winning
+(`exact_dup_count` includes it). `index_mode: update` appends the run's distinct new hashes as
+a new segment, committed at the end of prepare. With an index, the stage uses the index's
+partition count.
 """
 
 from __future__ import annotations
