@@ -252,14 +252,20 @@ def test_update_killed_in_a_partition_task_resumes_its_finished_tasks(
 
 
 @pytest.mark.e2e
-def test_runner_reports_index_matches_vs_new_duplicates(demo_warc, tmp_path) -> None:
-    """stats.json "global" and report.md say how many documents matched the index."""
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_runner_reports_index_matches_vs_new_duplicates(
+    demo_warc, tmp_path, request, executor
+) -> None:
+    """stats.json "global" and report.md say how many documents matched the index (the index
+    travels to Ray tasks and is written by them)."""
+    if executor == "ray":
+        request.getfixturevalue("ray_session")
     index = tmp_path / "index"
     for out, mode in (("run1", "update"), ("run2", "read")):
         recipe = {
             "input": {"paths": [str(demo_warc)]},
             "output": {"path": str(tmp_path / out)},
-            "runtime": {"executor": "local"},
+            "runtime": {"executor": executor},
             "stages": [
                 {"stage": "extract"},
                 {"stage": "exact_dedup", "index": str(index), "index_mode": mode},
