@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -210,10 +211,13 @@ def test_killed_update_leaves_the_old_index_and_a_rerun_replaces_its_own_segment
     assert [r["reason"] for r in rows_redo] == [r["reason"] for r in rows]
     assert redo["index_matched"] == second["index_matched"]
     manifest = json.loads((index / "manifest.json").read_text())
-    assert manifest["version"] == 3 and [s["id"] for s in manifest["segments"]] == [
-        "000001",
-        "000002",
-    ]
+    assert manifest["version"] == 3
+    assert [s["id"] for s in manifest["segments"]] == ["000001", "000002"]
+    # the same work directory over other shards (an overwritten output) is another run: it appends
+    shutil.rmtree(tmp_path / "w2")  # as the runner empties a work dir stamped for other inputs
+    other, _ = run(make(index, "update"), warcs[2:3], tmp_path / "w2")
+    assert other["index_documents_before"] == first["index_appended"] + second["index_appended"]
+    assert len(json.loads((index / "manifest.json").read_text())["segments"]) == 3
 
 
 @pytest.mark.parametrize("make", [exact, minhash])

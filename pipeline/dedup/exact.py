@@ -211,7 +211,7 @@ class ExactDedupStage(GlobalStage):
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
         parts = max(1, ctx.num_partitions)
-        index = open_index(cfg, partitions=parts, run=work)
+        index = open_index(cfg, partitions=parts, work=work, shards=shards)
         if index is not None:
             parts = index.partitions  # each partition task reads only its slice of the index
         present = [s for s in shards if s.path is not None]

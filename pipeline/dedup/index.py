@@ -10,7 +10,7 @@ On-disk layout under the index path (local or any fsspec URL):
                                               normalisation, ...},
                                    "partitions": P, "version": V,
                                    "segments": [{"id": "000001", "records": n, "documents": d,
-                                                 "run": work dir of the run that wrote it}, ...]}
+                                                 "run": the writing run's identity}, ...]}
     segments/<id>/part-XXXXX.bin  one keyed record file (io/shuffle.py) per partition holding the
                                   records with `partition` = hash mod P
 
@@ -18,13 +18,16 @@ Only the segments listed in the manifest exist for readers. An update writes a n
 directory, then commits it by rewriting the manifest atomically (version + 1): a killed update
 leaves the previous manifest, hence the previous index, intact, and the orphan directory is
 overwritten by the next update. A run whose parameters differ from the manifest's is refused
-with one line naming the key. A segment written by the same work directory (an interrupted
-prepare that had already committed, rerun) is replaced, never matched against itself. One
+with one line naming the key. A segment written by the same run (work directory and input
+shards: an interrupted prepare that had already committed, rerun) is replaced, never matched
+against itself; the same work directory over other shards (an overwritten output) appends. One
 writer at a time: a commit that finds the manifest changed since it was read fails.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ import numpy as np
 from pipeline.errors import CurateError
 from pipeline.io.atomic import read_json, write_json_atomic
 from pipeline.io.shuffle import read_keyed, write_keyed
+from pipeline.stages.global_base import ShardRef
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -140,11 +144,16 @@ class IndexedConfig(Protocol):
     def index_params(self) -> dict[str, Any]: ...
 
 
-def open_index(cfg: IndexedConfig, *, partitions: int, run: str) -> DedupIndex | None:
+def open_index(
+    cfg: IndexedConfig, *, partitions: int, work: str, shards: list[ShardRef]
+) -> DedupIndex | None:
     """The index of `cfg.index` checked against `cfg.index_params()` (None without one); a new
-    empty one for `update` where none exists (with `partitions`), an error for `read`."""
+    empty one for `update` where none exists (with `partitions`), an error for `read`. The run
+    is identified by its work directory and input shards."""
     if cfg.index is None:
         return None
+    inputs = json.dumps([(s.index, s.path, s.num_rows) for s in shards]).encode()
+    run = f"{work} {hashlib.sha256(inputs).hexdigest()[:16]}"
     url, mode, params, stage = cfg.index, cfg.index_mode, cfg.index_params(), cfg.stage
     fs, path = fsspec.core.url_to_fs(url)
     path = path.rstrip("/")

@@ -213,7 +213,7 @@ class MinHashDedupStage(GlobalStage):
         work, fs = ctx.work_dir.rstrip("/"), ctx.fs
         parts = max(1, int(ctx.num_partitions))
         timings: dict[str, float] = {}
-        index = open_index(cfg, partitions=parts, run=work)
+        index = open_index(cfg, partitions=parts, work=work, shards=shards)
         if index is not None:
             parts = index.partitions  # each bucket task reads only its slice of the index
 
