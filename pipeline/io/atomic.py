@@ -5,18 +5,29 @@ written under a hidden temporary name beside it, `dir/.<name>.tmp-<token>`, and 
 complete. The name is hidden because Arrow, Spark and `datasets` skip names starting with a dot (a
 `<name>.tmp-...` beside the shards would break `pq.read_table("data/")`); it carries `TMP_MARK`
 so that `remove_temp_files` deletes what an interrupted run left.
+
+Object stores (S3, GCS, Azure) have no rename: fsspec's `mv` there is a copy and a delete (the
+bytes written twice, and a crash between the two leaves both). There the file is written to a
+local spool file and uploaded under its final name on commit: an object becomes visible only when
+its upload completes, so a reader sees the whole file or none, and a killed upload leaves at most
+an unfinished multipart upload, which no listing shows. A unit's completion marker, written after
+its shards, is what commits the unit (pipeline/runner/unit.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
 import fsspec
+
+from pipeline.io.object_store import is_object_store
 
 TMP_MARK = ".tmp-"
 
@@ -32,28 +43,45 @@ class AtomicFile:
     """One file written under `temp_name(path)`: `open()`, write, then `commit()` or `discard()`.
 
     For writers that keep the file open across calls (ShardWriter); otherwise use `atomic_write`.
+    On an object store the temporary file is a local spool file (`spool` True), uploaded on commit.
     """
 
     def __init__(
         self, fs: fsspec.AbstractFileSystem, path: str, mode: str = "wb", **open_kwargs: Any
     ) -> None:
         self.fs, self.path, self.mode, self.open_kwargs = fs, path, mode, open_kwargs
-        self.tmp_path = temp_name(path)
+        self.spool = is_object_store(fs)
+        self.tmp_path = "" if self.spool else temp_name(path)  # a spool file is made by open()
 
     def open(self) -> IO[Any]:
         """The temporary file, opened for writing (its directory created if needed)."""
+        if self.spool:
+            fd, self.tmp_path = tempfile.mkstemp(
+                prefix=f".{posixpath.basename(self.path)}{TMP_MARK}"
+            )
+            return os.fdopen(fd, self.mode, **self.open_kwargs)
         parent = posixpath.dirname(self.path)
         if parent:
             self.fs.makedirs(parent, exist_ok=True)
         return self.fs.open(self.tmp_path, self.mode, **self.open_kwargs)
 
     def commit(self) -> None:
-        """Rename the (closed) temporary file to the final name, replacing any file there."""
-        self.fs.mv(self.tmp_path, self.path)
+        """Put the (closed) temporary file under the final name, replacing any file there: a
+        rename, or on an object store an upload of the spool file (then deleted)."""
+        if self.spool:
+            try:
+                self.fs.put_file(self.tmp_path, self.path)
+            finally:
+                os.unlink(self.tmp_path)
+        else:
+            self.fs.mv(self.tmp_path, self.path)
 
     def discard(self) -> None:
         """Remove the temporary file, if it exists."""
-        if self.fs.exists(self.tmp_path):
+        if self.spool:
+            if self.tmp_path and os.path.exists(self.tmp_path):
+                os.unlink(self.tmp_path)
+        elif self.fs.exists(self.tmp_path):
             self.fs.rm(self.tmp_path)
 
 
@@ -62,8 +90,8 @@ def atomic_write(
     fs: fsspec.AbstractFileSystem, path: str, mode: str = "wb", **open_kwargs: Any
 ) -> Iterator[IO[Any]]:
     """Open `path` for writing atomically (`open_kwargs` as for `fs.open`, e.g. newline=""):
-    renamed into place when the block ends, the temporary file removed if it or the rename
-    raises."""
+    committed (renamed or uploaded) when the block ends, the temporary file removed if it or the
+    commit raises."""
     target = AtomicFile(fs, path, mode, **open_kwargs)
     try:
         with target.open() as f:

@@ -33,7 +33,7 @@ from pipeline.io.base import InputUnit
 from pipeline.io.limit import limit_units
 from pipeline.io.pathnames import json_safe
 from pipeline.io.sources import plan_units
-from pipeline.io.writer import output_fs
+from pipeline.io.writer import output_fs, output_url
 from pipeline.registry import stage_class
 from pipeline.runner.accounting import (
     check_error_fractions,
@@ -276,7 +276,8 @@ def _prepare_global(
         "global stage %s: preparing over %d shards (%d documents)", label, len(shards), documents
     )
     try:
-        ctx = PhaseLog(global_context(recipe, work, documents if auto else None), label)
+        ctx = global_context(recipe, output_url(fs, work), documents if auto else None)
+        ctx = PhaseLog(ctx, label)
         summary = stage.prepare(ctx, shards)
     except CurateError:
         raise
