@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import fsspec
 
-from pipeline.io.object_store import is_object_store
+from pipeline.io.object_store import abort_unfinished_uploads, is_object_store
 
 TMP_MARK = ".tmp-"
 
@@ -118,7 +118,9 @@ def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
 
 def remove_temp_files(fs: fsspec.AbstractFileSystem, path: str) -> None:
     """Delete what interrupted atomic writes left under `path`, recursively (names carrying
-    `TMP_MARK`, and the `<name>.tmp` of versions before this module); never a final name."""
+    `TMP_MARK`, and the `<name>.tmp` of versions before this module); never a final name. On
+    S3, the unfinished multipart uploads of killed writers too."""
+    abort_unfinished_uploads(fs, path)
     if not fs.exists(path):
         return
     for f in fs.find(path):

@@ -26,6 +26,28 @@ def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
     return any(p in OBJECT_STORE_PROTOCOLS for p in protocols)
 
 
+def abort_unfinished_uploads(fs: fsspec.AbstractFileSystem, path: str) -> int:
+    """Abort the multipart uploads under `path` of an S3 filesystem that never completed (an
+    upload killed part way: invisible to listings, but stored and billed); returns how many.
+    Only while no writer uploads there (the run holds the output's lock). Other stores: 0."""
+    if not hasattr(fs, "call_s3"):
+        return 0
+    bucket, _, prefix = fs._strip_protocol(path).partition("/")
+    prefix = f"{prefix.rstrip('/')}/" if prefix else ""
+    aborted, markers = 0, {}
+    while True:
+        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
+        for upload in page.get("Uploads", []):
+            fs.abort_mpu(bucket, upload["Key"], upload["UploadId"])
+            aborted += 1
+        if not page.get("IsTruncated"):
+            return aborted
+        markers = {
+            "KeyMarker": page["NextKeyMarker"],
+            "UploadIdMarker": page["NextUploadIdMarker"],
+        }
+
+
 def url_filesystem(url: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
     """`fsspec.core.url_to_fs(url, **options)`; ImportError says which extra brings the
     backend (s3fs for s3://) in one line."""

@@ -19,7 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO, S3_BUCKET
-from tests.faults.helpers import FAST_EXTRACT, WARC_DIR, WGET, write_recipe
+from tests.faults.helpers import (
+    DCLM,
+    FAST_EXTRACT,
+    TEXT_STAGES,
+    WARC_DIR,
+    WGET,
+    curate,
+    write_recipe,
+)
 from tests.faults.test_crashes import assert_same_output
 
 STAGES: list[dict[str, Any]] = [FAST_EXTRACT, {"stage": "exact_dedup"}, {"stage": "gopher_quality"}]
@@ -27,7 +35,7 @@ SMALL = {"rows_per_row_group": 3}  # several row groups per shard: kills land mi
 S3_INPUT = {"allowed_protocols": ["file", "s3"]}
 
 
-def _curate(phase: str, n: int, config: Path) -> subprocess.CompletedProcess[str]:
+def _killer(phase: str, n: int, config: Path) -> subprocess.CompletedProcess[str]:
     """`curate run config` through the killer (tests/faults/killer.py), with this environment
     (the S3 endpoint and credentials of the `s3_server` fixture)."""
     cmd = [sys.executable, "-m", "tests.faults.killer", phase, str(n), "run", str(config)]
@@ -75,7 +83,7 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, tmp_path) -
         input_options=S3_INPUT,
         output_options=SMALL,
     )
-    proc = _curate("count", 0, config)
+    proc = _killer("count", 0, config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -94,13 +102,43 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, tmp_path) -
         ("seg01", counts["seg01"] - 1),
     ]
     for phase, n in kills:
-        proc = _curate(phase, n, config)
+        proc = _killer(phase, n, config)
         assert proc.returncode == -signal.SIGKILL, f"{phase} {n}: {proc.stderr[-3000:]}"
         _no_partial_objects(fs, root)
-    proc = _curate("none", 0, config)
+    proc = _killer("none", 0, config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(proc.stdout, counts)
     _no_partial_objects(fs, root)
     fetched = tmp_path / "fetched"
     fs.get(f"{root}/", str(fetched), recursive=True)
     assert_same_output(fetched, local)
+
+
+@pytest.fixture
+def without_s3fs(monkeypatch) -> None:
+    """This process as if the `remote` extra were not installed: `import s3fs` fails."""
+    import importlib
+
+    registry = importlib.import_module("fsspec.registry")  # `fsspec.registry` is a mapping
+    monkeypatch.setitem(sys.modules, "s3fs", None)
+    monkeypatch.delitem(registry._registry, "s3", raising=False)  # a class imported earlier
+
+
+def test_s3_output_without_the_remote_extra_is_one_line(capsys, tmp_path, without_s3fs) -> None:
+    config = write_recipe(tmp_path / "r.yaml", [DCLM], "s3://curate-test/never", TEXT_STAGES)  # type: ignore[arg-type]
+    got = curate(capsys, "run", config)
+    assert got.code == 2
+    assert got.err.count("\n") == 1 and "Traceback" not in got.err
+    assert got.err.startswith("curate: error: cannot write output 's3://curate-test/never': ")
+    assert "`remote` extra (pip install 'pipeline[remote]')" in got.err
+    assert "s3fs" in got.err
+
+
+def test_s3_input_without_the_remote_extra_is_one_line(capsys, tmp_path, without_s3fs) -> None:
+    url = "s3://curate-test/crawls/wget-0000.warc.gz"
+    config = write_recipe(tmp_path / "r.yaml", [url], tmp_path / "out", input_options=S3_INPUT)
+    got = curate(capsys, "run", config)
+    assert got.code == 2
+    assert got.err.count("\n") == 1 and "Traceback" not in got.err
+    assert f"cannot open {url!r}: s3:// needs the `remote` extra" in got.err
+    assert not (tmp_path / "out").exists()
