@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io.atomic import atomic_write, remove_temp_files, write_json_atomic
+from pipeline.io.atomic import SPOOL_PREFIX, atomic_write, remove_temp_files, write_json_atomic
 from pipeline.io.writer import ShardWriter, output_fs, output_url
 from tests.conftest import S3_BUCKET
 
@@ -106,3 +106,25 @@ def test_output_url_keeps_the_protocol(root, tmp_path) -> None:
     assert output_url(fs, f"{base}/_work/g") == f"{root}/_work/g"
     local, path = output_fs(str(tmp_path))
     assert output_url(local, path) == str(tmp_path)
+
+
+def test_spool_files_of_dead_writers_are_removed(root, texts, tmp_path, monkeypatch) -> None:
+    """A writer SIGKILLed mid-shard leaves its local spool file: the next run's cleanup deletes
+    the spool files of processes that no longer run, never a live writer's."""
+    import subprocess
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f"{SPOOL_PREFIX}{dead.pid}-k9x2").write_bytes(b"half a shard")
+    (tmp_path / "unrelated.txt").write_text("kept")
+    fs, base = output_fs(root)
+    live = ShardWriter(fs, f"{base}/data/part-00003.parquet", rows_per_row_group=50)
+    live.write(texts)  # its spool file: this process's
+    remove_temp_files(fs, f"{base}/data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [Path(live._target.tmp_path).name, "unrelated.txt"]
+    )
+    assert live.close() == 281
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unrelated.txt"]

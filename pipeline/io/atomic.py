@@ -16,6 +16,7 @@ its shards, is what commits the unit (pipeline/runner/unit.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -26,10 +27,13 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import fsspec
+import psutil
 
 from pipeline.io.object_store import abort_unfinished_uploads, is_object_store
 
 TMP_MARK = ".tmp-"
+# Local spool files of object-store writes: `$TMPDIR/.curate-spool-<pid>-<random>`.
+SPOOL_PREFIX = ".curate-spool-"
 
 
 def temp_name(path: str) -> str:
@@ -56,9 +60,7 @@ class AtomicFile:
     def open(self) -> IO[Any]:
         """The temporary file, opened for writing (its directory created if needed)."""
         if self.spool:
-            fd, self.tmp_path = tempfile.mkstemp(
-                prefix=f".{posixpath.basename(self.path)}{TMP_MARK}"
-            )
+            fd, self.tmp_path = tempfile.mkstemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-")
             return os.fdopen(fd, self.mode, **self.open_kwargs)
         parent = posixpath.dirname(self.path)
         if parent:
@@ -120,10 +122,29 @@ def remove_temp_files(fs: fsspec.AbstractFileSystem, path: str) -> None:
     """Delete what interrupted atomic writes left under `path`, recursively (names carrying
     `TMP_MARK`, and the `<name>.tmp` of versions before this module); never a final name. On
     S3, the unfinished multipart uploads of killed writers too."""
-    abort_unfinished_uploads(fs, path)
+    if is_object_store(fs):
+        abort_unfinished_uploads(fs, path)
+        remove_dead_spools()
     if not fs.exists(path):
         return
     for f in fs.find(path):
         name = f.rsplit("/", 1)[-1]
         if TMP_MARK in name or name.endswith(".tmp"):
             fs.rm(f)
+
+
+def remove_dead_spools() -> int:
+    """Delete the spool files (in `$TMPDIR`) of processes no longer running on this host: what
+    a writer killed mid-shard left; returns how many."""
+    removed = 0
+    for entry in os.scandir(tempfile.gettempdir()):
+        pid = entry.name.removeprefix(SPOOL_PREFIX).split("-", 1)[0]
+        if (
+            entry.name.startswith(SPOOL_PREFIX)
+            and pid.isdigit()
+            and not psutil.pid_exists(int(pid))
+        ):
+            with contextlib.suppress(FileNotFoundError):  # another run's cleanup got there first
+                os.unlink(entry.path)
+                removed += 1
+    return removed

@@ -12,12 +12,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import fsspec
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.io.atomic import SPOOL_PREFIX
 from tests.conftest import REPO, S3_BUCKET
 from tests.faults.helpers import (
     DCLM,
@@ -46,8 +50,6 @@ def _killer(phase: str, n: int, config: Path) -> subprocess.CompletedProcess[str
 @pytest.fixture(scope="module")
 def s3_inputs(s3_server) -> list[str]:
     """Two real crawls and a renamed copy of one (exact dedup has work), uploaded to S3."""
-    import fsspec
-
     fs = fsspec.filesystem("s3")
     files = {"wget-0000": WGET, "wget-0001": WARC_DIR / "wget-2024-sample-0001.warc.gz"}
     files["wget-copy"] = WGET
@@ -71,8 +73,10 @@ def _no_partial_objects(fs: Any, root: str) -> None:
 
 
 def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, tmp_path) -> None:
-    import fsspec
-
+    """The same recipe over the crawls on S3, once into a local directory, once into S3 killed
+    mid-shard in the map segment, inside exact_dedup's prepare and before the last marker of the
+    segment applying it; after the rerun the objects equal the local run's files (every column,
+    rejections, counts), with no temporary object, spool file or _work/ left."""
     fs = fsspec.filesystem("s3", use_listings_cache=False)  # the runs write from other processes
     local = tmp_path / "local"
     config = write_recipe(
@@ -107,8 +111,10 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, tmp_path) -
         _no_partial_objects(fs, root)
     proc = _killer("none", 0, config)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout, counts)
+    assert "(1 processed, 2 resumed" in proc.stdout  # the units finished before the kills
     _no_partial_objects(fs, root)
+    spools = Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*")  # the killed writers' are gone
+    assert not [p for p in spools if not psutil.pid_exists(int(p.name.split("-")[2]))]
     fetched = tmp_path / "fetched"
     fs.get(f"{root}/", str(fetched), recursive=True)
     assert_same_output(fetched, local)
