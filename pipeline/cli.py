@@ -4,6 +4,7 @@ train-classifier."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -126,11 +127,23 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="stop after N documents, files read in order (input.limit)",
     )
+    parser.add_argument(
+        "--paths-file",
+        metavar="FILE",
+        help="read the files FILE lists, one per line, instead of input.paths (input.paths_file;"
+        " gzip allowed, e.g. Common Crawl's warc.paths.gz)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> list[str]:
-    """The --set settings, with --limit as the input.limit it stands for (given last, it wins)."""
-    return [*args.settings, *([f"input.limit={args.limit}"] if args.limit else [])]
+    """The --set settings, then --paths-file as the input.paths_file it stands for (with
+    input.paths emptied) and --limit as input.limit: given last, they win."""
+    paths_file = (
+        [f"input.paths_file={json.dumps(args.paths_file)}", "input.paths=[]"]
+        if args.paths_file
+        else []
+    )
+    return [*args.settings, *paths_file, *([f"input.limit={args.limit}"] if args.limit else [])]
 
 
 def _positive_int(text: str) -> int:
@@ -269,8 +282,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config, _settings(args))
     overrides: dict[str, dict] = {}
-    if args.input:
-        overrides["input"] = {"paths": args.input}
+    if args.input:  # the recipe's paths file too is replaced, unless --paths-file names one
+        cleared = {} if args.paths_file else {"paths_file": None, "base_url": None}
+        overrides["input"] = {"paths": args.input, **cleared}
     if args.output:
         overrides["output"] = {"path": args.output}
     if args.keep_rejected:

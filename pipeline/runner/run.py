@@ -175,6 +175,8 @@ def _run_segments(
     )
     if recipe.input.limit is not None:
         stats["inputs"].update(limit=recipe.input.limit, units_planned=planned)
+    if recipe.input.sample_files is not None:
+        stats["inputs"].update(sample_files=recipe.input.sample_files, seed=recipe.input.seed)
     stats["global"] = global_summaries
     _write_json(fs, f"{root}/stats.json", stats)
     write_report(fs, f"{root}/report.md", stats)
