@@ -1,11 +1,12 @@
 """S3 end to end: a run reads shared crawls from a real S3 API server on localhost (moto, through
-s3fs as a user's run would) and writes its output there; killed part way (SIGKILL mid-shard,
+s3fs as a user's run would), listed by a paths file there, and writes its output there; killed part way (SIGKILL mid-shard,
 between a shard and its marker, inside a global stage's prepare) and rerun, its output is
 identical to a run writing to local disk, and no object under data/ or rejected/ is ever a
 partial shard."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -36,7 +37,6 @@ from tests.faults.test_crashes import assert_same_output
 
 STAGES: list[dict[str, Any]] = [FAST_EXTRACT, {"stage": "exact_dedup"}, {"stage": "gopher_quality"}]
 SMALL = {"rows_per_row_group": 3}  # several row groups per shard: kills land mid-shard
-S3_INPUT = {"allowed_protocols": ["file", "s3"]}
 
 
 def _killer(phase: str, n: int, config: Path) -> subprocess.CompletedProcess[str]:
@@ -48,17 +48,24 @@ def _killer(phase: str, n: int, config: Path) -> subprocess.CompletedProcess[str
 
 
 @pytest.fixture(scope="module")
-def s3_inputs(s3_server) -> list[str]:
-    """Two real crawls and a renamed copy of one (exact dedup has work), uploaded to S3."""
+def s3_inputs(s3_server) -> dict[str, Any]:
+    """Two real crawls and a renamed copy of one (exact dedup has work), uploaded to S3 with a
+    gzipped paths file listing them as Common Crawl's `warc.paths.gz` does (relative lines):
+    the `input:` section that reads them."""
     fs = fsspec.filesystem("s3")
     files = {"wget-0000": WGET, "wget-0001": WARC_DIR / "wget-2024-sample-0001.warc.gz"}
     files["wget-copy"] = WGET
-    urls = []
+    lines = []
     for name, path in files.items():
-        key = f"{S3_BUCKET}/crawls/{name}.warc.gz"
-        fs.put_file(str(path), key)
-        urls.append(f"s3://{key}")
-    return urls
+        fs.put_file(str(path), f"{S3_BUCKET}/crawls/{name}.warc.gz")
+        lines.append(f"crawls/{name}.warc.gz\n")
+    listing = f"{S3_BUCKET}/crawls/warc.paths.gz"
+    fs.pipe_file(listing, gzip.compress("".join(lines).encode(), mtime=0))
+    return {
+        "paths_file": f"s3://{listing}",
+        "base_url": f"s3://{S3_BUCKET}/",
+        "allowed_protocols": ["file", "s3"],
+    }
 
 
 def _no_partial_objects(fs: Any, root: str) -> None:
@@ -80,12 +87,7 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, tmp_path) -
     fs = fsspec.filesystem("s3", use_listings_cache=False)  # the runs write from other processes
     local = tmp_path / "local"
     config = write_recipe(
-        tmp_path / "local.yaml",
-        s3_inputs,
-        local,
-        STAGES,
-        input_options=S3_INPUT,
-        output_options=SMALL,
+        tmp_path / "local.yaml", [], local, STAGES, input_options=s3_inputs, output_options=SMALL
     )
     proc = _killer("count", 0, config)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -94,10 +96,10 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, tmp_path) -
     root = f"{S3_BUCKET}/runs/{tmp_path.name}"
     config = write_recipe(
         tmp_path / "s3.yaml",
-        s3_inputs,
+        [],
         f"s3://{root}",  # type: ignore[arg-type]
         STAGES,
-        input_options=S3_INPUT,
+        input_options=s3_inputs,
         output_options=SMALL,
     )
     kills = [
@@ -142,7 +144,8 @@ def test_s3_output_without_the_remote_extra_is_one_line(capsys, tmp_path, withou
 
 def test_s3_input_without_the_remote_extra_is_one_line(capsys, tmp_path, without_s3fs) -> None:
     url = "s3://curate-test/crawls/wget-0000.warc.gz"
-    config = write_recipe(tmp_path / "r.yaml", [url], tmp_path / "out", input_options=S3_INPUT)
+    options = {"allowed_protocols": ["file", "s3"]}
+    config = write_recipe(tmp_path / "r.yaml", [url], tmp_path / "out", input_options=options)
     got = curate(capsys, "run", config)
     assert got.code == 2
     assert got.err.count("\n") == 1 and "Traceback" not in got.err
