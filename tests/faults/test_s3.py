@@ -79,20 +79,36 @@ def _no_partial_objects(fs: Any, root: str) -> None:
             pq.read_metadata(io.BytesIO(fs.cat_file(key)))  # raises on a partial file
 
 
-def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def local_run(s3_inputs, tmp_path_factory) -> dict[str, Any]:
+    """The recipe over the crawls on S3, written to a local directory (through the killer in
+    counting mode): its output and the kill events per phase."""
+    tmp = tmp_path_factory.mktemp("s3-local-run")
+    config = write_recipe(
+        tmp / "local.yaml", [], tmp / "out", STAGES, input_options=s3_inputs, output_options=SMALL
+    )
+    proc = _killer("count", 0, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"out": tmp / "out", "counts": json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def _fetched(fs: Any, root: str, tmp_path: Path) -> Path:
+    """A finished run on S3, checked for leftovers and downloaded for comparison."""
+    _no_partial_objects(fs, root)
+    spools = Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*")  # the killed writers' are gone
+    assert not [p for p in spools if not psutil.pid_exists(int(p.name.split("-")[2]))]
+    fetched = tmp_path / "fetched"
+    fs.get(f"{root}/", str(fetched), recursive=True)
+    return fetched
+
+
+def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, local_run, tmp_path) -> None:
     """The same recipe over the crawls on S3, once into a local directory, once into S3 killed
     mid-shard in the map segment, inside exact_dedup's prepare and before the last marker of the
     segment applying it; after the rerun the objects equal the local run's files (every column,
     rejections, counts), with no temporary object, spool file or _work/ left."""
     fs = fsspec.filesystem("s3", use_listings_cache=False)  # the runs write from other processes
-    local = tmp_path / "local"
-    config = write_recipe(
-        tmp_path / "local.yaml", [], local, STAGES, input_options=s3_inputs, output_options=SMALL
-    )
-    proc = _killer("count", 0, config)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = json.loads(proc.stdout.strip().splitlines()[-1])
-
+    counts = local_run["counts"]
     root = f"{S3_BUCKET}/runs/{tmp_path.name}"
     config = write_recipe(
         tmp_path / "s3.yaml",
@@ -114,12 +130,34 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, tmp_path) -
     proc = _killer("none", 0, config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(1 processed, 2 resumed" in proc.stdout  # the units finished before the kills
-    _no_partial_objects(fs, root)
-    spools = Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*")  # the killed writers' are gone
-    assert not [p for p in spools if not psutil.pid_exists(int(p.name.split("-")[2]))]
-    fetched = tmp_path / "fetched"
-    fs.get(f"{root}/", str(fetched), recursive=True)
-    assert_same_output(fetched, local)
+    assert_same_output(_fetched(fs, root, tmp_path), local_run["out"])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_s3_ray_run_with_driver_killed_matches_a_local_disk_run(s3_inputs, local_run, tmp_path):
+    """On Ray (workers in other processes, reading and writing S3 with the environment they
+    inherit): the driver is SIGKILLed once exact_dedup's prepare tasks are in flight, and the
+    rerun's output equals the local-disk run's."""
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    root = f"{S3_BUCKET}/runs/{tmp_path.name}"
+    ray = {"executor": "ray", "num_workers": 2, "num_partitions": 4}
+    config = write_recipe(
+        tmp_path / "s3.yaml",
+        [],
+        f"s3://{root}",  # type: ignore[arg-type]
+        STAGES,
+        input_options=s3_inputs,
+        output_options=SMALL,
+        **ray,
+    )
+    proc = _killer("prepare:exact_dedup", 2, config)  # the second phase's tasks in flight
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert fs.exists(f"{root}/_run/units/seg00") and not fs.exists(f"{root}/_run/global/seg01.json")
+    proc = _killer("none", 0, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(3 processed, 0 resumed; ray," in proc.stdout  # seg01 ran after the kill
+    assert_same_output(_fetched(fs, root, tmp_path), local_run["out"])
 
 
 @pytest.fixture
