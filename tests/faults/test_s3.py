@@ -102,7 +102,9 @@ def _fetched(fs: Any, root: str, tmp_path: Path) -> Path:
     return fetched
 
 
-def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, local_run, tmp_path) -> None:
+def test_s3_run_killed_and_rerun_matches_a_local_disk_run(
+    capsys, s3_inputs, local_run, tmp_path
+) -> None:
     """The same recipe over the crawls on S3, once into a local directory, once into S3 killed
     mid-shard in the map segment, inside exact_dedup's prepare and before the last marker of the
     segment applying it; after the rerun the objects equal the local run's files (every column,
@@ -131,6 +133,13 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(s3_inputs, local_run, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(1 processed, 2 resumed" in proc.stdout  # the units finished before the kills
     assert_same_output(_fetched(fs, root, tmp_path), local_run["out"])
+    # `curate stats` of the run on S3 writes RUN/stats there, the same numbers as on disk
+    assert curate(capsys, "stats", f"s3://{root}", "--executor", "local").code == 0
+    assert curate(capsys, "stats", local_run["out"], "--executor", "local").code == 0
+    on_s3 = json.loads(fs.cat_file(f"{root}/stats/summary.json"))
+    on_disk = json.loads((local_run["out"] / "stats" / "summary.json").read_text())
+    assert on_s3["input"] == f"s3://{root}"
+    assert on_s3["by_stage"] == on_disk["by_stage"]
 
 
 @pytest.mark.ray
