@@ -14,9 +14,7 @@ from fsspec.utils import get_protocol
 
 # fsspec protocols of object stores: an object appears whole when its upload completes, and
 # nothing renames one in place.
-OBJECT_STORE_PROTOCOLS = frozenset(
-    {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2", "b2"}
-)
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"})
 REMOTE_EXTRA = "pip install 'pipeline[remote]'"
 
 

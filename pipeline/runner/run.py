@@ -28,7 +28,7 @@ import yaml
 from pipeline import __version__
 from pipeline.config import Recipe, recipe_changes
 from pipeline.errors import CurateError, OutputError
-from pipeline.io.atomic import remove_temp_files, write_json_atomic
+from pipeline.io.atomic import atomic_write, remove_temp_files, write_json_atomic
 from pipeline.io.base import InputUnit
 from pipeline.io.limit import limit_units
 from pipeline.io.pathnames import json_safe
@@ -319,7 +319,7 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
         marker,
         {"config_hash": config_hash, "version": __version__, "recipe": recipe.to_dict()},
     )
-    with fs.open(f"{root}/{RUN_DIR}/config.yaml", "w") as f:
+    with atomic_write(fs, f"{root}/{RUN_DIR}/config.yaml", "w") as f:
         f.write(f"# the resolved recipe of {recipe.source}\n")
         f.writelines(f"# --set {setting}\n" for setting in recipe.settings)
         yaml.safe_dump(recipe.to_dict(), f, sort_keys=False, allow_unicode=True)
