@@ -33,7 +33,7 @@ from tests.faults.helpers import (
     curate,
     write_recipe,
 )
-from tests.faults.test_crashes import assert_same_output
+from tests.faults.test_crashes import ShardWatcher, assert_same_output
 
 STAGES: list[dict[str, Any]] = [FAST_EXTRACT, {"stage": "exact_dedup"}, {"stage": "gopher_quality"}]
 SMALL = {"rows_per_row_group": 3}  # several row groups per shard: kills land mid-shard
@@ -125,12 +125,19 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(
         ("prepare:exact_dedup", 1),
         ("seg01", counts["seg01"] - 1),
     ]
-    for phase, n in kills:
-        proc = _killer(phase, n, config)
-        assert proc.returncode == -signal.SIGKILL, f"{phase} {n}: {proc.stderr[-3000:]}"
-        _no_partial_objects(fs, root)
-    proc = _killer("none", 0, config)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    watcher = ShardWatcher(root, fs, interval=0.1)  # reads each shard as it appears on S3
+    watcher.start()
+    try:
+        for phase, n in kills:
+            proc = _killer(phase, n, config)
+            assert proc.returncode == -signal.SIGKILL, f"{phase} {n}: {proc.stderr[-3000:]}"
+            _no_partial_objects(fs, root)
+        proc = _killer("none", 0, config)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        watcher.stop()
+    assert not watcher.problems, watcher.problems
+    assert watcher.checked > 0
     assert "(1 processed, 2 resumed" in proc.stdout  # the units finished before the kills
     assert_same_output(_fetched(fs, root, tmp_path), local_run["out"])
     # `curate stats` of the run on S3 writes RUN/stats there, the same numbers as on disk
