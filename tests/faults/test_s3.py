@@ -92,6 +92,20 @@ def local_run(s3_inputs, tmp_path_factory) -> dict[str, Any]:
     return {"out": tmp / "out", "counts": json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
+def _s3_recipe(tmp_path: Path, s3_inputs: dict[str, Any], root: str, **runtime: Any) -> Path:
+    """The recipe of `local_run`, writing to s3://`root`."""
+    out = f"s3://{root}"
+    return write_recipe(
+        tmp_path / "s3.yaml",
+        [],
+        out,  # type: ignore[arg-type]
+        STAGES,
+        input_options=s3_inputs,
+        output_options=SMALL,
+        **runtime,
+    )
+
+
 def _fetched(fs: Any, root: str, tmp_path: Path) -> Path:
     """A finished run on S3, checked for leftovers and downloaded for comparison."""
     _no_partial_objects(fs, root)
@@ -112,14 +126,7 @@ def test_s3_run_killed_and_rerun_matches_a_local_disk_run(
     fs = fsspec.filesystem("s3", use_listings_cache=False)  # the runs write from other processes
     counts = local_run["counts"]
     root = f"{S3_BUCKET}/runs/{tmp_path.name}"
-    config = write_recipe(
-        tmp_path / "s3.yaml",
-        [],
-        f"s3://{root}",  # type: ignore[arg-type]
-        STAGES,
-        input_options=s3_inputs,
-        output_options=SMALL,
-    )
+    config = _s3_recipe(tmp_path, s3_inputs, root)
     kills = [
         ("seg00", counts["seg00"] // 2),
         ("prepare:exact_dedup", 1),
@@ -157,16 +164,7 @@ def test_s3_ray_run_with_driver_killed_matches_a_local_disk_run(s3_inputs, local
     rerun's output equals the local-disk run's."""
     fs = fsspec.filesystem("s3", use_listings_cache=False)
     root = f"{S3_BUCKET}/runs/{tmp_path.name}"
-    ray = {"executor": "ray", "num_workers": 2, "num_partitions": 4}
-    config = write_recipe(
-        tmp_path / "s3.yaml",
-        [],
-        f"s3://{root}",  # type: ignore[arg-type]
-        STAGES,
-        input_options=s3_inputs,
-        output_options=SMALL,
-        **ray,
-    )
+    config = _s3_recipe(tmp_path, s3_inputs, root, executor="ray", num_workers=2, num_partitions=4)
     proc = _killer("prepare:exact_dedup", 2, config)  # the second phase's tasks in flight
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert fs.exists(f"{root}/_run/units/seg00") and not fs.exists(f"{root}/_run/global/seg01.json")
