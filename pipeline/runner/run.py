@@ -11,7 +11,8 @@ Output layout (shown for output.format: parquet; jsonl writes part-NNNNN.jsonl.z
   _run/inputs.json                      the input files' identities (a rerun needs the same)
   _run/units/segNN/part-NNNNN.json      completion marker + stats of each finished task
   _run/global/segNN.json                completion marker + summary of a global stage's prepare
-  _work/                                shards between segments and global stages' files
+  _work/                                shards between segments and global stages' files (with
+                                        _tasks/: their prepare tasks' records, for a resume)
                                         (removed after a successful run)
 """
 
@@ -49,6 +50,7 @@ from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import PhaseLog, Progress
 from pipeline.runner.report import write_report
 from pipeline.runner.report_html import FIGURES_DIR, HTML_REPORT, write_report_html
+from pipeline.runner.resumable import ResumableContext, stage_fingerprint
 from pipeline.runner.runlog import log_path, run_log
 from pipeline.runner.unit import (
     DATA_DIR,
@@ -260,7 +262,8 @@ def _prepare_global(
     shards: list[ShardRef],
     auto: bool = False,
 ) -> dict[str, Any]:
-    """Run a global stage's prepare() once; a finished one is found by its marker. `auto`
+    """Run a global stage's prepare() once; a finished one is found by its marker, an interrupted
+    one resumes from its finished tasks (runner/resumable.py). `auto`
     (executor chosen by `executor: auto`): a prepare over few documents runs in this process
     even on Ray (executors.PREPARE_LOCAL_MAX_DOCS)."""
     marker = f"{root}/{GLOBAL_DIR}/seg{segment.index:02d}.json"
@@ -268,8 +271,6 @@ def _prepare_global(
         with fs.open(marker, "r") as f:
             return json.load(f)["summary"]
     work = global_work_dir(root, segment.index, label)
-    if fs.exists(work):
-        fs.rm(work, recursive=True)  # an interrupted prepare starts over
     cfg = recipe.stages[segment.global_stage]  # type: ignore[index]
     stage = stage_class(cfg.stage)(cfg)  # type: ignore[attr-defined]
     started = time.perf_counter()
@@ -278,14 +279,21 @@ def _prepare_global(
         "global stage %s: preparing over %d shards (%d documents)", label, len(shards), documents
     )
     try:
-        ctx = global_context(recipe, output_url(fs, work), documents if auto else None)
-        ctx = PhaseLog(ctx, label)
-        summary = stage.prepare(ctx, shards)
+        inputs = stage_fingerprint(
+            recipe.config_hash(), segment.index, label, shards, stage.prepare_inputs()
+        )
+        inner = global_context(recipe, output_url(fs, work), documents if auto else None)
+        tasks = ResumableContext(inner, inputs, label)
+        summary = stage.prepare(PhaseLog(tasks, label), shards)
     except CurateError:
         raise
     except Exception as exc:
+        user_error = worker_user_error(exc)  # e.g. a ConfigError raised in a Ray task
+        if user_error is not None:
+            raise user_error from None
         raise CurateError(f"global stage {label} failed: {_root_cause(exc)}") from exc
-    summary = {**summary, "prepare_wall_s": round(time.perf_counter() - started, 3)}
+    wall = round(time.perf_counter() - started, 3)
+    summary = {**summary, **tasks.counts(), "prepare_wall_s": wall}
     write_marker(fs, marker, {"stage": label, "summary": summary})
     return summary
 
