@@ -515,7 +515,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (work kept, clean exit)."""
 
 
+# Set once SIGTERM arrived: the exit code says SIGTERM even when a KeyboardInterrupt raised while
+# unwinding (Ray's shutdown, a second signal) replaces the Terminated exception.
+_sigterm_seen = threading.Event()
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
+    _sigterm_seen.set()
     raise Terminated
 
 
@@ -523,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _escape_unprintable_output()
     args = _build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
+    _sigterm_seen.clear()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -562,7 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished units are kept
         print("curate: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        terminated = isinstance(exc, Terminated) or _sigterm_seen.is_set()
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -307,7 +307,7 @@ def recipe_from_yaml(
 # Keys holding file system paths: resolved against the recipe file's directory when relative.
 _PATH_KEY = re.compile(r"^(paths?|.+_(path|paths|file|files|dir))$")
 # Path keys whose name does not say so (a relative input.base_url is a local directory).
-_PATH_KEYS = {("output", "tokenizer"), ("input", "base_url")}
+_PATH_KEYS = {("output", "tokenizer"), ("input", "base_url"), ("stages", "index")}
 
 
 def is_path_key(section: str, key: str) -> bool:

@@ -41,6 +41,7 @@ from fsspec.utils import get_protocol
 
 from pipeline.errors import ConfigError, InputError
 from pipeline.io.base import InputUnit, Reader, ReaderStats
+from pipeline.io.object_store import url_filesystem
 from pipeline.io.options import InputConfig
 from pipeline.io.paths_file import ListedPath, listed_paths, parent_of
 from pipeline.io.sample import sample_units
@@ -104,7 +105,7 @@ def _check_protocol(url: str, allowed: list[str]) -> bool:
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """fsspec filesystem and in-filesystem path for a URL, with a clear error if unsupported."""
     try:
-        return fsspec.core.url_to_fs(url)
+        return url_filesystem(url)
     except (ImportError, ValueError) as e:
         raise InputError(f"cannot open {url!r}: {e}") from e
 

@@ -29,12 +29,12 @@ import yaml
 from pipeline import __version__
 from pipeline.config import Recipe, recipe_changes
 from pipeline.errors import CurateError, OutputError
-from pipeline.io.atomic import remove_temp_files, write_json_atomic
+from pipeline.io.atomic import atomic_write, remove_temp_files, write_json_atomic
 from pipeline.io.base import InputUnit
 from pipeline.io.limit import limit_units
 from pipeline.io.pathnames import json_safe
 from pipeline.io.sources import plan_units
-from pipeline.io.writer import output_fs
+from pipeline.io.writer import output_fs, output_url
 from pipeline.registry import stage_class
 from pipeline.runner.accounting import (
     check_error_fractions,
@@ -282,7 +282,7 @@ def _prepare_global(
         inputs = stage_fingerprint(
             recipe.config_hash(), segment.index, label, shards, stage.prepare_inputs()
         )
-        inner = global_context(recipe, work, documents if auto else None)
+        inner = global_context(recipe, output_url(fs, work), documents if auto else None)
         tasks = ResumableContext(inner, inputs, label)
         summary = stage.prepare(PhaseLog(tasks, label), shards)
     except CurateError:
@@ -327,7 +327,7 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
         marker,
         {"config_hash": config_hash, "version": __version__, "recipe": recipe.to_dict()},
     )
-    with fs.open(f"{root}/{RUN_DIR}/config.yaml", "w") as f:
+    with atomic_write(fs, f"{root}/{RUN_DIR}/config.yaml", "w") as f:
         f.write(f"# the resolved recipe of {recipe.source}\n")
         f.writelines(f"# --set {setting}\n" for setting in recipe.settings)
         yaml.safe_dump(recipe.to_dict(), f, sort_keys=False, allow_unicode=True)

@@ -25,6 +25,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.io.writer import output_fs
 from pipeline.stages.base import StageConfig, split_by_reason
 from pipeline.stages.contract import Declared, StageKind
 
@@ -88,7 +89,7 @@ class LocalContext:
     """A GlobalContext that runs everything in this process (tests, `executor: local`)."""
 
     def __init__(self, work_dir: str, num_partitions: int = 4) -> None:
-        self.fs, self.work_dir = fsspec.core.url_to_fs(work_dir)
+        self.fs, self.work_dir = output_fs(work_dir)
         self.fs.makedirs(self.work_dir, exist_ok=True)
         self.num_partitions = num_partitions
 
