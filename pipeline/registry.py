@@ -37,6 +37,7 @@ STAGES: dict[str, str] = {
     "decontaminate": "pipeline.stages.decontaminate:DecontaminateStage",
     "semdedup": "pipeline.prune.semdedup:SemDeDupStage",
     "d4": "pipeline.prune.d4:D4Stage",
+    "top_fraction": "pipeline.stages.top_fraction:TopFractionStage",
 }
 
 # The entry-point group installed packages register their stages in.

@@ -318,7 +318,8 @@ def test_cache_nodes_key_on_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> 
 # identical.
 
 GLOBAL_STAGES = [n for n in STAGES if n not in MAP_STAGES]
-# Global stages that need more than defaults to run here: the light embedder (no model file).
+# Global stages that need more than defaults to run here: the light embedder (no model file),
+# a score column the documents have.
 GLOBAL_CONFIG: dict[str, dict[str, Any]] = {
     "semdedup": {"embedder": "light"},
     "d4": {"embedder": "light"},
@@ -332,6 +333,7 @@ GLOBAL_CONFIG: dict[str, dict[str, Any]] = {
             }
         ]
     },
+    "top_fraction": {"column": "lang_score"},  # langid's score: text_batch has no classifier's
 }
 
 

@@ -28,6 +28,7 @@ from pipeline.runner.run import run_recipe
 from pipeline.schema import TEXT
 from pipeline.stages.classifier import ClassifierConfig, ClassifierStage
 from tests.test_runner import read_output
+from tests.tiny_models import make_tiny_classifier
 
 SMALL = ["--dim", "16", "--bucket", "20000", "--epoch", "20", "--lr", "0.5", "--seed", "1"]
 
@@ -268,6 +269,11 @@ def test_config_errors_come_before_any_work(model: Path, tmp_path: Path) -> None
     assert "trained with preprocessing" in err and "'lowercase': False" in err
     err = plan_error(backend="transformers", model_path=str(tmp_path))
     assert "config.json missing" in err
+    tiny = make_tiny_classifier(tmp_path / "tiny", num_labels=2, labels=["low", "high"])
+    err = plan_error(backend="transformers", model_path=str(tiny), label="hq")
+    assert err.startswith("stages[0] (classifier): ") and "'hq'" in err and "high" in err
+    err = plan_error(backend="transformers", model_path=str(tiny), label="high", max_length=512)
+    assert "max_length 512 exceeds the 128 positions" in err
     with pytest.raises(ValueError, match="column"):
         ClassifierConfig(model_path=str(model), column="text")
     with pytest.raises(ValueError, match="keep"):
@@ -378,15 +384,25 @@ def test_threshold_sweep_recomputes_no_classifier_score(
 
 
 def test_shipped_sweep_shares_one_classifier_score() -> None:
-    """configs/ablations/classifier-sweep.yaml: five cuts, one cache node for every stage."""
+    """configs/ablations/classifier-sweep.yaml: top fractions and fixed cuts, and every variant
+    shares the cache nodes of every stage up to and including the classifier's score."""
     from pipeline.ablate.cache import variant_nodes
     from tests.conftest import REPO
 
     ablation = load_ablation(REPO / "configs" / "ablations" / "classifier-sweep.yaml")
-    cuts = {
-        name: next(s.threshold for s in recipe.stages if s.stage == "classifier")
-        for name, recipe in ablation.variants.items()
+    cuts = {}
+    for name, recipe in ablation.variants.items():
+        by_stage = {s.stage: s for s in recipe.stages}
+        top = by_stage.get("top_fraction")
+        cuts[name] = (by_stage["classifier"].threshold, top and top.keep_top_fraction)
+    assert cuts == {
+        "top-5": (None, 0.05),
+        "top-10": (None, 0.1),
+        "top-20": (None, 0.2),
+        "top-30": (None, 0.3),
+        "hq-0.5": (0.5, None),
+        "hq-0.9": (0.9, None),
     }
-    assert sorted(cuts.values()) == [0.1, 0.3, 0.5, 0.7, 0.9]
+    # the map stages' cache nodes (URL filter through the classifier's score): one set for all
     keys = {tuple(n.key for n in variant_nodes(r)) for r in ablation.variants.values()}
     assert len(keys) == 1 and len(next(iter(keys))) == 7

@@ -41,6 +41,7 @@ GLOBAL = {
     "decontaminate",
     "semdedup",
     "d4",
+    "top_fraction",
 }
 
 

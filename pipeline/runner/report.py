@@ -125,7 +125,22 @@ def _global_section(summaries: dict[str, Any]) -> list[str]:
                 "  | P(s) | " + " | ".join(f"{v:.3f}" for v in curve.values()) + " |",
                 "",
             ]
+        if summary.get("histogram"):
+            lines += _histogram_lines(summary["histogram"], summary.get("cut"))
     return lines
+
+
+def _histogram_lines(hist: dict[str, Any], cut: float | None) -> list[str]:
+    """A stored score histogram (runner.histograms) as a table of its non-empty bins, the
+    bin holding the cut marked."""
+    lines = ["", "  | score bin | documents | kept | cut |", "  |---|---:|---:|---|"]
+    for b in hist["bins"]:
+        at_cut = cut is not None and b["lo"] <= cut < b["hi"]
+        lines.append(
+            f"  | [{b['lo']:.4g}, {b['hi']:.4g}) | {b['kept'] + b['rejected']:,} "
+            f"| {b['kept']:,} | {f'{cut:.4g}' if at_cut else ''} |"
+        )
+    return [*lines, ""]
 
 
 def _histogram_links(stages: list[dict[str, Any]]) -> list[str]:

@@ -197,7 +197,8 @@ def _example(e: dict[str, Any]) -> str:
 
 
 def _global_section(summaries: dict[str, Any]) -> list[str]:
-    """Each global stage's prepare() summary: its scalars, and the LSH S-curve as a figure."""
+    """Each global stage's prepare() summary: its scalars, and the LSH S-curve or a score
+    histogram as a figure."""
     if not summaries:
         return []
     out = ["<h2>Global stages</h2>"]
@@ -206,6 +207,9 @@ def _global_section(summaries: dict[str, Any]) -> list[str]:
         out += [f"<h3>{escape(label)}</h3>", *_table(["key", "value"], scalars)]
         if summary.get("s_curve"):
             out.append(f'<div class="panels">{s_curve_svg(label, summary)}</div>')
+        if summary.get("histogram"):  # a score histogram of the stage's own (top_fraction)
+            column = str(summary.get("column", label))
+            out.append(f'<div class="panels">{histogram_svg(column, summary["histogram"])}</div>')
     return out
 
 

@@ -155,10 +155,10 @@ class ClassifierStage(Stage):
             )
         path = Path(config.model_path).expanduser()
         if config.backend == "transformers":
-            from pipeline.prune.embed import hf_model_problem
-
-            if problem := hf_model_problem(path):
-                raise ConfigError(f"{key}.model_path: {config.model_path}: {problem}")
+            try:  # the directory, its head and `label`, max_length: all without torch
+                scorer_for(config).check()  # type: ignore[attr-defined]
+            except ConfigError as e:
+                raise ConfigError(f"{key}: {e}") from None
             return
         if not path.is_file():
             raise ConfigError(
