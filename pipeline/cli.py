@@ -4,6 +4,7 @@ train-classifier."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -126,11 +127,23 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="stop after N documents, files read in order (input.limit)",
     )
+    parser.add_argument(
+        "--paths-file",
+        metavar="FILE",
+        help="read the files FILE lists, one per line, instead of input.paths (input.paths_file;"
+        " gzip allowed, e.g. Common Crawl's warc.paths.gz)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> list[str]:
-    """The --set settings, with --limit as the input.limit it stands for (given last, it wins)."""
-    return [*args.settings, *([f"input.limit={args.limit}"] if args.limit else [])]
+    """The --set settings, then --paths-file as the input.paths_file it stands for (with
+    input.paths emptied) and --limit as input.limit: given last, they win."""
+    paths_file = (
+        [f"input.paths_file={json.dumps(args.paths_file)}", "input.paths=[]"]
+        if args.paths_file
+        else []
+    )
+    return [*args.settings, *paths_file, *([f"input.limit={args.limit}"] if args.limit else [])]
 
 
 def _positive_int(text: str) -> int:
@@ -269,8 +282,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config, _settings(args))
     overrides: dict[str, dict] = {}
-    if args.input:
-        overrides["input"] = {"paths": args.input}
+    if args.input:  # the recipe's paths file too is replaced, unless --paths-file names one
+        cleared = {} if args.paths_file else {"paths_file": None, "base_url": None}
+        overrides["input"] = {"paths": args.input, **cleared}
     if args.output:
         overrides["output"] = {"path": args.output}
     if args.keep_rejected:
@@ -501,7 +515,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (work kept, clean exit)."""
 
 
+# Set once SIGTERM arrived: the exit code says SIGTERM even when a KeyboardInterrupt raised while
+# unwinding (Ray's shutdown, a second signal) replaces the Terminated exception.
+_sigterm_seen = threading.Event()
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
+    _sigterm_seen.set()
     raise Terminated
 
 
@@ -509,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _escape_unprintable_output()
     args = _build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
+    _sigterm_seen.clear()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -548,7 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished units are kept
         print("curate: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        terminated = isinstance(exc, Terminated) or _sigterm_seen.is_set()
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

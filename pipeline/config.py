@@ -127,7 +127,14 @@ _NEW_OUTPUT_DEFAULTS: dict[str, Any] = {
     "tokenizer": None,
     "keep_rejected_html": False,
 }
-_NEW_INPUT_DEFAULTS: dict[str, Any] = {"limit": None, "split": None}
+_NEW_INPUT_DEFAULTS: dict[str, Any] = {
+    "limit": None,
+    "split": None,
+    "paths_file": None,
+    "base_url": None,
+    "sample_files": None,
+    "seed": 0,
+}
 
 
 class RuntimeConfig(ConfigModel):
@@ -299,7 +306,8 @@ def recipe_from_yaml(
 
 # Keys holding file system paths: resolved against the recipe file's directory when relative.
 _PATH_KEY = re.compile(r"^(paths?|.+_(path|paths|file|files|dir))$")
-_PATH_KEYS = {("output", "tokenizer")}  # path keys whose name does not say so
+# Path keys whose name does not say so (a relative input.base_url is a local directory).
+_PATH_KEYS = {("output", "tokenizer"), ("input", "base_url"), ("stages", "index")}
 
 
 def is_path_key(section: str, key: str) -> bool:

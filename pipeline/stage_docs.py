@@ -125,6 +125,8 @@ def declaration(cls: Any) -> list[str]:
     lines = [f"Requires: {_columns(c.requires)}. Produces: {_columns(c.produces)}."]
     if c.drops:
         lines[0] += f" Drops: {_columns(c.drops)}."
+    if c.intermediates:
+        lines[0] += f" Shares (per batch, never written): {_columns(c.intermediates)}."
     lines.append(f"Resources (default config): {c.resources.describe()}.")
     return [" ".join(lines), ""]
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import eval_extract  # noqa: E402
 
+_FAST_NORETRY = {"fast": True, "favor_precision": False, "recall_escalation": False}
 VARIANTS: dict[str, dict[str, Any]] = {
     # the default config: favor_precision, prune_tags, sandbox with a 5 s limit
     "trafilatura": {},
@@ -61,6 +62,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "trafilatura": {"fast": True, "favor_precision": False, "compiled_selectors": False}
     },
     "resiliparse": {"backend": "resiliparse"},
+    # the cascade: resiliparse under cascade.min_html_bytes, the fast setting from it up
+    "cascade": {"backend": "cascade", "trafilatura": _FAST_NORETRY},
+    "cascade-inproc": {"backend": "cascade", "timeout_s": None, "trafilatura": _FAST_NORETRY},
+    # the cascade with the default (precision) trafilatura settings
+    "cascade-precision": {"backend": "cascade"},
     "resiliparse-inproc": {"backend": "resiliparse", "timeout_s": None},
 }
 

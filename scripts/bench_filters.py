@@ -4,7 +4,15 @@ Texts: the gold main texts of ../shared/data/extraction (ScrapingHub + CleanEval
 stripped) and the DCLM quality set. Each stage runs alone with its default config, in batches,
 as the runner would run it (score + keep).
 
+`--chain` instead times the FineWeb filter chain (Gopher repetition and quality, C4 without
+terminal punctuation or bad words, FineWeb quality) through the runner's kernel, per stage, with
+the `words` intermediate shared along each batch's chain and without it (every stage splitting on
+its own), the two alternating, and checks both give the same kept and rejected rows. Its texts
+are the shared ones above, or a run's kept Parquet (`--texts DIR`, e.g. the output of extract +
+langid over the shared WARCs).
+
     python scripts/bench_filters.py [--repeat 3] [--markdown]
+    python scripts/bench_filters.py --chain [--texts DIR] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -18,8 +26,11 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.registry import stage_class
+from pipeline.runner import kernel
+from pipeline.runner.accounting import StageStats
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 STAGES = [
@@ -32,6 +43,13 @@ STAGES = [
     "fineweb_quality",
 ]
 MARKERS = re.compile(r"<[hpl]>", re.IGNORECASE)
+# The FineWeb recipe's filter stages after langid (configs/fineweb.yaml).
+FINEWEB_CHAIN = [
+    {"stage": "gopher_repetition"},
+    {"stage": "gopher_quality"},
+    {"stage": "c4_quality", "filter_no_terminal_punct": False, "filter_badwords": False},
+    {"stage": "fineweb_quality"},
+]
 
 
 def load_texts() -> dict[str, list[dict]]:
@@ -83,12 +101,79 @@ def bench(stage_name: str, rows: list[dict], batch_size: int, repeat: int) -> tu
     return len(rows) / best, kept / len(rows)
 
 
+def chain_once(stages: list, batches: list[pa.Table], share: bool) -> tuple[list[float], list]:
+    """CPU seconds per stage of one pass of the chain over `batches` (as the runner's unit loop:
+    one `Intermediates` per batch when `share`), and every stage's kept and rejected tables."""
+    stats = [StageStats(s.name) for s in stages]
+    outputs = []
+    for batch in batches:
+        shared = kernel.Intermediates() if share else None
+        for stage, st in zip(stages, stats, strict=True):
+            if batch.num_rows == 0:
+                break
+            batch, rejected = kernel.run_stage(stage, batch, st, None, None, (), shared)
+            outputs.append(rejected)
+        outputs.append(batch)
+    return [st.cpu_s for st in stats], outputs
+
+
+def bench_chain(texts: pa.Table, batch_size: int, repeat: int) -> list[tuple[str, float, float]]:
+    """(stage, best CPU s without sharing, best with) per stage and for the chain, alternating
+    the two modes `repeat` times; raises when their outputs differ."""
+    stages = []
+    for spec in FINEWEB_CHAIN:
+        cls = stage_class(spec["stage"])
+        stages.append(cls(cls.config_cls(**spec)))
+        stages[-1].setup()
+    batches = [texts.slice(i, batch_size) for i in range(0, texts.num_rows, batch_size)]
+    best = {False: [float("inf")] * len(stages), True: [float("inf")] * len(stages)}
+    outputs = {}
+    for _ in range(repeat):
+        for share in (False, True):
+            cpu, outputs[share] = chain_once(stages, batches, share)
+            best[share] = [min(a, b) for a, b in zip(best[share], cpu, strict=True)]
+    if not all(a.equals(b) for a, b in zip(outputs[False], outputs[True], strict=True)):
+        raise SystemExit("the chain's output differs with shared words")
+    rows = [(s.name, a, b) for s, a, b in zip(stages, best[False], best[True], strict=True)]
+    return [*rows, ("chain", sum(best[False]), sum(best[True]))]
+
+
+def chain_texts(path: str | None) -> pa.Table:
+    """id, text, lang of a run's kept Parquet, else of the shared texts (lang "en")."""
+    if path is not None:
+        return pq.read_table(path, columns=["id", "text", "lang"])
+    rows = [r for corpus in load_texts().values() for r in corpus]
+    return pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "text": [r["text"] for r in rows],
+            "lang": ["en"] * len(rows),
+        }
+    )
+
+
+def main_chain(args: argparse.Namespace) -> int:
+    texts = chain_texts(args.texts)
+    rows = bench_chain(texts, args.batch_size, args.repeat)
+    chars = sum(len(t or "") for t in texts.column("text").to_pylist())
+    print(f"{texts.num_rows} docs, {chars:,} chars; best of {args.repeat}, CPU s")
+    print("| stage | split per stage | words shared | change |")
+    print("|---|---:|---:|---:|")
+    for name, alone, shared in rows:
+        print(f"| {name} | {alone:.3f} | {shared:.3f} | {(shared - alone) / alone:+.1%} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument("--chain", action="store_true", help="the FineWeb chain, words shared")
+    parser.add_argument("--texts", help="--chain: a run's kept Parquet (file or directory)")
     args = parser.parse_args(argv)
+    if args.chain:
+        return main_chain(args)
     sets = load_texts()
     header = ["stage"] + [f"{n} docs/s (keep)" for n in sets]
     rows = []

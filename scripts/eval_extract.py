@@ -181,6 +181,11 @@ VARIANTS: dict[str, dict[str, object]] = {
         "trafilatura": {"fast": True, "favor_precision": False},
     },
     "resiliparse": {"backend": "resiliparse"},
+    # resiliparse for small pages, trafilatura's fast setting for the others (docs/benchmarks.md)
+    "cascade": {
+        "backend": "cascade",
+        "trafilatura": {"fast": True, "favor_precision": False, "recall_escalation": False},
+    },
 }
 
 

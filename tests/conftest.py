@@ -68,6 +68,59 @@ def demo_warc(tmp_path_factory) -> Path:
     return out
 
 
+S3_BUCKET = "curate-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Generator[str, None, None]:
+    """A real S3 API server on localhost (moto's standalone server, from the `test` extra) with
+    bucket `S3_BUCKET`, for the whole session; yields its endpoint URL. The process environment
+    points s3fs at it the way a user's would: AWS_ENDPOINT_URL and the standard credential
+    variables (subprocesses, e.g. a `curate` run, inherit them)."""
+    pytest.importorskip("s3fs", reason="the `remote` extra (s3fs) is not installed")
+    pytest.importorskip("moto.server", reason="the `test` extra (moto[server]) is not installed")
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("s3-server") / "moto.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("AWS_ENDPOINT_URL", endpoint)
+            mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+            mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+                mp.delenv(name, raising=False)
+            import fsspec
+
+            fsspec.filesystem("s3").mkdir(S3_BUCKET)
+            yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 # --- tiers -------------------------------------------------------------------------------------
 
 

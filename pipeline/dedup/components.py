@@ -117,6 +117,8 @@ def write_clusters(
     shard_of = keys >> ROW_BITS
     bounds = np.flatnonzero(np.concatenate(([True], shard_of[1:] != shard_of[:-1], [True])))
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if shard_of[lo] < 0:  # indexed documents (negative keys, dedup/index.py) have no shard
+            continue
         with atomic_write(fs, f"{directory}/shard-{int(shard_of[lo]):06d}.npz") as f:
             np.savez(
                 f,

@@ -99,7 +99,7 @@ def distributed_components(
         step = _tasks(_round_task, ctx, sources, out, partitions=partitions, large=r % 2 == 1)
         if all(ctx.map(step, nodes)):
             break  # this round's input (`sources`) is the star forest
-        if r > 1:
+        if r > 1 and ctx.fs.exists(f"{work}/round-{r - 1:03d}"):  # gone when resumed past it
             ctx.fs.rm(f"{work}/round-{r - 1:03d}", recursive=True)
         sources = [f"{out}/part-{q:05d}.bin" for q in nodes]
     else:
@@ -121,6 +121,7 @@ def distributed_components(
         )
         ctx.map(attach, list(shard_ids))
         by_root = [f"{work}/by-root/shard-{s:06d}.bin" for s in shard_ids]
+        by_root += [f"{work}/members/indexed-{q:05d}.bin" for q in nodes]
         ctx.map(_tasks(_choose_task, ctx, by_root, f"{work}/chosen"), nodes)
         members = [f"{work}/chosen/part-{q:05d}.bin" for q in nodes]
     ctx.map(_tasks(_write_task, ctx, members, clusters_dir), list(shard_ids))
@@ -253,6 +254,10 @@ def _roots_task(
     rec = _stars(part, fs, sources)
     if keep != "longest":
         rec = _choose(rec, keep, seed)
+    else:  # indexed documents (negative keys) have no shard, no length: they go straight back
+        indexed = rec[rec["key"] < 0]
+        keys = np.full(len(indexed), part)
+        write_keyed(fs, f"{out}/indexed-{part:05d}.bin", indexed, keys, key=BY_NODE)
     write_keyed(fs, f"{out}/part-{part:05d}.bin", rec, _shard_of(rec), key=BY_SHARD)
     return rec["size"][rec["key"] == rec["cluster"]]
 

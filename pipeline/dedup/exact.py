@@ -21,6 +21,13 @@ its partition (records, sort index and lexsort's temporaries, run ids; 117 B mea
 tracemalloc on 10^6 records), i.e. ~120 x N / P bytes for N documents.
 A null value, or one whose key is empty (e.g. whitespace under `strip`), is never a duplicate: its
 hash is null, count 1, kept (empty documents are for the length filters, not "duplicates").
+
+Incremental (`index: PATH`, dedup/index.py): phase 2 also reads its partition's slice of the
+index (16 B per indexed distinct hash, on disk too; one segment at a time, keeping only the
+run's hashes), and every copy of an indexed hash is a duplicate, the indexed document winning
+(`exact_dup_count` includes it). `index_mode: update` appends the run's distinct new hashes as
+a new segment, committed at the end of prepare. With an index, the stage uses the index's
+partition count.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import pyarrow as pa
 import xxhash
 from pydantic import Field
 
+from pipeline.dedup.index import DedupIndex, IndexMode, finish_run, open_index
 from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK, read_manifest, shard_path, write_manifest
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.schema import ID
@@ -42,7 +50,7 @@ from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.contract import Contract
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
 from pipeline.text.batch import with_columns
-from pipeline.text.normalize import NormSpec, normalizer
+from pipeline.text.normalize import NormSpec, normalizer, resolve
 
 HASH, COUNT, IS_KEPT = "exact_dup_hash", "exact_dup_count", "exact_dup_is_kept"
 REASON_DUPLICATE = "exact_duplicate"
@@ -52,6 +60,7 @@ HASH_RECORD = np.dtype(
     [("hi", "<u8"), ("lo", "<u8"), ("doc", "<u8"), ("length", "<u8"), ("rand", "<u8")]
 )
 DECISION_RECORD = np.dtype([("row", "<u4"), ("count", "<u4"), ("kept", "u1")])
+INDEX_RECORD = np.dtype([("hi", "<u8"), ("lo", "<u8")])
 
 
 class ExactDedupConfig(StageConfig):
@@ -63,6 +72,17 @@ class ExactDedupConfig(StageConfig):
     # Copy kept: first (input order), longest (most characters) or random (hash of id, seed).
     keep: Literal["first", "longest", "random"] = "first"
     seed: int = Field(default=0, ge=0, lt=1 << 64)  # seed of the id hash of keep: random
+    # Directory of earlier runs' hashes (dedup/index.py): their copies here are duplicates.
+    index: str | None = None
+    index_mode: IndexMode = "update"  # read: match only; update: also append this run (creates it)
+
+    def index_params(self) -> dict[str, Any]:
+        """What the indexed hashes depend on: a run with other values refuses the index."""
+        return {
+            "column": self.column,
+            "normalization": resolve(self.normalization).model_dump(),
+            "hash": "xxh3_128",
+        }
 
 
 # --- hashing ----------------------------------------------------------------------------------
@@ -130,8 +150,10 @@ def _dedup_partition(
     work_dir: str,
     shard_indices: list[int],
     keep: str,
+    index: DedupIndex | None = None,
 ) -> dict[str, int]:
-    """Phase 2: group one partition's records by hash and write decisions for the copies."""
+    """Phase 2: group one partition's records by hash and write decisions for the copies
+    (every copy of an indexed hash among them); append the new distinct hashes to the index."""
     paths = [shard_path(work_dir, "hashes", s) for s in shard_indices]
     records = read_keyed(fs, paths, part, HASH_RECORD, key="partition")
     order = _order(records, keep)
@@ -140,16 +162,27 @@ def _dedup_partition(
     is_head = np.ones(n, dtype=bool)
     if n > 1:
         is_head[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
-    del hi, lo
     run = np.cumsum(is_head) - 1
     counts = np.bincount(run)[run] if n else np.empty(0, dtype=np.int64)
-    del run
-    dup = counts > 1
+    matched = np.zeros(n, dtype=bool)
+    if index is not None:  # one lookup per distinct hash, spread over its copies
+        distinct = np.empty(int(is_head.sum()), dtype=INDEX_RECORD)
+        distinct["hi"], distinct["lo"] = hi[is_head], lo[is_head]
+        keys = distinct.view("V16")
+        indexed = index.read(part, INDEX_RECORD, lambda r: np.isin(r.view("V16"), keys))
+        found = np.isin(keys, indexed.view("V16"))
+        if index.mode == "update":
+            index.write(part, distinct[~found])
+        matched = found[run]
+        counts += matched  # the indexed copy
+        del distinct, found, keys, indexed
+    del hi, lo, run
+    dup = (counts > 1) | matched
     out = np.empty(int(dup.sum()), dtype=DECISION_RECORD)
     docs = records["doc"][order[dup]]
     out["row"] = docs & np.uint64(ROW_MASK)
     out["count"] = counts[dup]
-    out["kept"] = is_head[dup]
+    out["kept"] = (is_head & ~matched)[dup]
     write_keyed(
         fs, f"{work_dir}/decisions/{part:05d}.bin", out, docs >> np.uint64(ROW_BITS), key="shard"
     )
@@ -157,6 +190,8 @@ def _dedup_partition(
         "documents": n,
         "distinct": int(is_head.sum()),
         "duplicate_groups": int((is_head & dup).sum()),
+        "index_matched": int(matched.sum()),
+        "kept": int((is_head & ~matched).sum()),
     }
 
 
@@ -176,29 +211,46 @@ class ExactDedupStage(GlobalStage):
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
         parts = max(1, ctx.num_partitions)
+        index = open_index(cfg, partitions=parts, work=work, shards=shards)
+        if index is not None:
+            parts = index.partitions  # each partition task reads only its slice of the index
         present = [s for s in shards if s.path is not None]
         hashed = ctx.map(
             partial(_hash_shard, fs=fs, work_dir=work, cfg=cfg, num_partitions=parts), present
         )
         indices = [s.index for s in present]
         stats = ctx.map(
-            partial(_dedup_partition, fs=fs, work_dir=work, shard_indices=indices, keep=cfg.keep),
+            partial(
+                _dedup_partition,
+                fs=fs,
+                work_dir=work,
+                shard_indices=indices,
+                keep=cfg.keep,
+                index=index,
+            ),
             list(range(parts)),
         )
         rows = {str(h["index"]): h["rows"] for h in hashed}
         write_manifest(fs, work, {"partitions": parts, "rows": rows})
         docs = sum(s["documents"] for s in stats)
-        distinct = sum(s["distinct"] for s in stats)
-        return {
+        kept = sum(s["kept"] for s in stats)
+        matched = sum(s["index_matched"] for s in stats)
+        summary: dict[str, Any] = {
             "documents": sum(h["rows"] for h in hashed),
             "hashed": docs,
-            "distinct": distinct,
-            "duplicates": docs - distinct,
+            "distinct": sum(s["distinct"] for s in stats),
+            "duplicates": docs - kept,
             "duplicate_groups": sum(s["duplicate_groups"] for s in stats),
             "partitions": parts,
             "max_partition_documents": max((s["documents"] for s in stats), default=0),
             "phase2_bytes_per_document": 120,
         }
+        if index is not None:
+            in_run = docs - kept - matched
+            summary |= finish_run(
+                index, matched=matched, in_run=in_run, appended=kept, records=kept
+            )
+        return summary
 
     def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir

@@ -27,7 +27,10 @@ Memory and disk (N documents, b bands, P = ctx.num_partitions, k = b*r hashes):
   batch of signatures (<= ~32 MB: batch rows shrink as k grows) and the text batch. Disk: 20 bytes
   x b per document (FineWeb 14x8: 280 B/doc; RefinedWeb 450x20: 9 KB/doc, where datatrove stores
   the 20 raw hashes per band, ~74 KB/doc).
-- phase 2, per task: 1/P of all records, ~48 bytes per record (records, sort order, sorted copy).
+- phase 2, per task: 1/P of all records, ~48 bytes per record (records, sort order, sorted copy);
+  with an index, plus one index segment's slice at a time (20 bytes x b per indexed document / P)
+  and the index records sharing a bucket with the run. Index disk: 20 bytes x b per signed
+  document (280 B at 14 x 8).
 - phase 3, single: one task, ~140 bytes per candidate edge at peak (edges, renumbering, clustered
   documents; measured); distributed: Q = max(P, 200 x edges / components_memory) tasks per
   round, each ~200 bytes per edge of its partition (plus the largest cluster, in the task of its
@@ -38,6 +41,19 @@ cluster, the document's own key when it is alone), `minhash_cluster_size` (int32
 and `minhash_is_representative` (bool). `keep` rejects non-representatives as
 `minhash_duplicate`. Presets: `fineweb` 14 bands x 8 rows (112 hashes, P = .56/.77/.92 at
 Jaccard .7/.75/.8), `refinedweb` 450 x 20 (9,000 hashes, P = .30/.76/.995).
+
+Incremental (`index: PATH`, dedup/index.py): the index holds the band records of every document
+earlier runs signed (kept or removed), keyed by virtual keys below every run key. Phase 2 adds
+its partition's index records whose band hash occurs in the run, so indexed documents join the
+buckets and, being the smallest keys, become the star centres: a cluster holding one has a
+negative `minhash_cluster_id`, and every run document in it is a duplicate (the indexed document
+wins, whatever `keep`), as if the earlier runs' documents came first in one combined run.
+`index_mode: update` appends the run's band records as a new segment, committed at the end of
+prepare. Phase 3 sees indexed documents as any other node (it only skips their files and
+lengths); score_shard clears their clusters' run representatives, and a pass over the per-shard
+cluster files counts the run's documents alone (`clusters`, `largest_cluster` count indexed
+members too). `verify` needs the documents' signatures or shingles, which the index does not keep, so
+it does not combine with `index`. With an index, the stage uses the index's partition count.
 """
 
 from __future__ import annotations
@@ -61,6 +77,14 @@ from pipeline.dedup.components import (
     write_clusters,
 )
 from pipeline.dedup.components_distributed import distributed_components, plan
+from pipeline.dedup.index import (
+    DedupIndex,
+    IndexMode,
+    finish_run,
+    in_sorted,
+    open_index,
+    virtual_keys,
+)
 from pipeline.dedup.signatures import MinHasher
 from pipeline.dedup.workfiles import ROW_BITS, ROW_MASK
 from pipeline.io.atomic import atomic_write
@@ -114,6 +138,9 @@ class MinHashDedupConfig(StageConfig):
     # Bytes one components task may hold: auto's limit for the single task (~140 B per edge) and
     # the size of a distributed partition (~200 B per edge); default 4 GiB.
     components_memory: int = Field(default=4 << 30, ge=1 << 20)
+    # Directory of earlier runs' band records (dedup/index.py): their copies here are duplicates.
+    index: str | None = None
+    index_mode: IndexMode = "update"  # read: match only; update: also append this run (creates it)
 
     @model_validator(mode="after")
     def _check_banding(self) -> MinHashDedupConfig:
@@ -127,7 +154,24 @@ class MinHashDedupConfig(StageConfig):
             raise ValueError("false_positive_weight + false_negative_weight must be 1")
         if self.permutation == "affine64" and self.hash_bits != 64:
             raise ValueError("permutation 'affine64' needs hash_bits 64")
+        if self.index is not None and self.verify != "none":
+            raise ValueError("verify needs signatures the index does not keep: use verify none")
         return self
+
+    def index_params(self) -> dict[str, Any]:
+        """What the indexed band records depend on: a run with other values refuses the index."""
+        bands, rows = self.banding()
+        return {
+            "num_perm": bands * rows,
+            "num_bands": bands,
+            "rows_per_band": rows,
+            "seed": self.seed,
+            "ngram_size": self.ngram_size,
+            "hash_bits": self.hash_bits,
+            "permutation": self.permutation,
+            "shingle_hash": self.shingle_hash,
+            "normalization": self.normalization().model_dump(),
+        }
 
     def banding(self) -> tuple[int, int]:
         """(bands, rows) after resolving preset / threshold / defaults."""
@@ -186,6 +230,9 @@ class MinHashDedupStage(GlobalStage):
         work, fs = ctx.work_dir.rstrip("/"), ctx.fs
         parts = max(1, int(ctx.num_partitions))
         timings: dict[str, float] = {}
+        index = open_index(cfg, partitions=parts, work=work, shards=shards)
+        if index is not None:
+            parts = index.partitions  # each bucket task reads only its slice of the index
 
         t0 = time.perf_counter()
         sign = functools.partial(_signature_task, cfg=cfg, fs=fs, work=work, partitions=parts)
@@ -194,15 +241,18 @@ class MinHashDedupStage(GlobalStage):
 
         t0 = time.perf_counter()
         shard_ids = [s.index for s in shards if s.path is not None]
-        bucket = functools.partial(_bucket_task, cfg=cfg, fs=fs, work=work, shard_ids=shard_ids)
+        bucket = functools.partial(
+            _bucket_task, cfg=cfg, fs=fs, work=work, shard_ids=shard_ids, index=index
+        )
         edge_stats = ctx.map(bucket, list(range(parts)))
         timings["buckets_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        clusters = _components(ctx, cfg, shard_ids, int(sum(s["edges"] for s in edge_stats)))
+        edges = int(sum(s["edges"] for s in edge_stats))
+        clusters = _components(ctx, cfg, shard_ids, edges, parts)
         timings["clusters_s"] = time.perf_counter() - t0
 
-        return {
+        summary = {
             "num_bands": bands,
             "rows_per_band": rows,
             "num_perm": bands * rows,
@@ -220,6 +270,19 @@ class MinHashDedupStage(GlobalStage):
             **clusters,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
+        if index is not None:  # phase 3 counted indexed documents too: count the run's alone
+            count = functools.partial(_index_counts, fs=fs, work=work)
+            counts = ctx.map(count, shard_ids)
+            clustered, matched, in_run = (sum(c[i] for c in counts) for i in range(3))
+            summary |= {"documents_in_clusters": clustered, "duplicates": matched + in_run}
+            summary |= finish_run(
+                index,
+                matched=matched,
+                in_run=in_run,
+                appended=int(sum(s["documents"] - s["empty"] for s in sig_stats)),
+                records=int(sum(s["records"] for s in edge_stats)),
+            )
+        return summary
 
     def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:
         n = table.num_rows
@@ -247,6 +310,7 @@ class MinHashDedupStage(GlobalStage):
                 cluster_id[rows] = data["cluster_id"]
                 size[rows] = data["size"]
                 is_rep[rows] = data["is_rep"]
+        is_rep &= cluster_id >= 0  # a cluster holding an indexed document (key < 0) keeps that one
         for name, values in (
             (CLUSTER_ID, pa.array(cluster_id, pa.int64())),
             (CLUSTER_SIZE, pa.array(size, pa.int32())),
@@ -333,11 +397,30 @@ def _signature_task(
 
 
 def _bucket_task(
-    part: int, *, cfg: MinHashDedupConfig, fs, work: str, shard_ids: list[int]
+    part: int,
+    *,
+    cfg: MinHashDedupConfig,
+    fs,
+    work: str,
+    shard_ids: list[int],
+    index: DedupIndex | None = None,
 ) -> dict:
-    """Group one partition's records into buckets and emit (member, smallest member) edges."""
-    paths = [f"{work}/bands/shard-{index:06d}.bin" for index in shard_ids]
+    """Group one partition's records into buckets and emit (member, smallest member) edges;
+    with an index, its records sharing a bucket with the run join in (and the run's records
+    are appended in update mode)."""
+    paths = [f"{work}/bands/shard-{s:06d}.bin" for s in shard_ids]
     rec = read_keyed(fs, paths, part, RECORD, key="partition")
+    records = len(rec)
+    if index is not None:
+        if index.mode == "update":
+            own = rec.copy()
+            own["key"] = virtual_keys(rec["key"], index.segment_number)
+            index.write(part, own)
+            del own
+        run_hashes = np.sort(rec["hash"])
+        indexed = index.read(part, RECORD, lambda r: in_sorted(r["hash"], run_hashes))
+        rec = np.concatenate((indexed, rec))
+        del indexed, run_hashes
     order = np.lexsort((rec["key"], rec["hash"], rec["band"]))
     rec = rec[order]
     keys = rec["key"]
@@ -347,7 +430,7 @@ def _bucket_task(
         )
         group = np.cumsum(new) - 1
         first = keys[np.flatnonzero(new)][group]
-        is_edge = keys != first
+        is_edge = (keys != first) & (keys >= 0)  # no edges among indexed documents
         src, dst = keys[is_edge], first[is_edge]
     else:
         src = dst = np.empty(0, dtype=np.int64)
@@ -359,7 +442,7 @@ def _bucket_task(
         pairs = pairs[_verify(pairs, cfg, fs, work)]
     with atomic_write(fs, f"{work}/edges/part-{part:05d}.npy") as f:
         np.save(f, pairs.astype(np.int64))
-    return {"candidates": candidates, "edges": len(pairs)}
+    return {"candidates": candidates, "edges": len(pairs), "records": records}
 
 
 def _verify(pairs: np.ndarray, cfg: MinHashDedupConfig, fs, work: str) -> np.ndarray:
@@ -395,14 +478,27 @@ def _verify(pairs: np.ndarray, cfg: MinHashDedupConfig, fs, work: str) -> np.nda
     return mask
 
 
+def _index_counts(shard: int, *, fs, work: str) -> tuple[int, int, int]:
+    """One shard's (clustered documents, copies of indexed documents, other duplicates)."""
+    path = f"{work}/clusters/shard-{shard:06d}.npz"
+    if not fs.exists(path):
+        return 0, 0, 0
+    with fs.open(path, "rb") as f:
+        data = np.load(f)
+        cluster_id, is_rep = data["cluster_id"], data["is_rep"]
+    indexed = cluster_id < 0
+    return len(cluster_id), int(indexed.sum()), int((~indexed & ~is_rep).sum())
+
+
 # --- phase 3: components and per-shard results ---------------------------------------------------
 
 
 def _components(
-    ctx: GlobalContext, cfg: MinHashDedupConfig, shard_ids: list[int], edges: int
+    ctx: GlobalContext, cfg: MinHashDedupConfig, shard_ids: list[int], edges: int, parts: int
 ) -> dict:
-    """Phase 3 in one task or in rounds of tasks (`components`), the same clusters either way."""
-    work, fs, parts = ctx.work_dir.rstrip("/"), ctx.fs, max(1, int(ctx.num_partitions))
+    """Phase 3 in one task or in rounds of tasks (`components`), the same clusters either way;
+    `parts`: phase 2's edge files."""
+    work, fs = ctx.work_dir.rstrip("/"), ctx.fs
     mode, tasks = plan(edges, cfg.components, cfg.components_memory, parts)
     if mode == "single":
         cluster = functools.partial(_cluster_task, cfg=cfg, fs=fs, work=work, partitions=parts)
@@ -441,7 +537,7 @@ def _cluster_task(_: int, *, cfg: MinHashDedupConfig, fs, work: str, partitions:
     lengths = None
     if cfg.keep == "longest":
         lengths = np.zeros(len(comp.keys), dtype=np.int64)
-        for shard in np.unique(shard_of):
+        for shard in np.unique(shard_of[shard_of >= 0]):  # indexed documents have no file
             sel = shard_of == shard
             lengths[sel] = _shard_lengths(int(shard), fs=fs, work=work)[row_of[sel]]
     is_rep = representatives(comp, cfg.keep, lengths, cfg.seed)

@@ -33,6 +33,9 @@ class InputUnit:
     shard: int = 0  # for formats that split one path into several units (hf)
     num_shards: int = 1
     limit: int | None = None  # read only its first `limit` documents (input.limit, io/limit.py)
+    # False: a remote file listed in input.paths_file, never looked up (a request each), so its
+    # size is unknown and its identity is its path (io/sources.py).
+    checked: bool = True
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""Parquet shard writer: bounded row groups, written under a temporary name, renamed when complete.
+"""Parquet shard writer: bounded row groups, committed under the final name only when complete.
 
 A reader of the output directory never sees a partial shard: until `close()` succeeds the file
-exists only under the hidden temporary name of `io/atomic.py`, which the runner deletes on the next
-start.
+exists only under the hidden temporary name of `io/atomic.py` (or, on an object store, in a local
+spool file), which the runner deletes on the next start.
 """
 
 from __future__ import annotations
@@ -12,14 +12,32 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.utils import get_protocol
 
+from pipeline.errors import OutputError
 from pipeline.io.atomic import AtomicFile
+from pipeline.io.object_store import OBJECT_STORE_PROTOCOLS, url_filesystem
 
 
 def output_fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and root path for an output location (local path or fsspec URL)."""
-    fs, root = fsspec.core.url_to_fs(path)
+    """The filesystem and root path for an output location (local path or fsspec URL).
+
+    On an object store, listings are never served from a cache: markers and shards written by
+    other processes (Ray workers, an earlier run) must be seen as soon as they exist.
+    """
+    options = {"use_listings_cache": False} if get_protocol(path) in OBJECT_STORE_PROTOCOLS else {}
+    try:
+        fs, root = url_filesystem(path, **options)
+    except ImportError as exc:
+        raise OutputError(f"cannot write output {path!r}: {exc}") from None
     return fs, root.rstrip("/") or "/"
+
+
+def output_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """`path` of `fs` as a location `output_fs` opens again on the same store (`s3://bucket/key`
+    for `bucket/key` of S3; a local path unchanged)."""
+    return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
 
 
 class ShardWriter:

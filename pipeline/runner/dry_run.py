@@ -26,6 +26,11 @@ def describe_plan(recipe: Recipe) -> str:
         f"input: {len(units)} unit(s) ({', '.join(f'{n} {f}' for f, n in sorted(formats.items()))}"
         f"), {_size(sizes)}",
     ]
+    if recipe.input.sample_files is not None:
+        lines.append(
+            f"  sample_files {recipe.input.sample_files:,}: {planned} file(s) chosen by seed "
+            f"{recipe.input.seed}"
+        )
     if recipe.input.limit is not None:
         cut = units[-1].limit
         lines.append(

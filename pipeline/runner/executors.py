@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from pipeline.config import Recipe, RuntimeConfig
 from pipeline.errors import CurateError
+from pipeline.io.writer import output_fs
 from pipeline.runner.runlog import ray_output_to_run_log, run_log_tail
 from pipeline.runner.unit import StageChain, Task, process_task
 from pipeline.stages.global_base import GlobalContext, LocalContext
@@ -305,9 +306,7 @@ class RayContext:
     """A GlobalContext whose `map` runs Ray tasks (retried if a worker dies)."""
 
     def __init__(self, work_dir: str, num_partitions: int) -> None:
-        import fsspec
-
-        self.fs, self.work_dir = fsspec.core.url_to_fs(work_dir)
+        self.fs, self.work_dir = output_fs(work_dir)
         self.fs.makedirs(self.work_dir, exist_ok=True)
         self.num_partitions = num_partitions
 

@@ -14,6 +14,8 @@ stage is treated, named and counted the same way everywhere:
 - `run_stage`: the three together for a map stage over one batch (the run's loop), counting
   the stage's thresholded scores into its histograms (runner.histograms) on the way.
 - `note_examples`: the first few removed documents of each reason, for stats.json and report.md.
+- `Intermediates`: the values computed once per batch and shared by the stages that declare them
+  (their contract's `intermediates`, e.g. each document's words), handed to `score` by keyword.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pipeline.runner.accounting import MAX_EXAMPLES, StageStats
 from pipeline.runner.guard import CpuTimeout, cpu_limit
 from pipeline.runner.histograms import observe_scores
 from pipeline.schema import HTML, ID, REASON, TEXT, URL
+from pipeline.stages.contract import WORDS
+from pipeline.text.shared_words import SharedWords
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +95,32 @@ def cpu_budget(stage: Any, cpu_s: float | None) -> float | None:
     return None if getattr(stage.config, "timeout_s", None) else cpu_s  # null or 0: in-process
 
 
-def score_isolated(stage: Any, batch: pa.Table, cpu_s: float | None = None) -> Scored:
+class Intermediates:
+    """One batch's intermediates (pipeline.stages.contract.INTERMEDIATES), made on first use.
+
+    The kernel keeps one per batch along a chain; each is keyed to the text it was computed
+    from (a rewritten `text` is computed afresh), lives in memory only and is never written."""
+
+    def __init__(self) -> None:
+        self.words = SharedWords()
+
+    def for_stage(self, stage: Any) -> dict[str, Any]:
+        """The keyword arguments of `stage.score`: the intermediates its contract declares, each
+        told that a new stage starts (so entries no stage uses any more are let go)."""
+        names = stage.contract(stage.config).intermediates
+        if WORDS in names:
+            self.words.next_stage()
+        return {WORDS: self.words} if WORDS in names else {}
+
+
+def score_isolated(
+    stage: Any, batch: pa.Table, cpu_s: float | None = None, shared: Intermediates | None = None
+) -> Scored:
     """`stage.score(batch)` on the rows within `max_chars`, under a CPU limit of `cpu_s`; if it
-    raises or runs out, each row alone under `cpu_s`, recording the ones that fail and why."""
+    raises or runs out, each row alone under `cpu_s`, recording the ones that fail and why.
+    `shared`: the batch's intermediates, for a stage that declares some (else the stage computes
+    its own)."""
+    kwargs = shared.for_stage(stage) if shared is not None else {}
     n = batch.num_rows
     big = over_max_chars(stage, batch)
     todo = np.setdiff1d(np.arange(n), big) if len(big) else np.arange(n)
@@ -103,7 +130,7 @@ def score_isolated(stage: Any, batch: pa.Table, cpu_s: float | None = None) -> S
         return _scored([], [], failures, None)
     try:
         with cpu_limit(limit):
-            table = stage.score(_take(batch, todo) if len(big) else batch)
+            table = stage.score(_take(batch, todo) if len(big) else batch, **kwargs)
     except CpuTimeout:
         log.warning("stage %s ran out of CPU time on a batch; isolating documents", stage.name)
     except Exception as exc:  # noqa: BLE001 - isolate, count and continue
@@ -120,7 +147,7 @@ def score_isolated(stage: Any, batch: pa.Table, cpu_s: float | None = None) -> S
     for i in todo.tolist():
         try:
             with cpu_limit(limit):
-                part = stage.score(batch.slice(i, 1))
+                part = stage.score(batch.slice(i, 1), **kwargs)
         except CpuTimeout:
             log.warning("stage %s: a document used more than %s CPU s", stage.name, limit)
             failures[i] = timeout_reason(stage)
@@ -308,12 +335,14 @@ def run_stage(
     cpu_s: float | None = None,
     tokens: PayloadTokens | None = None,
     restore: tuple[str, ...] = (),
+    shared: Intermediates | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Apply a map stage to a batch: bounded, timed, isolated, decided, counted (in tokens
     too when `tokens` is given; that counting is outside the stage's wall and CPU time);
-    `restore`: input columns put back on the rejected rows (see `split`)."""
+    `restore`: input columns put back on the rejected rows (see `split`); `shared`: the
+    batch's intermediates, kept by the caller along the chain."""
     wall0, cpu0 = time.perf_counter(), time.process_time() + stage.helper_cpu_s()
-    scored = score_isolated(stage, batch, cpu_s)
+    scored = score_isolated(stage, batch, cpu_s, shared)
     reasons, first = decide(stage, scored, batch.num_rows)
     kept, rejected = split(batch, scored, reasons, restore)
     collect(stats, stage)

@@ -11,7 +11,8 @@ Output layout (shown for output.format: parquet; jsonl writes part-NNNNN.jsonl.z
   _run/inputs.json                      the input files' identities (a rerun needs the same)
   _run/units/segNN/part-NNNNN.json      completion marker + stats of each finished task
   _run/global/segNN.json                completion marker + summary of a global stage's prepare
-  _work/                                shards between segments and global stages' files
+  _work/                                shards between segments and global stages' files (with
+                                        _tasks/: their prepare tasks' records, for a resume)
                                         (removed after a successful run)
 """
 
@@ -28,12 +29,12 @@ import yaml
 from pipeline import __version__
 from pipeline.config import Recipe, recipe_changes
 from pipeline.errors import CurateError, OutputError
-from pipeline.io.atomic import remove_temp_files, write_json_atomic
+from pipeline.io.atomic import atomic_write, remove_temp_files, write_json_atomic
 from pipeline.io.base import InputUnit
 from pipeline.io.limit import limit_units
 from pipeline.io.pathnames import json_safe
 from pipeline.io.sources import plan_units
-from pipeline.io.writer import output_fs
+from pipeline.io.writer import output_fs, output_url
 from pipeline.registry import stage_class
 from pipeline.runner.accounting import (
     check_error_fractions,
@@ -49,6 +50,7 @@ from pipeline.runner.plan import check_plan, preflight_input
 from pipeline.runner.progress import PhaseLog, Progress
 from pipeline.runner.report import write_report
 from pipeline.runner.report_html import FIGURES_DIR, HTML_REPORT, write_report_html
+from pipeline.runner.resumable import ResumableContext, stage_fingerprint
 from pipeline.runner.runlog import log_path, run_log
 from pipeline.runner.unit import (
     DATA_DIR,
@@ -175,6 +177,8 @@ def _run_segments(
     )
     if recipe.input.limit is not None:
         stats["inputs"].update(limit=recipe.input.limit, units_planned=planned)
+    if recipe.input.sample_files is not None:
+        stats["inputs"].update(sample_files=recipe.input.sample_files, seed=recipe.input.seed)
     stats["global"] = global_summaries
     _write_json(fs, f"{root}/stats.json", stats)
     write_report(fs, f"{root}/report.md", stats)
@@ -258,7 +262,8 @@ def _prepare_global(
     shards: list[ShardRef],
     auto: bool = False,
 ) -> dict[str, Any]:
-    """Run a global stage's prepare() once; a finished one is found by its marker. `auto`
+    """Run a global stage's prepare() once; a finished one is found by its marker, an interrupted
+    one resumes from its finished tasks (runner/resumable.py). `auto`
     (executor chosen by `executor: auto`): a prepare over few documents runs in this process
     even on Ray (executors.PREPARE_LOCAL_MAX_DOCS)."""
     marker = f"{root}/{GLOBAL_DIR}/seg{segment.index:02d}.json"
@@ -266,8 +271,6 @@ def _prepare_global(
         with fs.open(marker, "r") as f:
             return json.load(f)["summary"]
     work = global_work_dir(root, segment.index, label)
-    if fs.exists(work):
-        fs.rm(work, recursive=True)  # an interrupted prepare starts over
     cfg = recipe.stages[segment.global_stage]  # type: ignore[index]
     stage = stage_class(cfg.stage)(cfg)  # type: ignore[attr-defined]
     started = time.perf_counter()
@@ -276,13 +279,21 @@ def _prepare_global(
         "global stage %s: preparing over %d shards (%d documents)", label, len(shards), documents
     )
     try:
-        ctx = PhaseLog(global_context(recipe, work, documents if auto else None), label)
-        summary = stage.prepare(ctx, shards)
+        inputs = stage_fingerprint(
+            recipe.config_hash(), segment.index, label, shards, stage.prepare_inputs()
+        )
+        inner = global_context(recipe, output_url(fs, work), documents if auto else None)
+        tasks = ResumableContext(inner, inputs, label)
+        summary = stage.prepare(PhaseLog(tasks, label), shards)
     except CurateError:
         raise
     except Exception as exc:
+        user_error = worker_user_error(exc)  # e.g. a ConfigError raised in a Ray task
+        if user_error is not None:
+            raise user_error from None
         raise CurateError(f"global stage {label} failed: {_root_cause(exc)}") from exc
-    summary = {**summary, "prepare_wall_s": round(time.perf_counter() - started, 3)}
+    wall = round(time.perf_counter() - started, 3)
+    summary = {**summary, **tasks.counts(), "prepare_wall_s": wall}
     write_marker(fs, marker, {"stage": label, "summary": summary})
     return summary
 
@@ -316,7 +327,7 @@ def claim_output(fs: Any, root: str, recipe: Recipe, config_hash: str, overwrite
         marker,
         {"config_hash": config_hash, "version": __version__, "recipe": recipe.to_dict()},
     )
-    with fs.open(f"{root}/{RUN_DIR}/config.yaml", "w") as f:
+    with atomic_write(fs, f"{root}/{RUN_DIR}/config.yaml", "w") as f:
         f.write(f"# the resolved recipe of {recipe.source}\n")
         f.writelines(f"# --set {setting}\n" for setting in recipe.settings)
         yaml.safe_dump(recipe.to_dict(), f, sort_keys=False, allow_unicode=True)

@@ -30,7 +30,7 @@ from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.dolma_jsonl import JsonlShardWriter
 from pipeline.io.output_shards import output_writer, select_columns, shard_suffix
 from pipeline.io.sources import RUN_RECORD_DIR, read_unit
-from pipeline.io.writer import ShardWriter, output_fs
+from pipeline.io.writer import ShardWriter, output_fs, output_url
 from pipeline.registry import stage_class
 from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats, check_segment, task_where
@@ -242,11 +242,12 @@ def process_task(
         for batch in batches:
             if on_batch is not None and reader_stats is not None:
                 on_batch(batch.num_rows)
+            shared = kernel.Intermediates()  # one batch's words etc., along its map stages
             for pos, st in zip(segment.map_stages, map_stats, strict=True):
                 if batch.num_rows == 0:
                     break
                 batch, rejected = kernel.run_stage(
-                    chain.stages[pos], batch, st, cpu_s, chain.tokens, chain.restore[pos]
+                    chain.stages[pos], batch, st, cpu_s, chain.tokens, chain.restore[pos], shared
                 )
                 outputs.reject(st.name, rejected)
             outputs.keep(batch)
@@ -325,7 +326,7 @@ def _global_then_batches(
     stage = chain.stages[pos]
     assert isinstance(stage, GlobalStage)
     table = task.shard.read(fs)
-    ctx = LocalContext(global_work_dir(root, task.segment, chain.labels[pos]))
+    ctx = LocalContext(output_url(fs, global_work_dir(root, task.segment, chain.labels[pos])))
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if table.num_rows:
         scored = kernel.Scored(

@@ -4,6 +4,12 @@ Every stage class (map or global) carries one declaration; `Declared` derives th
 from its config's `stage` field, so a name is written once. The runner checks a recipe's chain of
 declarations against the reader's columns before any work (pipeline.runner.plan), and
 `curate stages` prints them.
+
+Besides columns, a stage may declare the intermediates it uses (`INTERMEDIATES`): values the
+runner's kernel computes at most once per batch from its columns and hands to every stage that
+declares them (pipeline.runner.kernel.Intermediates), e.g. each document's words. They are keyed
+to the text they were computed from, so a stage that rewrites `text` invalidates them, and they
+are never written to an output shard.
 """
 
 from __future__ import annotations
@@ -14,6 +20,12 @@ from typing import Any, ClassVar, Literal, get_args
 from pipeline.schema import TEXT
 
 StageKind = Literal["map", "global"]
+
+WORDS = "words"
+# Intermediate name -> what it holds (the stage reference prints it).
+INTERMEDIATES: dict[str, str] = {
+    WORDS: "each document's `split_words` tokens, split once per batch (pipeline.text.shared_words)"
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ class Contract:
     produces: tuple[str, ...]  # columns it adds or rewrites
     drops: tuple[str, ...] = ()  # columns its output no longer has
     resources: Resources = field(default_factory=Resources)
+    # Intermediates (INTERMEDIATES) the kernel hands to `score` as keyword arguments.
+    intermediates: tuple[str, ...] = ()
 
 
 def stage_name_of(config_cls: type) -> str:
@@ -52,8 +66,8 @@ def stage_name_of(config_cls: type) -> str:
 class Declared:
     """Mixin of the stage bases: the declaration as class attributes, the name derived.
 
-    A stage sets `config_cls`, `requires`, `score_columns` (what it produces), `drops` and
-    `resources`; a stage whose columns or resources depend on its config overrides
+    A stage sets `config_cls`, `requires`, `score_columns` (what it produces), `drops`,
+    `resources` and `intermediates` (its `score` then takes each as a keyword argument); a stage whose columns or resources depend on its config overrides
     `contract(config)`. `column_thresholds` names, per numeric score column, the config keys
     `keep` compares it with: the run histograms those columns with the thresholds marked.
     """
@@ -65,10 +79,14 @@ class Declared:
     score_columns: ClassVar[tuple[str, ...]] = ()
     drops: ClassVar[tuple[str, ...]] = ()
     resources: ClassVar[Resources] = Resources()
+    intermediates: ClassVar[tuple[str, ...]] = ()
     column_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        unknown = [n for n in cls.intermediates if n not in INTERMEDIATES]
+        if unknown:
+            raise TypeError(f"{cls.__name__} declares unknown intermediates {unknown}")
         config_cls = cls.__dict__.get("config_cls")
         if config_cls is None:
             return
@@ -108,6 +126,7 @@ class Declared:
             produces=cls.score_columns,
             drops=cls.drops,
             resources=cls.resources,
+            intermediates=cls.intermediates,
         )
 
 

@@ -9,13 +9,14 @@ item's text is its `fields` joined by newlines (list values, e.g. `choices`, joi
 
 prepare():
 
-1. the index, in this process: every item's distinct n-grams as 64-bit hashes (xxh3_64 of each
-   word, combined as sum of w[i+k] * P^(n-1-k) mod 2^64, then a splitmix64 finaliser; distinct
-   n-grams collide with probability ~2^-64). N-grams found in more than `max_ngram_docs` items
-   are dropped (templates and common phrases). Stored as a sorted uint64 array with the items of
-   each n-gram in CSR form (uint32 offsets and item numbers): 16 B per n-gram found in one item,
-   +4 B per further item, plus a prefilter bitmap of 4-8 B per n-gram (`prefilter`). Building it
-   peaks at ~160 B per n-gram (word lists, (hash, item) pairs, their sort; measured).
+1. the index, one `ctx.map` task (a resumed prepare finds it done): every item's distinct
+   n-grams as 64-bit hashes (xxh3_64 of each word, combined as sum of w[i+k] * P^(n-1-k) mod
+   2^64, then a splitmix64 finaliser; distinct n-grams collide with probability ~2^-64). N-grams
+   found in more than `max_ngram_docs` items are dropped (templates and common phrases). Stored
+   as a sorted uint64 array with the items of each n-gram in CSR form (uint32 offsets and item
+   numbers): 16 B per n-gram found in one item, +4 B per further item, plus a prefilter bitmap
+   of 4-8 B per n-gram (`prefilter`). Building it peaks at ~160 B per n-gram (word lists,
+   (hash, item) pairs, their sort; measured).
 2. per shard (`ctx.map`): the document n-grams are hashed the same way and looked up (bitmap,
    then binary search); a match file records, per document with any match, the distinct
    n-grams matched, the benchmarks and item ids they come from, and the word positions of the
@@ -53,7 +54,7 @@ from pipeline.errors import ConfigError, CurateError
 from pipeline.io.atomic import atomic_write
 from pipeline.io.base import ReaderStats
 from pipeline.io.options import InputConfig, InputFormat
-from pipeline.io.sources import get_reader, plan_units
+from pipeline.io.sources import get_reader, input_fingerprint, plan_units
 from pipeline.schema import ID, METADATA, TEXT
 from pipeline.stages.base import StageConfig, reasons_from_checks
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
@@ -412,6 +413,35 @@ def cut_spans(text: str, starts: list[int], cfg: DecontaminateConfig) -> tuple[s
     return "\n".join(p.strip() for p in pieces if p.strip()), len(cuts)
 
 
+def _index_task(_: int, *, fs: Any, work_dir: str, cfg: DecontaminateConfig) -> dict[str, Any]:
+    """Read every benchmark and write the n-gram index and items.json (one task of prepare, so
+    a resumed prepare finds it done); the item list and counts for the summary."""
+    names, bench_of, ids, texts = [], [], [], []
+    skipped: dict[str, int] = {}
+    for b, bench in enumerate(cfg.benchmarks):
+        bench_ids, bench_texts, skipped[bench.name] = read_items(bench)
+        if not bench_ids:
+            raise ConfigError(f"decontaminate: benchmark {bench.name!r} has no readable item")
+        names.append(bench.name)
+        bench_of += [b] * len(bench_ids)
+        ids += bench_ids
+        texts += bench_texts
+    index, counts = build_index(texts, cfg)
+    del texts
+    _write_npz(fs, f"{work_dir}/{INDEX_FILE}", index)
+    with atomic_write(fs, f"{work_dir}/items.json", "w") as f:
+        json.dump({"names": names, "bench": bench_of, "ids": ids}, f)
+    return {
+        "names": names,
+        "bench": bench_of,
+        "ids": ids,
+        "skipped": skipped,
+        "counts": counts,
+        "index_bytes": sum(a.nbytes for a in index.values()),
+        "filter_bytes": index["filter"].nbytes,
+    }
+
+
 class DecontaminateStage(GlobalStage):
     """Benchmark decontamination by word n-gram overlap (GPT-3); remove_spans rewrites `text`."""
 
@@ -427,26 +457,16 @@ class DecontaminateStage(GlobalStage):
         for bench in config.benchmarks:
             check_benchmark(bench, key)
 
+    def prepare_inputs(self) -> list[str]:
+        """The benchmarks' files by identity (path, size, mtime or etag)."""
+        return [input_fingerprint(plan_units(_reader_config(b))) for b in self.config.benchmarks]
+
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         cfg, fs, work = self.config, ctx.fs, ctx.work_dir
-        names, bench_of, ids, texts = [], [], [], []
-        skipped: dict[str, int] = {}
-        for b, bench in enumerate(cfg.benchmarks):
-            bench_ids, bench_texts, skipped[bench.name] = read_items(bench)
-            if not bench_ids:
-                raise ConfigError(f"decontaminate: benchmark {bench.name!r} has no readable item")
-            names.append(bench.name)
-            bench_of += [b] * len(bench_ids)
-            ids += bench_ids
-            texts += bench_texts
-        index, counts = build_index(texts, cfg)
-        del texts
-        index_bytes = sum(a.nbytes for a in index.values())
-        filter_bytes = index["filter"].nbytes
-        _write_npz(fs, f"{work}/{INDEX_FILE}", index)
-        with atomic_write(fs, f"{work}/items.json", "w") as f:
-            json.dump({"names": names, "bench": bench_of, "ids": ids}, f)
-        del index
+        built = ctx.map(partial(_index_task, fs=fs, work_dir=work, cfg=cfg), [0])[0]
+        names, bench_of, ids = built["names"], built["bench"], built["ids"]
+        skipped, counts = built["skipped"], built["counts"]
+        index_bytes, filter_bytes = built["index_bytes"], built["filter_bytes"]
         present = [s for s in shards if s.path is not None]
         parts = ctx.map(partial(_match_shard, fs=fs, work_dir=work, cfg=cfg), present)
         write_manifest(fs, work, {"rows": {str(p["index"]): p["rows"] for p in parts}})

@@ -1,4 +1,4 @@
-"""HTML -> main text backends (trafilatura, resiliparse) as plain functions.
+"""HTML -> main text backends (trafilatura, resiliparse, their cascade) as plain functions.
 
 Kept free of pyarrow/pydantic so the sandbox child that imports it starts fast. Each factory
 takes a plain dict of options (the stage config's backend section) and returns
@@ -45,6 +45,8 @@ def build_extractor(backend: str, options: dict[str, Any]) -> BuiltExtractor:
         return _trafilatura(**options)
     if backend == "resiliparse":
         return BuiltExtractor(_resiliparse(**options))
+    if backend == "cascade":
+        return _cascade(**options)
     raise ValueError(f"unknown extraction backend {backend!r}")
 
 
@@ -150,6 +152,32 @@ def strip_outer_pipes(text: str) -> str:
             if row.endswith("|"):
                 lines[i] = row[1:-1].strip()
     return "\n".join(lines)
+
+
+def to_trafilatura(html_bytes: int, min_html_bytes: int) -> bool:
+    """The cascade's decision: does a page of `html_bytes` (UTF-8) go to trafilatura?"""
+    return html_bytes >= min_html_bytes
+
+
+def _cascade(
+    min_html_bytes: int, trafilatura: dict[str, Any], resiliparse: dict[str, Any]
+) -> BuiltExtractor:
+    """resiliparse for pages under `min_html_bytes`, trafilatura for the others.
+
+    Small pages (old, table-laid-out, little boilerplate) are where resiliparse's main-content
+    rules match or beat trafilatura at ~5x its speed; large modern pages carry the
+    class/id-marked boilerplate that trafilatura's heuristics remove and resiliparse keeps.
+    The page size is free to know, so each page is parsed once, by one extractor.
+    """
+    small = _resiliparse(**resiliparse)
+    large = _trafilatura(**trafilatura)
+
+    def extract(html: bytes, url: str | None) -> str:
+        if to_trafilatura(len(html), min_html_bytes):
+            return large(html, url)
+        return small(html, url)
+
+    return BuiltExtractor(extract, large.notes, large.close)
 
 
 def _resiliparse(

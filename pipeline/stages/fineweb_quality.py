@@ -26,6 +26,7 @@ import regex
 from pydantic import Field
 
 from pipeline.stages.base import Stage, TextStageConfig, reasons_from_checks
+from pipeline.stages.contract import WORDS
 from pipeline.text.batch import (
     above,
     below,
@@ -34,7 +35,7 @@ from pipeline.text.batch import (
     texts_and_langs,
     with_columns,
 )
-from pipeline.text.words import non_symbol_words, split_words
+from pipeline.text.shared_words import SharedWords
 
 PREFIX = "fineweb_"
 _SENTENCE_TERMINAL = regex.compile(r"\p{Sentence_Terminal}")
@@ -77,8 +78,14 @@ def ends_with_terminal(line: str) -> bool:
     return False
 
 
-def fineweb_scores(text: str, lang: str | None, short_line_length: int) -> dict[str, float]:
-    """Every measurement of the module docstring for one document."""
+def fineweb_scores(
+    text: str,
+    lang: str | None,
+    short_line_length: int,
+    words: SharedWords | None = None,
+) -> dict[str, float]:
+    """Every measurement of the module docstring for one document; `words`: the batch's shared
+    words (the `words` intermediate), asked only when the text has a newline."""
     lines = [line for line in text.split("\n") if line.strip()]
     n = len(lines)
     if n == 0:
@@ -92,7 +99,7 @@ def fineweb_scores(text: str, lang: str | None, short_line_length: int) -> dict[
             seen.add(line)
     chars = len(text) - text.count("\n")
     n_newlines = text.count("\n")
-    n_words = len(non_symbol_words(split_words(text, lang))) if n_newlines else 0
+    n_words = len((words or SharedWords()).get(text, lang).non_symbol) if n_newlines else 0
     return {
         "n_lines": n,
         "line_punct_ratio": sum(map(ends_with_terminal, lines)) / n,
@@ -122,13 +129,17 @@ class FineWebQualityStage(Stage):
         PREFIX + "dup_line_char_frac": ("max_dup_line_char_frac",),
         PREFIX + "newline_ratio": ("max_newline_ratio",),
     }
+    intermediates = (WORDS,)
 
     config: FineWebQualityConfig
 
-    def score(self, batch: pa.Table) -> pa.Table:
+    def score(self, batch: pa.Table, words: SharedWords | None = None) -> pa.Table:
         texts, langs = texts_and_langs(batch)
         length = self.config.short_line_length
-        rows = [fineweb_scores(t, lang, length) for t, lang in zip(texts, langs, strict=True)]
+        words = words or SharedWords()
+        rows = [
+            fineweb_scores(t, lang, length, words) for t, lang in zip(texts, langs, strict=True)
+        ]
         return with_columns(batch, columns_from_rows(rows, MEASURES, PREFIX))
 
     def keep(self, batch: pa.Table) -> pa.Array:

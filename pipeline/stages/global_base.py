@@ -25,6 +25,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.io.writer import output_fs
 from pipeline.stages.base import StageConfig, split_by_reason
 from pipeline.stages.contract import Declared, StageKind
 
@@ -72,7 +73,12 @@ class GlobalContext(Protocol):
     ) -> list[R]:
         """Run `fn` over `items` in parallel (Ray tasks or a local loop), results in order.
 
-        `fn` must be picklable: a module-level function or a functools.partial of one.
+        `fn` must be picklable: a module-level function or a functools.partial of one. The
+        runner records each task's result as it finishes and a rerun of an interrupted prepare
+        reuses it (runner/resumable.py), so results must be plain data (builtins, numpy arrays
+        and scalars), files a task writes must be written atomically (io/atomic.py) and be a
+        function of its inputs, and no later task may rewrite them (an iterating phase names
+        each round's files apart).
         `num_gpus`: GPUs each call reserves on a Ray cluster (fractions share one); None = one
         when the cluster has GPUs, else none. A local loop runs with whatever the process sees.
         """
@@ -83,7 +89,7 @@ class LocalContext:
     """A GlobalContext that runs everything in this process (tests, `executor: local`)."""
 
     def __init__(self, work_dir: str, num_partitions: int = 4) -> None:
-        self.fs, self.work_dir = fsspec.core.url_to_fs(work_dir)
+        self.fs, self.work_dir = output_fs(work_dir)
         self.fs.makedirs(self.work_dir, exist_ok=True)
         self.num_partitions = num_partitions
 
@@ -108,6 +114,12 @@ class GlobalStage(Declared, ABC):
     def prepare(self, ctx: GlobalContext, shards: list[ShardRef]) -> dict[str, Any]:
         """Compute the global state under ctx.work_dir; return a small JSON-able summary for
         the report (e.g. number of clusters, the LSH S-curve)."""
+
+    def prepare_inputs(self) -> Any:
+        """What prepare() reads besides its shards and config (e.g. benchmark files), as a
+        JSON-able identity: when it changes, an interrupted prepare starts over instead of
+        resuming its finished tasks. None: nothing else."""
+        return None
 
     @abstractmethod
     def score_shard(self, ctx: GlobalContext, shard: ShardRef, table: pa.Table) -> pa.Table:

@@ -32,6 +32,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from pipeline.stages.base import Stage, TextStageConfig, reasons_from_checks
+from pipeline.stages.contract import WORDS
 from pipeline.text.batch import (
     above,
     below,
@@ -40,8 +41,9 @@ from pipeline.text.batch import (
     texts_and_langs,
     with_columns,
 )
+from pipeline.text.shared_words import DocWords, SharedWords
 from pipeline.text.stopwords import stop_words_for
-from pipeline.text.words import base_lang, non_symbol_words, split_lines, split_words
+from pipeline.text.words import base_lang, split_lines
 
 PREFIX = "gopher_"
 BULLETS = ("•", "-")
@@ -89,10 +91,13 @@ MEASURES: dict[str, pa.DataType] = {
 }
 
 
-def quality_scores(text: str, lang: str | None = None) -> dict[str, float | int | None]:
-    """Every measurement of the module docstring for one document."""
+def quality_scores(
+    text: str, lang: str | None = None, doc: DocWords | None = None
+) -> dict[str, float | int | None]:
+    """Every measurement of the module docstring for one document; `doc`: its words when
+    already split (the `words` intermediate)."""
     code = base_lang(lang)
-    words = non_symbol_words(split_words(text, code))
+    words = (doc or DocWords.of(text, code)).non_symbol
     n = len(words)
     lines = split_lines(text)
     n_lines = len(lines) or 1
@@ -133,12 +138,17 @@ class GopherQualityStage(Stage):
         PREFIX + "alpha_words_frac": ("min_alpha_words_ratio",),
         PREFIX + "stop_words": ("min_stop_words",),
     }
+    intermediates = (WORDS,)
 
     config: GopherQualityConfig
 
-    def score(self, batch: pa.Table) -> pa.Table:
+    def score(self, batch: pa.Table, words: SharedWords | None = None) -> pa.Table:
         texts, langs = texts_and_langs(batch)
-        rows = [quality_scores(t, lang) for t, lang in zip(texts, langs, strict=True)]
+        words = words or SharedWords()
+        rows = [
+            quality_scores(t, lang, words.get(t, lang))
+            for t, lang in zip(texts, langs, strict=True)
+        ]
         return with_columns(batch, columns_from_rows(rows, MEASURES, PREFIX))
 
     def keep(self, batch: pa.Table) -> pa.Array:

@@ -33,8 +33,10 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.stages.base import Stage, TextStageConfig, reasons_from_checks
+from pipeline.stages.contract import WORDS
 from pipeline.text.batch import above, numeric_column, texts_and_langs, with_columns
-from pipeline.text.words import split_lines, split_paragraphs, split_words_spacing
+from pipeline.text.shared_words import DocWords, SharedWords
+from pipeline.text.words import split_lines, split_paragraphs
 
 TOP_NS = (2, 3, 4)
 DUP_NS = (5, 6, 7, 8, 9, 10)
@@ -194,8 +196,11 @@ def dup_ngram_chars_reference(words: list[str], n: int) -> int:
     return chars
 
 
-def repetition_scores(text: str, lang: str | None = None) -> dict[str, float]:
-    """Every measurement of the module docstring for one document, keyed by config key."""
+def repetition_scores(
+    text: str, lang: str | None = None, doc: DocWords | None = None
+) -> dict[str, float]:
+    """Every measurement of the module docstring for one document, keyed by config key; `doc`:
+    its words when already split (the `words` intermediate)."""
     size = len(text)
     out = dict.fromkeys(MEASURES, 0.0)
     if size == 0:
@@ -210,9 +215,9 @@ def repetition_scores(text: str, lang: str | None = None) -> dict[str, float]:
         dup, chars = duplicate_stats(lines)
         out["dup_line_frac"] = dup / len(lines)
         out["dup_line_char_frac"] = chars / size
-    words, spaced = split_words_spacing(text, lang)
-    sep = 1 if spaced else 0
-    ngrams = NGramClasses(words)
+    doc = doc or DocWords.of(text, lang)
+    sep = 1 if doc.spaced else 0
+    ngrams = NGramClasses(doc.words)
     for n in TOP_NS:
         out[f"top_{n}gram_char_frac"] = top_ngram_chars(ngrams, n, sep) / size
     for n in DUP_NS:
@@ -230,14 +235,16 @@ class GopherRepetitionStage(Stage):
     threshold_keys = frozenset(MEASURES)
     score_columns = tuple(PREFIX + key for key in MEASURES)
     column_thresholds = {PREFIX + key: (key,) for key in MEASURES}
+    intermediates = (WORDS,)
 
     config: GopherRepetitionConfig
 
-    def score(self, batch: pa.Table) -> pa.Table:
+    def score(self, batch: pa.Table, words: SharedWords | None = None) -> pa.Table:
         texts, langs = texts_and_langs(batch)
+        words = words or SharedWords()
         values = np.zeros((len(MEASURES), len(texts)), dtype=np.float64)
         for j, (text, lang) in enumerate(zip(texts, langs, strict=True)):
-            scores = repetition_scores(text, lang)
+            scores = repetition_scores(text, lang, words.get(text, lang) if text else None)
             for i, key in enumerate(MEASURES):
                 values[i, j] = scores[key]
         return with_columns(batch, dict(zip(self.score_columns, values, strict=True)))

@@ -139,7 +139,7 @@ def _count_shard(
         if (scored & ~is_kept).any():
             highest_rejected = max(highest_rejected, float(values[scored & ~is_kept].max()))
     return {
-        "histogram": histogram,
+        "histogram": histogram.to_dict(),  # plain data: the task's result is recorded
         "kept": kept,
         "lowest_kept": lowest_kept,
         "highest_rejected": highest_rejected,
@@ -209,7 +209,7 @@ class TopFractionStage(GlobalStage):
         highest_rejected = max((p["highest_rejected"] for p in parts), default=-np.inf)
         histogram = ScoreHistogram({} if cut is None else {"cut": cut})
         for p in parts:
-            histogram.add(p["histogram"])
+            histogram.add(ScoreHistogram.from_dict(p["histogram"]))
         return {
             "column": cfg.column,
             "documents": documents,

@@ -28,6 +28,7 @@ from pipeline.errors import InputError
 from pipeline.io.fields import is_string_type
 from pipeline.io.output_shards import is_shard
 from pipeline.io.pathnames import display_path
+from pipeline.io.writer import output_url
 from pipeline.runner.kernel import error_text
 
 DATA_DIR, REJECTED_DIR, RUN_CONFIG = "data", "rejected", "_run/config.json"
@@ -70,8 +71,8 @@ def resolve_input(path: str, per_stage: bool = False) -> StatsInput:
     """Plan the files of a run directory or of plain data (Parquet, JSONL, WET, HF)."""
     fs, root = fsspec.core.url_to_fs(path)
     root = root.rstrip("/") or "/"
-    if is_run_dir(fs, root):
-        return _run_input(fs, root, per_stage)
+    if is_run_dir(fs, root):  # its root as a URL: RUN/stats is written beside it, on its store
+        return _run_input(fs, output_url(fs, root), per_stage)
     if per_stage:
         raise InputError(f"--per-stage needs a run directory (made by `curate run`), not {path}")
     return _data_input(path)
@@ -121,9 +122,7 @@ def _run_input(fs: Any, root: str, per_stage: bool) -> StatsInput:
 
 def _glob(fs: Any, pattern: str) -> list[str]:
     """Sorted matches as paths every process can open (the protocol kept for remote files)."""
-    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-    found = sorted(fs.glob(pattern))
-    return found if local else [fs.unstrip_protocol(p) for p in found]
+    return [output_url(fs, p) for p in sorted(fs.glob(pattern))]
 
 
 def _shards(fs: Any, directory: str) -> list[str]:

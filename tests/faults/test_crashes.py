@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import psutil
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -84,11 +85,14 @@ def reference(inputs, tmp_path_factory) -> dict[str, Any]:
 
 
 class ShardWatcher(threading.Thread):
-    """Reads every visible file under data/ as it appears: a partial one is a failure."""
+    """Reads every visible file under data/ as it appears: a partial one is a failure. `out` is
+    a directory of `fs` (default: local disk), polled every `interval` seconds."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path | str, fs: Any = None, interval: float = 0.005) -> None:
         super().__init__(daemon=True)
-        self.data = out / "data"
+        self.fs = fs or fsspec.filesystem("file")
+        self.data = f"{out}/data"
+        self.interval = interval
         self.problems: list[str] = []
         self.checked = 0
         self._stop_event = threading.Event()
@@ -96,18 +100,22 @@ class ShardWatcher(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
-                names = [p for p in self.data.iterdir() if not p.name.startswith((".", "_"))]
+                listed = self.fs.ls(self.data, detail=False)
             except FileNotFoundError:
-                names = []
-            for path in names:
+                listed = []
+            for path in listed:
+                name = path.rstrip("/").rsplit("/", 1)[-1]
+                if name.startswith((".", "_")):
+                    continue
                 try:
-                    pq.read_metadata(path)
+                    with self.fs.open(path, "rb") as f:
+                        pq.read_metadata(f)
                     self.checked += 1
                 except FileNotFoundError:
                     continue  # replaced by a rerun's rename between listing and reading
                 except Exception as exc:  # noqa: BLE001 - any unreadable visible file
-                    self.problems.append(f"{path.name}: {exc}")
-            time.sleep(0.005)
+                    self.problems.append(f"{name}: {exc}")
+            time.sleep(self.interval)
 
     def stop(self) -> None:
         self._stop_event.set()
