@@ -82,8 +82,8 @@ def _measured(fn: Callable[[Any], Any], item: Any) -> tuple[Any, int, int, float
 
 
 class MeasuredContext:
-    """A GlobalContext whose map runs every task in a fresh process and records, per phase (the
-    task function's name, as the run log names it), the tasks, the largest peak RSS and the phase's wall time."""
+    """A GlobalContext whose map runs every task in a fresh process and records, per phase (named
+    as the run log names it), the tasks, the largest peak RSS and the phase's wall time."""
 
     def __init__(self, work_dir: str, num_partitions: int, workers: int) -> None:
         import fsspec

@@ -228,3 +228,90 @@ def test_stage_on_shared_warcs_gives_identical_output(shared_data, tmp_path, kee
     assert s["duplicates"] > 20  # the archive-it crawl's byte-identical bodies and near copies
     assert single["stages"][1]["removed_by_reason"] == dist["stages"][1]["removed_by_reason"]
     assert read_output(tmp_path / "dist").equals(read_output(tmp_path / "single"))
+
+
+@pytest.mark.parametrize("keep", ["first", "longest"])
+def test_indexed_documents_negative_keys_as_in_the_single_task(tmp_path, keep: str) -> None:
+    """Documents of an incremental index (dedup/index.py) have negative keys and no shard: they
+    join clusters (as their smallest keys) with length 0, and get no cluster file."""
+    rng = np.random.default_rng(3)
+    src, dst = graph("small", rng)
+    keys = keys_of(np.concatenate((src, dst)), rng)
+    indexed = np.unique(keys)[::7]  # every 7th node is an indexed document
+    keys = np.where(np.isin(keys, indexed), -1 - keys, keys)
+    src, dst = keys[: len(src)], keys[len(src) :]
+    lengths = rng.integers(0, 5, (SHARDS, 3000))
+    comp = connected_components(src, dst)
+    safe = np.maximum(comp.keys, 0)
+    member_lengths = np.where(comp.keys < 0, 0, lengths[safe >> 32, safe & 0xFFFFFFFF])
+    is_rep = representatives(comp, keep, member_lengths, seed=0)
+    fs = LocalContext(str(tmp_path / "single")).fs
+    write_clusters(fs, str(tmp_path / "single"), comp.keys, comp.cluster_id, comp.size, is_rep)
+    np.save(tmp_path / "e.npy", np.stack((src, dst), axis=1))
+    summary = distributed_components(
+        PicklingContext(str(tmp_path / "w"), 5),
+        [str(tmp_path / "e.npy")],
+        str(tmp_path / "w/cc"),
+        str(tmp_path / "dist"),
+        list(range(SHARDS)),
+        partitions=5,
+        keep=keep,
+        seed=0,
+        lengths_of=functools.partial(lengths_of, table=lengths),
+    )
+    assert (comp.cluster_id < 0).sum() > 100  # many clusters hold an indexed document
+    assert clusters(tmp_path / "dist") == clusters(tmp_path / "single")
+    assert summary["clusters"] == int((comp.root == np.arange(len(comp.keys))).sum())
+
+
+class KilledContext(LocalContext):
+    """A local context that dies (KeyboardInterrupt) before its `left`-th task."""
+
+    def __init__(self, work_dir: str, num_partitions: int, left: int) -> None:
+        super().__init__(work_dir, num_partitions)
+        self.left = left
+
+    def map(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], *, num_gpus: float | None = 0
+    ) -> list[Any]:
+        out = []
+        for item in items:
+            if self.left == 0:
+                raise KeyboardInterrupt("killed")
+            self.left -= 1
+            out.append(fn(item))
+        return out
+
+
+def test_killed_during_the_rounds_resumes_to_the_same_clusters(tmp_path) -> None:
+    """A prepare killed in the middle of the component rounds reruns only the unfinished tasks
+    (runner/resumable.py) and ends with the single task's cluster files."""
+    import pyarrow as pa
+
+    from pipeline.dedup.minhash import MinHashDedupConfig, MinHashDedupStage
+    from pipeline.prune.local import write_shards
+    from pipeline.runner.resumable import ResumableContext, stage_fingerprint
+    from tests.test_minhash import base_words, edit
+
+    families = [" ".join(base_words(s)) for s in range(6)]
+    texts = [[f, " ".join(edit(f.split(), [5 * i + 3], "v"))] for i, f in enumerate(families)]
+    tables = [
+        pa.table({"id": [f"{i}-{j}" for j in range(4)], "text": texts[i] + texts[i + 3]})
+        for i in range(3)
+    ]
+    shards = write_shards(tables, str(tmp_path / "in"))
+    fingerprint = stage_fingerprint("h", 1, "minhash_dedup", shards)
+
+    def stage(mode: str) -> MinHashDedupStage:
+        return MinHashDedupStage(MinHashDedupConfig(components=mode, keep="longest"))
+
+    stage("single").prepare(LocalContext(str(tmp_path / "single"), 3), shards)
+    # 3 signature + 3 bucket + 3 scatter tasks, then 2 of round 1's 3: killed in the rounds.
+    killed = ResumableContext(KilledContext(str(tmp_path / "w"), 3, left=11), fingerprint)
+    with pytest.raises(KeyboardInterrupt):
+        stage("distributed").prepare(killed, shards)
+    rerun = ResumableContext(LocalContext(str(tmp_path / "w"), 3), fingerprint)
+    summary = stage("distributed").prepare(rerun, shards)
+    assert rerun.counts()["tasks_resumed"] == 11
+    assert summary["components"] == "distributed" and summary["clusters"] == 6
+    assert clusters(tmp_path / "w" / "clusters") == clusters(tmp_path / "single" / "clusters")

@@ -2,9 +2,10 @@
 
 Why one process: after LSH the graph holds only documents that have a candidate (duplicates and
 their originals), and star edges give at most one edge per (document, band) bucket membership;
-edges are deduplicated per partition before they get here. Memory is ~40 bytes per edge at peak
-(the int64 edge list, its dense int64 renumbering, the unique() work arrays) plus ~32 bytes per
-node, so 100M candidate edges fit in ~4 GB. datatrove's cluster step is a single task too (union-find).
+edges are deduplicated per partition before they get here. Memory is the int64 edge list, its
+dense int64 renumbering, the unique() work arrays and ~32 bytes per node: ~135 bytes per edge of
+peak RSS measured with the stage's loading and writing (scripts/bench_components.py), so 30M
+candidate edges fit in ~4 GB. datatrove's cluster step is a single task too (union-find).
 Beyond one task's memory, `components_distributed` finds the same components (the same roots) in
 rounds of tasks, at the price of a shuffle of every edge per round.
 

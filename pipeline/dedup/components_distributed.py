@@ -1,8 +1,8 @@
 """Connected components over many tasks: large-star / small-star rounds on hash-partitioned edges.
 
 Why: the single-task path (`components`) holds every candidate edge in one process (~140 bytes
-per edge at peak); a corpus of billions of documents has more edges than one machine holds. Here no task
-holds more than its partition: 1/Q of the edges (two directed records each), plus the largest
+per edge at peak); a corpus of billions of documents has more edges than one machine holds. Here
+no task holds more than its partition: 1/Q of the edges (two directed records each), plus the largest
 component's members in the task that owns its root (the final stars are keyed by node).
 
 Algorithm (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014): edges are
@@ -45,9 +45,9 @@ MEMBER = np.dtype(
 )
 BY_NODE, BY_SHARD = "component-node", "shard"
 MAX_ROUNDS = 200  # O(log^2 n) rounds: 200 is never reached by a graph that fits on any disk
-# Peak RSS per undirected edge (scripts/bench_components.py, 1M and 10M documents): one task holding
-# all edges (components.py; 135-137 B measured, clustered documents included), and a round task per
-# edge of its partition (two directed records, their sort and the emitted records; 180-196 B measured).
+# Peak RSS per undirected edge (scripts/bench_components.py, 1M-30M documents): one task holding
+# all edges (components.py; 134-137 B measured, clustered documents included), and a round task
+# per edge of its partition (two directed records, their sort, the emitted records; 169-196 B).
 SINGLE_BYTES_PER_EDGE = 140
 ROUND_BYTES_PER_EDGE = 200
 
