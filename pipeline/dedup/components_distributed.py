@@ -1,9 +1,10 @@
 """Connected components over many tasks: large-star / small-star rounds on hash-partitioned edges.
 
 Why: the single-task path (`components`) holds every candidate edge in one process (~140 bytes
-per edge at peak); a corpus of billions of documents has more edges than one machine holds. Here
-no task holds more than its partition: 1/Q of the edges (two directed records each), plus the largest
-component's members in the task that owns its root (the final stars are keyed by node).
+per edge at peak); a corpus of billions of documents has more edges than one machine holds.
+Here no task holds more than its partition: 1/Q of the edges (two directed records each), plus
+the largest component's members in the task that owns its root (the final stars are keyed by
+node).
 
 Algorithm (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014): edges are
 stored in both directions in keyed record files (io/shuffle.py), keyed by fmix64(node) mod Q, so
