@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 
 from pipeline.config import recipe_from_dict
-from pipeline.dedup.components import connected_components, representatives, write_clusters
+from pipeline.dedup.components import (
+    Components,
+    connected_components,
+    representatives,
+    write_clusters,
+)
 from pipeline.dedup.components_distributed import (
     ROUND_BYTES_PER_EDGE,
     SINGLE_BYTES_PER_EDGE,
@@ -90,42 +95,50 @@ def lengths_of(shard: int, *, table: np.ndarray) -> np.ndarray:
     return table[shard]
 
 
-@pytest.mark.parametrize("shape", ["chain", "star", "small", "giant", "random"])
-@pytest.mark.parametrize("keep", ["first", "longest", "random"])
-def test_distributed_gives_the_single_clusters(tmp_path, shape: str, keep: str) -> None:
-    rng = np.random.default_rng(len(shape) * 31 + len(keep))
-    src, dst = graph(shape, rng)
-    keys = keys_of(np.concatenate((src, dst)), rng)
-    src, dst = keys[: len(src)], keys[len(src) :]
+def both_modes(
+    tmp_path: Path, src: np.ndarray, dst: np.ndarray, keep: str, seed: int, partitions: int
+) -> tuple[Components, dict]:
+    """The single task's components (cluster files in tmp_path/single) and the distributed
+    ones (edges in 3 files, `partitions` partitions; files in tmp_path/dist), asserted equal.
+    Lengths are drawn per (shard, row); indexed documents (negative keys) have length 0."""
+    rng = np.random.default_rng(seed)
     lengths = rng.integers(0, 5, (SHARDS, 3000))  # few values: ties broken by the smallest key
-    # Single task: the project's one-process path.
     comp = connected_components(src, dst)
-    member_lengths = lengths[comp.keys >> 32, comp.keys & 0xFFFFFFFF]
-    is_rep = representatives(comp, keep, member_lengths, seed=5)
+    safe = np.maximum(comp.keys, 0)
+    member_lengths = np.where(comp.keys < 0, 0, lengths[safe >> 32, safe & 0xFFFFFFFF])
+    is_rep = representatives(comp, keep, member_lengths, seed=seed)
     fs = LocalContext(str(tmp_path / "single")).fs
     write_clusters(fs, str(tmp_path / "single"), comp.keys, comp.cluster_id, comp.size, is_rep)
-    # Distributed: the edges in 3 files, 7 partitions.
-    ctx = PicklingContext(str(tmp_path / "work"), num_partitions=7)
     files = []
     for i, chunk in enumerate(np.array_split(np.stack((src, dst), axis=1), 3)):
         files.append(str(tmp_path / f"edges-{i}.npy"))
         np.save(files[-1], chunk)
     summary = distributed_components(
-        ctx,
+        PicklingContext(str(tmp_path / "work"), partitions),
         files,
         str(tmp_path / "work" / "cc"),
         str(tmp_path / "dist"),
         list(range(SHARDS)),
-        partitions=7,
+        partitions=partitions,
         keep=keep,
-        seed=5,
+        seed=seed,
         lengths_of=functools.partial(lengths_of, table=lengths),
     )
-    single, dist = clusters(tmp_path / "single"), clusters(tmp_path / "dist")
-    assert dist == single
+    assert clusters(tmp_path / "dist") == clusters(tmp_path / "single")
     roots = comp.root == np.arange(len(comp.keys))
     assert summary["clusters"] == int(roots.sum())
     assert summary["documents_in_clusters"] == len(comp.keys)
+    return comp, summary
+
+
+@pytest.mark.parametrize("shape", ["chain", "star", "small", "giant", "random"])
+@pytest.mark.parametrize("keep", ["first", "longest", "random"])
+def test_distributed_gives_the_single_clusters(tmp_path, shape: str, keep: str) -> None:
+    """Every shape and keep policy: identical cluster files and figures in both modes."""
+    rng = np.random.default_rng(len(shape) * 31 + len(keep))
+    src, dst = graph(shape, rng)
+    keys = keys_of(np.concatenate((src, dst)), rng)
+    comp, summary = both_modes(tmp_path, keys[: len(src)], keys[len(src) :], keep, 5, 7)
     assert summary["largest_cluster"] == int(comp.size.max())
     if shape == "giant":
         assert summary["clusters"] == 1 and summary["largest_cluster"] == 4000
@@ -239,29 +252,8 @@ def test_indexed_documents_negative_keys_as_in_the_single_task(tmp_path, keep: s
     keys = keys_of(np.concatenate((src, dst)), rng)
     indexed = np.unique(keys)[::7]  # every 7th node is an indexed document
     keys = np.where(np.isin(keys, indexed), -1 - keys, keys)
-    src, dst = keys[: len(src)], keys[len(src) :]
-    lengths = rng.integers(0, 5, (SHARDS, 3000))
-    comp = connected_components(src, dst)
-    safe = np.maximum(comp.keys, 0)
-    member_lengths = np.where(comp.keys < 0, 0, lengths[safe >> 32, safe & 0xFFFFFFFF])
-    is_rep = representatives(comp, keep, member_lengths, seed=0)
-    fs = LocalContext(str(tmp_path / "single")).fs
-    write_clusters(fs, str(tmp_path / "single"), comp.keys, comp.cluster_id, comp.size, is_rep)
-    np.save(tmp_path / "e.npy", np.stack((src, dst), axis=1))
-    summary = distributed_components(
-        PicklingContext(str(tmp_path / "w"), 5),
-        [str(tmp_path / "e.npy")],
-        str(tmp_path / "w/cc"),
-        str(tmp_path / "dist"),
-        list(range(SHARDS)),
-        partitions=5,
-        keep=keep,
-        seed=0,
-        lengths_of=functools.partial(lengths_of, table=lengths),
-    )
+    comp, _ = both_modes(tmp_path, keys[: len(src)], keys[len(src) :], keep, 0, 5)
     assert (comp.cluster_id < 0).sum() > 100  # many clusters hold an indexed document
-    assert clusters(tmp_path / "dist") == clusters(tmp_path / "single")
-    assert summary["clusters"] == int((comp.root == np.arange(len(comp.keys))).sum())
 
 
 class KilledContext(LocalContext):
