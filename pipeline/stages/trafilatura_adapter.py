@@ -273,8 +273,11 @@ def acquire(
 
 
 def release() -> None:
-    """One extractor is done with the process-wide settings (others may then change them)."""
+    """One extractor is done with the process-wide settings; the last one out restores plain
+    trafilatura, so nothing else in the process runs with another extractor's settings."""
     _state.holders = max(0, _state.holders - 1)
+    if _state.holders == 0:
+        _apply(False, True)
 
 
 def _apply(compiled: bool, escalation: bool) -> None:
