@@ -315,15 +315,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"stats: {result.output}/stats.json  report: {result.output}/report.md  "
         f"html: {result.output}/report.html"
     )
-    errors = s["reader"]["errors"]
-    if errors:  # counted skips, but a whole unreadable file must not pass unnoticed
-        more = f"; all {len(errors)} in {result.output}/report.md" if len(errors) > 1 else ""
-        print(
-            f"curate: warning: {len(errors)} input problem(s), records counted as skipped: "
-            f"{errors[0]}{more}",
-            file=sys.stderr,
-        )
+    _warn_input_problems(s["reader"]["errors"], f"{result.output}/report.md")
     return 0
+
+
+def _warn_input_problems(errors: list[str], listed_in: str | None = None) -> None:
+    """Counted skips, but a whole unreadable input file must not pass unnoticed: one line on
+    stderr with the first problem (and where all of them are listed)."""
+    if not errors:
+        return
+    more = f"; all {len(errors)} in {listed_in}" if listed_in and len(errors) > 1 else ""
+    print(
+        f"curate: warning: {len(errors)} input problem(s), records counted as skipped: "
+        f"{errors[0]}{more}",
+        file=sys.stderr,
+    )
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
@@ -463,12 +469,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
         f"({s['tokens_per_byte']:.3f} tokens/byte) in {len(s['shards'])} {s['format']} shard(s) "
         f"({s['dtype']}) -> {args.output}/summary.json"
     )
-    if s["input_errors"]:  # counted skips, but an unreadable file must not pass unnoticed
-        print(
-            f"curate: warning: {len(s['input_errors'])} input problem(s), records counted as "
-            f"skipped: {s['input_errors'][0]}",
-            file=sys.stderr,
-        )
+    _warn_input_problems(s["input_errors"])
     return 0
 
 
