@@ -232,7 +232,7 @@ def _inspect_input(path: str, sample: int) -> str:
     from pipeline.io.options import InputConfig
     from pipeline.io.sources import get_reader, plan_units
 
-    units = plan_units(InputConfig(paths=[path]))
+    units = plan_units(InputConfig(paths=[path]), where="the PATH argument")
     out = []
     rows: list[dict[str, Any]] = []
     for unit in units:

@@ -115,7 +115,7 @@ def read_class(flag: str, sources: tuple[str, ...], text_field: str) -> ClassTex
         one = InputConfig(paths=[source], text_field=text_field)
         texts_before, stats = len(found.texts), ReaderStats()
         try:
-            for unit in plan_units(one):
+            for unit in plan_units(one, where=flag):
                 for batch in read_unit(unit, one, stats, READ_BATCH):
                     if TEXT not in batch.column_names:
                         raise ConfigError(
@@ -125,7 +125,6 @@ def read_class(flag: str, sources: tuple[str, ...], text_field: str) -> ClassTex
                     found.texts.extend(t for t in batch.column(TEXT).to_pylist() if t and t.strip())
         except CurateError as exc:
             message = str(exc).replace("input.text_field", "--text-field")
-            message = message.replace("; check input.paths", "")
             raise ConfigError(f"{flag} {source}: {message}") from None
         read = len(found.texts) - texts_before
         found.sources.append({"path": source, "documents": read, "records": stats.records})

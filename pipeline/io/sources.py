@@ -401,12 +401,15 @@ def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def plan_units(cfg: InputConfig, exclude: tuple[str, ...] = ()) -> list[InputUnit]:
+def plan_units(
+    cfg: InputConfig, exclude: tuple[str, ...] = (), where: str = "input.paths"
+) -> list[InputUnit]:
     """Expand input.paths and the lines of input.paths_file into de-duplicated units sorted by
     (path, shard), indexed 0..n-1; with input.sample_files, a seeded sample of them.
 
     Files inside an `exclude` directory (the run's own output) and inside any curate output
-    directory found while walking are left out, so a rerun never reads its own output back."""
+    directory found while walking are left out, so a rerun never reads its own output back.
+    `where` names what lists `cfg.paths` in errors (a CLI flag, a stage key)."""
     if not cfg.paths and cfg.paths_file is None:
         raise InputError(
             "input.paths is empty; list files, directories, globs or URLs (or name a file "
@@ -414,7 +417,7 @@ def plan_units(cfg: InputConfig, exclude: tuple[str, ...] = ()) -> list[InputUni
         )
     planner = _Planner(cfg)
     for raw in cfg.paths:
-        planner.add(str(raw))
+        planner.add(str(raw), where)
     if cfg.paths_file is not None:
         for listed in read_paths_file(cfg):
             planner.add_listed(listed.path, f"line {listed.line} of input.paths_file")

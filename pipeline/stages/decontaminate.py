@@ -239,7 +239,7 @@ def check_benchmark(bench: Benchmark, key: str) -> None:
     where = f"{key}.benchmarks[{bench.name}]"
     try:
         cfg = _reader_config(bench)
-        units = plan_units(cfg)
+        units = plan_units(cfg, where="the benchmark's paths")
         stats = ReaderStats()
         first = next(iter(get_reader(units[0].format, cfg).read(units[0], stats, 1)), None)
         if first is None or first.num_rows == 0:

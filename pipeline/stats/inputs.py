@@ -147,7 +147,7 @@ def _data_input(path: str) -> StatsInput:
     from pipeline.io.options import InputConfig
     from pipeline.io.sources import plan_units
 
-    units = plan_units(InputConfig(paths=[path]))
+    units = plan_units(InputConfig(paths=[path]), where="the RUN_OR_DATA argument")
     bad = sorted({u.path for u in units if u.format == "warc"})
     if bad:
         raise InputError(

@@ -88,7 +88,7 @@ def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
     except ValueError as exc:
         raise OutputError(f"--output {opts.output}: {exc}") from None
     cfg = InputConfig(paths=input_paths(opts.inputs), text_field=opts.text_field)
-    units = plan_units(cfg, exclude=(opts.output,))
+    units = plan_units(cfg, exclude=(opts.output,), where="the INPUT arguments")
     warc = next((u.path for u in units if u.format == "warc"), None)
     if warc is not None:
         raise InputError(f"{warc} is a WARC file (HTML, not text): `curate run` it first")
