@@ -1,6 +1,7 @@
 """Where the Ray runner's time goes against a plain process pool (issue 24, workload 5).
 
     .venv/bin/python -m scripts.bench_ray --gb 0.2 --repeat 2 [--workers 2] [--chain light]
+    .venv/bin/python -m scripts.bench_ray --refinedweb auto,ray,ray@/tmp/before --repeat 2
 
 Runs the same recipe over the same replicated WARCs (scripts/soak.py's pieces, as
 scripts/bench's workload 5) two ways, alternating their order from one repeat to the next:
@@ -10,6 +11,8 @@ spawn ProcessPoolExecutor, scripts/bench/ours_driver.py). Each run is a fresh pr
 sampled every 0.2 s: wall, CPU seconds of the whole tree split by process kind (driver, Ray
 workers, raylet, GCS, Ray's agents and monitors, extractor sandboxes), and the 1-minute load
 before and after. Prints one table row per run and the best-of-N summary; --json keeps it all.
+With --refinedweb: `curate run configs/refinedweb.yaml` on the shared WARCs instead, per
+executor (and checkout), with each global stage's prepare and phase wall times.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +33,7 @@ import psutil
 from scripts.bench.workloads import E2E_STAGES, LIGHT_STAGES, fineweb_stages, recipe, replicated
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
 
 # (substring of the command line, kind), first match wins; the root process is "driver".
 KINDS = (
@@ -57,17 +62,29 @@ def kind_of(proc: psutil.Process, root: int) -> str:
             return kind
     if "pipeline" in line:
         return "sandbox"
-    return "other " + line[:80]
+    scripts = [a for a in line.split() if a.endswith(".py")]
+    return "other " + os.path.basename(scripts[0] if scripts else line.split()[0])
 
 
 def run_side(spec: dict[str, Any], work: Path, repo: Path = REPO) -> dict[str, Any]:
-    """ours_driver.py of the checkout `repo` on `spec` in a fresh process, CPU sampled per
-    process kind."""
+    """ours_driver.py of the checkout `repo` on `spec` in a fresh process, measured."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "spec.json").write_text(json.dumps(spec))
+    cmd = [sys.executable, "-m", "scripts.bench.ours_driver", str(work / "spec.json")]
+    res = measured(cmd, work, repo)
+    res["result"] = next(
+        json.loads(x) for x in reversed(res.pop("log").splitlines()) if x.startswith("{")
+    )
+    return res
+
+
+def measured(cmd: list[str], work: Path, repo: Path) -> dict[str, Any]:
+    """`cmd` run in the checkout `repo` as a fresh process tree, sampled every 0.2 s: wall,
+    CPU s by process kind (Ray workers' split into main and other threads), load before and
+    after, and its output (`log`)."""
+    work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = str(repo)
-    cmd = [sys.executable, "-m", "scripts.bench.ours_driver", str(work / "spec.json")]
     load0 = os.getloadavg()[0]
     cpu: dict[int, tuple[str, float]] = {}
     threads: dict[tuple[int, int], float] = {}  # (worker pid, thread id) -> CPU s
@@ -94,22 +111,63 @@ def run_side(spec: dict[str, Any], work: Path, repo: Path = REPO) -> dict[str, A
         wall = time.perf_counter() - t0
     text = (work / "log.txt").read_text(errors="replace")
     if proc.returncode:
-        raise RuntimeError(f"{spec['mode']} exited {proc.returncode}:\n{text[-3000:]}")
+        raise RuntimeError(f"{cmd[:4]} exited {proc.returncode}:\n{text[-3000:]}")
     by_kind: dict[str, float] = {}
     for kind, seconds in cpu.values():
         by_kind[kind] = by_kind.get(kind, 0.0) + seconds
     main = sum(v for (pid, tid), v in threads.items() if pid == tid)
     by_kind["workers (main thread)"] = main
     by_kind["workers (other threads)"] = sum(threads.values()) - main
-    result = next(json.loads(x) for x in reversed(text.splitlines()) if x.startswith("{"))
     return {
         "wall_s": wall,
         "cpu_s": sum(v for k, v in by_kind.items() if not k.startswith("workers (")),
         "cpu_by_kind": by_kind,
         "load_before": load0,
         "load_after": os.getloadavg()[0],
-        "result": result,
+        "log": text,
     }
+
+
+def refinedweb(executor: str, out: Path, repo: Path) -> dict[str, Any]:
+    """`curate run configs/refinedweb.yaml` of checkout `repo` on the shared WARCs with
+    `executor`, measured; with each global stage's prepare wall time and its phases' (from the
+    run log)."""
+    warcs = sorted(str(p) for p in (SHARED / "warc").glob("*.warc.gz"))
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(repo / "configs" / "refinedweb.yaml")]
+    cmd += ["--input", *warcs, "--output", str(out / "out"), "--executor", executor]
+    cmd += ["--overwrite"]
+    res = measured(cmd, out, repo)
+    del res["log"]
+    stats = json.loads((out / "out" / "stats.json").read_text())
+    res["documents"] = stats["reader"]["documents"]
+    res["output_docs"] = stats["output"]["documents"]
+    res["prepare_wall_s"] = {k: v.get("prepare_wall_s") for k, v in stats["global"].items()}
+    run_log = (out / "out" / "_run" / "run.log").read_text(errors="replace")
+    res["phases"] = re.findall(
+        r"global stage (\S+): phase \d+ \((\w+)\) done in ([\d.]+) s", run_log
+    )
+    return res
+
+
+def main_refinedweb(args: argparse.Namespace) -> None:
+    """The refinedweb rows: every side (EXECUTOR or EXECUTOR@CHECKOUT), alternating."""
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in args.refinedweb.split(",")}
+    for r in range(args.repeat):
+        for side in list(runs) if r % 2 == 0 else list(reversed(runs)):
+            executor, _, repo = side.partition("@")
+            out = args.workdir / f"refinedweb-{executor}{'-other' if repo else ''}"
+            res = refinedweb(executor, out, Path(repo) if repo else REPO)
+            runs[side].append(res)
+            phases = ", ".join(f"{st} {ph} {s} s" for st, ph, s in res["phases"])
+            print(
+                f"{side} run {r + 1}: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, "
+                f"docs {res['documents']} -> {res['output_docs']}, prepare "
+                f"{res['prepare_wall_s']} ({phases}), load {res['load_before']:.2f} -> "
+                f"{res['load_after']:.2f}",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,7 +183,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-ray")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--refinedweb",
+        default=None,
+        help="instead: configs/refinedweb.yaml on the shared WARCs, sides EXECUTOR[@CHECKOUT],...",
+    )
     args = parser.parse_args(argv)
+    if args.refinedweb:
+        main_refinedweb(args)
+        return
     inputs = replicated(args.workdir / f"warcs-{args.gb:g}", args.gb)
     stages = LIGHT_STAGES if args.chain == "light" else fineweb_stages(E2E_STAGES)
     sides = args.sides.split(",")
