@@ -2,9 +2,10 @@
 
 This is the only module that knows about Ray. A job (for a run: the recipe's stage chain) is set
 up once per Ray actor, so models load once per worker, and processes whole tasks (a unit or a
-shard), so every task's output is committed atomically by the worker that produced it. Actors
-restart and retry a task if their process dies; tasks are idempotent (temporary names + rename),
-so a retry cannot duplicate documents.
+shard), so every task's output is committed atomically by the worker that produced it. A run's
+actors (RayPool) serve all its segments and its global stages' prepare phases, so no worker
+process starts per segment or phase. Actors restart and retry a task if their process dies;
+tasks are idempotent (temporary names + rename), so a retry cannot duplicate documents.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ UnitResult = dict[str, Any]
 AUTO_LOCAL_MAX_BYTES = 16 << 20
 # Under `executor: auto`, a global stage's prepare over at most this many documents runs in the
 # driver process even on Ray (a large input filtered down to few documents): a few shards of
-# signatures take well under a second there, while each phase's Ray tasks start worker
-# processes (imports, compiled kernels loaded) that cost seconds. An explicit `executor: ray`
-# keeps every phase on the cluster.
+# signatures take well under a second there, while on Ray every worker loads the phase's
+# compiled kernels (numba) for its first call, seconds on 2 cores. An explicit `executor: ray`
+# keeps every phase on the cluster (on the run's actors: no process starts per phase).
 PREPARE_LOCAL_MAX_DOCS = 20_000
 
 
