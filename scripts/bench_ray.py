@@ -78,6 +78,19 @@ def run_side(spec: dict[str, Any], work: Path, repo: Path = REPO) -> dict[str, A
     return res
 
 
+def busy_share(output: Path, workers: int) -> float:
+    """Share of the workers' time spent inside tasks over a run's task phase: the tasks' own wall
+    times (their completion markers) over `workers` x the span from the first task's start to the
+    last marker written. What is missing is time a worker waited for its next task (or the tail)."""
+    spans, busy = [], 0.0
+    for marker in (output / "_run" / "units").glob("seg*/*.json"):
+        wall = float(json.loads(marker.read_text())["wall_s"])
+        end = marker.stat().st_mtime
+        spans += [end - wall, end]
+        busy += wall
+    return busy / (workers * (max(spans) - min(spans))) if spans else 0.0
+
+
 def measured(cmd: list[str], work: Path, repo: Path) -> dict[str, Any]:
     """`cmd` run in the checkout `repo` as a fresh process tree, sampled every 0.2 s: wall,
     CPU s by process kind (Ray workers' split into main and other threads), load before and
@@ -206,12 +219,14 @@ def main(argv: list[str] | None = None) -> None:
             spec = {"mode": mode, "recipe": rec, "executor": executor, "workers": args.workers}
             spec["ray_tmp"] = None  # run_recipe starts Ray itself, as `curate run` does
             res = run_side(spec, out / "run", Path(repo) if repo else REPO)
+            res["busy_share"] = busy_share(out / "out", args.workers)
             runs[side].append(res)
             kinds = " ".join(f"{k} {v:.1f}" for k, v in sorted(res["cpu_by_kind"].items()))
             print(
                 f"{side} run {r + 1}: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s "
                 f"({kinds}), docs {res['result']['documents']} kept "
-                f"{res['result']['output_docs']}, load {res['load_before']:.2f} -> "
+                f"{res['result']['output_docs']}, workers busy {res['busy_share']:.1%}, "
+                f"load {res['load_before']:.2f} -> "
                 f"{res['load_after']:.2f}",
                 flush=True,
             )
