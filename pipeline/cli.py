@@ -171,6 +171,12 @@ def _add_tokenize_parser(sub: argparse._SubParsersAction) -> None:
     )
     tok.add_argument("--text-field", default="text", metavar="F", help="JSONL/Parquet text field")
     tok.add_argument(
+        "--encoder",
+        choices=["auto", "tokenizers", "tiktoken"],
+        default="auto",
+        help="auto: tiktoken where a static check proves it gives the same ids, else tokenizers",
+    )
+    tok.add_argument(
         "--executor", choices=["ray", "local"], default="ray", help="local: no Ray, one process"
     )
     tok.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster (or RAY_ADDRESS)")
