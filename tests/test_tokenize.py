@@ -16,6 +16,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.tokenize.formats import token_dtype, write_megatron_index
 from pipeline.tokenize.run import TokenizeOptions, tokenize
+from tests.tiny_models import train_byte_level_bpe
 
 LANGS = ["en", "de", "ja", "zh", "ru", "ar", "el", "hi"]
 EOS, BOS = "<|endoftext|>", "<s>"
@@ -24,21 +25,13 @@ EOS, BOS = "<|endoftext|>", "<s>"
 @pytest.fixture(scope="module")
 def bpe(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A byte-level BPE (2,000 ids) trained on the shared lingua sentences."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000,
-        special_tokens=[EOS, BOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    files = [str(shared_data / "langid" / "lingua-sentences" / f"{lang}.txt") for lang in LANGS]
-    tok.train(files, trainer)
+    texts = [
+        line
+        for lang in LANGS
+        for line in (shared_data / "langid" / "lingua-sentences" / f"{lang}.txt").open()
+    ]
     path = tmp_path_factory.mktemp("bpe") / "tokenizer.json"
-    tok.save(str(path))
-    return path
+    return train_byte_level_bpe(path, texts, 2000, [EOS, BOS])
 
 
 @pytest.fixture(scope="module")

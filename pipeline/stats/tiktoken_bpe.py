@@ -62,23 +62,31 @@ def byte_decoder() -> dict[str, int]:
     return {c: b for b, c in chars.items()}
 
 
-def tiktoken_plan(path: Path) -> TiktokenPlan | str:
-    """The plan of an exact tiktoken encoder for `path`, or why there is none (one line)."""
+def tiktoken_plan(path: Path, loaded: Any = None) -> TiktokenPlan | str:
+    """The plan of an exact tiktoken encoder for `path`, or why there is none (one line).
+    `loaded`: the file as the tokenizers library loaded it (the authority on added tokens'
+    ids: it renumbers those outside the vocabulary)."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return f"cannot read {path}: {exc}"
-    why = _pipeline_problem(config)
-    if why:
-        return why
+        why = _pipeline_problem(config)
+        if why:
+            return why
+        if loaded is None:
+            from tokenizers import Tokenizer
+
+            loaded = Tokenizer.from_file(str(path))
+    except Exception as exc:  # the tokenizers library raises a bare Exception
+        return f"cannot load {path}: {exc}"
+    if getattr(loaded, "encode_special_tokens", False):
+        return "added tokens are not split out (encode_special_tokens)"
     model = config["model"]
     vocab: dict[str, int] = model.get("vocab") or {}
-    added = {a["content"]: int(a["id"]) for a in config.get("added_tokens") or []}
-    why = _added_problem(config.get("added_tokens") or [], vocab)
+    added_tokens = loaded.get_added_tokens_decoder()
+    why = _added_problem(added_tokens, vocab)
     if why:
         return why
-    added_ids = set(added.values())
-    plain = {t: i for t, i in vocab.items() if i not in added_ids}
+    added = {a.content: i for i, a in added_tokens.items()}
+    plain = {t: i for t, i in vocab.items() if i not in added_tokens}
     strange = set("".join(plain)) - byte_decoder().keys()
     if strange:
         token = next(t for t in plain if strange.intersection(t))
@@ -125,15 +133,17 @@ def _pipeline_problem(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _added_problem(added: list[dict[str, Any]], vocab: dict[str, int]) -> str | None:
-    """Added tokens tiktoken would match differently (flags, overlaps, id clashes), or None."""
-    for a in added:
+def _added_problem(added: dict[int, Any], vocab: dict[str, int]) -> str | None:
+    """Added tokens (id -> AddedToken) that tiktoken would match differently (flags, overlaps)
+    or whose id the vocabulary gives another token, or None."""
+    by_id = {i: t for t, i in vocab.items()}
+    for i, a in added.items():
         for flag in ("single_word", "lstrip", "rstrip"):
-            if a.get(flag):
-                return f"added token {a['content']!r} has {flag}"
-        if a["content"] in vocab and vocab[a["content"]] != a["id"]:
-            return f"added token {a['content']!r} has another id in the vocabulary"
-    texts = [a["content"] for a in added]
+            if getattr(a, flag):
+                return f"added token {a.content!r} has {flag}"
+        if by_id.get(i, a.content) != a.content:
+            return f"added token {a.content!r} has the id of vocabulary token {by_id[i]!r}"
+    texts = [a.content for a in added.values()]
     if not all(texts):
         return "an empty added token"
     for i, x in enumerate(texts):

@@ -186,7 +186,7 @@ def _hf_tokenizer(path: Path, name: str, encoder: str) -> HFTokenizer:
     if encoder != "tokenizers":
         from pipeline.stats.tiktoken_bpe import build_encoding, tiktoken_plan
 
-        plan = tiktoken_plan(path)
+        plan = tiktoken_plan(path, tok)
         if not isinstance(plan, str) and importlib.util.find_spec("tiktoken") is None:
             plan = "the PyPI package tiktoken is not installed"
         if isinstance(plan, str):
