@@ -84,6 +84,19 @@ def test_same_ids_on_edge_cases(bpe50k: Path) -> None:
     assert fast[11].tolist().count(0) == 3  # the EOS written in a text is the special token
 
 
+def test_whitespace_run_past_tiktoken_regex_stack(bpe50k: Path) -> None:
+    """tiktoken's regex engine raises on a whitespace run of ~1M characters (`\\s+(?!\\S)`
+    backtracks); that text is encoded by the tokenizers library instead, the others by tiktoken."""
+    texts = ["a b", " " * 1_200_000 + "x", "c d"]
+    fast = load_tokenizer(str(bpe50k), "tiktoken")
+    with pytest.raises(ValueError, match="Max stack size exceeded"):
+        fast.fast.encode_to_numpy(texts[1])  # type: ignore[attr-defined]
+    got, want = both(bpe50k, texts)
+    assert [a.tolist() for a in got] == [a.tolist() for a in want]
+    # 1,199,999 spaces: 37,499 tokens of 32 and one of 31; then " x"
+    assert want[1].size == 37_501
+
+
 @pytest.mark.slow
 def test_same_ids_on_gold_texts(bpe50k: Path, shared_data: Path) -> None:
     """The 920 extraction gold texts (12 MB): 6.5 CPU-s with tokenizers, 0.8 with tiktoken."""

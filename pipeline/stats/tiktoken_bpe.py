@@ -22,7 +22,9 @@ pre-token that is a token at once. A trained BPE has many tokens with unlisted s
    and no prefix space, all 256 bytes tokens, BPE without dropout, subword prefix/suffix or byte
    fallback, added tokens matched as plain strings (no strip/single-word flags, none
    overlapping another so any matching order finds the same ones, none built by a merge), and a
-   post-processor that adds nothing without special tokens.
+   post-processor that adds nothing without special tokens. The regex runs on Oniguruma in
+   tokenizers and on fancy-regex in tiktoken: tests/test_tiktoken_bpe.py checks that the two
+   split every code point alike (tokenizers 0.23.3, tiktoken 0.14.0).
 """
 
 from __future__ import annotations

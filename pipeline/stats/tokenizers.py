@@ -84,8 +84,7 @@ class HFTokenizer:
         """(uint32 ids back to back, int64 tokens per text), without special tokens of the
         tokenizer's own (added tokens written in a text are still matched)."""
         if self.fast is not None:
-            specials = self.fast.special_tokens_set
-            parts = [self.fast.encode_to_numpy(t, allowed_special=specials) for t in texts]
+            parts = [self._fast_ids(t) for t in texts]
             sizes = np.fromiter((p.size for p in parts), np.int64, len(parts))
             return (np.concatenate(parts) if parts else np.zeros(0, np.uint32)), sizes
         ids = [
@@ -94,6 +93,15 @@ class HFTokenizer:
         sizes = np.fromiter((len(i) for i in ids), np.int64, len(ids))
         flat = np.fromiter(itertools.chain.from_iterable(ids), np.uint32, int(sizes.sum()))
         return flat, sizes
+
+    def _fast_ids(self, text: str) -> np.ndarray:
+        """tiktoken's ids of one text; the tokenizers library's where tiktoken's regex engine
+        gives up (its backtracking stack overflows on a whitespace run of ~1M characters)."""
+        try:
+            return self.fast.encode_to_numpy(text, allowed_special=self.fast.special_tokens_set)
+        except ValueError:
+            ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+            return np.asarray(ids, np.uint32)
 
     def token_hashes(
         self, texts: Sequence[str], langs: Sequence[str | None] | None = None
