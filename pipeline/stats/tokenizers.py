@@ -141,9 +141,6 @@ def resolve_spec(spec: str) -> str:
     return str(path.resolve())
 
 
-ENCODERS = ("auto", "tokenizers", "tiktoken")
-
-
 @cache
 def load_tokenizer(spec: str, encoder: str = "auto") -> Tokenizer:
     """The tokenizer for a spec, built once per process. `encoder` (a tokenizer.json only):

@@ -54,10 +54,7 @@ def load_hf_tokenizer(path: str, encoder: str = "auto") -> Any:
     p = Path(path)
     if not (p.is_file() or (p / "tokenizer.json").is_file()):
         raise InputError(f"--tokenizer {path}: no tokenizer.json there")
-    try:  # the resolved path: the workers' cache key
-        tok = load_tokenizer(resolve_spec(str(p)), encoder)
-    except InputError as exc:
-        raise InputError(f"--encoder {encoder}: {exc}") from None
+    tok = load_tokenizer(resolve_spec(str(p)), encoder)  # the resolved path: the workers' key
     if not isinstance(tok, HFTokenizer):
         raise InputError(f"--tokenizer {path}: not a Hugging Face tokenizer.json")
     return tok
