@@ -98,6 +98,34 @@ def encode_only_seconds(inputs: list[str], tokenizer: str, encoder: str) -> floa
     return spent
 
 
+def html_counts(tokenizer: str, encoder: str) -> dict:
+    """output.tokenizer's main cost: counting the tokens of the HTML of the shared WARCs'
+    responses before `extract` (runner/kernel.py PayloadTokens: HFTokenizer.encode_ids over a
+    batch's non-empty payloads), CPU seconds of the counting alone."""
+    from pipeline.io.base import ReaderStats
+    from pipeline.io.options import InputConfig
+    from pipeline.io.sources import plan_units, read_unit
+    from pipeline.stats.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(str(Path(tokenizer).resolve()), encoder)
+    cfg = InputConfig(paths=[str(SHARED / "warc" / "*.warc.gz")])
+    batches = [
+        [t for t in b.column("html").to_pylist() if t]
+        for u in plan_units(cfg)
+        for b in read_unit(u, cfg, ReaderStats(), 1024)
+    ]
+    t0 = time.process_time()
+    tokens = sum(int(tok.encode_ids(b)[1].sum()) for b in batches)  # type: ignore[attr-defined]
+    cpu = time.process_time() - t0
+    return {
+        "encoder": tok.info["encoder"],
+        "html_mb": round(sum(len(t.encode()) for b in batches for t in b) / 1e6, 2),
+        "tokens": tokens,
+        "cpu_s": round(cpu, 2),
+        "tokens_per_cpu_s": round(tokens / cpu),
+    }
+
+
 def peak_rss_mb() -> int:
     """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent that
     forked it, which trained the tokenizer and built the corpora)."""
@@ -116,10 +144,18 @@ def main() -> None:
     ap.add_argument("--format", default="megatron", choices=["megatron", "nanogpt"])
     ap.add_argument("--encoders", nargs="+", default=["tiktoken", "tokenizers"])
     ap.add_argument("--repeat", type=int, default=1, help="best of N (by tokens per CPU-s)")
+    ap.add_argument("--html", action="store_true", help="output.tokenizer's HTML counting only")
     ap.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)  # child: inputs to measure
     args = ap.parse_args()
     out = Path(args.out)
     tokenizer = out / f"bpe-{args.vocab}.json"
+    if args.html:  # each encoder in this process, alternating, best of --repeat
+        for r in range(args.repeat):
+            for encoder in args.encoders if r % 2 == 0 else args.encoders[::-1]:
+                load = os.getloadavg()[0]
+                result = html_counts(str(tokenizer), encoder)
+                print(json.dumps({**result, "load_before_after": [load, os.getloadavg()[0]]}))
+        return
     if args.measure:
         result = measure(
             args.measure, str(tokenizer), str(out / "shards"), args.format, args.encoders[0]
