@@ -217,12 +217,27 @@ def test_interrupted_run_resumes_identically(
 def test_ray_and_local_give_identical_shards(
     bpe: Path, corpus: tuple[Path, list[str]], tmp_path: Path, ray_session: Any
 ) -> None:
+    """Also across encoders: tiktoken in the Ray workers, the tokenizers library locally."""
     root, _ = corpus
     for shuffle in (False, True):
-        local = run(root, bpe, tmp_path / f"local{shuffle}", format="nanogpt", shuffle=shuffle)
-        ray = run(
-            root, bpe, tmp_path / f"ray{shuffle}", format="nanogpt", shuffle=shuffle, executor="ray"
+        local = run(
+            root,
+            bpe,
+            tmp_path / f"local{shuffle}",
+            format="nanogpt",
+            shuffle=shuffle,
+            encoder="tokenizers",
         )
+        ray = run(
+            root,
+            bpe,
+            tmp_path / f"ray{shuffle}",
+            format="nanogpt",
+            shuffle=shuffle,
+            executor="ray",
+            encoder="tiktoken",
+        )
+        assert ray["tokenizer"]["encoder"].startswith("tiktoken")
         assert files_of(tmp_path / f"local{shuffle}") == files_of(tmp_path / f"ray{shuffle}")
         assert ray["tokens"] == local["tokens"] > 0
 
