@@ -119,7 +119,7 @@ def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
             cfg.model_dump(),
             root,
             one_thread=opts.executor == "ray",
-            encoder=opts.encoder,
+            encoder="tokenizers" if tok.fast is None else "tiktoken",  # the workers run this one
         )
         runtime = RuntimeConfig(executor=opts.executor, ray_address=opts.ray_address)
         try:
