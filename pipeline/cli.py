@@ -473,7 +473,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     print(
         f"tokenize: {s['documents']:,} documents, {s['tokens']:,} tokens "
         f"({s['tokens_per_byte']:.3f} tokens/byte) in {len(s['shards'])} {s['format']} shard(s) "
-        f"({s['dtype']}) -> {args.output}/summary.json"
+        f"({s['dtype']}, {s['tokenizer']['encoder']}) -> {args.output}/summary.json"
     )
     _warn_input_problems(s["input_errors"])
     return 0
