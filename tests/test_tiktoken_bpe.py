@@ -276,6 +276,19 @@ def test_hand_made_equivalent_tokenizer_passes(tmp_path: Path) -> None:
     assert [a.tolist() for a in fast] == [a.tolist() for a in slow]
 
 
+def test_token_made_by_two_merges_passes(tmp_path: Path) -> None:
+    """`abc` listed as (ab, c) and, after `Ġabc`, as (a, bc): on its own it ends with (ab, c),
+    the only pair that can ever stand before it, so its rank is (ab, c)'s (taking (a, bc)'s
+    would put `abc` after `Ġabc` and fail the order) and tiktoken's single rank for it is safe."""
+    merges = [("a", "b"), ("b", "c"), ("ab", "c"), ("Ġ", "abc"), ("a", "bc")]
+    path = save(tmp_path, byte_level_json(merges))
+    assert isinstance(tiktoken_plan(path), TiktokenPlan)
+    texts = ["abc bc abcbc aabcc abcabc", "cab bca abab bcbc", " abc  abc"]
+    fast, slow = both(path, texts)
+    assert [a.tolist() for a in fast] == [a.tolist() for a in slow]
+    assert slow[0].tolist()[:1] == [258]  # abc
+
+
 def test_tiktoken_on_a_failing_tokenizer_exits_2(tmp_path: Path, capsys: Any) -> None:
     path = save(tmp_path, byte_level_json([("b", "c"), ("a", "b"), ("ab", "c")]))
     src = tmp_path / "docs.jsonl"
