@@ -142,7 +142,7 @@ def ensure_ray(address: str | None) -> None:
         "log_to_driver": True,
     }
     if address is None:
-        kwargs["include_dashboard"] = False
+        kwargs.update(embedded_ray_options())
     with _keep_signal_handlers(), ray_output_to_run_log():
         if address is not None:
             use_cluster_token()
@@ -152,6 +152,19 @@ def ensure_ray(address: str | None) -> None:
             raise CurateError(ray_connect_problem(address, exc, run_log_tail())) from None
     if address is None:
         _start_reaper(ray.get_runtime_context().get_node_id())
+
+
+def embedded_ray_options() -> dict[str, Any]:
+    """ray.init options of an embedded node (started by this process, not a cluster): no
+    dashboard, and workers at normal priority. Ray runs workers at niceness 15 by default, so
+    on a machine doing anything else at normal priority (another job, a test run, the extractor
+    of a neighbour) every worker, and the extractor process it starts, yields the CPU to it;
+    a process pool's workers do not (issue 24: Ray's wall time, not its CPU time, fell behind).
+    $RAY_worker_niceness, when set, wins."""
+    options: dict[str, Any] = {"include_dashboard": False}
+    if "RAY_worker_niceness" not in os.environ:
+        options["_system_config"] = {"worker_niceness": 0}
+    return options
 
 
 def use_cluster_token() -> None:
