@@ -34,6 +34,7 @@ from pipeline.ablate.cache import (
 from pipeline.ablate.spec import Ablation
 from pipeline.config import Recipe
 from pipeline.errors import ConfigError, CurateError
+from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit
 from pipeline.io.limit import limit_units
 from pipeline.io.output_shards import read_shards, shard_suffix
@@ -52,6 +53,7 @@ from pipeline.runner.run import (
     worker_user_error,
 )
 from pipeline.runner.unit import (
+    RUN_DIR,
     ShardOutputs,
     StageChain,
     finish_task,
@@ -64,6 +66,11 @@ from pipeline.runner.unit import (
 from pipeline.schema import REASON
 
 log = logging.getLogger(__name__)
+
+
+# In a variant's run record: the cache nodes its first segment was made from (a recomputed node,
+# after a change to a stage's code, model or data, makes the variant rebuild from the cache).
+CACHE_NODES = "cache_nodes.json"
 
 
 @dataclass
@@ -154,13 +161,16 @@ def _rethreshold(
 ) -> None:
     """Write a variant's first segment from the cached scores (resumable, per unit).
 
-    A variant directory holding another config (the ablation file changed) is rebuilt: it is
-    derived from the cache, which is what carries the expensive work.
+    A variant directory holding another config (the ablation file changed), or one made from
+    other cache nodes (a stage's code, model or data changed: recomputed nodes), is rebuilt: it
+    is derived from the cache, which is what carries the expensive work.
     """
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
-    rebuild = overwrite or _holds_other(fs, root, config_hash)
+    keys = [n.key for n in nodes]
+    rebuild = overwrite or _holds_other(fs, root, config_hash, keys)
     claim_output(fs, root, recipe, config_hash, rebuild)
+    write_json_atomic(fs, f"{root}/{RUN_DIR}/{CACHE_NODES}", {"nodes": keys})
     check_inputs(fs, root, recipe.output.path, units, rebuild)
     remove_partial_files(fs, root)
     todo = [u for u in units if not fs.exists(marker_path(root, 0, u.index))]
@@ -172,12 +182,20 @@ def _rethreshold(
             pass
 
 
-def _holds_other(fs: Any, root: str, config_hash: str) -> bool:
-    marker = f"{root}/_run/config.json"
+def _holds_other(fs: Any, root: str, config_hash: str, keys: list[str]) -> bool:
+    """Whether a variant directory holds a run of another config, or one made from other cache
+    nodes than `keys` (or from unrecorded ones: a run that stopped before recording them)."""
+    marker = f"{root}/{RUN_DIR}/config.json"
     if not fs.exists(marker):
         return False
     with fs.open(marker, "r") as f:
-        return json.load(f).get("config_hash") != config_hash
+        if json.load(f).get("config_hash") != config_hash:
+            return True
+    made_from = f"{root}/{RUN_DIR}/{CACHE_NODES}"
+    if not fs.exists(made_from):
+        return True
+    with fs.open(made_from, "r") as f:
+        return json.load(f).get("nodes") != keys
 
 
 class RethresholdJob:
