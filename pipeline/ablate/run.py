@@ -103,11 +103,13 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
             "output.tokenizer is not supported by `curate ablate` (its score cache counts bytes, "
             "not tokens); remove it from the ablation, or `curate run` the chosen variant with it"
         )
-    units = plan_units(first.input, exclude=(ablation.output,))
+    planned = plan_units(first.input, exclude=(ablation.output,))
     for recipe in recipes.values():  # every variant's chain, before any scoring
-        check_plan(recipe, {u.format for u in units})
+        check_plan(recipe, {u.format for u in planned})
+    # Read once: the documents of `input.limit` are kept with the units, for the scoring, the
+    # check of the first batch and every variant's run.
+    units = limit_units(planned, first.input, first.runtime.batch_size)
     preflight_input(first, units)
-    units = limit_units(units, first.input, first.runtime.batch_size)
     fs, root = output_fs(ablation.output)
     identities = check_inputs(fs, root, ablation.output, units, overwrite)
     runtime = resolve_executor(first.runtime, [i["size"] for i in identities])
@@ -140,7 +142,9 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
         if chain_nodes:
             _rethreshold(recipe, units, chain_nodes, cache_dir, overwrite)
         # A variant without cached levels is all `curate run`'s: it starts over itself.
-        variant_stats[name] = run_recipe(recipe, overwrite=overwrite and not chain_nodes).stats
+        variant_stats[name] = run_recipe(
+            recipe, overwrite=overwrite and not chain_nodes, input_plan=(units, len(planned))
+        ).stats
     wall = time.perf_counter() - started
     result = AblationResult(ablation.output, variant_stats, computed, round(wall, 3))
     write_comparison(ablation, result)

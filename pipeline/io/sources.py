@@ -550,8 +550,11 @@ def read_unit(
     """A unit's batches through its reader, for a run or the ablation score cache: when the
     reading ends with every record skipped for a configuration reason (no `text` field), a
     ConfigError naming the key to set, so no unit ends as a silent empty shard. A unit with a
-    `limit` stops after that many documents (io/limit.py)."""
-    if unit.limit is None:
+    `limit` stops after that many documents (io/limit.py); one read already (`unit.preread`)
+    is replayed, not read again."""
+    if unit.preread is not None:
+        yield from unit.preread.replay(stats)
+    elif unit.limit is None:
         yield from get_reader(unit.format, cfg).read(unit, stats, batch_size)
     else:
         batch_size = min(batch_size, unit.limit)
