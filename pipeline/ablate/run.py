@@ -39,7 +39,7 @@ from pipeline.io.base import InputUnit
 from pipeline.io.limit import limit_units
 from pipeline.io.output_shards import read_shards, shard_suffix
 from pipeline.io.sources import plan_units
-from pipeline.io.writer import output_fs
+from pipeline.io.writer import output_fs, output_url
 from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats
 from pipeline.runner.executors import execute, resolve_executor, run_local
@@ -113,7 +113,7 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
     fs, root = output_fs(ablation.output)
     identities = check_inputs(fs, root, ablation.output, units, overwrite)
     runtime = resolve_executor(first.runtime, [i["size"] for i in identities])
-    cache_dir = f"{root}/_cache"
+    cache_dir = output_url(fs, f"{root}/_cache")  # a URL on S3: reopened by output_fs
     chains = {name: variant_nodes(r) for name, r in recipes.items()}
     nodes = _union(chains.values())
     computed_keys: set[str] = set()

@@ -102,10 +102,11 @@ def _check_protocol(url: str, allowed: list[str]) -> bool:
     return all(p in _LOCAL_PROTOCOLS for p in protocols)
 
 
-def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """fsspec filesystem and in-filesystem path for a URL, with a clear error if unsupported."""
+def filesystem(url: str, fresh: bool = False) -> tuple[fsspec.AbstractFileSystem, str]:
+    """fsspec filesystem and in-filesystem path for a URL, with a clear error if unsupported
+    (`fresh`: listings never from a cache, for a run's output others may have rewritten)."""
     try:
-        return url_filesystem(url)
+        return url_filesystem(url, fresh=fresh)
     except (ImportError, ValueError) as e:
         raise InputError(f"cannot open {url!r}: {e}") from e
 
