@@ -213,12 +213,10 @@ MODEL_CONFIG: dict[str, dict[str, Any]] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _models(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """A small fastText quality model trained on shared data, for the `classifier` stage."""
-    from tests.test_classifier import train_small_model
-
-    model = train_small_model(shared_data, tmp_path_factory.mktemp("classifier"))
-    MODEL_CONFIG["classifier"] = {"model_path": str(model)}
+def _models(small_quality_model: Path) -> None:
+    """The small fastText quality model trained on shared data (once per session, conftest.py),
+    for the `classifier` stage."""
+    MODEL_CONFIG["classifier"] = {"model_path": str(small_quality_model)}
 
 
 def _recipe_files(tmp_path: Path, inputs: list[str], stages: list[str]) -> Path:
