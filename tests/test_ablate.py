@@ -28,6 +28,7 @@ runtime:
   batch_size: 8
 stages:
   - stage: extract
+    timeout_s: null  # in-process: the same documents, without the extractor processes
   - stage: langid
     languages: [en, zh]
   - stage: gopher_repetition
