@@ -277,36 +277,25 @@ def test_inspect_reads_raw_input_on_s3(capsys, dclm_on_s3) -> None:
 
 
 def test_ablate_reads_and_writes_s3_as_local_disk(capsys, tmp_path, dclm_on_s3) -> None:
-    """An ablation over a JSONL object on S3 writing to S3: the variants' counts equal those of
-    the same ablation over the local file written to disk; a rerun on S3 computes nothing."""
-    variants = "  plain: {}\n  strict: {set: {gopher_quality.min_doc_words: 120}}\n"
-    results = {}
-    for name, source, out in [
-        ("disk", str(DCLM), str(tmp_path / "abl")),
-        ("s3", dclm_on_s3, f"s3://{S3_BUCKET}/ablations/{tmp_path.name}"),
-    ]:
-        d = tmp_path / name
-        d.mkdir()
-        write_recipe(
-            d / "base.yaml",
-            [source],
-            "unused",  # type: ignore[arg-type]
-            TEXT_STAGES,
-            input_options={"allowed_protocols": ["file", "s3"]},
-        )
-        (d / "abl.yaml").write_text(
-            f"base: base.yaml\noutput: {{path: {out}}}\nvariants:\n{variants}"
-        )
-        first = curate(capsys, "ablate", d / "abl.yaml")
-        assert first.code == 0, first.err
-        assert "computed now: gopher_quality" in first.out
-        if name == "s3":  # the score cache is found again where it was written
-            again = curate(capsys, "ablate", d / "abl.yaml")
-            assert again.code == 0 and again.out.count("computed now: nothing (cached)") == 2
-        results[name] = [line.split(";")[0] for line in first.out.splitlines()[:2]]
-    assert (
-        results["s3"] == results["disk"] == ["plain: 281 in, 263 kept", "strict: 281 in, 197 kept"]
+    """An ablation over a JSONL object on S3 writing to S3: the variants keep what the same
+    ablation over the local file, written to disk, keeps (263 and 197 of 281: measured so);
+    a rerun on S3 finds its score cache there and computes nothing."""
+    out = f"s3://{S3_BUCKET}/ablations/{tmp_path.name}"
+    options = {"allowed_protocols": ["file", "s3"]}
+    write_recipe(tmp_path / "base.yaml", [dclm_on_s3], "unused", TEXT_STAGES, input_options=options)  # type: ignore[arg-type]
+    (tmp_path / "abl.yaml").write_text(
+        f"base: base.yaml\noutput: {{path: {out}}}\nvariants:\n  plain: {{}}\n"
+        "  strict: {set: {gopher_quality.min_doc_words: 120}}\n"
     )
+    first = curate(capsys, "ablate", tmp_path / "abl.yaml")
+    assert first.code == 0, first.err
+    assert [line.split(";")[0] for line in first.out.splitlines()[:2]] == [
+        "plain: 281 in, 263 kept",
+        "strict: 281 in, 197 kept",
+    ]
+    assert "computed now: gopher_quality" in first.out
+    again = curate(capsys, "ablate", tmp_path / "abl.yaml")
+    assert again.code == 0 and again.out.count("computed now: nothing (cached)") == 2
     fs = fsspec.filesystem("s3", use_listings_cache=False)
     root = f"{S3_BUCKET}/ablations/{tmp_path.name}"
     assert fs.exists(f"{root}/report.md") and fs.exists(f"{root}/variants/strict/stats.json")
