@@ -171,6 +171,12 @@ def _add_tokenize_parser(sub: argparse._SubParsersAction) -> None:
     )
     tok.add_argument("--text-field", default="text", metavar="F", help="JSONL/Parquet text field")
     tok.add_argument(
+        "--encoder",
+        choices=["auto", "tokenizers", "tiktoken"],
+        default="auto",
+        help="auto: tiktoken where a static check proves it gives the same ids, else tokenizers",
+    )
+    tok.add_argument(
         "--executor", choices=["ray", "local"], default="ray", help="local: no Ray, one process"
     )
     tok.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster (or RAY_ADDRESS)")
@@ -467,7 +473,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     print(
         f"tokenize: {s['documents']:,} documents, {s['tokens']:,} tokens "
         f"({s['tokens_per_byte']:.3f} tokens/byte) in {len(s['shards'])} {s['format']} shard(s) "
-        f"({s['dtype']}) -> {args.output}/summary.json"
+        f"({s['dtype']}, {s['tokenizer']['encoder']}) -> {args.output}/summary.json"
     )
     _warn_input_problems(s["input_errors"])
     return 0
@@ -500,6 +506,15 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
         f"model: {args.output}  metadata: {metadata_path(args.output)}"
     )
     return 0
+
+
+def _warn_broken_plugins() -> None:
+    """One stderr line per installed plugin stage that cannot be used: the other stages still
+    work, and a recipe naming that one is refused with the same reason."""
+    from pipeline.registry import broken_plugins
+
+    for name, problem in broken_plugins().items():
+        print(f"curate: warning: {problem}; stage {name!r} is unavailable", file=sys.stderr)
 
 
 def _escape_unprintable_output() -> None:
@@ -538,6 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
+        if args.command in ("run", "ablate", "stages"):
+            _warn_broken_plugins()
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "ablate":
