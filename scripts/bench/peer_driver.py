@@ -4,8 +4,10 @@
 
 Modes: `extract` (WarcReader -> Trafilatura -> ParquetWriter), `filters` (JsonlReader ->
 GopherRepetition -> GopherQuality -> C4Quality -> FineWebQuality -> ParquetWriter, every filter
-with a Parquet exclusion writer) and `e2e` (WarcReader -> Trafilatura -> LanguageFilter -> the
-four filters -> ParquetWriter). Prints one JSON line of step stats at the end.
+with a Parquet exclusion writer), `e2e` (WarcReader -> Trafilatura -> LanguageFilter -> the
+four filters -> ParquetWriter) and `cluster` (MinhashDedupCluster alone over the `.dups` files in
+`input`, `.remove` files to `output`; scripts/bench_components.py). Prints one JSON line of step
+stats at the end.
 
 Offline adaptations, both documented in docs/benchmarks.md:
 - Words: datatrove's English tokenizer is NLTK punkt, whose data cannot be downloaded here. The
@@ -24,6 +26,7 @@ import time
 
 import pyarrow as pa
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupCluster
 from datatrove.pipeline.extractors import Trafilatura
 from datatrove.pipeline.filters import (
     C4QualityFilter,
@@ -104,6 +107,9 @@ def filters(spec: dict, tok: OfflineTokenizer) -> list:
 def pipeline(spec: dict) -> list:
     tok = OfflineTokenizer()
     mode = spec["mode"]
+    if mode == "cluster":  # FineWeb's banding: the step only checks the .dups count against it
+        config = MinhashConfig(num_buckets=spec["buckets"], hashes_per_bucket=8)
+        return [MinhashDedupCluster(spec["input"], spec["output"], config=config)]
     if mode == "filters":
         return [
             JsonlReader(spec["input"], glob_pattern="*.jsonl"),
@@ -135,7 +141,10 @@ def main() -> None:
     executor.run()
     with open(f"{spec['logs']}/stats.json") as f:
         stats = json.load(f)
-    steps = [{"name": s.get("name"), "stats": s.get("stats", {})} for s in stats]
+    steps = [
+        {"name": s.get("name"), "stats": s.get("stats", {}), "time": s.get("time_stats", {})}
+        for s in stats
+    ]
     print(json.dumps({"wall_s": time.perf_counter() - t0, "steps": steps}))
 
 
