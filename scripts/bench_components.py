@@ -160,22 +160,25 @@ def run_mode(
 DUPS = np.dtype([("f1", "<u4"), ("d1", "<u4"), ("f2", "<u4"), ("d2", "<u4")])
 
 
-def run_datatrove(pairs: np.ndarray, root: Path) -> dict:
-    """datatrove's MinhashDedupCluster (one task, its defaults) over the same edges, written as its
-    MinhashDedupBuckets step leaves them: one `.dups` file per band (`{band:05d}_00.dups`) of
-    little-endian uint32 records (file, doc, file, doc), here (smallest member, member) with file
-    = shard and doc = row. Measured as a process tree (scripts/bench/measure.py)."""
-    from scripts.bench import peer
-
-    work = root / "datatrove"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "dups").mkdir(parents=True)
+def write_dups(pairs: np.ndarray, folder: Path) -> None:
+    """The (member, smallest member) key pairs as MinhashDedupBuckets' output: one
+    `{band:05d}_00.dups` file per band, records (file, doc, file, doc) of little-endian uint32."""
+    folder.mkdir(parents=True, exist_ok=True)
     rec = np.empty(len(pairs), dtype=DUPS)
     for (file, doc), column in (("f1", "d1"), 1), (("f2", "d2"), 0):
         rec[file], rec[doc] = pairs[:, column] >> 32, pairs[:, column] & 0xFFFFFFFF
     for band, chunk in enumerate(np.array_split(rec, BANDS)):
-        chunk.tofile(work / "dups" / f"{band:05d}_00.dups")
-    del rec
+        chunk.tofile(folder / f"{band:05d}_00.dups")
+
+
+def run_datatrove(pairs: np.ndarray, root: Path) -> dict:
+    """datatrove's MinhashDedupCluster (one task, its defaults) over the same edges (`write_dups`:
+    file = shard, doc = row), measured as a process tree (scripts/bench/measure.py)."""
+    from scripts.bench import peer
+
+    work = root / "datatrove"
+    shutil.rmtree(work, ignore_errors=True)
+    write_dups(pairs, work / "dups")
     peer.ensure_venv()
     spec = {
         "mode": "cluster",
