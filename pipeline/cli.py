@@ -171,6 +171,12 @@ def _add_tokenize_parser(sub: argparse._SubParsersAction) -> None:
     )
     tok.add_argument("--text-field", default="text", metavar="F", help="JSONL/Parquet text field")
     tok.add_argument(
+        "--encoder",
+        choices=["auto", "tokenizers", "tiktoken"],
+        default="auto",
+        help="auto: tiktoken where a static check proves it gives the same ids, else tokenizers",
+    )
+    tok.add_argument(
         "--executor", choices=["ray", "local"], default="ray", help="local: no Ray, one process"
     )
     tok.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster (or RAY_ADDRESS)")
@@ -467,7 +473,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     print(
         f"tokenize: {s['documents']:,} documents, {s['tokens']:,} tokens "
         f"({s['tokens_per_byte']:.3f} tokens/byte) in {len(s['shards'])} {s['format']} shard(s) "
-        f"({s['dtype']}) -> {args.output}/summary.json"
+        f"({s['dtype']}, {s['tokenizer']['encoder']}) -> {args.output}/summary.json"
     )
     _warn_input_problems(s["input_errors"])
     return 0

@@ -16,6 +16,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.tokenize.formats import token_dtype, write_megatron_index
 from pipeline.tokenize.run import TokenizeOptions, tokenize
+from tests.tiny_models import train_byte_level_bpe
 
 LANGS = ["en", "de", "ja", "zh", "ru", "ar", "el", "hi"]
 EOS, BOS = "<|endoftext|>", "<s>"
@@ -24,21 +25,13 @@ EOS, BOS = "<|endoftext|>", "<s>"
 @pytest.fixture(scope="module")
 def bpe(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A byte-level BPE (2,000 ids) trained on the shared lingua sentences."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000,
-        special_tokens=[EOS, BOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    files = [str(shared_data / "langid" / "lingua-sentences" / f"{lang}.txt") for lang in LANGS]
-    tok.train(files, trainer)
+    texts = [
+        line
+        for lang in LANGS
+        for line in (shared_data / "langid" / "lingua-sentences" / f"{lang}.txt").open()
+    ]
     path = tmp_path_factory.mktemp("bpe") / "tokenizer.json"
-    tok.save(str(path))
-    return path
+    return train_byte_level_bpe(path, texts, 2000, [EOS, BOS])
 
 
 @pytest.fixture(scope="module")
@@ -224,12 +217,27 @@ def test_interrupted_run_resumes_identically(
 def test_ray_and_local_give_identical_shards(
     bpe: Path, corpus: tuple[Path, list[str]], tmp_path: Path, ray_session: Any
 ) -> None:
+    """Also across encoders: tiktoken in the Ray workers, the tokenizers library locally."""
     root, _ = corpus
     for shuffle in (False, True):
-        local = run(root, bpe, tmp_path / f"local{shuffle}", format="nanogpt", shuffle=shuffle)
-        ray = run(
-            root, bpe, tmp_path / f"ray{shuffle}", format="nanogpt", shuffle=shuffle, executor="ray"
+        local = run(
+            root,
+            bpe,
+            tmp_path / f"local{shuffle}",
+            format="nanogpt",
+            shuffle=shuffle,
+            encoder="tokenizers",
         )
+        ray = run(
+            root,
+            bpe,
+            tmp_path / f"ray{shuffle}",
+            format="nanogpt",
+            shuffle=shuffle,
+            executor="ray",
+            encoder="tiktoken",
+        )
+        assert ray["tokenizer"]["encoder"].startswith("tiktoken")
         assert files_of(tmp_path / f"local{shuffle}") == files_of(tmp_path / f"ray{shuffle}")
         assert ray["tokens"] == local["tokens"] > 0
 
@@ -312,6 +320,7 @@ def test_bad_input_exits_2_naming_it_and_writes_nothing(
     assert main(["tokenize", *common, "--tokenizer", str(bpe)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("tokenize: 48 documents, ") and "in 4 megatron shard(s)" in printed
+    assert "(uint16, tiktoken " in printed  # the encoder that ran
     rc, err = _cli([*common, "--tokenizer", str(bpe), "--eos-token", EOS], capsys)
     assert rc == 2 and "other settings" in err
     stray = tmp_path / "stray"

@@ -1,9 +1,11 @@
-"""Tiny Hugging Face classifiers made in a test's directory: random weights (seeded), a WordPiece
-tokenizer with a fixed vocabulary, no download. For the `transformers` classifier backend's tests."""
+"""Tiny Hugging Face models made in a test's directory, no download: classifiers with random
+weights (seeded) and a WordPiece tokenizer of a fixed vocabulary (the `transformers` classifier
+backend's tests), and byte-level BPE tokenizers trained on given texts (tokenize, stats)."""
 
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from pathlib import Path
 
 # The tokenizer's whole words (other ASCII words are split into characters).
@@ -82,3 +84,24 @@ def make_tiny_classifier(
     torch.manual_seed(seed)
     BertForSequenceClassification(config).eval().save_pretrained(directory)
     return directory
+
+
+def train_byte_level_bpe(
+    path: Path, texts: Iterable[str], vocab_size: int, special: list[str]
+) -> Path:
+    """A GPT-2 style byte-level BPE (no prefix space, all 256 bytes, `special` first) trained on
+    `texts`, saved as tokenizer.json at `path`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.save(str(path))
+    return path

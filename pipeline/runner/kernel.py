@@ -406,9 +406,8 @@ class PayloadTokens:
         texts = [] if col is None else table.column(col).to_pylist()
         todo = [i for i, t in enumerate(texts) if t]
         if todo:
-            encoder = load_tokenizer(self.spec).tokenizer  # type: ignore[attr-defined]
-            encoded = encoder.encode_batch_fast([texts[i] for i in todo], add_special_tokens=False)
-            out[todo] = [len(e.ids) for e in encoded]
+            encoder = load_tokenizer(self.spec)
+            out[todo] = encoder.encode_ids([texts[i] for i in todo])[1]  # type: ignore[attr-defined]
         self._last = (table, out)
         return out
 

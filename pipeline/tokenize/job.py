@@ -13,7 +13,6 @@ executor ran it and in whatever order tasks finished.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pipeline.io.pathnames import display_path
 from pipeline.io.shuffle import read_keyed, write_keyed
 from pipeline.io.sources import get_reader
 from pipeline.schema import ID, METADATA, SOURCE, TEXT
+from pipeline.stats.tokenizers import HFTokenizer, load_tokenizer
 from pipeline.tokenize.formats import ShardSplitter
 
 STATE_DIR = "_tokenize"
@@ -67,13 +67,12 @@ def spill_path(root: str, what: str, unit: int) -> str:
 
 
 def encode(
-    tokenizer: Any, texts: list[str], bos: int | None, eos: int | None, dtype: np.dtype
+    tokenizer: HFTokenizer, texts: list[str], bos: int | None, eos: int | None, dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens back to back, tokens per document) of `texts` with the Rust batch encoder, no
-    special tokens of the tokenizer's own, `bos` before and `eos` after each document."""
-    ids = [e.ids for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
-    body = np.fromiter((len(i) for i in ids), np.int64, len(ids))
-    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype, int(body.sum()))
+    """(tokens back to back, tokens per document) of `texts` (HFTokenizer.encode_ids: tiktoken
+    where exact, else the Rust batch encoder), `bos` before and `eos` after each document."""
+    ids, body = tokenizer.encode_ids(texts)
+    flat = ids.astype(dtype, copy=False)
     extra = (bos is not None) + (eos is not None)
     if not extra:
         return flat, body
@@ -107,9 +106,11 @@ class TokenizeJob:
         input_cfg: dict[str, Any],
         root: str,
         one_thread: bool = False,
+        encoder: str = "auto",
     ) -> None:
         self.settings, self.input_cfg, self.root = settings, input_cfg, root
         self.one_thread = one_thread  # a Ray worker holds one CPU: no encoder thread pool
+        self.encoder = encoder  # load_tokenizer's: the ids are the same whichever runs
         self._tok: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -118,17 +119,16 @@ class TokenizeJob:
             "input_cfg": self.input_cfg,
             "root": self.root,
             "one_thread": self.one_thread,
+            "encoder": self.encoder,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _tok=None)
 
     def setup(self) -> None:
-        from pipeline.stats.tokenizers import load_tokenizer
-
         if self.one_thread:  # read by the tokenizers library at every batch call
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        self._tok = load_tokenizer(self.settings.tokenizer).tokenizer  # type: ignore[attr-defined]
+        self._tok = load_tokenizer(self.settings.tokenizer, self.encoder)
         self.fs, _ = fsspec.core.url_to_fs(self.root)
         self.dtype = np.dtype(self.settings.dtype)
 

@@ -42,18 +42,19 @@ class TokenizeOptions:
     seed: int = 0
     max_tokens_per_shard: int | None = None
     text_field: str = "text"
+    encoder: str = "auto"  # auto | tokenizers | tiktoken (stats/tokenizers.py load_tokenizer)
     executor: str = "ray"
     ray_address: str | None = None
 
 
-def load_hf_tokenizer(path: str) -> Any:
-    """The `tokenizers` tokenizer of a tokenizer.json (or a directory holding one)."""
+def load_hf_tokenizer(path: str, encoder: str = "auto") -> Any:
+    """The tokenizer of a tokenizer.json (or a directory holding one), with its encoder."""
     from pipeline.stats.tokenizers import HFTokenizer, load_tokenizer, resolve_spec
 
     p = Path(path)
     if not (p.is_file() or (p / "tokenizer.json").is_file()):
         raise InputError(f"--tokenizer {path}: no tokenizer.json there")
-    tok = load_tokenizer(resolve_spec(str(p)))  # the resolved path: the workers' cache key
+    tok = load_tokenizer(resolve_spec(str(p)), encoder)  # the resolved path: the workers' key
     if not isinstance(tok, HFTokenizer):
         raise InputError(f"--tokenizer {path}: not a Hugging Face tokenizer.json")
     return tok
@@ -80,7 +81,7 @@ def input_paths(inputs: tuple[str, ...]) -> list[str]:
 
 def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
     """Tokenize the inputs into `opts.output`; returns the summary (also in summary.json)."""
-    tok = load_hf_tokenizer(opts.tokenizer)
+    tok = load_hf_tokenizer(opts.tokenizer, opts.encoder)
     eos = token_id(tok, opts.eos_token, "--eos-token")
     bos = token_id(tok, opts.bos_token, "--bos-token")
     try:
@@ -113,7 +114,13 @@ def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
         fs, root = fsspec.core.url_to_fs(opts.output)
         root = root.rstrip("/")
         _claim(fs, root, record)
-        job = TokenizeJob(settings, cfg.model_dump(), root, one_thread=opts.executor == "ray")
+        job = TokenizeJob(
+            settings,
+            cfg.model_dump(),
+            root,
+            one_thread=opts.executor == "ray",
+            encoder="tokenizers" if tok.fast is None else "tiktoken",  # the workers run this one
+        )
         runtime = RuntimeConfig(executor=opts.executor, ray_address=opts.ray_address)
         try:
             results = _run(job, units, fs, root, runtime)
