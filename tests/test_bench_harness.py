@@ -159,7 +159,7 @@ def test_summary_table_compares_each_of_ours_with_each_peer_row() -> None:
     assert lines[2] == (
         "| 4 e2e | 18.0 docs/s (wall 50.0 s, CPU 60.0 s, peak RSS 200 MiB) "
         "| 100.0 docs/s (wall 10.0 s, CPU 10.0 s, peak RSS 300 MiB) "
-        "| **5.56x** docs/s, **6.00x** CPU | 2.0-3.5 | 2026-12-07 |"
+        "| **5.56x** docs/s, **6.67x** docs/CPU-s | 2.0-3.5 | 2026-12-07 |"
     )
     assert lines[3].startswith("| 4 e2e vs datatrove, whitespace words (not its default) |")
-    assert "**1.11x** docs/s, **1.00x** CPU" in lines[3]
+    assert "**1.11x** docs/s, **1.11x** docs/CPU-s" in lines[3]

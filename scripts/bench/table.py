@@ -122,6 +122,11 @@ def side_cell(row: dict[str, Any]) -> str:
     )
 
 
+def docs_per_cpu_s(row: dict[str, Any]) -> float | None:
+    """Documents per CPU second of a summarized row (None without CPU time)."""
+    return ratio(row.get("docs"), row.get("cpu_s"))
+
+
 def load_range(runs: Iterable[dict[str, Any]]) -> str:
     """'3.1-5.4' (the 1-minute load average at the start of the runs), '' when unrecorded."""
     loads = [r["load_1min"] for r in runs if r.get("load_1min") is not None]
@@ -136,9 +141,10 @@ def summary_markdown(
 ) -> str:
     """The one-line-per-comparison summary (docs/benchmarks.md's top table): each of our rows
     of each workload against each base row (default datatrove's; its labelled variants such as
-    'datatrove, whitespace words ...' too): docs/s ratio (ours / theirs, > 1: we are faster) and
-    CPU ratio (theirs / ours, > 1: we need less), with the load range of all the workload's
-    runs. `workloads`: the harness's results["workloads"]."""
+    'datatrove, whitespace words ...' too): the ratios ours / theirs of docs/s (wall) and of
+    documents per CPU second (the per-core figure, steadier on a loaded machine; > 1: we are
+    faster), with the load range of all the workload's runs. `workloads`: the harness's
+    results["workloads"]."""
     lines = [
         "| " + " | ".join(SUMMARY_COLUMNS) + " |",
         "|---|---|---|---|---|---|",
@@ -151,13 +157,13 @@ def summary_markdown(
         for side in (s for s in rows if s not in theirs):
             for peer in theirs:
                 speed = ratio(rows[side].get("docs_per_s"), rows[peer].get("docs_per_s"))
-                cpu = ratio(rows[peer].get("cpu_s"), rows[side].get("cpu_s"))
+                per_cpu = ratio(docs_per_cpu_s(rows[side]), docs_per_cpu_s(rows[peer]))
                 label = name + ("" if side == "ours" else f", {side}")
                 cells = [
                     label + ("" if peer == base else f" vs {peer}"),
                     side_cell(rows[peer]),
                     side_cell(rows[side]),
-                    f"{fmt_ratio(speed)} docs/s, {fmt_ratio(cpu)} CPU",
+                    f"{fmt_ratio(speed)} docs/s, {fmt_ratio(per_cpu)} docs/CPU-s",
                     load,
                     date,
                 ]
