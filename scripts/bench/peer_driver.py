@@ -135,6 +135,14 @@ def pipeline(spec: dict) -> list:
     return [*steps, writer(spec["output"])]
 
 
+def step_time(time_stats: object) -> float | None:
+    """A step's total seconds from its stats.json `time_stats` (a bare number for a step that
+    saw no document)."""
+    if isinstance(time_stats, dict):
+        return time_stats.get("total")
+    return float(time_stats) if isinstance(time_stats, int | float) else None
+
+
 def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
@@ -152,7 +160,7 @@ def main() -> None:
         {
             "name": s.get("name"),
             "stats": s.get("stats", {}),
-            "time_s": s.get("time_stats", {}).get("total"),
+            "time_s": step_time(s.get("time_stats")),
         }
         for s in stats
     ]
