@@ -4,8 +4,10 @@
 
 Modes: `extract` (WarcReader -> Trafilatura -> ParquetWriter), `filters` (JsonlReader ->
 GopherRepetition -> GopherQuality -> C4Quality -> FineWebQuality -> ParquetWriter, every filter
-with a Parquet exclusion writer) and `e2e` (WarcReader -> Trafilatura -> LanguageFilter -> the
-four filters -> ParquetWriter). Prints one JSON line of step stats at the end.
+with a Parquet exclusion writer), `e2e` (WarcReader -> Trafilatura -> LanguageFilter -> the
+four filters -> ParquetWriter) and `cluster` (MinhashDedupCluster alone over the `.dups` files in
+`input`, `.remove` files to `output`; scripts/bench_components.py). Prints one JSON line of step
+stats at the end.
 
 Words (spec `words`): `default` leaves the filters' `language` at datatrove's default (English),
 whose tokenizer (datatrove/assets/tokenizer_assignment.csv) is `SpaCyTokenizer("en")`: spaCy's
@@ -24,6 +26,7 @@ import time
 
 import pyarrow as pa
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupCluster
 from datatrove.pipeline.extractors import Trafilatura
 from datatrove.pipeline.filters import (
     C4QualityFilter,
@@ -117,6 +120,9 @@ def extractor(spec: dict) -> Trafilatura:
 
 def pipeline(spec: dict) -> list:
     mode = spec["mode"]
+    if mode == "cluster":  # FineWeb's banding: the step only checks the .dups count against it
+        config = MinhashConfig(num_buckets=spec["buckets"], hashes_per_bucket=8)
+        return [MinhashDedupCluster(spec["input"], spec["output"], config=config)]
     if mode == "filters":
         return [
             JsonlReader(spec["input"], glob_pattern="*.jsonl"),
@@ -160,6 +166,7 @@ def main() -> None:
         {
             "name": s.get("name"),
             "stats": s.get("stats", {}),
+            "time": s.get("time_stats", {}),
             "time_s": step_time(s.get("time_stats")),
         }
         for s in stats
