@@ -508,6 +508,15 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_broken_plugins() -> None:
+    """One stderr line per installed plugin stage that cannot be used: the other stages still
+    work, and a recipe naming that one is refused with the same reason."""
+    from pipeline.registry import broken_plugins
+
+    for name, problem in broken_plugins().items():
+        print(f"curate: warning: {problem}; stage {name!r} is unavailable", file=sys.stderr)
+
+
 def _escape_unprintable_output() -> None:
     """Print file names that are not valid UTF-8 escaped (`caf\\xe9`) instead of failing."""
     from pipeline.io.pathnames import ESCAPE_ERRORS
@@ -544,6 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
+        if args.command in ("run", "ablate", "stages"):
+            _warn_broken_plugins()
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "ablate":

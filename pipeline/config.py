@@ -33,7 +33,7 @@ from pipeline import __version__
 from pipeline.config_model import ConfigModel
 from pipeline.errors import ConfigError, did_you_mean
 from pipeline.io.options import InputConfig
-from pipeline.registry import available_stages, registered
+from pipeline.registry import available_stages, broken_plugins, registered
 from pipeline.schema import HTML_SCHEMA, ID, REASON, TEXT, TEXT_SCHEMA
 from pipeline.stages.base import StageConfig
 from pipeline.stats.tokenizers import file_hash
@@ -490,7 +490,8 @@ def _check_output_columns(recipe: Recipe, source: str, yaml_root: Any) -> None:
 
 
 def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> None:
-    """Unknown or missing stage names get one clear message listing the registered stages."""
+    """Unknown or missing stage names get one clear message listing the registered stages; a
+    name a broken plugin claims gets what is wrong with that plugin."""
     stages = data.get("stages")
     if not isinstance(stages, list):
         return  # pydantic reports the type problem
@@ -503,6 +504,13 @@ def _check_stage_names(data: dict[str, Any], source: str, yaml_root: Any) -> Non
             raise ConfigError(
                 f"{source}: stages[{i}]{line}: each stage needs a `stage:` key naming one of: "
                 f"{allowed}"
+            )
+        problem = broken_plugins().get(entry["stage"]) if isinstance(entry["stage"], str) else None
+        if problem:
+            line = _line_of(yaml_root, (*loc, "stage"))
+            raise ConfigError(
+                f"{source}: stages[{i}].stage{line}: stage {entry['stage']!r} is unavailable: "
+                f"{problem}"
             )
         if entry["stage"] not in names:
             line = _line_of(yaml_root, (*loc, "stage"))

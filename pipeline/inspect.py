@@ -4,32 +4,69 @@ with `--stage` (and `--reason`), the documents a run's stage removed."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import posixpath
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.utils import get_protocol
 
 from pipeline.errors import CurateError, InputError
 from pipeline.io.output_shards import is_shard, read_shard, shard_columns
 from pipeline.io.pathnames import display_path
-from pipeline.io.sources import detect_format, open_binary
+from pipeline.io.sources import detect_format, filesystem, open_binary
+from pipeline.io.writer import output_url
 from pipeline.runner.kernel import error_text, excerpt
 from pipeline.schema import HTML, ID, REASON, TEXT, URL
 
 SAMPLE_CHARS = 300
 
 
+@dataclass(frozen=True)
+class _Place:
+    """What `curate inspect` was given: its filesystem (local disk, S3, ...), its path there,
+    and the path as the user typed it (what names are shown under)."""
+
+    fs: fsspec.AbstractFileSystem
+    root: str
+    typed: str
+
+    @classmethod
+    def of(cls, path: str) -> _Place:
+        fs, root = filesystem(path, fresh=True)
+        return cls(fs, root.rstrip("/") or "/", path.rstrip("/") or path)
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def name(self, p: str) -> str:
+        """`p` (a path of `fs` under the root) as the user would write it, escaped for display."""
+        return display_path(self.typed + p[len(self.root) :] if p.startswith(self.root) else p)
+
+    def url(self, p: str) -> str:
+        """`p` as a location open_binary opens (a local path, or `s3://bucket/key`)."""
+        return output_url(self.fs, p)
+
+    def shards(self, directory: str) -> list[str]:
+        """The output shards directly in `directory` of the run, sorted; [] when it is absent."""
+        if not self.fs.isdir(directory):
+            return []
+        names = (posixpath.basename(f.rstrip("/")) for f in self.fs.ls(directory, detail=False))
+        return sorted(posixpath.join(directory, n) for n in names if is_shard(n))
+
+
 def inspect_path(path: str, sample: int = 3) -> str:
-    """A human-readable summary of `path`; InputError (one line) when nothing in it is readable."""
-    p = Path(path)
-    if p.is_dir() and (p / "_run").is_dir():
-        return _inspect_run(p, sample)
-    files = _parquet_files(p)
+    """A human-readable summary of `path` (local, or a URL such as s3://); InputError (one line)
+    when nothing in it is readable."""
+    place = _Place.of(path)
+    if place.fs.isdir(place.root) and place.fs.isdir(place.join("_run")):
+        return _inspect_run(place, sample)
+    files = _parquet_files(place)
     if files:
-        return _inspect_parquet(files, sample)
+        return _inspect_parquet(place, files, sample)
     return _inspect_input(path, sample)
 
 
@@ -38,19 +75,19 @@ def inspect_rejected(path: str, stage: str, reason: str | None, n: int = 5) -> s
     from its rejected/<stage>/ shards in input order: id, URL, excerpt and the stage's scores.
     A run that kept no rejected shards shows the examples in its stats.json. InputError (one
     line) naming the stages or reasons that exist when `stage` or `reason` is not one of them."""
-    run = Path(path)
-    stats_path = run / "stats.json"
-    if not (run / "_run").is_dir():
+    run = _Place.of(path)
+    stats_path = run.join("stats.json")
+    if not run.fs.isdir(run.join("_run")):
         raise InputError(
             f"{display_path(path)} is not a run directory (no _run/): --stage "
             "reads a run's rejected documents"
         )
-    if not stats_path.is_file():
+    if not run.fs.isfile(stats_path):
         raise InputError(
             f"{display_path(path)} holds no finished run (no stats.json); rerun "
             "`curate run` to finish it"
         )
-    stages = {s["name"]: s for s in json.loads(stats_path.read_text(encoding="utf-8"))["stages"]}
+    stages = {s["name"]: s for s in json.loads(run.fs.cat_file(stats_path))["stages"]}
     if stage not in stages:
         raise InputError(f"the run has no stage {stage!r}; its stages: {', '.join(stages)}")
     removed: dict[str, int] = stages[stage]["removed_by_reason"]
@@ -64,7 +101,7 @@ def inspect_rejected(path: str, stage: str, reason: str | None, n: int = 5) -> s
     what = f"{stage} removed {count:,} document{'s' * (count != 1)}" + (
         f" as {reason}" if reason else ""
     )
-    shards = sorted(str(f) for f in (run / "rejected" / stage).glob("*") if is_shard(f.name))
+    shards = run.shards(run.join("rejected", stage))
     if not shards:
         examples = stages[stage].get("examples", {})
         docs = [{**d, REASON: r} for r, ds in examples.items() if reason in (None, r) for d in ds][
@@ -75,11 +112,10 @@ def inspect_rejected(path: str, stage: str, reason: str | None, n: int = 5) -> s
             f"for all of them): {len(docs)} example(s) from stats.json"
         )
         return "\n".join([head, *_fmt_removed(docs, [])])
-    fs = fsspec.filesystem("file")
-    scores = _score_columns(stage, shard_columns(fs, shards[0]))
+    scores = _score_columns(stage, shard_columns(run.fs, shards[0]))
     docs = []
     for shard in shards:
-        for table in read_shard(fs, shard, [ID, URL, TEXT, HTML, REASON, *scores]):
+        for table in read_shard(run.fs, shard, [ID, URL, TEXT, HTML, REASON, *scores]):
             if reason is not None:
                 table = table.filter(pc.equal(table.column(REASON), reason))
             docs += table.slice(0, n - len(docs)).to_pylist()
@@ -119,18 +155,22 @@ def _fmt_removed(docs: list[dict[str, Any]], scores: list[str]) -> list[str]:
     return out
 
 
-def _parquet_files(p: Path) -> list[Path]:
-    """`p` if it is a Parquet file, or the Parquet files of a directory holding no other input
-    format (names starting with '.' or '_' skipped, as Arrow does); [] otherwise."""
-    if p.is_file():
-        return [p] if p.suffix == ".parquet" else []
-    if not p.is_dir():
+def _parquet_files(place: _Place, directory: str | None = None) -> list[str]:
+    """The place (or its `directory`) if it is a Parquet file, or the Parquet files of a
+    directory holding no other input format (names starting with '.' or '_' skipped, as Arrow
+    does); [] otherwise."""
+    fs, p = place.fs, directory or place.root
+    if fs.isfile(p):
+        return [p] if p.endswith(".parquet") else []
+    if not fs.isdir(p):
         return []
     files = []
-    for f in sorted(p.rglob("*")):
-        if any(part.startswith((".", "_")) for part in f.relative_to(p).parts) or not f.is_file():
+    found = fs.find(p, detail=True)
+    for f in sorted(found):
+        hidden = any(part.startswith((".", "_")) for part in f[len(p) :].strip("/").split("/"))
+        if hidden or found[f].get("type") != "file":  # a FIFO or socket is no data file
             continue
-        fmt = detect_format(f.name)
+        fmt = detect_format(f)
         if fmt == "parquet":
             files.append(f)
         elif fmt is not None:
@@ -138,28 +178,29 @@ def _parquet_files(p: Path) -> list[Path]:
     return files
 
 
-def _inspect_run(p: Path, sample: int) -> str:
-    out = [f"run directory {display_path(str(p))}"]
-    stats_path = p / "stats.json"
-    if stats_path.exists():
+def _inspect_run(place: _Place, sample: int) -> str:
+    fs = place.fs
+    out = [f"run directory {place.name(place.root)}"]
+    stats_path = place.join("stats.json")
+    if fs.exists(stats_path):
         try:
-            out += _run_summary(json.loads(stats_path.read_text(encoding="utf-8")))
+            out += _run_summary(json.loads(fs.cat_file(stats_path)))
         except (ValueError, KeyError, TypeError) as e:
             out.append(f"stats.json is unreadable ({type(e).__name__}: {e}); rerun `curate run`")
     else:
-        done = len(list((p / "_run" / "units").rglob("*.json")))
+        units = place.join("_run", "units")
+        done = len([f for f in fs.find(units) if f.endswith(".json")]) if fs.isdir(units) else 0
         out.append(f"incomplete run: {done} tasks finished; rerun `curate run` to finish it")
-    files = _parquet_files(p / "data")
+    files = _parquet_files(place, place.join("data"))
     if files:
-        out.append(_inspect_parquet(files, sample))
-    elif shards := sorted(str(f) for f in (p / "data").glob("*") if is_shard(f.name)):
-        out.append(_inspect_jsonl_shards(shards, sample))
+        out.append(_inspect_parquet(place, files, sample))
+    elif shards := place.shards(place.join("data")):
+        out.append(_inspect_jsonl_shards(fs, shards, sample))
     return "\n".join(out)
 
 
-def _inspect_jsonl_shards(paths: list[str], sample: int) -> str:
+def _inspect_jsonl_shards(fs: fsspec.AbstractFileSystem, paths: list[str], sample: int) -> str:
     """Rows, columns (metadata's keys among them) and a sample of a run's JSONL shards."""
-    fs = fsspec.filesystem("file")
     columns = shard_columns(fs, paths[0])
     rows: list[dict[str, Any]] = []
     total = 0
@@ -191,7 +232,7 @@ def _run_summary(stats: dict[str, Any]) -> list[str]:
     return out
 
 
-def _inspect_parquet(files: list[Path], sample: int) -> str:
+def _inspect_parquet(place: _Place, files: list[str], sample: int) -> str:
     """Rows, schema (of the first readable file), problems by file and a sample. A file that is
     not Parquet, is cut short or has a column twice is named in a `problem:` line."""
     schema: pa.Schema | None = None
@@ -199,9 +240,9 @@ def _inspect_parquet(files: list[Path], sample: int) -> str:
     problems: list[str] = []
     total = readable = 0
     for f in files:
-        name = display_path(str(f))
+        name = place.name(f)
         try:
-            with open_binary(str(f)) as fh:
+            with open_binary(place.url(f)) as fh:
                 pf = pq.ParquetFile(fh)
                 total += pf.metadata.num_rows
                 readable += 1
@@ -232,12 +273,15 @@ def _inspect_input(path: str, sample: int) -> str:
     from pipeline.io.options import InputConfig
     from pipeline.io.sources import get_reader, plan_units
 
-    units = plan_units(InputConfig(paths=[path]), where="the PATH argument")
+    # The path typed is read whatever its protocol (a recipe's inputs are limited to
+    # input.allowed_protocols; here the user names the location themselves).
+    cfg = InputConfig(paths=[path], allowed_protocols=sorted({"file", get_protocol(path)}))
+    units = plan_units(cfg, where="the PATH argument")
     out = []
     rows: list[dict[str, Any]] = []
     for unit in units:
         stats = ReaderStats()
-        for batch in get_reader(unit.format, InputConfig(paths=[path])).read(unit, stats, 1024):
+        for batch in get_reader(unit.format, cfg).read(unit, stats, 1024):
             if len(rows) < sample:
                 rows.extend(batch.slice(0, sample - len(rows)).to_pylist())
         out.append(

@@ -52,6 +52,7 @@ class Plugin:
     name: str
     target: str
     distribution: str
+    conflict: str = ""  # a second distribution registering the same name, if any
 
 
 @cache
@@ -61,29 +62,50 @@ def plugins() -> dict[str, Plugin]:
     found: dict[str, Plugin] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else "an unnamed distribution"
-        if ep.name in found and found[ep.name].distribution != dist:
-            raise ConfigError(
-                f"stage {ep.name!r} is registered by two installed packages, "
-                f"{found[ep.name].distribution} and {dist} (entry points `{ENTRY_POINT_GROUP}`); "
-                "uninstall one of them"
-            )
-        found[ep.name] = Plugin(ep.name, ep.value, dist)
+        seen = found.get(ep.name)
+        if seen is not None and seen.distribution != dist:
+            found[ep.name] = Plugin(ep.name, seen.target, seen.distribution, conflict=dist)
+        elif seen is None:
+            found[ep.name] = Plugin(ep.name, ep.value, dist)
     return found
+
+
+@cache
+def broken_plugins() -> dict[str, str]:
+    """Plugin stage name -> one line saying why no recipe can use it: its entry point does not
+    load or is not a stage, two packages register the name, or it takes a built-in's name.
+    A broken plugin costs only its own stage (the CLI warns; a recipe naming it is refused)."""
+    broken: dict[str, str] = {}
+    for name, p in plugins().items():
+        if p.conflict:
+            broken[name] = (
+                f"the packages {p.distribution} and {p.conflict} both register a stage named "
+                f"{name!r} (entry point `{ENTRY_POINT_GROUP}`); uninstall one of them"
+            )
+            continue
+        what = (
+            f"the package {p.distribution} registers a stage named {name!r} "
+            f"(entry point `{ENTRY_POINT_GROUP}`: {p.target})"
+        )
+        if name in STAGES:
+            broken[name] = (
+                f"{what}, the name of a built-in stage; a plugin cannot replace a built-in: "
+                "rename its entry point or uninstall it"
+            )
+            continue
+        try:
+            _load(name, p.target)
+        except ConfigError as exc:
+            broken[name] = f"{what} that {exc}"
+    return broken
 
 
 def registered() -> dict[str, str]:
     """Every stage name a config may use -> "module:Class": the built-ins, then the plugins.
-    ConfigError when a plugin takes a built-in's name (refused, never shadowing it)."""
-    extra = plugins()
-    clash = sorted(set(extra) & set(STAGES))
-    if clash:
-        p = extra[clash[0]]
-        raise ConfigError(
-            f"the package {p.distribution} registers a stage named {p.name!r} "
-            f"(entry point `{ENTRY_POINT_GROUP}`: {p.target}), the name of a built-in stage; "
-            f"a plugin cannot replace a built-in: rename its entry point or uninstall it"
-        )
-    return {**STAGES, **{name: p.target for name, p in extra.items()}}
+    A name a broken plugin claims is left out (`broken_plugins` says why)."""
+    broken = broken_plugins()
+    extra = {name: p.target for name, p in plugins().items() if name not in STAGES}
+    return {name: t for name, t in {**STAGES, **extra}.items() if name not in broken}
 
 
 def origin(name: str) -> str:
@@ -91,27 +113,41 @@ def origin(name: str) -> str:
     return BUILT_IN if name in STAGES else plugins()[name].distribution
 
 
+def _load(name: str, target: str) -> type[Stage]:
+    """Import the class `target` ("module:Class") names and check it is stage `name`; any
+    failure, including an exception the module raises on import, is one ConfigError line
+    (saying what is wrong, to follow "stage X that")."""
+    module_name, _, class_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except Exception as exc:  # a plugin's module may raise anything on import
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"cannot be loaded: {type(exc).__name__}: {detail}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Stage | GlobalStage)):
+        raise ConfigError("is not a Stage or GlobalStage subclass")
+    if cls.name != name:
+        raise ConfigError(f"points at a stage named {cls.name!r}")
+    return cls
+
+
 @cache
 def stage_class(name: str) -> type[Stage]:
-    """The Stage class registered under `name` (KeyError naming the allowed names otherwise)."""
+    """The Stage class registered under `name` (KeyError naming the allowed names otherwise;
+    ConfigError saying why when a broken plugin claims the name)."""
+    problem = broken_plugins().get(name)
+    if problem:
+        raise ConfigError(problem)
     stages = registered()
     try:
         target = stages[name]
     except KeyError:
         raise KeyError(f"unknown stage {name!r}; allowed: {', '.join(sorted(stages))}") from None
-    module_name, _, class_name = target.partition(":")
-    where = f"stage {name!r} ({origin(name)}: {target})"
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{where} cannot be loaded: {type(exc).__name__}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Stage | GlobalStage)):
-        raise ConfigError(f"{where} is not a Stage or GlobalStage subclass")
-    if cls.name != name:
-        raise ConfigError(f"registry entry {name!r} points at a stage named {cls.name!r}")
-    return cls
+        return _load(name, target)
+    except ConfigError as exc:
+        raise ConfigError(f"stage {name!r} ({origin(name)}: {target}) {exc}") from None
 
 
 def available_stages() -> dict[str, type[Stage]]:
-    """Every registered stage class, imported (stage modules import no heavy libraries)."""
+    """Every usable registered stage class, imported (stage modules import no heavy libraries)."""
     return {name: stage_class(name) for name in registered()}

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pipeline.errors import ConfigError, did_you_mean
-from pipeline.registry import STAGES, available_stages, origin, stage_class
+from pipeline.registry import STAGES, available_stages, broken_plugins, origin, stage_class
 from pipeline.stages.contract import Contract
 
 
@@ -138,6 +138,8 @@ def stage_reference(names: list[str] | None = None, origins: bool = True) -> str
     described (the README's reference, the same whatever is installed)."""
     stages = available_stages() if origins else {n: stage_class(n) for n in STAGES}
     unknown = [n for n in names or [] if n not in stages]
+    if unknown and unknown[0] in broken_plugins():
+        raise ConfigError(broken_plugins()[unknown[0]])
     if unknown:
         hint = did_you_mean(unknown[0], list(stages))
         raise ConfigError(

@@ -72,13 +72,13 @@ def candidate_edges(
     return np.stack([((d // SHARD_DOCS) << 32) | (d % SHARD_DOCS) for d in (src, dst)], axis=1)
 
 
-def _measured(fn: Callable[[Any], Any], item: Any) -> tuple[Any, int, int, float]:
-    """fn(item) in this worker: (result, peak RSS, RSS before, wall seconds)."""
+def _measured(fn: Callable[[Any], Any], item: Any) -> tuple[Any, int, int, float, float]:
+    """fn(item) in this worker: (result, peak RSS, RSS before, wall seconds, CPU seconds)."""
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(item)
-    wall = time.perf_counter() - t0
-    return out, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, base, wall
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return out, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, base, wall, cpu
 
 
 class MeasuredContext:
@@ -98,6 +98,7 @@ class MeasuredContext:
                 "wall_s": 0.0,
                 "task_s_sum": 0.0,
                 "task_s_max": 0.0,
+                "task_cpu_s": 0.0,
                 "peak_rss": 0,
                 "worker_rss": 0,
             }
@@ -113,10 +114,11 @@ class MeasuredContext:
         phase["calls"] += 1
         phase["tasks"] += len(items)
         phase["wall_s"] += time.perf_counter() - t0
-        for _, peak, base, wall in got:
+        for _, peak, base, wall, cpu in got:
             phase["peak_rss"] = max(phase["peak_rss"], peak)
             phase["worker_rss"] = max(phase["worker_rss"], base)
             phase["task_s_sum"] += wall
+            phase["task_cpu_s"] += cpu
             phase["task_s_max"] = max(phase["task_s_max"], wall)
         return [g[0] for g in got]
 
@@ -134,7 +136,7 @@ def run_mode(
     ctx = MeasuredContext(str(work), partitions, workers)
     cfg = MinHashDedupConfig(components=mode, components_memory=memory)
     t0 = time.perf_counter()
-    summary = _components(ctx, cfg, shard_ids, len(pairs))
+    summary = _components(ctx, cfg, shard_ids, len(pairs), partitions)
     wall = time.perf_counter() - t0
     disk = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
     return {
@@ -146,9 +148,57 @@ def run_mode(
         "partitions": summary["components_partitions"],
         "work_bytes_at_end": disk,
         "phases": {
-            k: {**v, **{t: round(v[t], 2) for t in ("wall_s", "task_s_sum", "task_s_max")}}
+            k: {
+                **v,
+                **{t: round(v[t], 2) for t in ("wall_s", "task_s_sum", "task_s_max", "task_cpu_s")},
+            }
             for k, v in sorted(ctx.phases.items())
         },
+    }
+
+
+DUPS = np.dtype([("f1", "<u4"), ("d1", "<u4"), ("f2", "<u4"), ("d2", "<u4")])
+
+
+def write_dups(pairs: np.ndarray, folder: Path) -> None:
+    """The (member, smallest member) key pairs as MinhashDedupBuckets' output: one
+    `{band:05d}_00.dups` file per band, records (file, doc, file, doc) of little-endian uint32."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rec = np.empty(len(pairs), dtype=DUPS)
+    for (file, doc), column in (("f1", "d1"), 1), (("f2", "d2"), 0):
+        rec[file], rec[doc] = pairs[:, column] >> 32, pairs[:, column] & 0xFFFFFFFF
+    for band, chunk in enumerate(np.array_split(rec, BANDS)):
+        chunk.tofile(folder / f"{band:05d}_00.dups")
+
+
+def run_datatrove(pairs: np.ndarray, root: Path) -> dict:
+    """datatrove's MinhashDedupCluster (one task, its defaults) over the same edges (`write_dups`:
+    file = shard, doc = row), measured as a process tree (scripts/bench/measure.py)."""
+    from scripts.bench import peer
+
+    work = root / "datatrove"
+    shutil.rmtree(work, ignore_errors=True)
+    write_dups(pairs, work / "dups")
+    peer.ensure_venv()
+    spec = {
+        "mode": "cluster",
+        "input": str(work / "dups"),
+        "output": str(work / "remove"),
+        "buckets": BANDS,
+        "tasks": 1,
+        "workers": 1,
+        "logs": str(work / "logs"),
+    }
+    measured = peer.run(spec, work)
+    removed = sum(f.stat().st_size for f in (work / "remove").glob("*.remove")) // 4
+    steps = (measured["result"] or {}).get("steps", [])
+    return {
+        "wall_s": round(measured["wall_s"], 2),
+        "cpu_s": round(measured["cpu_s"], 2),
+        "peak_rss_mib": round(measured["peak_rss_mib"], 1),
+        "removed": int(removed),
+        "step_stats": steps[0]["stats"] if steps else {},
+        "step_time": steps[0]["time"] if steps else {},
     }
 
 
@@ -182,7 +232,9 @@ def main() -> None:
     ap.add_argument("--memory", default="256MiB", help="components_memory of the distributed run")
     ap.add_argument("--partitions", type=int, default=8, help="P: edge files, fewest tasks")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--modes", nargs="+", default=["single", "distributed"])
+    ap.add_argument(
+        "--modes", nargs="+", default=["single", "distributed"], help="and/or datatrove"
+    )
     ap.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
     ap.add_argument("--json", default=None, help="write the results here too")
     args = ap.parse_args()
@@ -200,10 +252,16 @@ def main() -> None:
             "auto_picks": plan(len(pairs), "auto", memory, args.partitions),
         }
         for mode in args.modes:
-            row[mode] = run_mode(pairs, mode, memory, args.partitions, args.workers, root)
+            if mode == "datatrove":
+                row[mode] = run_datatrove(pairs, root)
+            else:
+                row[mode] = run_mode(pairs, mode, memory, args.partitions, args.workers, root)
             print(json.dumps({"docs": docs, mode: row[mode]}), flush=True)
-        if set(args.modes) == {"single", "distributed"}:
+        if {"single", "distributed"} <= set(args.modes):
             row["identical_clusters"] = same_clusters(root)
+        if "datatrove" in args.modes and "single" in args.modes:  # it removes all but one
+            ours = row["single"]["documents_in_clusters"] - row["single"]["clusters"]
+            row["datatrove_removes_as_many"] = row["datatrove"]["removed"] == ours
         row["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         results.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in args.modes}), flush=True)

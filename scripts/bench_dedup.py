@@ -48,10 +48,10 @@ SHARD_DOCS = 25_000
 # --- corpus --------------------------------------------------------------------------------------
 
 
-def sentences() -> list[str]:
-    """Sentences (5-60 words) of the gold texts, whitespace collapsed."""
+def sentences(gold: Path = GOLD) -> list[str]:
+    """Sentences (5-60 words) of the gold texts in `gold`, whitespace collapsed."""
     out: list[str] = []
-    for path in sorted(GOLD.glob("*.gold.jsonl")):
+    for path in sorted(gold.glob("*.gold.jsonl")):
         with open(path) as f:
             for line in f:
                 text = re.sub(r"<[a-z]+>", " ", json.loads(line)["gold"])

@@ -71,6 +71,15 @@ def demo_warc(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def small_quality_model(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small fastText quality model of tests/test_classifier.py (train_small_model), trained
+    once per session for every module that scores with it (tests must not change it)."""
+    from tests.test_classifier import train_small_model
+
+    return train_small_model(shared_data, tmp_path_factory.mktemp("quality-model"))
+
+
 S3_BUCKET = "curate-test"
 
 

@@ -28,6 +28,8 @@ runtime:
   batch_size: 8
 stages:
   - stage: extract
+    backend: resiliparse  # in-process and the fastest: what is compared comes after it
+    timeout_s: null
   - stage: langid
     languages: [en, zh]
   - stage: gopher_repetition

@@ -213,12 +213,10 @@ MODEL_CONFIG: dict[str, dict[str, Any]] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _models(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """A small fastText quality model trained on shared data, for the `classifier` stage."""
-    from tests.test_classifier import train_small_model
-
-    model = train_small_model(shared_data, tmp_path_factory.mktemp("classifier"))
-    MODEL_CONFIG["classifier"] = {"model_path": str(model)}
+def _models(small_quality_model: Path) -> None:
+    """The small fastText quality model trained on shared data (once per session, conftest.py),
+    for the `classifier` stage."""
+    MODEL_CONFIG["classifier"] = {"model_path": str(small_quality_model)}
 
 
 def _recipe_files(tmp_path: Path, inputs: list[str], stages: list[str]) -> Path:
@@ -293,6 +291,27 @@ def test_config_files_are_in_the_key(tmp_path: Path) -> None:
     assert fp.stage_fingerprint("url_filter", config) == before
     words.write_text("example.com\nexample.org\n")
     assert fp.stage_fingerprint("url_filter", config) != before
+
+
+def test_a_directory_named_by_a_path_key_is_hashed_file_by_file(tmp_path: Path) -> None:
+    """A model directory: an edited, added or renamed file inside it changes the key; a folder
+    that a non-path key happens to name (a label) is not read."""
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "sub" / "weights.bin").write_bytes(b"\x00" * 8)
+    config = {"stage": "classifier", "backend": "transformers", "model_path": str(model)}
+    before = fp.config_files(config)
+    assert before == {str(model): fp.tree_digest(model)}
+    (model / "sub" / "weights.bin").write_bytes(b"\x01" * 8)
+    edited = fp.config_files(config)[str(model)]
+    assert edited != before[str(model)]
+    (model / "tokenizer.json").write_text("{}")
+    added = fp.config_files(config)[str(model)]
+    assert added not in (edited, before[str(model)])
+    (model / "tokenizer.json").rename(model / "vocab.json")
+    assert fp.config_files(config)[str(model)] not in (added, edited, before[str(model)])
+    assert fp.config_files({"stage": "classifier", "label": str(model)}) == {}
 
 
 def test_cache_nodes_key_on_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:

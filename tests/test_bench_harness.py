@@ -97,8 +97,9 @@ def test_set_agreement() -> None:
 def test_cli_defaults_and_lists() -> None:
     args = parse_args(["--json", "/tmp/x.json"])
     assert args.workloads == [1, 2, 3, 4, 5]
-    assert (args.workers, args.repeat, args.e2e_gb) == (1, 3, 1.0)
+    assert (args.workers, args.repeat, args.e2e_gb) == (1, 3, [1.0])
     assert args.overhead_gb == [0.1, 1.0]
+    assert (args.peer_words, args.ours_local) == (["default"], False)
     assert args.dedup_docs == [100_000, 1_000_000]
     assert args.json == Path("/tmp/x.json")
     args = parse_args(["--workloads", "1,2,4", "--overhead-gb", "0.05,0.2", "--skip-1m"])
@@ -106,6 +107,9 @@ def test_cli_defaults_and_lists() -> None:
     assert args.overhead_gb == [0.05, 0.2]
     assert args.dedup_docs == [100_000]
     assert args.json.name.startswith("bench-h-") and args.json.suffix == ".json"
+    args = parse_args(["--e2e-gb", "0,0.1", "--peer-words", "default,whitespace", "--ours-local"])
+    assert args.e2e_gb == [0.0, 0.1]
+    assert (args.peer_words, args.ours_local) == (["default", "whitespace"], True)
 
 
 def test_cli_rejects_unknown_workloads() -> None:
@@ -113,6 +117,17 @@ def test_cli_rejects_unknown_workloads() -> None:
         parse_args(["--workloads", "1,9"])
     with pytest.raises(SystemExit):
         parse_args(["--workers", "0"])
+    with pytest.raises(SystemExit):
+        parse_args(["--peer-words", "nltk"])
+
+
+def test_peer_rows_are_named_for_their_word_tokenizer() -> None:
+    """datatrove's default tokenizer gives the peer row (the ratios' base); whitespace words an
+    extra row labelled as not its default."""
+    from scripts.bench.workloads import peer_side
+
+    assert peer_side("default") == table.PEER
+    assert peer_side("whitespace") == "datatrove, whitespace words (not its default)"
 
 
 def test_peer_step_names() -> None:
@@ -121,3 +136,30 @@ def test_peer_step_names() -> None:
     assert step_name("\U0001f53b - FILTER: \U0001f46f Gopher Repetition") == "gopher repetition"
     assert step_name("\U0001f4bd - WRITER: \U0001f4d2 Parquet") == "parquet"
     assert step_name("\U0001f53b - FILTER: \u26f0 C4 Quality") == "c4 quality"
+
+
+def test_summary_table_compares_each_of_ours_with_each_peer_row() -> None:
+    """One line per (ours, datatrove variant) pair: docs/s and CPU ratios, the load range of
+    the workload's runs, the date; a workload without a base row gives no line."""
+    fast = [{"wall_s": 10.0, "cpu_s": 10.0, "peak_rss_mib": 300.0, "load_1min": 2.04}]
+    slow = [{"wall_s": 50.0, "cpu_s": 60.0, "peak_rss_mib": 200.0, "load_1min": 3.46}]
+    rows = {
+        "ours": table.summarize(fast, 1000, 10**6),
+        "datatrove": table.summarize(slow, 900, 10**6),
+        "datatrove, whitespace words (not its default)": table.summarize(fast, 900, 10**6),
+    }
+    runs = {"ours": fast, "datatrove": slow, "datatrove, whitespace words (not its default)": fast}
+    text = table.summary_markdown(
+        {"4 e2e": {"rows": rows, "runs": runs}, "1 extract": {"rows": {}, "runs": {}}},
+        "2026-12-07",
+    )
+    lines = text.splitlines()
+    assert lines[0] == "| workload | datatrove | ours | ratio | machine load | date |"
+    assert len(lines) == 2 + 2
+    assert lines[2] == (
+        "| 4 e2e | 18.0 docs/s (wall 50.0 s, CPU 60.0 s, peak RSS 200 MiB) "
+        "| 100.0 docs/s (wall 10.0 s, CPU 10.0 s, peak RSS 300 MiB) "
+        "| **5.56x** docs/s, **6.67x** docs/CPU-s | 2.0-3.5 | 2026-12-07 |"
+    )
+    assert lines[3].startswith("| 4 e2e vs datatrove, whitespace words (not its default) |")
+    assert "**1.11x** docs/s, **1.11x** docs/CPU-s" in lines[3]

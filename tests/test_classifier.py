@@ -31,6 +31,8 @@ from tests.test_runner import read_output
 from tests.tiny_models import make_tiny_classifier
 
 SMALL = ["--dim", "16", "--bucket", "20000", "--epoch", "20", "--lr", "0.5", "--seed", "1"]
+# For tests of what training counts and records, not of what it learns: one epoch.
+ONE_EPOCH = [*SMALL[:4], "--epoch", "1", *SMALL[6:]]
 
 
 def gold_articles(shared_data: Path, folder: Path) -> Path:
@@ -65,9 +67,10 @@ def train_small_model(shared_data: Path, folder: Path) -> Path:
     return model
 
 
-@pytest.fixture(scope="module")
-def model(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_small_model(shared_data, tmp_path_factory.mktemp("model"))
+@pytest.fixture
+def model(small_quality_model: Path) -> Path:
+    """train_small_model's model, trained once per session (conftest.py)."""
+    return small_quality_model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +146,7 @@ def test_balance_downsamples_the_larger_class(shared_data: Path, tmp_path: Path)
     out = tmp_path / "b.bin"
     args = ["train-classifier", "--positive", str(gold_articles(shared_data, tmp_path))]
     args += ["--negative", str(low_quality(shared_data, tmp_path)), "--output", str(out)]
-    assert main([*args, *SMALL, "--balance"]) == 0
+    assert main([*args, *ONE_EPOCH, "--balance"]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     # 181 articles read, 129 of them used: as many as the low-quality texts.
     assert meta["counts"]["__label__hq"] == {"documents": 181, "train": 116, "validation": 13}
@@ -168,7 +171,7 @@ def test_a_runs_rejected_directory_is_a_source(shared_data: Path, tmp_path: Path
     out = tmp_path / "m.bin"
     args = ["train-classifier", "--positive", str(gold_articles(shared_data, tmp_path))]
     args += ["--negative", str(run / "rejected" / "gopher_quality"), "--output", str(out)]
-    assert main([*args, *SMALL, "--validation", "0"]) == 0
+    assert main([*args, *ONE_EPOCH, "--validation", "0"]) == 0
     meta = json.loads((tmp_path / "m.json").read_text())
     assert meta["counts"]["__label__cc"] == {
         "documents": rejected,

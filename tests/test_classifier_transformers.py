@@ -1,5 +1,6 @@
 """`classifier` with `backend: transformers` end to end on a tiny model made here: the same
-scores on Ray as locally, and its score column ranked by `top_fraction`."""
+scores on Ray as locally, its score column ranked by `top_fraction`, and an ablation's score
+cache keyed on every file of the model directory."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
+from pipeline.ablate.run import run_ablation
+from pipeline.ablate.spec import load_ablation
 from pipeline.config import recipe_from_dict
 from pipeline.runner.run import run_recipe
 from tests.tiny_models import make_tiny_classifier
@@ -69,3 +73,49 @@ def test_transformers_backend_on_ray_matches_local(shared_data, tmp_path, ray_se
     assert np.unique(scores).size == 281 and scores.std() > 0.01
     report = json.loads((tmp_path / "ray" / "stats.json").read_text())
     assert report["stages"][0]["name"] == "classifier"
+
+
+@pytest.mark.e2e
+def test_new_weights_in_the_model_directory_recompute_an_ablation(shared_data, tmp_path) -> None:
+    """`model_path` names a directory: new weights in the same files recompute the classifier's
+    cache node (not the stage before it), and the variant is rebuilt with the new scores."""
+    docs = tmp_path / "docs.jsonl"
+    with open(shared_data / "quality" / "dclm-agreement.jsonl", encoding="utf-8") as src:
+        docs.write_text("".join(line for _, line in zip(range(12), src, strict=False)))
+    model = make_tiny_classifier(tmp_path / "model", 1, seed=0, max_positions=64)
+    classifier = {
+        "stage": "classifier",
+        "backend": "transformers",
+        "model_path": str(model),
+        "column": "edu_score",
+        "threshold": None,
+        "max_length": 64,
+        "device": "cpu",
+    }
+    base = {
+        "input": {"paths": [str(docs)]},
+        "output": {"path": "unused"},
+        "runtime": {"executor": "local", "batch_size": 16},
+        "stages": [{"stage": "gopher_quality"}, classifier],
+    }
+    (tmp_path / "base.yaml").write_text(json.dumps(base))
+    path = tmp_path / "abl.yaml"
+    variants = {
+        "base": "base.yaml",
+        "output": {"path": str(tmp_path / "out")},
+        "variants": {"a": {}},
+    }
+    path.write_text(json.dumps(variants))
+
+    def scores() -> list[float]:
+        table = pq.read_table(tmp_path / "out" / "variants" / "a" / "data").sort_by("id")
+        return table.column("edu_score").to_pylist()
+
+    assert run_ablation(load_ablation(path)).computed == {"a": ["gopher_quality", "classifier"]}
+    first = scores()
+    assert run_ablation(load_ablation(path)).computed == {"a": []}
+    make_tiny_classifier(model, 1, seed=1, max_positions=64)  # other weights, same file names
+    assert run_ablation(load_ablation(path)).computed == {"a": ["classifier"]}
+    second = scores()
+    assert len(first) == len(second) == 9 and first != second  # gopher_quality keeps 9 of 12
+    assert run_ablation(load_ablation(path)).computed == {"a": []} and scores() == second

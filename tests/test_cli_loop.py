@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from pipeline.ablate.spec import load_ablation
 from pipeline.config import load_recipe
 from pipeline.errors import ConfigError
+from pipeline.io import sources
 from pipeline.io.sources import plan_units
 from tests.faults.helpers import curate, stats_of
 
@@ -190,6 +192,27 @@ def _rchar() -> int:
     raise AssertionError("no rchar in /proc/self/io")
 
 
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Rows the readers produce from now on, by input file name, however often a file is read."""
+    produced: Counter[str] = Counter()
+    real = sources.get_reader
+
+    def get_reader(fmt: str, cfg: object) -> object:
+        reader = real(fmt, cfg)  # type: ignore[arg-type]
+        read = reader.read
+
+        def counted(unit, stats, batch_size):  # type: ignore[no-untyped-def]
+            for batch in read(unit, stats, batch_size):
+                produced[Path(unit.path).name] += batch.num_rows
+                yield batch
+
+        reader.read = counted  # type: ignore[method-assign]
+        return reader
+
+    monkeypatch.setattr(sources, "get_reader", get_reader)
+    return produced
+
+
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
 def test_limit_reads_no_more_than_needed(tmp_path: Path, shared_data: Path, capsys) -> None:
     gold = (shared_data / "extraction" / "cleaneval.gold.jsonl").read_bytes()
@@ -207,12 +230,13 @@ def test_limit_reads_no_more_than_needed(tmp_path: Path, shared_data: Path, caps
     assert result.code == 0, result.err
     reader = stats_of(tmp_path / "out")["reader"]
     assert (reader["records"], reader["documents"], reader["skipped"]) == (100, 100, {})
-    # 100 pages of ~16 KB, read three times (checks, where to stop, the run) and a buffer
-    assert size > 130 * 2**20 and read < 10 * 2**20, (size, read)  # measured: 6.3 MB
+    # 100 pages of ~16 KB, read once (where to stop; kept for the checks and the run) and a
+    # buffer: measured 2.1 MB (6.3 MB when the checks and the run read them again)
+    assert size > 130 * 2**20 and read < 4 * 2**20, (size, read)
 
 
 def test_limit_over_several_units_balances_and_resumes(
-    tmp_path: Path, shared_data: Path, capsys
+    tmp_path: Path, shared_data: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parts = [
         _gold_copy(shared_data, tmp_path / "in" / f"p{i}.jsonl", slice(i * 40, i * 40 + 40))
@@ -220,8 +244,12 @@ def test_limit_over_several_units_balances_and_resumes(
     ]
     recipe = _recipe(tmp_path, "in")
     args = ("run", recipe, "--limit", "100", "--set", "runtime.batch_size=16")
+    reads = _count_reads(monkeypatch)
     result = curate(capsys, *args)
     assert result.code == 0, result.err
+    # Each document read once: to find where to stop, kept for the check and the run (the third
+    # file's reader stops in its second batch of 16: 32 rows read, 20 used)
+    assert reads == {"p0.jsonl": 40, "p1.jsonl": 40, "p2.jsonl": 32}
     stats = stats_of(tmp_path / "out")
     assert stats["inputs"] == {"units": 3, "formats": ["jsonl"], "limit": 100, "units_planned": 4}
     assert [u["documents_in"] for u in stats["units"]] == [40, 40, 20]
@@ -294,8 +322,10 @@ def test_ablate_takes_set_and_limit_and_resolves_its_paths(
             "base: recipe.yaml\noutput: {path: o}\nvariants:\n  x: {set: {gopher_qualty.x: 1}}\n"
         )
         load_ablation(d / "bad.yaml")
+    reads = _count_reads(monkeypatch)
     result = curate(capsys, "ablate", d / "sweep.yaml", "--limit", "25")
     assert result.code == 0, result.err
+    assert reads == {"g.jsonl": 25}  # once: for the scoring, the check and the three variants
     for name in ("few", "plain", "url"):
         stats = stats_of(tmp_path / "runs" / "sweep" / "variants" / name)
         assert stats["reader"]["documents"] == 25 and stats["inputs"]["limit"] == 25

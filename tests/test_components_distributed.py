@@ -21,7 +21,9 @@ from pipeline.dedup.components import (
 )
 from pipeline.dedup.components_distributed import (
     ROUND_BYTES_PER_EDGE,
+    SCATTER_BYTES_PER_EDGE,
     SINGLE_BYTES_PER_EDGE,
+    _scatter_pieces,
     distributed_components,
     plan,
 )
@@ -96,7 +98,13 @@ def lengths_of(shard: int, *, table: np.ndarray) -> np.ndarray:
 
 
 def both_modes(
-    tmp_path: Path, src: np.ndarray, dst: np.ndarray, keep: str, seed: int, partitions: int
+    tmp_path: Path,
+    src: np.ndarray,
+    dst: np.ndarray,
+    keep: str,
+    seed: int,
+    partitions: int,
+    memory: int | None = None,
 ) -> tuple[Components, dict]:
     """The single task's components (cluster files in tmp_path/single) and the distributed
     ones (edges in 3 files, `partitions` partitions; files in tmp_path/dist), asserted equal.
@@ -123,6 +131,7 @@ def both_modes(
         keep=keep,
         seed=seed,
         lengths_of=functools.partial(lengths_of, table=lengths),
+        memory=memory,
     )
     assert clusters(tmp_path / "dist") == clusters(tmp_path / "single")
     roots = comp.root == np.arange(len(comp.keys))
@@ -144,6 +153,25 @@ def test_distributed_gives_the_single_clusters(tmp_path, shape: str, keep: str) 
         assert summary["clusters"] == 1 and summary["largest_cluster"] == 4000
     if shape == "star":
         assert summary["components_rounds"] <= 3  # a star needs at most one hop to its minimum
+
+
+@pytest.mark.parametrize("shape", ["giant", "random"])
+def test_scatter_slices_follow_the_memory_budget(tmp_path, shape: str) -> None:
+    """A budget of 300 edges cuts each edge file into slices no larger (the scatter task reads
+    only its slice, so it never holds a whole phase-2 file); the clusters stay the single path's."""
+    rng = np.random.default_rng(11)
+    src, dst = graph(shape, rng)
+    keys = keys_of(np.concatenate((src, dst)), rng)
+    memory = 300 * SCATTER_BYTES_PER_EDGE
+    both_modes(tmp_path, keys[: len(src)], keys[len(src) :], "first", 3, 5, memory=memory)
+    files = sorted(str(p) for p in tmp_path.glob("edges-*.npy"))
+    pieces = _scatter_pieces(LocalContext(str(tmp_path)).fs, files, memory)
+    sizes = [end - start for _, _, _, start, end in pieces]
+    assert max(sizes) == 300 and sum(sizes) == len(src)
+    assert len(pieces) == sum(-(-len(np.load(f)) // 300) for f in files)
+    assert _scatter_pieces(LocalContext(str(tmp_path)).fs, files, None) == [
+        (i, f, 0, 0, len(np.load(f))) for i, f in enumerate(files)
+    ]
 
 
 def test_a_star_on_its_smallest_key_converges_in_one_round(tmp_path) -> None:

@@ -22,6 +22,7 @@ from pipeline.dedup.minhash import CLUSTER_ID, MinHashDedupConfig, MinHashDedupS
 from pipeline.runner.resumable import ResumableContext, stage_fingerprint
 from pipeline.runner.run import run_recipe
 from pipeline.stages.global_base import GlobalStage, LocalContext, ShardRef
+from tests.faults.helpers import FAST_EXTRACT, IN_PROCESS_EXTRACT
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def warcs(shared_data: Path, tmp_path_factory) -> list[Path]:
         "input": {"paths": paths},
         "output": {"path": str(tmp / "extract")},
         "runtime": {"executor": "local"},
-        "stages": [{"stage": "extract"}],
+        "stages": [FAST_EXTRACT],  # any extractor's real documents: resiliparse, the fastest
     }
     run_recipe(recipe_from_dict(recipe))
     table = ds.dataset(str(tmp / "extract" / "data"), format="parquet").to_table()
@@ -271,7 +272,7 @@ def test_runner_reports_index_matches_vs_new_duplicates(
             "output": {"path": str(tmp_path / out)},
             "runtime": {"executor": executor},
             "stages": [
-                {"stage": "extract"},
+                IN_PROCESS_EXTRACT,
                 {"stage": "exact_dedup", "index": str(index), "index_mode": mode},
             ],
         }

@@ -18,6 +18,7 @@ from pipeline.errors import CurateError
 from pipeline.runner.run import run_recipe
 from pipeline.stages.base import StageConfig
 from pipeline.stages.global_base import GlobalContext, GlobalStage, ShardRef
+from tests.faults.helpers import IN_PROCESS_EXTRACT
 from tests.test_runner import read_output
 
 
@@ -90,7 +91,7 @@ def test_global_stage_between_map_stages(with_test_stage, demo_warc, shared_data
     (demo_warc.parent / "copy.warc.gz").write_bytes(demo_warc.read_bytes())
     out = tmp_path / "run"
     stages = [
-        {"stage": "extract"},
+        IN_PROCESS_EXTRACT,
         {"stage": "same_text"},
         {"stage": "langid", "languages": ["en"]},
     ]
@@ -132,7 +133,7 @@ def test_resume_after_a_crash_inside_the_second_segment(
 ) -> None:
     inputs = [str(demo_warc), str(demo_warc.parent / "copy2.warc.gz")]
     (demo_warc.parent / "copy2.warc.gz").write_bytes(demo_warc.read_bytes())
-    stages = [{"stage": "extract"}, {"stage": "same_text"}]
+    stages = [IN_PROCESS_EXTRACT, {"stage": "same_text"}]
     clean = tmp_path / "clean"
     run_recipe(_recipe(inputs, clean, stages))
     out = tmp_path / "crashed"
@@ -164,7 +165,7 @@ def test_exact_dedup_on_ray_matches_local_and_counts_reasons(demo_warc, tmp_path
     """A real global stage through both executors: same kept set, same accounting."""
     copy = demo_warc.parent / "copy3.warc.gz"
     copy.write_bytes(demo_warc.read_bytes())
-    stages = [{"stage": "extract"}, {"stage": "exact_dedup"}, {"stage": "langid"}]
+    stages = [IN_PROCESS_EXTRACT, {"stage": "exact_dedup"}, {"stage": "langid"}]
     runs = {}
     for executor in ("local", "ray"):
         recipe = recipe_from_dict(
@@ -196,7 +197,7 @@ def test_minhash_s_curve_is_in_the_report(demo_warc, tmp_path) -> None:
             "input": {"paths": [str(demo_warc)]},
             "output": {"path": str(tmp_path / "mh")},
             "runtime": {"executor": "local"},
-            "stages": [{"stage": "extract"}, {"stage": "minhash_dedup", "preset": "fineweb"}],
+            "stages": [IN_PROCESS_EXTRACT, {"stage": "minhash_dedup", "preset": "fineweb"}],
         }
     )
     stats = run_recipe(recipe).stats

@@ -46,6 +46,7 @@ def forget_stages() -> None:
     for name in [m for m in sys.modules if m.split(".")[0] == PACKAGE]:
         del sys.modules[name]
     registry.plugins.cache_clear()
+    registry.broken_plugins.cache_clear()
     registry.stage_class.cache_clear()
     config._recipe_model.cache_clear()
     fingerprint.stage_dependencies.cache_clear()
@@ -108,22 +109,118 @@ def test_a_recipe_runs_a_plugin_stage_on_real_documents(capsys, tmp_path, plugin
     assert len(kept) == 277 and max(r for r in kept if r is not None) <= 0.2
 
 
+@pytest.fixture
+def broken_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The example plugin installed with an entry point whose module fails on import, the way
+    a plugin missing a native library does."""
+    site = install(tmp_path / "site", "caps_filter = curate_example_plugin.broken:CapsFilterStage")
+    (site / PACKAGE / "broken.py").write_text('raise RuntimeError("libcaps.so: not found")\n')
+    monkeypatch.syspath_prepend(str(site))
+    forget_stages()
+    yield site
+    monkeypatch.undo()
+    forget_stages()
+
+
+BROKEN = (
+    f"the package {DIST} registers a stage named 'caps_filter' (entry point `curate.stages`: "
+    "curate_example_plugin.broken:CapsFilterStage) that cannot be loaded: RuntimeError: "
+    "libcaps.so: not found"
+)
+
+
+def test_a_broken_plugin_is_a_warning_for_recipes_that_do_not_use_it(
+    capsys, tmp_path, broken_site
+) -> None:
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", [DCLM], out, [{"stage": "gopher_quality"}])
+    result = curate(capsys, "run", recipe)
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == [
+        f"curate: warning: {BROKEN}; stage 'caps_filter' is unavailable"
+    ]
+    assert stats_of(out)["stages"][0]["docs_in"] == 281
+    assert "caps_filter" not in registry.registered()
+
+
+def test_a_recipe_using_a_broken_plugin_stage_is_refused_with_the_reason(
+    capsys, tmp_path, broken_site
+) -> None:
+    stages = [{"stage": "gopher_quality"}, {"stage": "caps_filter"}]
+    recipe = write_recipe(tmp_path / "r.yaml", [DCLM], tmp_path / "out", stages)
+    result = curate(capsys, "run", recipe)
+    assert result.code == 2 and not (tmp_path / "out").exists()
+    assert "Traceback" not in result.err
+    warning, error = result.err.splitlines()
+    assert warning.startswith("curate: warning: ")
+    assert error == (
+        f"curate: error: {recipe}: stages[1].stage (line 21): stage 'caps_filter' is unavailable: {BROKEN}"
+    )
+    with pytest.raises(ConfigError, match="RuntimeError: libcaps.so: not found"):
+        registry.stage_class("caps_filter")
+
+
+def test_curate_stages_warns_of_a_broken_plugin_and_lists_the_rest(capsys, broken_site) -> None:
+    result = curate(capsys, "stages")
+    assert result.code == 0
+    assert result.err.splitlines() == [
+        f"curate: warning: {BROKEN}; stage 'caps_filter' is unavailable"
+    ]
+    assert "| `langid` | map | built-in |" in result.out and "caps_filter" not in result.out
+    one = curate(capsys, "stages", "caps_filter")
+    assert one.code == 2 and one.err.splitlines()[-1] == f"curate: error: {BROKEN}"
+
+
 def test_a_plugin_named_like_a_built_in_is_refused(capsys, tmp_path, monkeypatch) -> None:
     site = install(tmp_path / "site", "langid = curate_example_plugin.caps_filter:CapsFilterStage")
     monkeypatch.syspath_prepend(str(site))
     forget_stages()
     try:
+        clash = (
+            f"the package {DIST} registers a stage named 'langid' (entry point "
+            "`curate.stages`: curate_example_plugin.caps_filter:CapsFilterStage), the name of a "
+            "built-in stage; a plugin cannot replace a built-in: rename its entry point or "
+            "uninstall it"
+        )
         with pytest.raises(ConfigError, match="a plugin cannot replace a built-in"):
             registry.stage_class("langid")
         recipe = write_recipe(tmp_path / "r.yaml", [DCLM], tmp_path / "out", [{"stage": "langid"}])
         result = curate(capsys, "run", recipe)
         assert result.code == 2 and not (tmp_path / "out").exists()
-        assert result.err.strip() == (
-            f"curate: error: the package {DIST} registers a stage named 'langid' (entry point "
-            "`curate.stages`: curate_example_plugin.caps_filter:CapsFilterStage), the name of a "
-            "built-in stage; a plugin cannot replace a built-in: rename its entry point or "
-            "uninstall it"
+        assert result.err.splitlines() == [
+            f"curate: warning: {clash}; stage 'langid' is unavailable",
+            f"curate: error: {recipe}: stages[0].stage (line 18): stage 'langid' is unavailable: "
+            + clash,
+        ]
+        # A recipe that does not name it runs, with the warning.
+        other = [{"stage": "gopher_quality"}]
+        recipe = write_recipe(tmp_path / "r2.yaml", [DCLM], tmp_path / "out2", other)
+        result = curate(capsys, "run", recipe)
+        assert result.code == 0 and result.err.startswith(f"curate: warning: {clash};")
+    finally:
+        monkeypatch.undo()
+        forget_stages()
+
+
+def test_two_packages_registering_one_name_make_only_that_name_unavailable(
+    tmp_path, monkeypatch
+) -> None:
+    site = install(tmp_path / "site")
+    other = site / "other_caps-0.2.0.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: other-caps\nVersion: 0.2.0\n")
+    (other / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\n{ENTRY}\n")
+    monkeypatch.syspath_prepend(str(site))
+    forget_stages()
+    try:
+        dists = sorted([DIST, "other-caps"])
+        problem = registry.broken_plugins()["caps_filter"]
+        assert problem.startswith("the packages ") and problem.endswith(
+            "both register a stage named 'caps_filter' (entry point `curate.stages`); "
+            "uninstall one of them"
         )
+        assert all(d in problem for d in dists)
+        assert "caps_filter" not in registry.registered() and "langid" in registry.registered()
     finally:
         monkeypatch.undo()
         forget_stages()
@@ -134,7 +231,9 @@ def test_an_entry_point_that_does_not_load_is_named(tmp_path, monkeypatch) -> No
     monkeypatch.syspath_prepend(str(site))
     forget_stages()
     try:
-        with pytest.raises(ConfigError, match=rf"stage 'caps_filter' \({DIST}: .*AttributeError"):
+        with pytest.raises(
+            ConfigError, match=rf"{DIST} registers .* that cannot be loaded: AttributeError"
+        ):
             registry.stage_class("caps_filter")
     finally:
         monkeypatch.undo()

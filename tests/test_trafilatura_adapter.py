@@ -21,7 +21,7 @@ import trafilatura.xpaths
 from pipeline.config import recipe_from_dict
 from pipeline.errors import ConfigError
 from pipeline.runner.run import run_recipe
-from pipeline.stages import fast_xpath, trafilatura_adapter
+from pipeline.stages import fast_xpath, trafilatura_adapter, trafilatura_copies
 from pipeline.stages.extract import ExtractConfig, ExtractStage
 from pipeline.stages.extractors import build_extractor
 from tests.test_extract import ARTICLE, BODY, html_batch
@@ -36,15 +36,19 @@ BROKEN_PATH = trafilatura.xpaths.OVERALL_DISCARD_XPATH[0].path
 @pytest.fixture
 def adapter(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """A fresh process state (no holders, no cached verdicts), restored afterwards."""
-    was = fast_xpath.installed()
+    was = fast_xpath.installed(), trafilatura_copies.installed()
     fast_xpath.uninstall()
+    trafilatura_copies.uninstall()
     monkeypatch.setattr(trafilatura_adapter, "_state", trafilatura_adapter._ProcessState())
     limit = trafilatura.core.ESCALATION_MAX_LENGTH
     yield trafilatura_adapter
     trafilatura.core.ESCALATION_MAX_LENGTH = limit
     fast_xpath.uninstall()
-    if was:
+    trafilatura_copies.uninstall()
+    if was[0]:
         fast_xpath.install()
+    if was[1]:
+        trafilatura_copies.install()
 
 
 class _Nothing:
@@ -109,7 +113,7 @@ def test_self_check_passes_on_the_installed_trafilatura(adapter: ModuleType) -> 
     extract = _extractor()
     try:
         assert extract.notes == ()
-        assert fast_xpath.installed()
+        assert fast_xpath.installed() and trafilatura_copies.installed()
         assert adapter.missing_attributes() == []
         assert adapter.check_ms() > 0
     finally:
@@ -283,3 +287,72 @@ def test_conflicting_in_process_extract_configs_are_refused(adapter: ModuleType)
         assert not fast_xpath.installed()
     finally:
         second.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The tree copies left out (pipeline/stages/trafilatura_copies.py)
+
+
+def _copies_per_page(
+    monkeypatch: pytest.MonkeyPatch, extract: Any, pages: list[tuple[str, bytes]]
+) -> tuple[list[str], int]:
+    """Texts of `pages` and how many whole trees trafilatura.core (or the replacements) copied."""
+    calls = [0]
+    real = trafilatura.core.copy
+
+    def counting(tree: Any) -> Any:
+        calls[0] += 1
+        return real(tree)
+
+    monkeypatch.setattr(trafilatura.core, "copy", counting)
+    monkeypatch.setattr(trafilatura_copies, "copy", counting)
+    texts = [extract(html, None) for _, html in pages]
+    monkeypatch.undo()
+    return texts, calls[0]
+
+
+@pytest.mark.parametrize(
+    ("mode", "plain_copies", "lean_copies"),
+    [
+        ({}, 4, 2),  # precision: the input tree, cleaned, backup, the comparison's raw tree
+        ({"fast": True, "favor_precision": False, "recall_escalation": False}, 3, 1),
+        ({"fast": True, "favor_precision": False, "include_comments": True}, 3, 2),
+        ({"favor_precision": False, "favor_recall": True}, 4, 3),
+    ],
+)
+def test_tree_copies_left_out_same_text(
+    adapter: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: dict[str, Any],
+    plain_copies: int,
+    lean_copies: int,
+) -> None:
+    """Per page, trafilatura copies the tree 3-4 times; with our parse handed over 1-3 of the
+    copies are not needed, and the text of the shipped pages stays byte-identical."""
+    pages = adapter.check_pages()
+    extract = _extractor(**mode)
+    try:
+        assert extract.notes == () and trafilatura_copies.installed()
+        lean, lean_n = _copies_per_page(monkeypatch, extract, pages)
+        trafilatura_copies.uninstall()
+        plain, plain_n = _copies_per_page(monkeypatch, extract, pages)
+    finally:
+        extract.close()
+    assert lean == plain
+    assert sum(1 for t in plain if len(t) > 200) == len(pages)
+    assert (plain_n, lean_n) == (plain_copies * len(pages), lean_copies * len(pages))
+    assert not trafilatura_copies.installed()  # close() released the process-wide settings
+
+
+def test_a_tree_handed_over_without_the_replacements_is_the_tree(adapter: ModuleType) -> None:
+    tree = lxml.html.document_fromstring(ARTICLE)
+    assert trafilatura_copies.hand_over(tree) is tree  # plain trafilatura copies it itself
+    original = trafilatura.core.load_html
+    trafilatura_copies.install()
+    try:
+        handed = trafilatura_copies.hand_over(tree)
+        assert handed is not tree and trafilatura.core.load_html(handed) is tree
+        assert trafilatura.core.load_html(tree) is tree  # other callers' input unchanged
+    finally:
+        trafilatura_copies.uninstall()
+    assert trafilatura.core.load_html is original

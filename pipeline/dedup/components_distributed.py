@@ -51,6 +51,9 @@ MAX_ROUNDS = 200  # O(log^2 n) rounds: 200 is never reached by a graph that fits
 # per edge of its partition (two directed records, their sort, the emitted records; 169-196 B).
 SINGLE_BYTES_PER_EDGE = 140
 ROUND_BYTES_PER_EDGE = 200
+# The scatter reads a slice of one edge file and writes it both ways, keyed (~215 B per undirected
+# edge measured at 10M documents); slices are cut so that one fits the memory budget too.
+SCATTER_BYTES_PER_EDGE = 256
 
 LengthsOf = Callable[[int], np.ndarray]  # shard index -> each row's length (keep: longest)
 
@@ -85,15 +88,15 @@ def distributed_components(
     keep: str,
     seed: int,
     lengths_of: LengthsOf | None = None,
+    memory: int | None = None,
 ) -> dict[str, Any]:
     """Components of the edges in the .npy (n, 2) int64 files `edge_files`, resolved by rounds of
     `partitions` tasks under `work`; per-shard cluster files (`write_clusters`) in `clusters_dir`.
-    Returns the single path's summary plus the rounds run."""
-    ctx.map(
-        functools.partial(_scatter_task, fs=ctx.fs, work=work, partitions=partitions),
-        list(enumerate(edge_files)),
-    )
-    sources = [f"{work}/round-000/part-{i:05d}.bin" for i in range(len(edge_files))]
+    `memory`: the per-task budget the scatter's slices of the edge files are cut to (None: whole
+    files). Returns the single path's summary plus the rounds run."""
+    pieces = _scatter_pieces(ctx.fs, edge_files, memory)
+    ctx.map(functools.partial(_scatter_task, fs=ctx.fs, work=work, partitions=partitions), pieces)
+    sources = [f"{work}/round-000/part-{i:05d}-{j:05d}.bin" for i, _, j, _, _ in pieces]
     nodes = list(range(partitions))
     for r in range(1, MAX_ROUNDS + 1):
         out = f"{work}/round-{r:03d}"
@@ -153,15 +156,57 @@ def _write_edges(
     write_keyed(fs, path, rec, node_partition(rec["u"], partitions), key=BY_NODE)
 
 
+_NPY_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _npy_rows(f: Any) -> tuple[int, np.dtype, int]:
+    """(rows, dtype, data offset) of the (n, 2) .npy array in the open file `f`, header only."""
+    version = np.lib.format.read_magic(f)
+    if version not in _NPY_HEADERS:
+        raise ValueError(f".npy format version {version} is not one np.save writes for edges")
+    shape, fortran, dtype = _NPY_HEADERS[version](f)
+    if len(shape) != 2 or shape[1] != 2 or fortran:
+        raise ValueError(f"expected a C-ordered (n, 2) edge array, got shape {shape}")
+    return shape[0], dtype, f.tell()
+
+
+def _scatter_pieces(
+    fs: fsspec.AbstractFileSystem, edge_files: Sequence[str], memory: int | None
+) -> list[tuple[int, str, int, int, int]]:
+    """(file index, path, slice index, first row, end row): the edge files cut into slices of at
+    most `memory` / SCATTER_BYTES_PER_EDGE edges, so no scatter task outgrows the budget."""
+    step = max(1, memory // SCATTER_BYTES_PER_EDGE) if memory else None
+    pieces = []
+    for index, path in enumerate(edge_files):
+        with fs.open(path, "rb") as f:
+            rows = _npy_rows(f)[0]
+        cuts = range(0, rows, step or max(rows, 1)) if rows else [0]
+        for j, start in enumerate(cuts):
+            pieces.append((index, path, j, start, min(rows, start + (step or rows))))
+    return pieces
+
+
 def _scatter_task(
-    item: tuple[int, str], *, fs: fsspec.AbstractFileSystem, work: str, partitions: int
+    item: tuple[int, str, int, int, int],
+    *,
+    fs: fsspec.AbstractFileSystem,
+    work: str,
+    partitions: int,
 ) -> None:
-    """One edge file to directed records keyed by node partition (round 0's input)."""
-    index, path = item
+    """Rows [start, end) of one edge file to directed records keyed by node partition (round 0's
+    input); only that slice is read."""
+    index, path, piece, start, end = item
     with fs.open(path, "rb") as f:
-        pairs = np.load(f).astype(np.int64)
+        _, dtype, offset = _npy_rows(f)
+        f.seek(offset + start * 2 * dtype.itemsize)
+        raw = f.read((end - start) * 2 * dtype.itemsize)
+    pairs = np.frombuffer(raw, dtype=dtype).reshape(-1, 2).astype(np.int64)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    _write_edges(fs, f"{work}/round-000/part-{index:05d}.bin", pairs[:, 0], pairs[:, 1], partitions)
+    out = f"{work}/round-000/part-{index:05d}-{piece:05d}.bin"
+    _write_edges(fs, out, pairs[:, 0], pairs[:, 1], partitions)
 
 
 def _neighbourhoods(

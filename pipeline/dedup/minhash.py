@@ -513,6 +513,7 @@ def _components(
         keep=cfg.keep,
         seed=cfg.seed,
         lengths_of=functools.partial(_shard_lengths, fs=fs, work=work),
+        memory=cfg.components_memory,
     )
     return {**summary, "components": mode}
 

@@ -36,6 +36,9 @@ class InputUnit:
     # False: a remote file listed in input.paths_file, never looked up (a request each), so its
     # size is unknown and its identity is its path (io/sources.py).
     checked: bool = True
+    # Its batches and reader stats from a read already done (input.limit's pass, io/limit.py),
+    # replayed instead of reading the file again; never part of the unit's identity.
+    preread: PreRead | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -87,6 +90,15 @@ class ReaderStats:
     def balanced(self) -> bool:
         return self.records == self.documents + sum(self.skipped.values())
 
+    def add(self, other: ReaderStats) -> None:
+        """Count what `other` counted (records, documents, bytes, skips, errors) here too."""
+        self.records += other.records
+        self.documents += other.documents
+        self.bytes_read += other.bytes_read
+        self.skipped.update(other.skipped)
+        self.errors.extend(other.errors)
+        self.note_fields(other.seen_fields)
+
     def to_dict(self) -> dict:
         return {
             "records": self.records,
@@ -95,6 +107,19 @@ class ReaderStats:
             "skipped": dict(sorted(self.skipped.items())),
             "errors": list(self.errors),
         }
+
+
+@dataclass(frozen=True)
+class PreRead:
+    """What reading a unit produced (its batches, its reader's stats), kept so that the unit is
+    not read a second time: a run replays it exactly as the reader would produce it again."""
+
+    batches: tuple[pa.Table, ...]
+    stats: ReaderStats
+
+    def replay(self, stats: ReaderStats) -> Iterator[pa.Table]:
+        stats.add(self.stats)
+        yield from self.batches
 
 
 class Reader(ABC):

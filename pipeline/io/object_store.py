@@ -46,9 +46,15 @@ def abort_unfinished_uploads(fs: fsspec.AbstractFileSystem, path: str) -> int:
         }
 
 
-def url_filesystem(url: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+def url_filesystem(
+    url: str, *, fresh: bool = False, **options: Any
+) -> tuple[fsspec.AbstractFileSystem, str]:
     """`fsspec.core.url_to_fs(url, **options)`; ImportError says which extra brings the
-    backend (s3fs for s3://) in one line."""
+    backend (s3fs for s3://) in one line. `fresh`: on an object store, listings are never
+    served from a cache, so objects other processes (Ray workers, an earlier run in this
+    process) wrote or rewrote since are seen as they are now."""
+    if fresh and get_protocol(url) in OBJECT_STORE_PROTOCOLS:
+        options["use_listings_cache"] = False
     try:
         return fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:

@@ -102,10 +102,11 @@ def _check_protocol(url: str, allowed: list[str]) -> bool:
     return all(p in _LOCAL_PROTOCOLS for p in protocols)
 
 
-def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """fsspec filesystem and in-filesystem path for a URL, with a clear error if unsupported."""
+def filesystem(url: str, fresh: bool = False) -> tuple[fsspec.AbstractFileSystem, str]:
+    """fsspec filesystem and in-filesystem path for a URL, with a clear error if unsupported
+    (`fresh`: listings never from a cache, for a run's output others may have rewritten)."""
     try:
-        return url_filesystem(url)
+        return url_filesystem(url, fresh=fresh)
     except (ImportError, ValueError) as e:
         raise InputError(f"cannot open {url!r}: {e}") from e
 
@@ -550,8 +551,11 @@ def read_unit(
     """A unit's batches through its reader, for a run or the ablation score cache: when the
     reading ends with every record skipped for a configuration reason (no `text` field), a
     ConfigError naming the key to set, so no unit ends as a silent empty shard. A unit with a
-    `limit` stops after that many documents (io/limit.py)."""
-    if unit.limit is None:
+    `limit` stops after that many documents (io/limit.py); one read already (`unit.preread`)
+    is replayed, not read again."""
+    if unit.preread is not None:
+        yield from unit.preread.replay(stats)
+    elif unit.limit is None:
         yield from get_reader(unit.format, cfg).read(unit, stats, batch_size)
     else:
         batch_size = min(batch_size, unit.limit)

@@ -13,11 +13,10 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
-from fsspec.utils import get_protocol
 
 from pipeline.errors import OutputError
 from pipeline.io.atomic import AtomicFile
-from pipeline.io.object_store import OBJECT_STORE_PROTOCOLS, url_filesystem
+from pipeline.io.object_store import url_filesystem
 
 
 def output_fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -26,9 +25,8 @@ def output_fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
     On an object store, listings are never served from a cache: markers and shards written by
     other processes (Ray workers, an earlier run) must be seen as soon as they exist.
     """
-    options = {"use_listings_cache": False} if get_protocol(path) in OBJECT_STORE_PROTOCOLS else {}
     try:
-        fs, root = url_filesystem(path, **options)
+        fs, root = url_filesystem(path, fresh=True)
     except ImportError as exc:
         raise OutputError(f"cannot write output {path!r}: {exc}") from None
     return fs, root.rstrip("/") or "/"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -92,16 +92,25 @@ class RunResult:
     executor: str = ""  # the executor that ran it (`auto` resolved)
 
 
-def run_recipe(recipe: Recipe, *, overwrite: bool = False) -> RunResult:
-    """Run a recipe to completion (resuming finished work) and return its totals."""
+def run_recipe(
+    recipe: Recipe,
+    *,
+    overwrite: bool = False,
+    input_plan: tuple[list[InputUnit], int] | None = None,
+) -> RunResult:
+    """Run a recipe to completion (resuming finished work) and return its totals.
+    `input_plan`: what plan_run_input returns, when the caller has planned (and checked) the
+    same input already (an ablation's variants: `input.limit`'s documents are read once)."""
     with output_lock(recipe.output.path, "curate run"):
-        return _run_locked(recipe, overwrite)
+        return _run_locked(recipe, overwrite, input_plan)
 
 
-def _run_locked(recipe: Recipe, overwrite: bool) -> RunResult:
+def _run_locked(
+    recipe: Recipe, overwrite: bool, input_plan: tuple[list[InputUnit], int] | None
+) -> RunResult:
     """run_recipe's work, with the output directory's writer lock held."""
     started = time.perf_counter()
-    units, planned = plan_run_input(recipe)
+    units, planned = input_plan or plan_run_input(recipe)
     fs, root = output_fs(recipe.output.path)
     config_hash = recipe.config_hash()
     claim_output(fs, root, recipe, config_hash, overwrite)
@@ -218,6 +227,7 @@ def _run_all_segments(
             mode=recipe.runtime.progress,
         )
         done.update(_execute(recipe, tasks, progress, weights, pool))
+        units = [replace(u, preread=None) for u in units]  # read: its batches are not kept
         ran += len(tasks)
         ran_units |= todo
         markers.append(done)

@@ -85,11 +85,12 @@ class TrafilaturaOptions(_Options):
     # wrote it. Layout tables otherwise fail line-wise filters such as FineWeb's punct ratio.
     table_outer_pipes: bool = False
     # Run trafilatura's XPath selectors compiled to lxml tag iteration plus fused regexes
-    # (pipeline/stages/fast_xpath.py) instead of lxml's XPath with Python re:test callbacks:
-    # byte-identical text, 1.3-1.6x faster. A self-check at set-up falls back to trafilatura's
-    # own selectors (with a warning in stats.json) on an untested trafilatura release or when
-    # the compiled ones differ. Process-wide: two in-process extract stages must agree.
-    # false: trafilatura's own XPath objects.
+    # (pipeline/stages/fast_xpath.py) instead of lxml's XPath with Python re:test callbacks,
+    # and leave out the whole-tree copies that our per-page parse makes redundant
+    # (pipeline/stages/trafilatura_copies.py): byte-identical text, 1.3-1.6x faster. A
+    # self-check at set-up falls back to plain trafilatura (with a warning in stats.json) on
+    # an untested trafilatura release or when the texts differ. Process-wide: two in-process
+    # extract stages must agree. false: trafilatura's own XPath objects and copies.
     compiled_selectors: bool = True
     # trafilatura (2.3+) retries a short balanced-focus extraction in recall mode when it
     # holds < 20% of the page's text; measuring that text costs a whole-page pass on every

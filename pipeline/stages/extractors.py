@@ -72,7 +72,8 @@ def _trafilatura(
     HtmlElement in C instead of lxml.html's per-element Python lookup: same output, ~5-10%
     faster. `compiled_selectors` swaps trafilatura's XPath selectors for compiled ones
     (pipeline/stages/fast_xpath.py: same elements, so the same text, in about half the time)
-    when pipeline/stages/trafilatura_adapter.py's self-check passes; `recall_escalation: False`
+    and leaves out trafilatura's tree copies that a tree parsed per call makes redundant
+    (pipeline/stages/trafilatura_copies.py, same text) when pipeline/stages/trafilatura_adapter.py's self-check passes; `recall_escalation: False`
     turns off trafilatura's recall retry of short extractions. Both are process-wide settings
     held until `close()`.
     """
@@ -82,6 +83,7 @@ def _trafilatura(
     from trafilatura.settings import Extractor
 
     from pipeline.stages import trafilatura_adapter
+    from pipeline.stages.trafilatura_copies import hand_over
 
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # it logs every discarded page
     parser = lxml.html.HTMLParser(
@@ -127,7 +129,8 @@ def _trafilatura(
             options = copy.copy(base)
             options.url = url
             options.source = url
-            text = trafilatura.extract(tree, url=url, options=options) or ""
+            # the tree is this call's alone: trafilatura need not copy it (trafilatura_copies)
+            text = trafilatura.extract(hand_over(tree), url=url, options=options) or ""
             if not table_outer_pipes and "| " in text:
                 text = strip_outer_pipes(text)
             return text

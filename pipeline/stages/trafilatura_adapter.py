@@ -1,4 +1,5 @@
-"""The one place that changes trafilatura's process-wide state: compiled selectors and the
+"""The one place that changes trafilatura's process-wide state: compiled selectors (with the
+redundant tree copies left out, pipeline/stages/trafilatura_copies.py) and the
 recall-escalation switch, each guarded so a trafilatura release we did not test cannot silently
 change the extracted text.
 
@@ -6,7 +7,7 @@ change the extracted text.
 range we test (SUPPORTED, also pinned in pyproject.toml), that the modules and attributes we patch
 are where we expect them, and runs a self-check: every compiled selector must select the same
 elements as lxml's XPath on the pages shipped in pipeline/resources/trafilatura_check/, and the
-extracted text of those pages must be identical with and without them. Any failure falls back to
+extracted text of those pages must be identical with and without them (selectors and copies). Any failure falls back to
 plain trafilatura (its own XPath objects) with a one-line note that the extract stage reports in
 the log and in stats.json. `recall_escalation: false` cannot fall back (it changes the output),
 so it is a ConfigError when trafilatura has no such switch.
@@ -26,13 +27,14 @@ from importlib import metadata, resources
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.stages import fast_xpath
+from pipeline.stages import fast_xpath, trafilatura_copies
 
 # The trafilatura releases tested with the patches below (pyproject.toml pins the same range).
 SUPPORTED_MIN = (2, 3, 1)
 SUPPORTED_BELOW = (2, 4)
 SUPPORTED = ">=2.3.1,<2.4"
-# Where trafilatura 2.3 keeps the selectors its extraction path runs (module: attributes).
+# Where trafilatura 2.3 keeps the selectors its extraction path runs, and the functions that
+# trafilatura_copies replaces and calls (module: attributes).
 # One missing means a release reorganised them: the compiled selectors are not used then.
 _MAIN_EXTRACTOR = (
     "BODY_XPATH",
@@ -47,7 +49,7 @@ _CORE = ("REMOVE_COMMENTS_XPATH", "REMOVE_COMMENTS_AND_LISTS_XPATH", "RAW_TREE_P
 PATCHED = {
     "xpaths": (*_MAIN_EXTRACTOR, *_CORE),
     "main_extractor": _MAIN_EXTRACTOR,
-    "core": _CORE,
+    "core": (*_CORE, *trafilatura_copies.REPLACED, *trafilatura_copies.CALLED),
     "settings": ("BASIC_CLEAN_XPATH",),
     "baseline": ("BASIC_CLEAN_XPATH",),
 }
@@ -177,14 +179,25 @@ def _selector_mismatch(parse: Callable[[bytes], Any]) -> str | None:
     return None
 
 
-def _text_mismatch(extract: Extract) -> str | None:
-    """Extract the shipped pages with lxml's selectors, then with the compiled ones (installed
-    by _selector_mismatch): the texts must be identical."""
+def _install() -> None:
+    """The compiled selectors and trafilatura without its redundant tree copies, together."""
+    fast_xpath.install()
+    trafilatura_copies.install()
+
+
+def _uninstall() -> None:
     fast_xpath.uninstall()
+    trafilatura_copies.uninstall()
+
+
+def _text_mismatch(extract: Extract) -> str | None:
+    """Extract the shipped pages with plain trafilatura (lxml's selectors, its own tree copies),
+    then with the compiled selectors and without the copies: the texts must be identical."""
+    _uninstall()
     try:
         plain = [extract(html, None) for _, html in check_pages()]
     finally:
-        fast_xpath.install()
+        _install()
     for (name, html), want in zip(check_pages(), plain, strict=True):
         try:
             got = extract(html, None)
@@ -215,13 +228,13 @@ def self_check(parse: Callable[[bytes], Any], extract: Extract, key: Any) -> str
             reason = _state.selector_verdict[0]
             if reason is None:
                 if key not in _state.text_verdicts:
-                    fast_xpath.install()
+                    _install()
                     _state.text_verdicts[key] = _guarded(lambda: _text_mismatch(extract))
                 reason = _state.text_verdicts[key]
     finally:
         _state.check_ms += (time.perf_counter() - t0) * 1000
     if reason is not None:
-        fast_xpath.uninstall()
+        _uninstall()
     return reason
 
 
@@ -282,9 +295,9 @@ def release() -> None:
 
 def _apply(compiled: bool, escalation: bool) -> None:
     if compiled:
-        fast_xpath.install()
+        _install()
     else:
-        fast_xpath.uninstall()
+        _uninstall()
     _state.compiled = compiled
     _set_escalation(escalation)
 

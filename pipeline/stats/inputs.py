@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -28,6 +27,7 @@ from pipeline.errors import InputError
 from pipeline.io.fields import is_string_type
 from pipeline.io.output_shards import is_shard
 from pipeline.io.pathnames import display_path
+from pipeline.io.sources import filesystem
 from pipeline.io.writer import output_url
 from pipeline.runner.kernel import error_text
 
@@ -69,7 +69,7 @@ def is_run_dir(fs: Any, root: str) -> bool:
 
 def resolve_input(path: str, per_stage: bool = False) -> StatsInput:
     """Plan the files of a run directory or of plain data (Parquet, JSONL, WET, HF)."""
-    fs, root = fsspec.core.url_to_fs(path)
+    fs, root = filesystem(path, fresh=True)  # a run's files may be rewritten by a rerun
     root = root.rstrip("/") or "/"
     if is_run_dir(fs, root):  # its root as a URL: RUN/stats is written beside it, on its store
         return _run_input(fs, output_url(fs, root), per_stage)

@@ -2,11 +2,13 @@
 
     .venv/bin/python -m scripts.bench.ours_driver SPEC.json
 
-Modes: `run` (`run_recipe`, the `curate run` code path, with the spec's executor) and `pool`
+Modes: `run` (`run_recipe`, the `curate run` code path, with the spec's executor: `auto` and
+`local` exactly as `curate run` runs them) and `pool`
 (the same RecipeJob / process_task over the same units on a plain
 concurrent.futures.ProcessPoolExecutor, for the orchestration-overhead workload). A Ray run
-starts its own embedded Ray under the spec's `ray_tmp` (never a cluster found on the machine),
-or, with `ray_tmp` null, leaves starting it to run_recipe (as `curate run` does).
+with `executor: ray` starts its own embedded Ray under the spec's `ray_tmp` first (never a
+cluster found on the machine), or, with `ray_tmp` null, leaves starting it to the run;
+`executor: auto` leaves starting Ray to the run, as a user's does.
 Prints one JSON line at the end.
 """
 
@@ -57,14 +59,18 @@ def run(recipe: Recipe, spec: dict[str, Any]) -> dict[str, Any]:
     own_ray = spec["executor"] == "ray" and spec.get("ray_tmp")  # None: run_recipe starts it
     ray_init = start_ray(spec["workers"], spec["ray_tmp"]) if own_ray else 0.0
     t0 = time.perf_counter()
-    stats = run_recipe(recipe, overwrite=True).stats
+    result = run_recipe(recipe, overwrite=True)
+    stats = result.stats
     return {
         "ray_init_s": ray_init,
         "run_s": time.perf_counter() - t0,
+        "executor": result.executor,
         "documents": stats["reader"]["documents"],
         "records": stats["reader"]["records"],
         "units": stats["inputs"]["units"],
         "stages": {s["name"]: s["docs_kept"] for s in stats["stages"]},
+        "stage_cpu_s": {s["name"]: s["cpu_s"] for s in stats["stages"]},
+        "stage_wall_s": {s["name"]: s["wall_s"] for s in stats["stages"]},
         "output_docs": stats["output"]["documents"],
     }
 

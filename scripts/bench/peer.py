@@ -4,7 +4,8 @@ datatrove 0.10.1 needs `xxhash<4` and `trafilatura<1.12` (ours uses trafilatura 
 cannot share our venv. The venv is created on first use from PyPI; an existing one (such as
 scripts/bench_dedup.py's) is topped up with what the harness needs beyond `[processing]`: the
 `[io]` extra (warcio, pyarrow, magic) for WarcReader / ParquetWriter, `lxml_html_clean` (which
-trafilatura 1.11 imports but lxml 6 no longer bundles) and psutil.
+trafilatura 1.11 imports but lxml 6 no longer bundles), psutil, and spaCy: datatrove's default
+English word tokenizer is spaCy's blank pipeline (code only, no model download).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ REQUIREMENTS = (
     "lxml_html_clean",
     "psutil",
     "orjson",
+    "spacy",
 )
-CHECK = "import datatrove, warcio, magic, cchardet, pyarrow, psutil, trafilatura, fasttext"
+CHECK = "import datatrove, warcio, magic, cchardet, pyarrow, psutil, trafilatura, fasttext, spacy"
 
 
 def python() -> Path:
@@ -57,7 +59,8 @@ def versions() -> dict[str, str]:
     code = (
         "import importlib.metadata as m, json, sys;"
         "print(json.dumps({p: m.version(p) for p in "
-        "('datatrove', 'trafilatura', 'lxml', 'xxhash', 'pyarrow', 'fasttext-numpy2-wheel')}"
+        "('datatrove', 'spacy', 'trafilatura', 'lxml', 'xxhash', 'pyarrow', "
+        "'fasttext-numpy2-wheel')}"
         " | {'python': sys.version.split()[0]}))"
     )
     out = subprocess.run([str(python()), "-c", code], capture_output=True, text=True, check=True)

@@ -5,7 +5,10 @@
 Workloads: 1 WARC -> text (trafilatura), 2 the FineWeb filter chain on extracted text (with
 per-document agreement), 3 MinHash signatures and dedup (scripts/bench_dedup.py's corpus and
 sides), 4 the FineWeb map chain end to end on replicated WARCs, 5 our Ray runner against a plain
-ProcessPoolExecutor (orchestration overhead). Prints a markdown table of medians and ratios
+ProcessPoolExecutor (orchestration overhead). datatrove runs as its users run it: its own
+LocalPipelineExecutor, its default settings and word tokenizer (spaCy's blank English pipeline;
+`--peer-words default,whitespace` adds a labelled row with whitespace words); ours in workload 4
+with the defaults a user gets (`executor: auto`). Prints a markdown table of medians and ratios
 against datatrove's row (workload 5: the process pool's): speed = their wall / ours on the same
 input (> 1: we are faster), CPU = their CPU s / ours (> 1: we need less), RSS = our peak / theirs
 (< 1: we use less). Writes everything, raw runs included, to --json. datatrove runs in its own venv,
@@ -42,6 +45,11 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def str_list(text: str) -> list[str]:
+    """'default,whitespace' -> ['default', 'whitespace']."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def float_list(text: str) -> list[float]:
     """'0.1,1.0' -> [0.1, 1.0]."""
     return [float(x) for x in text.split(",") if x.strip()]
@@ -61,7 +69,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dedup-docs", type=int_list, default=[100_000, 1_000_000], help="workload 3 sizes"
     )
     parser.add_argument("--skip-1m", action="store_true", help="workload 3 without 1M docs")
-    parser.add_argument("--e2e-gb", type=float, default=1.0, help="workload 4 input GiB")
+    parser.add_argument(
+        "--e2e-gb",
+        type=float_list,
+        default=[1.0],
+        help="workload 4 input GiB (0: the shared WARCs as they are, 1,145 pages)",
+    )
+    parser.add_argument(
+        "--peer-words",
+        type=str_list,
+        default=["default"],
+        help="datatrove rows of workloads 2 and 4: its default word tokenizer (spaCy) and/or "
+        "whitespace words (an extra row), e.g. default,whitespace",
+    )
+    parser.add_argument(
+        "--ours-local",
+        action="store_true",
+        help="workload 4 adds a row of ours with `executor: local` (the default is auto)",
+    )
     parser.add_argument(
         "--overhead-gb", type=float_list, default=[0.1, 1.0], help="workload 5 input GiB"
     )
@@ -78,6 +103,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [w for w in args.workloads if w not in WORKLOADS]
     if bad:
         parser.error(f"unknown workload(s) {bad}; choose from {sorted(WORKLOADS)}")
+    from scripts.bench.workloads import PEER_WORDS
+
+    odd = [w for w in args.peer_words if w not in PEER_WORDS]
+    if odd or not args.peer_words:
+        parser.error(f"--peer-words {odd or '(none)'}: choose from {', '.join(PEER_WORDS)}")
     if args.workers < 1 or args.repeat < 1:
         parser.error("--workers and --repeat must be >= 1")
     if args.skip_1m:
@@ -94,7 +124,7 @@ def ours_versions() -> dict[str, str]:
 
 def report(results: dict[str, Any]) -> str:
     """The markdown tables and agreement summaries of a finished run."""
-    from scripts.bench.table import markdown
+    from scripts.bench.table import markdown, summary_markdown
 
     tables: dict[str, dict[str, Any]] = {}
     bases = {}
@@ -104,7 +134,8 @@ def report(results: dict[str, Any]) -> str:
             tables[f"{key} (signature phase)"] = res["signature_rows"]
         if key.startswith("5"):
             bases[key] = "process pool"
-    out = [markdown(tables, bases), ""]
+    date = time.strftime("%Y-%m-%d", time.gmtime())
+    out = [markdown(tables, bases), "", summary_markdown(results["workloads"], date, bases), ""]
     for key, res in results["workloads"].items():
         out.append(f"{key} agreement: {json.dumps(res['agreement'], ensure_ascii=False)}")
     return "\n".join(out)
@@ -119,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     peer.ensure_venv()
     from pipeline.stages.langid import bundled_model_path
 
-    ctx = workloads.Context(work, args.workers, args.repeat, str(bundled_model_path()))
+    ctx = workloads.Context(
+        work,
+        args.workers,
+        args.repeat,
+        str(bundled_model_path()),
+        tuple(args.peer_words),
+        args.ours_local,
+    )
     results: dict[str, Any] = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
@@ -143,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                 for n in args.dedup_docs:
                     results["workloads"][f"3 minhash {n:,}"] = workloads.w3_dedup(ctx, n)
             elif w == 4:
-                key = f"4 e2e {args.e2e_gb:g} GiB"
-                results["workloads"][key] = workloads.w4_e2e(ctx, args.e2e_gb)
+                for gb in args.e2e_gb:
+                    key = f"4 e2e {gb:g} GiB" if gb > 0 else "4 e2e shared WARCs"
+                    results["workloads"][key] = workloads.w4_e2e(ctx, gb)
             elif w == 5:
                 for gb in args.overhead_gb:
                     key = f"5 overhead {gb:g} GiB"

@@ -109,3 +109,63 @@ def markdown(
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+SUMMARY_COLUMNS = ("workload", "datatrove", "ours", "ratio", "machine load", "date")
+
+
+def side_cell(row: dict[str, Any]) -> str:
+    """'41.2 docs/s (wall 120.3 s, CPU 230.1 s, peak RSS 812 MiB)' for a summary table."""
+    return (
+        f"{fmt(row.get('docs_per_s'))} docs/s (wall {fmt(row.get('wall_s'))} s, "
+        f"CPU {fmt(row.get('cpu_s'))} s, peak RSS {fmt(row.get('peak_rss_mib'), 0)} MiB)"
+    )
+
+
+def docs_per_cpu_s(row: dict[str, Any]) -> float | None:
+    """Documents per CPU second of a summarized row (None without CPU time)."""
+    return ratio(row.get("docs"), row.get("cpu_s"))
+
+
+def load_range(runs: Iterable[dict[str, Any]]) -> str:
+    """'3.1-5.4' (the 1-minute load average at the start of the runs), '' when unrecorded."""
+    loads = [r["load_1min"] for r in runs if r.get("load_1min") is not None]
+    if not loads:
+        return ""
+    low, high = min(loads), max(loads)
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
+
+
+def summary_markdown(
+    workloads: dict[str, dict[str, Any]], date: str, bases: dict[str, str] | None = None
+) -> str:
+    """The one-line-per-comparison summary (docs/benchmarks.md's top table): each of our rows
+    of each workload against each base row (default datatrove's; its labelled variants such as
+    'datatrove, whitespace words ...' too): the ratios ours / theirs of docs/s (wall) and of
+    documents per CPU second (the per-core figure, steadier on a loaded machine; > 1: we are
+    faster), with the load range of all the workload's runs. `workloads`: the harness's
+    results["workloads"]."""
+    lines = [
+        "| " + " | ".join(SUMMARY_COLUMNS) + " |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, res in workloads.items():
+        base = (bases or {}).get(name, PEER)
+        rows = res["rows"]
+        theirs = [s for s in rows if s == base or s.startswith(f"{base},")]
+        load = load_range(r for rs in res["runs"].values() for r in rs)
+        for side in (s for s in rows if s not in theirs):
+            for peer in theirs:
+                speed = ratio(rows[side].get("docs_per_s"), rows[peer].get("docs_per_s"))
+                per_cpu = ratio(docs_per_cpu_s(rows[side]), docs_per_cpu_s(rows[peer]))
+                label = name + ("" if side == "ours" else f", {side}")
+                cells = [
+                    label + ("" if peer == base else f" vs {peer}"),
+                    side_cell(rows[peer]),
+                    side_cell(rows[side]),
+                    f"{fmt_ratio(speed)} docs/s, {fmt_ratio(per_cpu)} docs/CPU-s",
+                    load,
+                    date,
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

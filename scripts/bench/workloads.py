@@ -21,7 +21,7 @@ import yaml
 from scripts import bench_dedup, eval_extract
 from scripts.bench import agree, peer
 from scripts.bench.measure import run_measured
-from scripts.bench.table import summarize
+from scripts.bench.table import PEER, summarize
 from scripts.soak import replicate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,18 +50,28 @@ LIGHT_STAGES: list[dict[str, Any]] = [
 ]
 
 
+# datatrove's word tokenizers the harness can give its filters (peer_driver.py): `default` is
+# what its users run (spaCy's blank English pipeline), `whitespace` an extra, labelled row.
+PEER_WORDS = ("default", "whitespace")
+
+
 @dataclass
 class Context:
-    """What every workload needs: the work folder and the run settings."""
+    """What every workload needs: the work folder and the run settings. `peer_words`: the
+    datatrove rows of workloads 2 and 4 (PEER_WORDS); `ours_local`: workload 4 adds a row of
+    ours with `executor: local` beside the default `executor: auto`."""
 
     work: Path
     workers: int
     repeat: int
     lid_model: str
+    peer_words: tuple[str, ...] = ("default",)
+    ours_local: bool = False
 
     @property
     def executor(self) -> str:
-        """Ours runs in-process with one worker (like datatrove's), on Ray with more."""
+        """Workloads 1 and 2 (components): ours in-process with one worker (like datatrove's),
+        on Ray with more. Workload 4 runs the default, `executor: auto`, instead."""
         return "local" if self.workers == 1 else "ray"
 
 
@@ -158,6 +168,28 @@ def our_spec(ctx: Context, rec: dict[str, Any], mode: str = "run") -> dict[str, 
         "workers": ctx.workers,
         "ray_tmp": str(ctx.work / "ray"),
     }
+
+
+def peer_side(words: str) -> str:
+    """The row name of a datatrove run with `words` (PEER_WORDS): the default is the peer row."""
+    return PEER if words == "default" else f"datatrove, {words} words (not its default)"
+
+
+def peer_sides(
+    ctx: Context, w: Path, make_spec: Callable[[Path], dict[str, Any]]
+) -> dict[str, Callable[[int], dict[str, Any]]]:
+    """One side per ctx.peer_words: a fresh folder (`dt` for the default, `dt-WORDS` for the
+    others) and the spec `make_spec(folder)` with that word tokenizer."""
+    sides: dict[str, Callable[[int], dict[str, Any]]] = {}
+    for words in ctx.peer_words:
+        folder = w / ("dt" if words == "default" else f"dt-{words}")
+
+        def go(r: int, words: str = words, folder: Path = folder) -> dict[str, Any]:
+            out = fresh(folder)
+            return peer.run({**make_spec(out), "words": words}, out / "run")
+
+        sides[peer_side(words)] = go
+    return sides
 
 
 def peer_spec(ctx: Context, mode: str, inputs: Path, out: Path, **extra: Any) -> dict[str, Any]:
@@ -311,12 +343,10 @@ def w2_filters(ctx: Context, copies: int) -> dict[str, Any]:
         )
         return run_ours(our_spec(ctx, rec), out / "run")
 
-    def dt(r: int) -> dict[str, Any]:
-        out = fresh(w / "dt")
-        spec = peer_spec(ctx, "filters", inputs, out, rejected=str(out / "rejected"))
-        return peer.run(spec, out / "run")
+    def dt(out: Path) -> dict[str, Any]:
+        return peer_spec(ctx, "filters", inputs, out, rejected=str(out / "rejected"))
 
-    runs = alternate({"ours": ours, "datatrove": dt}, ctx.repeat, "2 filters")
+    runs = alternate({"ours": ours, **peer_sides(ctx, w, dt)}, ctx.repeat, "2 filters")
     rows = {side: summarize(rs, docs, nbytes) for side, rs in runs.items()}
     agreement = w2_agreement(w, inputs)
     return {"rows": rows, "runs": runs, "agreement": agreement, "input_bytes": nbytes}
@@ -402,37 +432,62 @@ def w3_dedup(ctx: Context, n_docs: int) -> dict[str, Any]:
 
 
 def w4_e2e(ctx: Context, gb: float) -> dict[str, Any]:
-    """The FineWeb map chain end to end on replicated WARCs, WARC in, Parquet out."""
-    inputs = replicated(ctx.work / f"warcs-{gb:g}", gb)
+    """The FineWeb map chain end to end, WARC in, Parquet out, each side with its defaults: ours
+    `executor: auto` and fineweb.yaml's stage settings, datatrove its own executor, extractor
+    defaults and word tokenizer (ctx.peer_words). `gb` > 0: the shared WARCs replicated to that
+    size; 0: the shared crawl and extraction WARCs as they are (crawl_warcs, 1,145 pages)."""
+    if gb > 0:
+        inputs = replicated(ctx.work / f"warcs-{gb:g}", gb)
+    else:
+        inputs = link_inputs(crawl_warcs(), ctx.work / "w1" / "input")
     nbytes = size_of(inputs, "*.warc.gz")
     w = ctx.work / "w4"
 
-    def ours(r: int) -> dict[str, Any]:
-        out = fresh(w / "ours")
-        rec = recipe(fineweb_stages(E2E_STAGES), inputs, out / "out", ctx.executor, ctx.workers)
-        return run_ours(our_spec(ctx, rec), out / "run")
+    def ours(executor: str, folder: str) -> Callable[[int], dict[str, Any]]:
+        def go(r: int) -> dict[str, Any]:
+            out = fresh(w / folder)
+            stages = fineweb_stages(E2E_STAGES)
+            rec = recipe(stages, inputs, out / "out", executor, ctx.workers)
+            return run_ours(our_spec(ctx, rec), out / "run")
 
-    def dt(r: int) -> dict[str, Any]:
-        out = fresh(w / "dt")
-        return peer.run(peer_spec(ctx, "e2e", inputs, out, timeout=5.0), out / "run")
+        return go
 
-    runs = alternate({"ours": ours, "datatrove": dt}, ctx.repeat, f"4 e2e {gb:g} GiB")
+    sides = {"ours": ours("auto", "ours")}
+    if ctx.ours_local:
+        sides["ours, executor: local"] = ours("local", "ours-local")
+    sides |= peer_sides(ctx, w, lambda out: peer_spec(ctx, "e2e", inputs, out))
+    label = f"4 e2e {gb:g} GiB" if gb > 0 else "4 e2e shared WARCs"
+    runs = alternate(sides, ctx.repeat, label)
     docs = {
-        "ours": runs["ours"][-1]["result"]["documents"],
-        "datatrove": peer_docs_in(runs["datatrove"][-1]),
+        side: rs[-1]["result"]["documents"] if side.startswith("ours") else peer_docs_in(rs[-1])
+        for side, rs in runs.items()
     }
     rows = {side: summarize(rs, docs[side], nbytes) for side, rs in runs.items()}
-    kept_ours = file_keys(w / "ours" / "out" / "data", "source")
-    kept_dt = file_keys(w / "dt" / "out", "file_path")
-    funnel_dt = {
-        name: st.get("forwarded", st.get("total"))
-        for name, st in peer_steps(runs["datatrove"][-1]).items()
-    }
-    agreement = {
-        "kept": agree.sets(kept_ours, kept_dt),
-        "funnel": {"ours": runs["ours"][-1]["result"]["stages"], "datatrove": funnel_dt},
+    agreement: dict[str, Any] = {
         "docs_in": docs,
+        "executor": {
+            s: rs[-1]["result"]["executor"]
+            for s, rs in runs.items()
+            if "executor" in rs[-1]["result"]
+        },
+        "our_stage_cpu_s": runs["ours"][-1]["result"]["stage_cpu_s"],
     }
+    if PEER in runs:
+        agreement["kept"] = agree.sets(
+            file_keys(w / "ours" / "out" / "data", "source"),
+            file_keys(w / "dt" / "out", "file_path"),
+        )
+        peer_stats = peer_steps(runs[PEER][-1])
+        agreement["funnel"] = {
+            "ours": runs["ours"][-1]["result"]["stages"],
+            "datatrove": {n: st.get("forwarded", st.get("total")) for n, st in peer_stats.items()},
+        }
+        agreement["datatrove_step_time_s"] = {
+            step_name(s["name"]): s.get("time_s") for s in runs[PEER][-1]["result"]["steps"]
+        }
+        agreement["datatrove_extract_timeouts"] = peer_stats.get("trafilatura", {}).get(
+            "timeout", 0
+        )
     return {"rows": rows, "runs": runs, "agreement": agreement, "input_bytes": nbytes}
 
 

@@ -30,6 +30,9 @@ WGET = WARC_DIR / "wget-2024-sample-0000.warc.gz"
 TEXT_STAGES: list[dict[str, Any]] = [{"stage": "gopher_quality"}]
 # Fast, in-process extraction for tests about readers, accounting and the runner.
 FAST_EXTRACT: dict[str, Any] = {"stage": "extract", "backend": "resiliparse", "timeout_s": None}
+# The default extractor in-process: the documents of the sandboxed default (no page comes near
+# its CPU limit), without starting extractor processes; for tests about what comes after it.
+IN_PROCESS_EXTRACT: dict[str, Any] = {"stage": "extract", "timeout_s": None}
 
 
 @dataclass

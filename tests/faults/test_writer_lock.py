@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pipeline.cli import main
 from pipeline.runner.lock import LOCK_NAME
 from tests.conftest import REPO
 from tests.faults.helpers import WGET, assert_reconciles, curate, stats_of, write_recipe
@@ -70,14 +72,23 @@ def _dead_pid() -> int:
     return pid
 
 
-@pytest.fixture
-def finished(capsys, tmp_path) -> tuple[Path, Path]:
-    """A finished run (config, output directory)."""
-    out = tmp_path / "out"
-    config = write_recipe(tmp_path / "r.yaml", [WGET], out)
-    assert curate(capsys, "run", config).code == 0
+@pytest.fixture(scope="module")
+def finished_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output directory of a finished run, made once for the module (`finished` copies it)."""
+    tmp = tmp_path_factory.mktemp("finished")
+    out = tmp / "out"
+    assert main(["run", str(write_recipe(tmp / "r.yaml", [WGET], out))]) == 0
     assert not (out / LOCK_NAME).exists()  # released at the end
-    return config, out
+    return out
+
+
+@pytest.fixture
+def finished(tmp_path: Path, finished_once: Path) -> tuple[Path, Path]:
+    """A finished run (config, output directory) of this test's own: a copy of the module's
+    (the output path is no part of a run's config hash, so the copy is the same run)."""
+    out = tmp_path / "out"
+    shutil.copytree(finished_once, out)
+    return write_recipe(tmp_path / "r.yaml", [WGET], out), out
 
 
 @pytest.mark.timeout(120)
