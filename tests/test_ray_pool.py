@@ -67,16 +67,6 @@ def test_a_job_is_set_up_once_per_actor_and_actors_serve_every_call(pool, tmp_pa
     assert [s for s, _ in pool.map(_square_with_pid, [6])] == [36]  # restarted on use
 
 
-def test_workers_of_an_embedded_ray_run_at_normal_priority(pool) -> None:
-    # Ray's default niceness (15) made workers and their extractor processes yield the CPU to
-    # any other process on the machine; a process pool's workers run at the driver's priority.
-    assert pool.map(_niceness, [0, 1]) == [os.nice(0), os.nice(0)]
-
-
-def _niceness(_: int) -> int:
-    return os.nice(0)
-
-
 def test_a_failing_call_raises_its_error_and_the_pool_goes_on(pool) -> None:
     with pytest.raises(Exception, match="negative item -2"):
         pool.map(_square_with_pid, [1, -2, 3])
