@@ -46,12 +46,9 @@ def ray_session():
     """One embedded Ray for the whole test session (ray.init costs seconds on 2 cores)."""
     import ray
 
-    from pipeline.runner.executors import embedded_ray_options
-
     if not ray.is_initialized():
-        # "local": our own Ray, not a cluster another `ray start` on this machine recorded;
-        # started as `curate run` starts an embedded Ray
-        ray.init(address="local", num_cpus=2, logging_level="WARNING", **embedded_ray_options())
+        # "local": our own Ray, not a cluster another `ray start` on this machine recorded
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 
