@@ -183,9 +183,9 @@ def _scatter_pieces(
     for index, path in enumerate(edge_files):
         with fs.open(path, "rb") as f:
             rows = _npy_rows(f)[0]
-        cuts = range(0, rows, step or max(rows, 1)) if rows else [0]
-        for j, start in enumerate(cuts):
-            pieces.append((index, path, j, start, min(rows, start + (step or rows))))
+        size = step or max(rows, 1)
+        for j, start in enumerate(range(0, max(rows, 1), size)):  # an empty file: one piece
+            pieces.append((index, path, j, start, min(rows, start + size)))
     return pieces
 
 
