@@ -46,9 +46,12 @@ def ray_session():
     """One embedded Ray for the whole test session (ray.init costs seconds on 2 cores)."""
     import ray
 
+    from pipeline.runner.executors import embedded_ray_options
+
     if not ray.is_initialized():
-        # "local": our own Ray, not a cluster another `ray start` on this machine recorded
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        # "local": our own Ray, not a cluster another `ray start` on this machine recorded;
+        # started as `curate run` starts an embedded Ray
+        ray.init(address="local", num_cpus=2, logging_level="WARNING", **embedded_ray_options())
     yield ray
     ray.shutdown()
 

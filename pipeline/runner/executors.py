@@ -2,9 +2,10 @@
 
 This is the only module that knows about Ray. A job (for a run: the recipe's stage chain) is set
 up once per Ray actor, so models load once per worker, and processes whole tasks (a unit or a
-shard), so every task's output is committed atomically by the worker that produced it. Actors
-restart and retry a task if their process dies; tasks are idempotent (temporary names + rename),
-so a retry cannot duplicate documents.
+shard), so every task's output is committed atomically by the worker that produced it. A run's
+actors (RayPool) serve all its segments and its global stages' prepare phases, so no worker
+process starts per segment or phase. Actors restart and retry a task if their process dies;
+tasks are idempotent (temporary names + rename), so a retry cannot duplicate documents.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from pipeline.config import Recipe, RuntimeConfig
@@ -38,9 +39,9 @@ UnitResult = dict[str, Any]
 AUTO_LOCAL_MAX_BYTES = 16 << 20
 # Under `executor: auto`, a global stage's prepare over at most this many documents runs in the
 # driver process even on Ray (a large input filtered down to few documents): a few shards of
-# signatures take well under a second there, while each phase's Ray tasks start worker
-# processes (imports, compiled kernels loaded) that cost seconds. An explicit `executor: ray`
-# keeps every phase on the cluster.
+# signatures take well under a second there, while on Ray every worker loads the phase's
+# compiled kernels (numba) for its first call, seconds on 2 cores. An explicit `executor: ray`
+# keeps every phase on the cluster (on the run's actors: no process starts per phase).
 PREPARE_LOCAL_MAX_DOCS = 20_000
 
 
@@ -141,7 +142,7 @@ def ensure_ray(address: str | None) -> None:
         "log_to_driver": True,
     }
     if address is None:
-        kwargs["include_dashboard"] = False
+        kwargs.update(embedded_ray_options())
     with _keep_signal_handlers(), ray_output_to_run_log():
         if address is not None:
             use_cluster_token()
@@ -151,6 +152,13 @@ def ensure_ray(address: str | None) -> None:
             raise CurateError(ray_connect_problem(address, exc, run_log_tail())) from None
     if address is None:
         _start_reaper(ray.get_runtime_context().get_node_id())
+
+
+def embedded_ray_options() -> dict[str, Any]:
+    """ray.init options of an embedded node (started by this process, not a cluster): no
+    dashboard. Workers keep Ray's niceness (15, so the raylet is never starved on a small
+    machine); running them at 0 was tried for issue 24 and showed no measurable gain."""
+    return {"include_dashboard": False}
 
 
 def use_cluster_token() -> None:
@@ -222,49 +230,153 @@ def _start_reaper(node_id: str) -> None:
     )
 
 
+# Tasks waiting in each Ray actor's queue behind the one it runs, while the run has more tasks
+# than actors: the next task is already there when one ends, instead of the actor idling for a
+# round trip through the driver (what a process pool's call queue does too).
+ACTOR_QUEUE_DEPTH = 1
+
+
 def _worker_class() -> Any:
     import ray
 
     @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=3)
     class Worker:
-        """Holds one set-up job; runs whole tasks."""
+        """Runs whole tasks of a set-up job, and the calls of global stages' prepare phases.
 
-        def __init__(self, job: Job) -> None:
-            self.job = job
-            self.job.setup()
+        The job arrives with each task as (key, [ref]) and is set up on first use (again only
+        when the key changes), so a restarted actor recovers it from the next task.
+        """
 
-        def run(self, task: Any) -> UnitResult:
+        def __init__(self) -> None:
+            self.key: str | None = None
+            self.job: Job | None = None
+            self.fn_key: str | None = None
+            self.fn: Callable[[Any], Any] | None = None
+
+        def run(self, key: str, job_ref: list[Any], task: Any) -> UnitResult:
+            if key != self.key:
+                if self.job is not None:
+                    self.job.close()
+                self.job, self.key = None, None
+                job = ray.get(job_ref[0])
+                job.setup()
+                self.job, self.key = job, key
+            assert self.job is not None
             return self.job.run(task, ray.get_runtime_context().get_node_id())
+
+        def call(self, key: str, fn_ref: list[Any], item: Any) -> Any:
+            if key != self.fn_key:
+                self.fn, self.fn_key = ray.get(fn_ref[0]), key
+            assert self.fn is not None
+            return self.fn(item)
 
     return Worker
 
 
-def run_ray(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[UnitResult]:
-    """Process tasks on a pool of Ray actors, yielding results as tasks finish."""
-    import ray
+class RayPool:
+    """The Ray actors of one run: started on first use, then reused by every segment's tasks
+    and every CPU phase of a global stage's prepare, so each worker process imports the
+    package, loads its models and starts its extractor once per run, not once per segment or
+    phase. Grows to the most tasks asked for at once, up to ray_workers(). `close()` ends them."""
 
-    ensure_ray(runtime.ray_address)
-    n_workers = max(1, min(ray_workers(runtime), len(tasks)))
-    worker_cls = _worker_class()
-    actors = [worker_cls.remote(job) for _ in range(n_workers)]
-    pending: dict[Any, Any] = {}
-    queue = list(reversed(tasks))
-    idle = list(actors)
-    try:
-        while queue or pending:
-            while idle and queue:
-                actor = idle.pop()
-                pending[actor.run.remote(queue.pop())] = actor
-            done, _ = ray.wait(list(pending), num_returns=1)
-            ref = done[0]
-            actor = pending.pop(ref)
-            idle.append(actor)
-            yield ray.get(ref)
-    finally:
-        for ref in pending:
-            ray.cancel(ref)  # no force: Ray refuses it for actor tasks, masking the real error
-        for actor in actors:
+    def __init__(self, runtime: RuntimeConfig) -> None:
+        self.runtime = runtime
+        self.actors: list[Any] = []
+        self._refs: dict[str, Any] = {}  # what was ray.put for the actors, by content digest
+
+    def run(self, job: Job, tasks: list[Any]) -> Iterator[UnitResult]:
+        """Run `tasks` of `job`, yielding results as tasks finish."""
+        key, ref = self._put(job)
+        for _, result in self._dispatch("run", key, ref, tasks):
+            yield result
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """fn over items on the actors, results in order."""
+        key, ref = self._put(fn)
+        results: list[Any] = [None] * len(items)
+        for i, result in self._dispatch("call", key, ref, list(items)):
+            results[i] = result
+        return results
+
+    def close(self) -> None:
+        """End the actors (a later use starts new ones)."""
+        import ray
+
+        for actor in self.actors:
             ray.kill(actor)
+        self.actors = []
+        self._refs = {}
+
+    def _put(self, obj: Any) -> tuple[str, Any]:
+        """(digest of obj's pickle, its object ref): put once, passed along with every task."""
+        import hashlib
+
+        import ray
+        from ray import cloudpickle
+
+        key = hashlib.sha256(cloudpickle.dumps(obj)).hexdigest()
+        if key not in self._refs:
+            self._refs[key] = ray.put(obj)
+        return key, self._refs[key]
+
+    def _grow(self, wanted: int) -> None:
+        ensure_ray(self.runtime.ray_address)
+        worker_cls = _worker_class()
+        n = max(1, min(ray_workers(self.runtime), wanted))
+        self.actors += [worker_cls.remote() for _ in range(n - len(self.actors))]
+
+    def _dispatch(
+        self, method: str, key: str, ref: Any, items: list[Any]
+    ) -> Iterator[tuple[int, Any]]:
+        """(position, result) of every item as it finishes; on an error, what is still queued
+        is cancelled."""
+        import ray
+
+        if not items:
+            return
+        self._grow(len(items))
+        queue = list(reversed(list(enumerate(items))))
+        pending: dict[Any, tuple[int, int]] = {}  # ref -> (position, actor index)
+        load = [0] * len(self.actors)
+        try:
+            while queue or pending:
+                while queue:
+                    limit = 1 + ACTOR_QUEUE_DEPTH if len(queue) > len(self.actors) else 1
+                    a = min(range(len(self.actors)), key=load.__getitem__)
+                    if load[a] >= limit:
+                        break
+                    pos, item = queue.pop()
+                    call = getattr(self.actors[a], method)
+                    pending[call.remote(key, [ref], item)] = (pos, a)
+                    load[a] += 1
+                done, _ = ray.wait(list(pending), num_returns=1)
+                pos, a = pending.pop(done[0])
+                load[a] -= 1
+                yield pos, ray.get(done[0])
+        finally:
+            for left in pending:
+                ray.cancel(left)  # no force: Ray refuses it for actor tasks, masking the error
+
+
+@contextlib.contextmanager
+def ray_pool(runtime: RuntimeConfig) -> Iterator[RayPool | None]:
+    """A RayPool for the block when the runtime's executor is Ray (None otherwise), its actors
+    ended after the block."""
+    if runtime.executor != "ray":
+        yield None
+        return
+    pool = RayPool(runtime)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def run_ray(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[UnitResult]:
+    """Process tasks on a pool of Ray actors of their own, yielding results as tasks finish."""
+    with ray_pool(runtime.model_copy(update={"executor": "ray"})) as pool:
+        assert pool is not None
+        yield from pool.run(job, tasks)
 
 
 _CLAMP_WARNED: set[tuple[int, int]] = set()  # warn once per process, not once per segment
@@ -296,24 +408,36 @@ def ray_workers(runtime: RuntimeConfig) -> int:
     return min(wanted, cpus)
 
 
-def execute(job: Job, tasks: list[Any], runtime: RuntimeConfig) -> Iterator[UnitResult]:
-    """Run `tasks` of `job` with the executor the runtime names, yielding results as they end."""
-    run = run_ray if runtime.executor == "ray" else run_local
-    return run(job, tasks, runtime)
+def execute(
+    job: Job, tasks: list[Any], runtime: RuntimeConfig, pool: RayPool | None = None
+) -> Iterator[UnitResult]:
+    """Run `tasks` of `job` with the executor the runtime names, yielding results as they end;
+    on Ray, on `pool`'s actors when given (a run's segments share them), else on a pool of
+    their own."""
+    if runtime.executor != "ray":
+        return run_local(job, tasks, runtime)
+    return pool.run(job, tasks) if pool is not None else run_ray(job, tasks, runtime)
 
 
 class RayContext:
-    """A GlobalContext whose `map` runs Ray tasks (retried if a worker dies)."""
+    """A GlobalContext whose `map` runs on Ray, retried if a worker dies: on `pool`'s actors
+    when given (no worker processes started per phase), else as Ray tasks; a phase that asks
+    for GPUs runs as Ray tasks after the pool's actors (which hold the CPUs) are ended."""
 
-    def __init__(self, work_dir: str, num_partitions: int) -> None:
+    def __init__(self, work_dir: str, num_partitions: int, pool: RayPool | None = None) -> None:
         self.fs, self.work_dir = output_fs(work_dir)
         self.fs.makedirs(self.work_dir, exist_ok=True)
         self.num_partitions = num_partitions
+        self.pool = pool
 
     def map(self, fn: Callable[[Any], Any], items: Any, *, num_gpus: float | None = 0) -> list[Any]:
         import ray
 
         gpus = task_gpus(num_gpus, ray.cluster_resources().get("GPU", 0.0))
+        if self.pool is not None and not gpus:
+            return self.pool.map(fn, items)
+        if self.pool is not None:
+            self.pool.close()
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(_call)
         return ray.get([remote.remote(fn, item) for item in items])
 
@@ -337,12 +461,15 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
-def global_context(recipe: Recipe, work_dir: str, documents: int | None = None) -> GlobalContext:
-    """The context a global stage's prepare() runs in, matching the executor; in-process on Ray
-    too when the stage's input holds at most PREPARE_LOCAL_MAX_DOCS `documents`."""
+def global_context(
+    recipe: Recipe, work_dir: str, documents: int | None = None, pool: RayPool | None = None
+) -> GlobalContext:
+    """The context a global stage's prepare() runs in, matching the executor (on Ray, on
+    `pool`'s actors when given); in-process on Ray too when the stage's input holds at most
+    PREPARE_LOCAL_MAX_DOCS `documents`."""
     small = documents is not None and documents <= PREPARE_LOCAL_MAX_DOCS
     if recipe.runtime.executor == "ray" and not small:
         ensure_ray(recipe.runtime.ray_address)
         parts = recipe.runtime.num_partitions or max(4, 2 * ray_workers(recipe.runtime))
-        return RayContext(work_dir, parts)
+        return RayContext(work_dir, parts, pool)
     return LocalContext(work_dir, recipe.runtime.num_partitions or 4)

@@ -43,7 +43,14 @@ from pipeline.runner.accounting import (
     merge_segments,
     sum_units,
 )
-from pipeline.runner.executors import RecipeJob, execute, global_context, resolve_executor
+from pipeline.runner.executors import (
+    RayPool,
+    RecipeJob,
+    execute,
+    global_context,
+    ray_pool,
+    resolve_executor,
+)
 from pipeline.runner.inputs import check_inputs
 from pipeline.runner.lock import check_unheld, output_lock
 from pipeline.runner.plan import check_plan, preflight_input
@@ -130,8 +137,53 @@ def _run_segments(
 ) -> RunResult:
     """Every segment's tasks (resuming finished ones), then the run's stats and report.
     `planned`: the units of the input before `input.limit`; `auto`: the executor was chosen by
-    `executor: auto` (a small prepare then runs in this process)."""
+    `executor: auto` (a small prepare then runs in this process). On Ray, every segment and
+    prepare phase runs on the same actors (ray_pool)."""
     remove_partial_files(fs, root)
+    with ray_pool(recipe.runtime) as pool:
+        markers, ran, skipped, ran_units, global_summaries = _run_all_segments(
+            recipe, fs, root, units, sizes, auto, pool
+        )
+    remove_partial_files(fs, root)  # left by workers killed mid-write (their task was retried)
+    unit_results = [merge_segments([m[u.index] for m in markers]) for u in units]
+    stats = json_safe(
+        _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
+    )
+    if recipe.input.limit is not None:
+        stats["inputs"].update(limit=recipe.input.limit, units_planned=planned)
+    if recipe.input.sample_files is not None:
+        stats["inputs"].update(sample_files=recipe.input.sample_files, seed=recipe.input.seed)
+    stats["global"] = global_summaries
+    _write_json(fs, f"{root}/stats.json", stats)
+    write_report(fs, f"{root}/report.md", stats)
+    write_report_html(fs, root, stats)
+    if fs.exists(f"{root}/{WORK_DIR}"):
+        fs.rm(f"{root}/{WORK_DIR}", recursive=True)
+    check_input_yielded(stats["reader"], len(units))
+    check_error_fractions(stats["stages"], recipe.runtime.max_error_fraction)
+    return RunResult(
+        recipe.output.path,
+        stats,
+        units_run=ran,
+        units_skipped=skipped,
+        files=len(units),
+        files_run=len(ran_units),
+        executor=recipe.runtime.executor,
+    )
+
+
+def _run_all_segments(
+    recipe: Recipe,
+    fs: Any,
+    root: str,
+    units: list[InputUnit],
+    sizes: list[int | None],
+    auto: bool,
+    pool: RayPool | None,
+) -> tuple[list[dict[int, dict[str, Any]]], int, int, set[int], dict[str, Any]]:
+    """Every segment's tasks and every global stage's prepare, resuming finished ones: (each
+    segment's results by unit index, tasks run, tasks skipped, units with a task run, the
+    global stages' summaries)."""
     segments = plan_segments(recipe)
     labels = stage_labels(recipe)
     ran = skipped = 0
@@ -144,7 +196,7 @@ def _run_segments(
             shards = _shards_of(units, markers[-1], root)
             label = labels[segment.global_stage]
             global_summaries[label] = _prepare_global(
-                recipe, fs, root, segment, label, shards, auto=auto
+                recipe, fs, root, segment, label, shards, auto=auto, pool=pool
             )
             tasks: list[Any] = [
                 ShardTask(segment.index, shard, unit)
@@ -174,38 +226,12 @@ def _run_segments(
             what="files" if segment.index == 0 else "shards",
             mode=recipe.runtime.progress,
         )
-        done.update(_execute(recipe, tasks, progress, weights))
+        done.update(_execute(recipe, tasks, progress, weights, pool))
         units = [replace(u, preread=None) for u in units]  # read: its batches are not kept
         ran += len(tasks)
         ran_units |= todo
         markers.append(done)
-
-    remove_partial_files(fs, root)  # left by workers killed mid-write (their task was retried)
-    unit_results = [merge_segments([m[u.index] for m in markers]) for u in units]
-    stats = json_safe(
-        _run_stats(recipe, config_hash, units, unit_results, time.perf_counter() - started)
-    )
-    if recipe.input.limit is not None:
-        stats["inputs"].update(limit=recipe.input.limit, units_planned=planned)
-    if recipe.input.sample_files is not None:
-        stats["inputs"].update(sample_files=recipe.input.sample_files, seed=recipe.input.seed)
-    stats["global"] = global_summaries
-    _write_json(fs, f"{root}/stats.json", stats)
-    write_report(fs, f"{root}/report.md", stats)
-    write_report_html(fs, root, stats)
-    if fs.exists(f"{root}/{WORK_DIR}"):
-        fs.rm(f"{root}/{WORK_DIR}", recursive=True)
-    check_input_yielded(stats["reader"], len(units))
-    check_error_fractions(stats["stages"], recipe.runtime.max_error_fraction)
-    return RunResult(
-        recipe.output.path,
-        stats,
-        units_run=ran,
-        units_skipped=skipped,
-        files=len(units),
-        files_run=len(ran_units),
-        executor=recipe.runtime.executor,
-    )
+    return markers, ran, skipped, ran_units, global_summaries
 
 
 def plan_run_input(recipe: Recipe) -> tuple[list[InputUnit], int]:
@@ -223,10 +249,14 @@ def _unit_of(task: Any) -> InputUnit:
 
 
 def _execute(
-    recipe: Recipe, tasks: list[Any], progress: Progress, weights: dict[int, int]
+    recipe: Recipe,
+    tasks: list[Any],
+    progress: Progress,
+    weights: dict[int, int],
+    pool: RayPool | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Run tasks with the recipe's executor, showing `progress` (a task's bytes: `weights` by
-    unit index); results by unit index."""
+    """Run tasks with the recipe's executor (on Ray: `pool`'s actors), showing `progress` (a
+    task's bytes: `weights` by unit index); results by unit index."""
     results: dict[int, dict[str, Any]] = {}
     if not tasks:
         progress.close()
@@ -234,7 +264,7 @@ def _execute(
     local = recipe.runtime.executor != "ray"
     job = RecipeJob(recipe, on_batch=progress.read if local else None)
     try:
-        for result in execute(job, tasks, recipe.runtime):
+        for result in execute(job, tasks, recipe.runtime, pool):
             index = result["unit"]["index"]
             results[index] = result
             progress.advance(result, weights.get(index, 0))
@@ -271,11 +301,12 @@ def _prepare_global(
     label: str,
     shards: list[ShardRef],
     auto: bool = False,
+    pool: RayPool | None = None,
 ) -> dict[str, Any]:
     """Run a global stage's prepare() once; a finished one is found by its marker, an interrupted
     one resumes from its finished tasks (runner/resumable.py). `auto`
     (executor chosen by `executor: auto`): a prepare over few documents runs in this process
-    even on Ray (executors.PREPARE_LOCAL_MAX_DOCS)."""
+    even on Ray (executors.PREPARE_LOCAL_MAX_DOCS); on Ray, its phases run on `pool`'s actors."""
     marker = f"{root}/{GLOBAL_DIR}/seg{segment.index:02d}.json"
     if fs.exists(marker):
         with fs.open(marker, "r") as f:
@@ -292,7 +323,7 @@ def _prepare_global(
         inputs = stage_fingerprint(
             recipe.config_hash(), segment.index, label, shards, stage.prepare_inputs()
         )
-        inner = global_context(recipe, output_url(fs, work), documents if auto else None)
+        inner = global_context(recipe, output_url(fs, work), documents if auto else None, pool)
         tasks = ResumableContext(inner, inputs, label)
         summary = stage.prepare(PhaseLog(tasks, label), shards)
     except CurateError:

@@ -7,7 +7,8 @@ Modes: `run` (`run_recipe`, the `curate run` code path, with the spec's executor
 (the same RecipeJob / process_task over the same units on a plain
 concurrent.futures.ProcessPoolExecutor, for the orchestration-overhead workload). A Ray run
 with `executor: ray` starts its own embedded Ray under the spec's `ray_tmp` first (never a
-cluster found on the machine); `executor: auto` leaves starting Ray to the run, as a user's does.
+cluster found on the machine), or, with `ray_tmp` null, leaves starting it to the run;
+`executor: auto` leaves starting Ray to the run, as a user's does.
 Prints one JSON line at the end.
 """
 
@@ -55,7 +56,8 @@ def start_ray(workers: int, temp_dir: str) -> float:
 def run(recipe: Recipe, spec: dict[str, Any]) -> dict[str, Any]:
     from pipeline.runner.run import run_recipe
 
-    ray_init = start_ray(spec["workers"], spec["ray_tmp"]) if spec["executor"] == "ray" else 0.0
+    own_ray = spec["executor"] == "ray" and spec.get("ray_tmp")  # None: run_recipe starts it
+    ray_init = start_ray(spec["workers"], spec["ray_tmp"]) if own_ray else 0.0
     t0 = time.perf_counter()
     result = run_recipe(recipe, overwrite=True)
     stats = result.stats
