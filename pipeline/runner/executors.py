@@ -286,26 +286,27 @@ class RayPool:
 
     def run(self, job: Job, tasks: list[Any]) -> Iterator[UnitResult]:
         """Run `tasks` of `job`, yielding results as tasks finish."""
-        key, ref = self._put(job)
-        for _, result in self._dispatch("run", key, ref, tasks):
+        for _, result in self._dispatch("run", job, tasks):
             yield result
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         """fn over items on the actors, results in order."""
-        key, ref = self._put(fn)
         results: list[Any] = [None] * len(items)
-        for i, result in self._dispatch("call", key, ref, list(items)):
+        for i, result in self._dispatch("call", fn, list(items)):
             results[i] = result
         return results
 
     def close(self) -> None:
-        """End the actors (a later use starts new ones)."""
+        """End the actors (a later use starts new ones). Runs while a run unwinds from an error
+        or a signal too, so a Ray that is already gone is no error here (its actors are too)."""
         import ray
 
-        for actor in self.actors:
-            ray.kill(actor)
-        self.actors = []
-        self._refs = {}
+        actors, self.actors, self._refs = self.actors, [], {}
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception as exc:  # noqa: BLE001 - Ray raises several types for a lost node
+                log.debug("ending a Ray worker: %s", exc)
 
     def _put(self, obj: Any) -> tuple[str, Any]:
         """(digest of obj's pickle, its object ref): put once, passed along with every task."""
@@ -325,16 +326,15 @@ class RayPool:
         n = max(1, min(ray_workers(self.runtime), wanted))
         self.actors += [worker_cls.remote() for _ in range(n - len(self.actors))]
 
-    def _dispatch(
-        self, method: str, key: str, ref: Any, items: list[Any]
-    ) -> Iterator[tuple[int, Any]]:
-        """(position, result) of every item as it finishes; on an error, what is still queued
-        is cancelled."""
+    def _dispatch(self, method: str, obj: Any, items: list[Any]) -> Iterator[tuple[int, Any]]:
+        """(position, result) of every item as it finishes, the actors' `method` given `obj` (a
+        job or a function) and the item; on an error, what is still queued is cancelled."""
         import ray
 
         if not items:
             return
-        self._grow(len(items))
+        self._grow(len(items))  # first: Ray started by ensure_ray, never auto-started by a put
+        key, ref = self._put(obj)
         queue = list(reversed(list(enumerate(items))))
         pending: dict[Any, tuple[int, int]] = {}  # ref -> (position, actor index)
         load = [0] * len(self.actors)
@@ -353,9 +353,10 @@ class RayPool:
                 pos, a = pending.pop(done[0])
                 load[a] -= 1
                 yield pos, ray.get(done[0])
-        finally:
+        finally:  # no force: Ray refuses it for actor tasks; nothing here may mask the error
             for left in pending:
-                ray.cancel(left)  # no force: Ray refuses it for actor tasks, masking the error
+                with contextlib.suppress(Exception):  # a Ray already gone (a signal, a lost node)
+                    ray.cancel(left)
 
 
 @contextlib.contextmanager

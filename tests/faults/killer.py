@@ -12,7 +12,8 @@ the events per phase as JSON on the last line of stdout.
 
 With the `local` executor everything happens in this process, so every kill point is exactly
 where the event says. With `ray`, the events left in the driver are the global stages' map
-phases (after all their tasks are submitted, i.e. with tasks in flight) and the final writes.
+phases (on the run's actors: once a phase's first call has returned, its other calls running or
+queued at the actors; as Ray tasks: once all are submitted) and the final writes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # Global stages under test; registered here too in case the registry does not list them yet.
@@ -117,7 +118,10 @@ def instrument(killer: Killer, setattr_: Callable[[Any, str, Any], None] = setat
     setattr_(global_base.LocalContext, "map", map_)
 
     def ray_map(ctx: Any, fn: Callable[[Any], Any], items: Any, **options: Any) -> list[Any]:
-        """RayContext.map with one event once every task is submitted (all in flight)."""
+        """RayContext.map without the run's actors (Ray tasks): one event once every task is
+        submitted (all in flight)."""
+        if ctx.pool is not None:
+            return real_ray_map(ctx, fn, items, **options)
         import ray
 
         remote = ray.remote(num_cpus=1, max_retries=3)(executors._call)
@@ -125,7 +129,21 @@ def instrument(killer: Killer, setattr_: Callable[[Any, str, Any], None] = setat
         killer.event()
         return ray.get(refs)
 
+    real_ray_map = executors.RayContext.map
     setattr_(executors.RayContext, "map", ray_map)
+
+    def pool_dispatch(pool: Any, method: str, *args: Any) -> Iterator[tuple[int, Any]]:
+        """RayPool._dispatch with one event per prepare phase (`call`) once its first call has
+        returned: the phase's other calls are then running or queued at the actors."""
+        first = method == "call"
+        for found in real_dispatch(pool, method, *args):
+            if first:
+                first = False
+                killer.event()
+            yield found
+
+    real_dispatch = executors.RayPool._dispatch
+    setattr_(executors.RayPool, "_dispatch", pool_dispatch)
 
 
 def main(argv: list[str]) -> int:

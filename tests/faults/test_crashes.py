@@ -203,8 +203,8 @@ def test_ray_driver_sigkill_with_prepare_tasks_in_flight(inputs, tmp_path) -> No
 class RayWorkerKiller(threading.Thread):
     """SIGKILLs the first Ray worker process of this session seen running each target:
     `ray::Worker.run` (a shard task of the actor pool, while a shard is half written under
-    data/, so the kill lands mid-write in the user-visible directory) and `ray::_call` (a global stage's
-    prepare task)."""
+    data/, so the kill lands mid-write in the user-visible directory) and `ray::Worker.call` (a
+    global stage's prepare call on the same actors)."""
 
     def __init__(self, targets: tuple[str, ...], out: Path) -> None:
         super().__init__(daemon=True)
@@ -258,7 +258,7 @@ def test_ray_workers_killed_mid_task_then_output_identical(inputs, tmp_path, ray
         num_workers=2,
     )
     recipe = recipe_from_dict(json.loads(config.read_text()))
-    killer = RayWorkerKiller(("ray::Worker.run", "ray::_call"), out)
+    killer = RayWorkerKiller(("ray::Worker.run", "ray::Worker.call"), out)
     watcher = ShardWatcher(out)
     killer.start()
     watcher.start()
@@ -267,7 +267,7 @@ def test_ray_workers_killed_mid_task_then_output_identical(inputs, tmp_path, ray
     finally:
         killer.stop()
         watcher.stop()
-    assert sorted(killer.killed) == ["ray::Worker.run", "ray::_call"]
+    assert sorted(killer.killed) == ["ray::Worker.call", "ray::Worker.run"]
     assert not watcher.problems, watcher.problems
     assert result.units_run == 3 * 2
     assert_no_partial_shard(out)
