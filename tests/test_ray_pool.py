@@ -1,14 +1,21 @@
-"""RayPool: a run's actors are started once and reused by every segment and prepare phase."""
+"""RayPool: a run's actors are started once, reused by every segment and prepare phase, and
+ended on every way out of a run."""
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import pytest
 
-from pipeline.config import RuntimeConfig
-from pipeline.runner.executors import RayContext, RayPool
+from pipeline.cli import Terminated
+from pipeline.config import RuntimeConfig, recipe_from_dict
+from pipeline.errors import CurateError
+from pipeline.runner.executors import RayContext, RayPool, run_local
+from pipeline.runner.run import run_recipe
+from tests.faults.helpers import FAST_EXTRACT, write_recipe
 
 _SETUPS: list[str] = []  # per worker process: the tags of the jobs it set up
 
@@ -71,3 +78,85 @@ def test_a_failing_call_raises_its_error_and_the_pool_goes_on(pool) -> None:
     with pytest.raises(Exception, match="negative item -2"):
         pool.map(_square_with_pid, [1, -2, 3])
     assert [s for s, _ in pool.map(_square_with_pid, [2, 3])] == [4, 9]
+
+
+def test_the_pool_starts_ray_before_it_puts_anything(monkeypatch) -> None:
+    """Ray is started by ensure_ray (our signal handlers, the reaper, no dashboard), never
+    auto-started by a first ray.put (Ray's own SIGTERM handler then made a run exit 15)."""
+    from pipeline.runner import executors
+
+    calls: list[str] = []
+
+    def no_ray(address: str | None) -> None:
+        calls.append("ensure_ray")
+        raise CurateError("no Ray in this test")
+
+    monkeypatch.setattr(executors, "ensure_ray", no_ray)
+    monkeypatch.setattr(RayPool, "_put", lambda self, obj: calls.append("put"))
+    pool = RayPool(RuntimeConfig(executor="ray", num_workers=2))
+    with pytest.raises(CurateError, match="no Ray in this test"):
+        list(pool.run(_TaggedJob("a"), [1, 2]))
+    with pytest.raises(CurateError, match="no Ray in this test"):
+        pool.map(_square_with_pid, [1])
+    assert calls == ["ensure_ray", "ensure_ray"]
+
+
+class _InProcessPool:
+    """Stands in for RayPool in a run: runs its tasks in this process and raises `failure` when
+    the second task's result is due; counts close() calls."""
+
+    made: ClassVar[list[_InProcessPool]] = []
+    failure: ClassVar[BaseException | None] = None
+
+    def __init__(self, runtime: RuntimeConfig) -> None:
+        self.runtime = runtime
+        self.closed = 0
+        self.results = 0
+        _InProcessPool.made.append(self)
+
+    def run(self, job: Any, tasks: list[Any]) -> Iterator[dict[str, Any]]:
+        for result in run_local(job, tasks, self.runtime):
+            if self.failure is not None and self.results == 1:
+                raise self.failure
+            self.results += 1
+            yield result
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [None, RuntimeError("worker node lost"), KeyboardInterrupt(), Terminated()],
+    ids=["finished", "error", "ctrl-c", "sigterm"],
+)
+def test_a_run_closes_its_pool_on_every_way_out(monkeypatch, tmp_path, shared_data, failure):
+    """The run's actors are ended once whether it finishes, fails, or is interrupted (Ctrl-C,
+    or SIGTERM, which the CLI raises as Terminated)."""
+    from pipeline.runner import executors
+
+    monkeypatch.setattr(executors, "RayPool", _InProcessPool)
+    monkeypatch.setattr(_InProcessPool, "made", [])
+    monkeypatch.setattr(_InProcessPool, "failure", failure)
+    warcs = [shared_data / "warc" / f"wget-2024-sample-000{i}.warc.gz" for i in (0, 1)]
+    config = write_recipe(
+        tmp_path / "r.yaml",
+        warcs,
+        tmp_path / "out",
+        [FAST_EXTRACT, {"stage": "gopher_quality"}],
+        executor="ray",
+    )
+    recipe = recipe_from_dict(json.loads(config.read_text()))
+    if failure is None:
+        result = run_recipe(recipe)
+        assert result.units_run == 2 and result.executor == "ray"
+        assert [s["docs_in"] for s in result.stats["stages"]] == [37, 37]  # both WARCs read
+    elif isinstance(failure, KeyboardInterrupt):
+        with pytest.raises(type(failure)):
+            run_recipe(recipe)
+    else:
+        with pytest.raises(CurateError, match="run failed: RuntimeError: worker node lost"):
+            run_recipe(recipe)
+    [pool] = _InProcessPool.made
+    assert pool.closed == 1
+    assert pool.results == (2 if failure is None else 1)
