@@ -1,6 +1,7 @@
 """Where the Ray runner's time goes against a plain process pool (issue 24, workload 5).
 
     .venv/bin/python -m scripts.bench_ray --gb 0.2 --repeat 2 [--workers 2] [--chain light]
+    .venv/bin/python -m scripts.bench_ray --gb 0.05 --sides ray,ray-nice15,pool --busy 1
     .venv/bin/python -m scripts.bench_ray --refinedweb auto,ray,ray@/tmp/before --repeat 2
 
 Runs the same recipe over the same replicated WARCs (scripts/soak.py's pieces, as
@@ -9,8 +10,10 @@ scripts/bench's workload 5) two ways, alternating their order from one repeat to
 through pipeline.runner.executors.ensure_ray) and `pool` (the same RecipeJob / process_task on a
 spawn ProcessPoolExecutor, scripts/bench/ours_driver.py). Each run is a fresh process tree,
 sampled every 0.2 s: wall, CPU seconds of the whole tree split by process kind (driver, Ray
-workers, raylet, GCS, Ray's agents and monitors, extractor sandboxes), and the 1-minute load
-before and after. Prints one table row per run and the best-of-N summary; --json keeps it all.
+workers, raylet, GCS, Ray's agents and monitors, extractor sandboxes), each kind's niceness, and
+the 1-minute load before and after. Side `ray-nice15` is `ray` with Ray's own worker niceness
+(RAY_worker_niceness=15, what an embedded Ray ran before issue 24); `--busy N` runs N busy loops
+at niceness 0 in this session beside every run (a machine doing other work). Prints one table row per run and the best-of-N summary; --json keeps it all.
 With --refinedweb: `curate run configs/refinedweb.yaml` on the shared WARCs instead, per
 executor (and checkout), with each global stage's prepare and phase wall times.
 """
@@ -18,6 +21,7 @@ executor (and checkout), with each global stage's prepare and phase wall times.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +71,15 @@ def kind_of(proc: psutil.Process, root: int) -> str:
     return "other " + os.path.basename(scripts[0] if scripts else line.split()[0])
 
 
-def run_side(spec: dict[str, Any], work: Path, repo: Path = REPO) -> dict[str, Any]:
-    """ours_driver.py of the checkout `repo` on `spec` in a fresh process, measured."""
+def run_side(
+    spec: dict[str, Any], work: Path, repo: Path = REPO, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """ours_driver.py of the checkout `repo` on `spec` in a fresh process (`env` added to its
+    environment), measured."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "spec.json").write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "scripts.bench.ours_driver", str(work / "spec.json")]
-    res = measured(cmd, work, repo)
+    res = measured(cmd, work, repo, env)
     res["result"] = next(
         json.loads(x) for x in reversed(res.pop("log").splitlines()) if x.startswith("{")
     )
@@ -91,15 +99,18 @@ def busy_share(output: Path, workers: int) -> float:
     return busy / (workers * (max(spans) - min(spans))) if spans else 0.0
 
 
-def measured(cmd: list[str], work: Path, repo: Path) -> dict[str, Any]:
+def measured(
+    cmd: list[str], work: Path, repo: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """`cmd` run in the checkout `repo` as a fresh process tree, sampled every 0.2 s: wall,
-    CPU s by process kind (Ray workers' split into main and other threads), load before and
-    after, and its output (`log`)."""
+    CPU s by process kind (Ray workers' split into main and other threads), the niceness seen
+    per kind, load before and after, and its output (`log`)."""
     work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = str(repo)
+    env |= {"PYTHONPATH": str(repo), **(extra_env or {})}
     load0 = os.getloadavg()[0]
     cpu: dict[int, tuple[str, float]] = {}
+    nice: dict[int, int] = {}
     threads: dict[tuple[int, int], float] = {}  # (worker pid, thread id) -> CPU s
     with open(work / "log.txt", "wb") as out:
         t0 = time.perf_counter()
@@ -115,6 +126,7 @@ def measured(cmd: list[str], work: Path, repo: Path) -> dict[str, Any]:
                     t = p.cpu_times()
                     kind = cpu[p.pid][0] if p.pid in cpu else kind_of(p, root.pid)
                     cpu[p.pid] = (kind, t.user + t.system)
+                    nice[p.pid] = p.nice()  # the last seen: a Ray worker renices itself
                     if kind == "workers":
                         for th in p.threads():
                             threads[p.pid, th.id] = th.user_time + th.system_time
@@ -135,10 +147,27 @@ def measured(cmd: list[str], work: Path, repo: Path) -> dict[str, Any]:
         "wall_s": wall,
         "cpu_s": sum(v for k, v in by_kind.items() if not k.startswith("workers (")),
         "cpu_by_kind": by_kind,
+        "nice_by_kind": {
+            k: sorted({nice[pid] for pid, (kind, _) in cpu.items() if kind == k and pid in nice})
+            for k in {kind for kind, _ in cpu.values()}
+        },
         "load_before": load0,
         "load_after": os.getloadavg()[0],
         "log": text,
     }
+
+
+@contextlib.contextmanager
+def busy_loops(n: int) -> Iterator[None]:
+    """`n` processes spinning at niceness 0 in this session for the block (other work on the
+    machine, in the same scheduling autogroup as the measured run)."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
 
 
 def refinedweb(executor: str, out: Path, repo: Path) -> dict[str, Any]:
@@ -192,8 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sides",
         default="ray,pool",
-        help="ray, pool, and ray@PATH: the Ray side run from another checkout (a before)",
+        help="ray, ray-nice15 (Ray's own worker niceness), pool, and ray@PATH: the Ray side "
+        "run from another checkout (a before)",
     )
+    parser.add_argument("--busy", type=int, default=0, help="busy loops (nice 0) beside each run")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-ray")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
@@ -218,16 +249,19 @@ def main(argv: list[str] | None = None) -> None:
             mode = "pool" if kind == "pool" else "run"
             spec = {"mode": mode, "recipe": rec, "executor": executor, "workers": args.workers}
             spec["ray_tmp"] = None  # run_recipe starts Ray itself, as `curate run` does
-            res = run_side(spec, out / "run", Path(repo) if repo else REPO)
+            env = {"RAY_worker_niceness": "15"} if kind == "ray-nice15" else {}
+            with busy_loops(args.busy):
+                res = run_side(spec, out / "run", Path(repo) if repo else REPO, env)
             res["busy_share"] = busy_share(out / "out", args.workers)
             runs[side].append(res)
             kinds = " ".join(f"{k} {v:.1f}" for k, v in sorted(res["cpu_by_kind"].items()))
+            nices = " ".join(f"{k} {v}" for k, v in sorted(res["nice_by_kind"].items()))
             print(
                 f"{side} run {r + 1}: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s "
                 f"({kinds}), docs {res['result']['documents']} kept "
                 f"{res['result']['output_docs']}, workers busy {res['busy_share']:.1%}, "
                 f"load {res['load_before']:.2f} -> "
-                f"{res['load_after']:.2f}",
+                f"{res['load_after']:.2f}; niceness: {nices}",
                 flush=True,
             )
     best = {s: min(rs, key=lambda x: x["wall_s"]) for s, rs in runs.items()}

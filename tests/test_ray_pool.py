@@ -74,6 +74,16 @@ def test_a_job_is_set_up_once_per_actor_and_actors_serve_every_call(pool, tmp_pa
     assert [s for s, _ in pool.map(_square_with_pid, [6])] == [36]  # restarted on use
 
 
+def _niceness(_: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_workers_run_at_the_drivers_niceness(pool) -> None:
+    """An embedded Ray's workers (and the extractor processes they start) are not reniced by
+    Ray's 15, which made them yield to any other work on the machine."""
+    assert pool.map(_niceness, [1, 2]) == [os.getpriority(os.PRIO_PROCESS, 0)] * 2
+
+
 def test_a_failing_call_raises_its_error_and_the_pool_goes_on(pool) -> None:
     with pytest.raises(Exception, match="negative item -2"):
         pool.map(_square_with_pid, [1, -2, 3])

@@ -156,9 +156,17 @@ def ensure_ray(address: str | None) -> None:
 
 def embedded_ray_options() -> dict[str, Any]:
     """ray.init options of an embedded node (started by this process, not a cluster): no
-    dashboard. Workers keep Ray's niceness (15, so the raylet is never starved on a small
-    machine); running them at 0 was tried for issue 24 and showed no measurable gain."""
-    return {"include_dashboard": False}
+    dashboard, and workers at this process's niceness, as a process pool's would be.
+
+    Ray raises its workers' niceness by 15 (`worker_niceness`), and the extractor processes
+    they start inherit it: next to any other work at normal priority in the same scheduling
+    group, such a worker gets ~1/28 of that work's CPU share (issue 24: two actors got 0.08
+    cores next to one busy loop; docs/benchmarks.md, round three). $RAY_worker_niceness, when
+    set, wins."""
+    options: dict[str, Any] = {"include_dashboard": False}
+    if "RAY_worker_niceness" not in os.environ:
+        options["_system_config"] = {"worker_niceness": 0}  # an increment: the driver's own
+    return options
 
 
 def use_cluster_token() -> None:
