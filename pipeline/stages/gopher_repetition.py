@@ -88,60 +88,90 @@ def duplicate_stats(parts: list[str]) -> tuple[int, int]:
 class NGramClasses:
     """Groups the n-grams of one document's words, for n = 1, 2, ... asked in increasing order.
 
-    Each position is labelled with the first position holding the same n-gram. N-grams are keyed
-    by a rolling 64-bit hash of the words' hashes (numpy, no tuple per n-gram); every claimed
-    repeat is then compared word by word, and a hash collision falls back to exact tuple keys.
+    Each position is labelled with the first position holding the same n-gram, exactly (no
+    hashing): a word's label comes from a dict, an n-gram's is the pair (label of its (n-1)-gram,
+    label of its last word), which fits one int64 and is grouped by a stable sort. Only positions
+    whose (n-1)-grams at `i` and `i + 1` both repeat can hold a repeated n-gram, so each step sorts
+    just those (few, past the first sizes, in ordinary text); every other position is alone.
     """
-
-    _MULT = np.uint64(0x9E3779B97F4A7C15)
 
     def __init__(self, words: list[str]) -> None:
         self.words = words
         self.cum = list(accumulate(map(len, words), initial=0))  # prefix sums of word lengths
-        hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words))
-        self._base = hashes.view(np.uint64)
+        size = len(words)
+        # dict.setdefault keeps the first position of each word: its label.
+        self._word_first = np.fromiter(
+            map({}.setdefault, words, range(size)), dtype=np.int64, count=size
+        )
         self._n = 1
-        self._keys = self._base
+        self._first = self._word_first
+        self._repeated = _repeated(self._first)
+        self._groups: tuple[np.ndarray, np.ndarray] | None = None  # (first positions, sizes)
 
-    def _hash_keys(self, n: int) -> np.ndarray:
+    def _advance(self, n: int) -> None:
         if n < self._n:
             raise ValueError("n-gram sizes must be asked in increasing order")
         while self._n < n:
-            self._keys = (
-                self._keys[: len(self.words) - self._n] * self._MULT + self._base[self._n :]
-            )
             self._n += 1
-        return self._keys
+            size = len(self.words)
+            m = max(size - self._n + 1, 0)
+            first = np.arange(m, dtype=np.int64)
+            prev, rep = self._first, self._repeated
+            cand = np.flatnonzero(rep[:m] & rep[1 : m + 1])
+            repeated = np.zeros(m, dtype=bool)
+            starts = sizes = np.zeros(0, dtype=np.int64)
+            if len(cand):
+                keys = prev[cand] * size + self._word_first[cand + self._n - 1]
+                order = np.argsort(keys, kind="stable")
+                sorted_keys = keys[order]
+                is_start = np.empty(len(cand), dtype=bool)
+                is_start[0] = True
+                np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=is_start[1:])
+                group = np.cumsum(is_start) - 1
+                at = np.flatnonzero(is_start)
+                positions = cand[order]
+                starts = positions[at]  # stable sort: the group's smallest position first
+                sizes = np.diff(np.append(at, len(cand)))
+                first[positions] = starts[group]
+                repeated[positions] = (sizes >= 2)[group]
+            self._first, self._repeated = first, repeated
+            self._groups = (starts, sizes)
 
     def first_positions(self, n: int) -> np.ndarray:
         """For every n-gram position, the first position of the same n-gram (int64 array)."""
-        keys = self._hash_keys(n)
-        if len(keys) == 0:
-            return np.zeros(0, dtype=np.int64)
-        _, first_idx, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        first = first_idx[inverse.reshape(-1)]
-        words = self.words
-        for pos in np.flatnonzero(first != np.arange(len(keys))).tolist():
-            f = int(first[pos])
-            if words[pos : pos + n] != words[f : f + n]:
-                return self._exact_first_positions(n)
-        return first
+        self._advance(n)
+        return self._first
 
-    def _exact_first_positions(self, n: int) -> np.ndarray:
-        grams = list(zip(*(self.words[i:] for i in range(n)), strict=False))
-        first = dict(zip(reversed(grams), range(len(grams) - 1, -1, -1), strict=True))
-        return np.fromiter(map(first.__getitem__, grams), dtype=np.int64, count=len(grams))
+    def most_frequent(self, n: int) -> tuple[int, int]:
+        """(first position, count) of the most frequent n-gram, the first seen among ties;
+        (0, 0) when the words hold no n-gram."""
+        first = self.first_positions(n)
+        if len(first) == 0:
+            return 0, 0
+        if n == 1:
+            counts = np.bincount(first)
+            f = int(np.argmax(counts))
+            return f, int(counts[f])
+        starts, sizes = self._groups if self._groups is not None else (first[:0], first[:0])
+        top = int(sizes.max()) if len(sizes) else 1
+        if top < 2:  # every n-gram once: the first one
+            return 0, 1
+        return int(starts[sizes == top].min()), top
+
+
+def _repeated(first: np.ndarray) -> np.ndarray:
+    """Mask of the positions whose label (first position) is shared with another position."""
+    out = first != np.arange(len(first))
+    out[first[out]] = True
+    return out
 
 
 def top_ngram_chars(ngrams: NGramClasses, n: int, sep: int) -> int:
     """Characters of the most frequent n-gram string times its count (first seen wins ties)."""
-    first = ngrams.first_positions(n)
-    if len(first) == 0:
+    f, count = ngrams.most_frequent(n)
+    if count == 0:
         return 0
-    counts = np.bincount(first)
-    f = int(np.argmax(counts))  # the smallest first position among the most frequent
-    length = ngrams.cum[f + n] - ngrams.cum[f] + sep * (n - 1)
-    return length * int(counts[f])
+    return (ngrams.cum[f + n] - ngrams.cum[f] + sep * (n - 1)) * count
 
 
 def dup_ngram_chars(ngrams: NGramClasses, n: int) -> int:
