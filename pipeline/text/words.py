@@ -24,7 +24,7 @@ import gzip
 import logging
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -104,6 +104,29 @@ def split_words_spacing(text: str, lang: str | None = None) -> tuple[list[str], 
         return _UNICODE_TOKENS.findall(text), code not in UNSPACED_LANGS
     words, found = _split_mixed(text, code)
     return words, code not in UNSPACED_LANGS if code is not None else not found
+
+
+def split_words_by_line(
+    text: str, lang: str | None = None, known: Mapping[str, list[str]] | None = None
+) -> tuple[list[list[str]], bool] | None:
+    """`split_words_spacing` per `\\n`-separated line (the text's tokens are the lines' in order:
+    no token holds a newline), or None for a text with a script written without spaces (its
+    segmenters see the whole text). `known`: tokens of lines split before, reused by the line's
+    string (a line's tokens depend on nothing else)."""
+    if not text.isascii() and _UNSPACED_HINT.search(text) is not None:
+        return None
+    lines = text.split("\n")
+    if known:
+        by_line = [known.get(line) or _line_tokens(line) for line in lines]
+    else:
+        by_line = list(map(_line_tokens, lines))
+    return by_line, base_lang(lang) not in UNSPACED_LANGS
+
+
+def _line_tokens(line: str) -> list[str]:
+    """Tokens of one line of a text without unspaced scripts: an ASCII line takes the ASCII
+    pattern (on ASCII the Unicode one's tokens, found faster)."""
+    return _ASCII_TOKENS.findall(line) if line.isascii() else _UNICODE_TOKENS.findall(line)
 
 
 def _split_mixed(text: str, lang: str | None) -> tuple[list[str], bool]:
