@@ -13,7 +13,7 @@ langid over the shared WARCs).
 
     python scripts/bench_filters.py [--repeat 3] [--markdown]
     python scripts/bench_filters.py --chain [--texts DIR] [--repeat 5]
-    python scripts/bench_filters.py --stages --texts DIR [--langid] [--upto K] [--repeat 5]
+    python scripts/bench_filters.py --stages --texts DIR [--langid] [--upto K] [--limit N] [--repeat 5]
 
 `--stages` runs the chain as the runner does (words shared) and prints each stage's best CPU s,
 CPU s per 1,000 input documents, and a SHA-256 of every kept and rejected table (Arrow IPC), so
@@ -171,6 +171,7 @@ def main_stages(args: argparse.Namespace) -> int:
     specs = ([LANGID] if args.langid else []) + FINEWEB_CHAIN
     specs = specs[: args.upto] if args.upto is not None else specs
     texts = pq.read_table(args.texts, columns=["id", "text"] + ([] if args.langid else ["lang"]))
+    texts = texts.slice(0, args.limit) if args.limit is not None else texts
     stages = make_stages(specs)
     batches = [texts.slice(i, args.batch_size) for i in range(0, texts.num_rows, args.batch_size)]
     best = [float("inf")] * len(stages)
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", action="store_true", help="CPU per stage and output digest")
     parser.add_argument("--langid", action="store_true", help="--stages: langid first")
     parser.add_argument("--upto", type=int, help="--stages: only the first K stages")
+    parser.add_argument("--limit", type=int, help="--stages: only the first N texts")
     args = parser.parse_args(argv)
     if args.stages:
         if args.texts is None:

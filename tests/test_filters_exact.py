@@ -31,7 +31,12 @@ from pipeline.stages.gopher_repetition import (
     top_ngram_chars,
 )
 from pipeline.text.shared_words import DocWords, SharedWords
-from pipeline.text.words import split_words_by_line, split_words_spacing
+from pipeline.text.words import (
+    split_lines,
+    split_paragraphs,
+    split_words_by_line,
+    split_words_spacing,
+)
 
 EDGE_CASES = [
     "",
@@ -233,3 +238,11 @@ def test_a_rewritten_text_reuses_only_unchanged_lines() -> None:
     assert doc.lines[0] is first.lines[0] and doc.lines[2] is first.lines[2]  # reused
     assert doc.lines[1] == ["Drop", "this", "one", "."]  # split afresh
     assert doc.non_symbol == ["Keep", "this", "line", "Drop", "this", "one", "lïne", "three"]
+
+
+@pytest.mark.slow
+def test_lines_and_paragraphs_equal_the_regex_split(shared_texts: pa.Table) -> None:
+    for text, _ in texts_with_langs(shared_texts) + [("a\n\n\nb\n", None), ("x\n \n\ny", None)]:
+        stripped = text.strip()
+        assert split_lines(text) == (re.split(r"\n+", stripped) if stripped else [])
+        assert split_paragraphs(text) == (re.split(r"\n{2,}", stripped) if stripped else [])

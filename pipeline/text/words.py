@@ -66,7 +66,6 @@ _SCRIPT_RUNS_JA = regex.compile(r"\p{Han}+|[\p{Hiragana}]+|[\p{Katakana}ー]+|."
 # characters such as U+200B, private-use icon glyphs); such tokens are not "words".
 _NON_SYMBOL_CHAR = regex.compile(r"[^\p{P}\p{S}\p{C}]")
 
-_LINES = re.compile(r"\n+")
 _PARAGRAPHS = re.compile(r"\n{2,}")
 
 _ZH_CODES = frozenset({"zh", "zho", "chi", "cmn", "yue", "wuu", "lzh", "gan", "hak", "nan"})
@@ -187,15 +186,19 @@ def non_symbol_words(words: list[str]) -> list[str]:
 
 
 def split_lines(text: str) -> list[str]:
-    """Lines of `text`: split on runs of newlines (`\\n+`) after stripping outer whitespace."""
-    text = text.strip()
-    return _LINES.split(text) if text else []
+    """Lines of `text`: split on runs of newlines (`\\n+`) after stripping outer whitespace.
+
+    The stripped text neither starts nor ends with a newline, so its `\\n+` parts are exactly
+    the non-empty parts of `str.split("\\n")` (which is several times faster than the regex)."""
+    return list(filter(None, text.strip().split("\n")))
 
 
 def split_paragraphs(text: str) -> list[str]:
     """Paragraphs of `text`: split on two or more newlines (`\\n{2,}`) after stripping."""
     text = text.strip()
-    return _PARAGRAPHS.split(text) if text else []
+    if "\n\n" not in text:  # one paragraph (or none): no need for the regex
+        return [text] if text else []
+    return _PARAGRAPHS.split(text)
 
 
 # --- segmenters (lazy, one per process) ---------------------------------------------------------
