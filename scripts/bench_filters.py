@@ -113,9 +113,12 @@ def bench(stage_name: str, rows: list[dict], batch_size: int, repeat: int) -> tu
     return len(rows) / best, kept / len(rows)
 
 
-def chain_once(stages: list, batches: list[pa.Table], share: bool) -> tuple[list[float], list]:
-    """CPU seconds per stage of one pass of the chain over `batches` (as the runner's unit loop:
-    one `Intermediates` per batch when `share`), and every stage's kept and rejected tables."""
+def chain_once(
+    stages: list, batches: list[pa.Table], share: bool
+) -> tuple[list[StageStats], list[pa.Table]]:
+    """Each stage's stats (CPU seconds, documents) of one pass of the chain over `batches` (as
+    the runner's unit loop: one `Intermediates` per batch when `share`), and every stage's kept
+    and rejected tables."""
     stats = [StageStats(s.name) for s in stages]
     outputs = []
     for batch in batches:
@@ -126,7 +129,7 @@ def chain_once(stages: list, batches: list[pa.Table], share: bool) -> tuple[list
             batch, rejected = kernel.run_stage(stage, batch, st, None, None, (), shared)
             outputs.append(rejected)
         outputs.append(batch)
-    return [st.cpu_s for st in stats], outputs
+    return stats, outputs
 
 
 def bench_chain(texts: pa.Table, batch_size: int, repeat: int) -> list[tuple[str, float, float]]:
@@ -138,8 +141,8 @@ def bench_chain(texts: pa.Table, batch_size: int, repeat: int) -> list[tuple[str
     outputs = {}
     for _ in range(repeat):
         for share in (False, True):
-            cpu, outputs[share] = chain_once(stages, batches, share)
-            best[share] = [min(a, b) for a, b in zip(best[share], cpu, strict=True)]
+            stats, outputs[share] = chain_once(stages, batches, share)
+            best[share] = [min(a, st.cpu_s) for a, st in zip(best[share], stats, strict=True)]
     if not all(a.equals(b) for a, b in zip(outputs[False], outputs[True], strict=True)):
         raise SystemExit("the chain's output differs with shared words")
     rows = [(s.name, a, b) for s, a, b in zip(stages, best[False], best[True], strict=True)]
@@ -178,16 +181,7 @@ def main_stages(args: argparse.Namespace) -> int:
     docs_in = [0] * len(stages)
     sums = set()
     for _ in range(args.repeat):
-        stats = [StageStats(s.name) for s in stages]
-        outputs = []
-        for batch in batches:
-            shared = kernel.Intermediates()
-            for stage, st in zip(stages, stats, strict=True):
-                if batch.num_rows == 0:
-                    break
-                batch, rejected = kernel.run_stage(stage, batch, st, None, None, (), shared)
-                outputs.append(rejected)
-            outputs.append(batch)
+        stats, outputs = chain_once(stages, batches, share=True)
         best = [min(b, st.cpu_s) for b, st in zip(best, stats, strict=True)]
         docs_in = [st.docs_in for st in stats]
         sums.add(digest(outputs))
