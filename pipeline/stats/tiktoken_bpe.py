@@ -68,7 +68,7 @@ def tiktoken_plan(path: Path, loaded: Any = None, proven: bool = False) -> Tikto
     """The plan of an exact tiktoken encoder for `path`, or why there is none (one line).
     `loaded`: the file as the tokenizers library loaded it (the authority on added tokens'
     ids: it renumbers those outside the vocabulary). `proven`: this file passed the check
-    before (a cached verdict, stats/tiktoken_verdict.py), so conditions T and O, four fifths
+    before (a cached verdict, stats/tiktoken_verdict.py), so conditions T and O, three quarters
     of the cost, are not checked again."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))

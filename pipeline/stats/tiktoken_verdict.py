@@ -6,7 +6,7 @@ Making tiktoken's encoder with the check costs ~7.4 CPU-us per vocabulary id (0.
 ids, 0.79 s for 100k), in every process that loads the tokenizer (the driver, each Ray worker,
 `curate stats`). The verdict depends only on the file's content, the check's code and the
 versions of tokenizers and tiktoken, so it is cached under all four: a process that finds it
-builds tiktoken's tables without the merge conditions (a third of the cost), or goes straight
+builds tiktoken's tables without the merge conditions (a quarter of the cost), or goes straight
 to the tokenizers library with the recorded reason. An unreadable cache is a miss, an
 unwritable one is skipped.
 """

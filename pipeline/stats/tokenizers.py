@@ -184,14 +184,15 @@ def _hf_library(path: Path, name: str) -> HFTokenizer:
     vocab = tok.get_vocab_size(with_added_tokens=True)
     table = fmix64(np.arange(vocab, dtype=np.uint64) + _ID_SALT)
     model = getattr(tok.model, "__class__", type(tok.model)).__name__
+    library = f"tokenizers {importlib.metadata.version('tokenizers')}"
     info = {
         "name": name,
         "kind": f"huggingface {model}",
         "vocab_size": vocab,
-        "version": f"tokenizers {importlib.metadata.version('tokenizers')}",
+        "version": library,
         "hash": file_hash(path),
         "path": str(path),
-        "encoder": f"tokenizers {importlib.metadata.version('tokenizers')}",
+        "encoder": library,
     }
     return HFTokenizer(info, tok, table)
 
