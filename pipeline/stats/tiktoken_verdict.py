@@ -2,12 +2,12 @@
 in this process and in the user cache directory, and the input size below which `--encoder auto`
 is better off without tiktoken.
 
-Making tiktoken's encoder with the check costs ~7.4 CPU-us per vocabulary id (0.38 s for 50k
-ids, 0.79 s for 100k), in every process that loads the tokenizer (the driver, each Ray worker,
-`curate stats`). The verdict depends only on the file's content, the check's code and the
-versions of tokenizers and tiktoken, so it is cached under all four: a process that finds it
-builds tiktoken's tables without the merge conditions (a quarter of the cost), or goes straight
-to the tokenizers library with the recorded reason. An unreadable cache is a miss, an
+Making tiktoken's encoder with the check costs ~7.4 CPU-us per vocabulary id (0.31-0.38 s
+for 50k ids, 0.77-0.79 s for 100k), in every process that loads the tokenizer (the driver, each
+Ray worker, `curate stats`). The verdict depends only on the file's content, the check's code
+and the versions of tokenizers and tiktoken, so it is cached under all four: a process that
+finds it builds tiktoken's tables without the merge conditions (a quarter of the cost), or goes
+straight to the tokenizers library with the recorded reason. An unreadable cache is a miss, an
 unwritable one is skipped.
 """
 
