@@ -56,6 +56,8 @@ EDGE_CASES = [
     "日本語のテキストです。\nカタカナ\n日本語のテキストです。",
     "ภาษาไทย ภาษาไทย ภาษาไทย",
     "mixed ascii line\nnon-ascii lïne\n\n\nmixed ascii line",
+    # Controls where Python's and `regex`'s whitespace differ, on ASCII and non-ASCII lines.
+    "ascii\x1cline\x0bhere\nlïne\x1d\x85end\u2028x",
 ]
 
 
