@@ -34,7 +34,7 @@ class DocWords:
     words: list[str]
     spaced: bool
     # Each line's tokens, for a text split line by line (split_words_by_line).
-    lines: list[list[str]] | None = field(default=None, repr=False)
+    lines: list[list[str]] | None = field(default=None, repr=False, compare=False)
     _non_symbol: list[str] | None = field(default=None, repr=False)
 
     @classmethod
