@@ -66,7 +66,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cascade": {"backend": "cascade", "trafilatura": _FAST_NORETRY},
     "cascade-inproc": {"backend": "cascade", "timeout_s": None, "trafilatura": _FAST_NORETRY},
     # the cascade with the default (precision) trafilatura settings
-    "cascade-precision": {"backend": "cascade"},
+    "cascade-precision": {"backend": "cascade", "cascade": {"fast_trafilatura": False}},
     "resiliparse-inproc": {"backend": "resiliparse", "timeout_s": None},
 }
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pipeline.errors import ConfigError
 from pipeline.registry import stage_class
 from pipeline.schema import HTML_SCHEMA
-from pipeline.stages.extract import ExtractConfig, ExtractStage
+from pipeline.stages.extract import ExtractConfig, ExtractStage, TrafilaturaOptions
 from pipeline.stages.sandbox import CRASH, ERROR, OK, TIMEOUT, Sandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -578,6 +578,27 @@ def test_cascade_config_passes_both_backends_options() -> None:
         ExtractConfig(backend="cascade", cascade={"min_html_bytes": -1})
     with pytest.raises(ValidationError):
         ExtractConfig(backend="cascade", cascade={"max_html_bytes": 1})  # unknown key
+
+
+def test_cascade_runs_trafilaturas_fast_setting_unless_told_otherwise() -> None:
+    """backend: cascade gives its large pages trafilatura's fast setting over the section's other
+    keys; a section key against that setting is refused rather than ignored."""
+    # the section's defaults (favor_precision: true) are not a clash, only keys a user sets
+    options = ExtractConfig(backend="cascade", trafilatura={"include_tables": False})
+    traf = options.backend_options()["trafilatura"]
+    assert traf == {**TrafilaturaOptions(include_tables=False).model_dump(), **FAST_NORETRY}
+    assert set(options.backend_options()) == {"min_html_bytes", "trafilatura", "resiliparse"}
+    plain = ExtractConfig(backend="cascade", cascade={"fast_trafilatura": False})
+    assert plain.backend_options()["trafilatura"] == TrafilaturaOptions().model_dump()
+    for key, value in [*((k, not v) for k, v in FAST_NORETRY.items()), ("favor_recall", True)]:
+        with pytest.raises(
+            ValidationError, match=f"trafilatura.{key}: {str(value).lower()} is not used"
+        ):
+            ExtractConfig(backend="cascade", trafilatura={key: value})
+        ExtractConfig(
+            backend="cascade", trafilatura={key: value}, cascade={"fast_trafilatura": False}
+        )
+        ExtractConfig(backend="trafilatura", trafilatura={key: value})
 
 
 def test_cascade_routes_real_pages_by_size_and_counts_them(

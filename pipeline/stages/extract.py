@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.errors import ConfigError
 from pipeline.schema import HTML, TEXT, URL
@@ -124,14 +124,22 @@ class ResiliparseOptions(_Options):
     skip_elements: tuple[str, ...] = ()  # extra CSS selectors to drop
 
 
+# trafilatura's fast setting, the cascade's for its large pages (CascadeOptions.fast_trafilatura)
+CASCADE_FAST = {"fast": True, "favor_precision": False, "recall_escalation": False}
+
+
 class CascadeOptions(_Options):
-    """backend: cascade: resiliparse below a page size, the `trafilatura` section's settings from
-    it up (fitted on ScrapingHub, checked on CleanEval; see docs/benchmarks.md)."""
+    """backend: cascade: resiliparse below a page size, trafilatura's fast setting from it up
+    (fitted on ScrapingHub, checked on CleanEval; see docs/benchmarks.md)."""
 
     # Pages of at least this many UTF-8 bytes go to trafilatura, smaller ones to resiliparse.
     # 45000: the most pages to resiliparse that keeps ScrapingHub F1 within 0.003 of
     # trafilatura's. 0: every page to trafilatura.
     min_html_bytes: int = Field(default=45_000, ge=0)
+    # Run trafilatura in its fast setting (fast: true, favor_precision: false,
+    # recall_escalation: false) over the `trafilatura` section's other options: what the bound
+    # was fitted with. false: the `trafilatura` section as written (slower, no better F1).
+    fast_trafilatura: bool = True
 
 
 class ExtractConfig(StageConfig):
@@ -157,12 +165,31 @@ class ExtractConfig(StageConfig):
         default=4096, ge=MIN_MEMORY_LIMIT_MB, le=MAX_MEMORY_LIMIT_MB
     )
 
+    @model_validator(mode="after")
+    def _cascade_fast_setting(self) -> ExtractConfig:
+        """A `trafilatura` key set against the cascade's fast setting would be ignored: refuse."""
+        if self.backend == "cascade" and self.cascade.fast_trafilatura:
+            given = self.trafilatura.model_dump(include=self.trafilatura.model_fields_set)
+            clash = [k for k, v in CASCADE_FAST.items() if k in given and given[k] != v]
+            if self.trafilatura.favor_recall:
+                clash.append("favor_recall")
+            if clash:
+                raise ValueError(
+                    f"trafilatura.{clash[0]}: {str(given[clash[0]]).lower()} is not used by "
+                    "backend: cascade, which runs trafilatura's fast setting; set "
+                    "cascade.fast_trafilatura: false to use the trafilatura section as written"
+                )
+        return self
+
     def backend_options(self) -> dict[str, object]:
         """The selected backend's options as a plain dict (what the extractor factory takes)."""
         if self.backend == "cascade":
+            trafilatura = self.trafilatura.model_dump()
+            if self.cascade.fast_trafilatura:
+                trafilatura.update(CASCADE_FAST)
             return {
-                **self.cascade.model_dump(),
-                "trafilatura": self.trafilatura.model_dump(),
+                "min_html_bytes": self.cascade.min_html_bytes,
+                "trafilatura": trafilatura,
                 "resiliparse": self.resiliparse.model_dump(),
             }
         return getattr(self, self.backend).model_dump()
