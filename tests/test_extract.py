@@ -317,7 +317,7 @@ def test_stage_reports_pages_near_the_limit_once() -> None:
         assert stage.take_metrics()["pages_near_time_limit"] == 0
     finally:
         stage.close()
-    assert ExtractStage(ExtractConfig(timeout_s=None)).take_metrics() == {}
+    assert ExtractStage(ExtractConfig(backend="trafilatura", timeout_s=None)).take_metrics() == {}
 
 
 def test_sandbox_memory_limit_turns_memory_bomb_into_error() -> None:
@@ -441,8 +441,8 @@ def cleaneval(shared_data: Path) -> list[eval_extract.GoldDoc]:
 
 
 def test_scrapinghub_trafilatura_f1(scrapinghub: list[eval_extract.GoldDoc]) -> None:
-    # Default config, sandboxed: also checks that no real page hits the 5 s limit.
-    s = eval_extract.evaluate(scrapinghub, eval_extract.stage_extractor())
+    # trafilatura's default settings, sandboxed: also checks that no real page hits the 5 s limit.
+    s = eval_extract.evaluate(scrapinghub, eval_extract.stage_extractor(backend="trafilatura"))
     assert s["f1"] >= 0.95, s  # measured 0.964 (P 0.958, R 0.971); published 0.958
     assert s["empty"] == 0
 
@@ -454,7 +454,9 @@ def test_scrapinghub_resiliparse_f1(scrapinghub: list[eval_extract.GoldDoc]) -> 
 
 @pytest.mark.slow
 def test_cleaneval_f1_both_backends(cleaneval: list[eval_extract.GoldDoc]) -> None:
-    traf = eval_extract.evaluate(cleaneval, eval_extract.stage_extractor(timeout_s=None))
+    traf = eval_extract.evaluate(
+        cleaneval, eval_extract.stage_extractor(backend="trafilatura", timeout_s=None)
+    )
     resi = eval_extract.evaluate(
         cleaneval, eval_extract.stage_extractor(backend="resiliparse", timeout_s=None)
     )
@@ -490,7 +492,7 @@ def test_table_rows_lose_their_outer_pipes() -> None:
         b"</table><p>Closing paragraph with some more words to make it long.</p>"
         b"</article></body></html>"
     )
-    options = ExtractConfig(stage="extract").backend_options()
+    options = ExtractConfig(stage="extract", backend="trafilatura").backend_options()
     for outer_pipes, expected in [
         (False, "First cell has a full sentence. | Second cell too.\n"),
         (True, "| First cell has a full sentence. | Second cell too. |"),
@@ -517,7 +519,9 @@ def test_recall_escalation_switches_trafilatura_retry(
 
     (doc,) = [d for d in cleaneval if d.record_id == RETRIED_PAGE]
     fast = {"fast": True, "favor_precision": False}
-    options = ExtractConfig(stage="extract", trafilatura=fast).backend_options()
+    options = ExtractConfig(
+        stage="extract", backend="trafilatura", trafilatura=fast
+    ).backend_options()
     limit = trafilatura.core.ESCALATION_MAX_LENGTH
     try:
         off = build_extractor("trafilatura", {**options, "recall_escalation": False})
@@ -643,7 +647,10 @@ def test_cascade_bound_zero_is_trafilatura_everywhere(
     cascade = eval_extract.stage_extractor(
         backend="cascade", timeout_s=None, cascade={"min_html_bytes": 0}
     )(table)
-    assert cascade == eval_extract.stage_extractor(timeout_s=None)(table) == [""]
+    trafilatura = eval_extract.stage_extractor(
+        backend="trafilatura", timeout_s=None, trafilatura=FAST_NORETRY
+    )
+    assert cascade == trafilatura(table) == [""]
 
 
 @pytest.mark.slow
