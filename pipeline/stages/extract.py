@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.errors import ConfigError
 from pipeline.schema import HTML, TEXT, URL
@@ -137,8 +137,9 @@ class CascadeOptions(_Options):
     # trafilatura's. 0: every page to trafilatura.
     min_html_bytes: int = Field(default=45_000, ge=0)
     # Run trafilatura in its fast setting (fast: true, favor_precision: false,
-    # recall_escalation: false) over the `trafilatura` section's other options: what the bound
-    # was fitted with. false: the `trafilatura` section as written (slower, no better F1).
+    # recall_escalation: false, in place of the `trafilatura` section's values for these three
+    # keys; its other keys apply): what the bound was fitted with. false: the `trafilatura`
+    # section as written (slower, no better F1).
     fast_trafilatura: bool = True
 
 
@@ -164,22 +165,6 @@ class ExtractConfig(StageConfig):
     memory_limit_mb: int | None = Field(
         default=4096, ge=MIN_MEMORY_LIMIT_MB, le=MAX_MEMORY_LIMIT_MB
     )
-
-    @model_validator(mode="after")
-    def _cascade_fast_setting(self) -> ExtractConfig:
-        """A `trafilatura` key set against the cascade's fast setting would be ignored: refuse."""
-        if self.backend == "cascade" and self.cascade.fast_trafilatura:
-            given = self.trafilatura.model_dump(include=self.trafilatura.model_fields_set)
-            clash = [k for k, v in CASCADE_FAST.items() if k in given and given[k] != v]
-            if self.trafilatura.favor_recall:
-                clash.append("favor_recall")
-            if clash:
-                raise ValueError(
-                    f"trafilatura.{clash[0]}: {str(given[clash[0]]).lower()} is not used by "
-                    "backend: cascade, which runs trafilatura's fast setting; set "
-                    "cascade.fast_trafilatura: false to use the trafilatura section as written"
-                )
-        return self
 
     def backend_options(self) -> dict[str, object]:
         """The selected backend's options as a plain dict (what the extractor factory takes)."""
