@@ -75,6 +75,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "backend": "trafilatura",
         "trafilatura": {"fast": True, "favor_precision": False, "compiled_selectors": False},
     },
+    # the sandboxed extractor on glibc's malloc instead of the preloaded jemalloc (before it)
+    "trafilatura-system-malloc": {"backend": "trafilatura", "allocator": "system"},
+    "cascade-system-malloc": {"backend": "cascade", "allocator": "system"},
     "resiliparse": {"backend": "resiliparse"},
     # the cascade: resiliparse under cascade.min_html_bytes, trafilatura's fast setting from it up
     "cascade": {"backend": "cascade"},
