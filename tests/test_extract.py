@@ -83,7 +83,7 @@ def run_stage(pages: list[str | None], **config: object) -> tuple[pa.Table, pa.T
 def test_registered_and_config_validation() -> None:
     assert stage_class("extract") is ExtractStage
     cfg = ExtractConfig()
-    assert cfg.backend == "trafilatura" and cfg.timeout_s == 5.0
+    assert cfg.backend == "cascade" and cfg.timeout_s == 5.0
     assert cfg.trafilatura.favor_precision and not cfg.trafilatura.include_comments
     with pytest.raises(ValidationError):
         ExtractConfig(backend="goose")
@@ -305,11 +305,18 @@ def test_sandbox_limit_counts_cpu_time_not_waiting() -> None:
 
 def test_stage_reports_pages_near_the_limit_once() -> None:
     """take_metrics() gives the counts since its last call (the runner sums them per stage)."""
-    stage = ExtractStage(ExtractConfig(timeout_s=30.0))
+    stage = ExtractStage(ExtractConfig(timeout_s=30.0))  # the default backend, cascade
+    bound = stage.config.cascade.min_html_bytes
+    small = int(len(ARTICLE.encode()) < bound)  # the cascade's pages per extractor, counted too
     stage.setup()
     try:
         stage.score(html_batch([ARTICLE]))
-        assert stage.take_metrics() == {"pages_near_time_limit": 0, "time_limit_wall_backstops": 0}
+        assert stage.take_metrics() == {
+            "cascade_resiliparse_pages": small,
+            "cascade_trafilatura_pages": 1 - small,
+            "pages_near_time_limit": 0,
+            "time_limit_wall_backstops": 0,
+        }
         sandbox = stage.sandbox
         assert sandbox is not None
         sandbox.stats.near_limit += 2  # as two slow pages would
