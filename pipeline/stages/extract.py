@@ -168,9 +168,9 @@ class ExtractConfig(StageConfig):
         default=4096, ge=MIN_MEMORY_LIMIT_MB, le=MAX_MEMORY_LIMIT_MB
     )
     # Memory allocator of the extractor process (only with timeout_s): jemalloc (the build Ray
-    # ships, preloaded; the same text, ~1.15-1.2x the pages per CPU second of glibc's malloc,
-    # see docs/benchmarks.md) or system. Without a usable jemalloc the system one is used and
-    # stats.json's warnings say why.
+    # ships, preloaded; the same text with 6-8% fewer instructions per page, ~1.1x the pages per
+    # CPU second, see docs/benchmarks.md) or system (glibc's malloc). Without a usable jemalloc
+    # the system one is used and stats.json's warnings say why.
     allocator: Literal["jemalloc", "system"] = "jemalloc"
 
     def backend_options(self) -> dict[str, object]:
