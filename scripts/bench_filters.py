@@ -13,11 +13,19 @@ langid over the shared WARCs).
 
     python scripts/bench_filters.py [--repeat 3] [--markdown]
     python scripts/bench_filters.py --chain [--texts DIR] [--repeat 5]
+    python scripts/bench_filters.py --stages --texts DIR [--langid] [--upto K] [--limit N] [--repeat 5]
+
+`--stages` runs the chain as the runner does (words shared) and prints each stage's best CPU s,
+CPU s per 1,000 input documents, and a SHA-256 of every kept and rejected table (Arrow IPC), so
+two checkouts (`PYTHONPATH=...`) can be compared for identical output; `--langid` puts the
+recipe's langid stage first (for extract-only Parquet), `--upto K` runs the first K stages only
+(instruction counts per stage under cachegrind, by difference).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import resource
@@ -50,6 +58,10 @@ FINEWEB_CHAIN = [
     {"stage": "c4_quality", "filter_no_terminal_punct": False, "filter_badwords": False},
     {"stage": "fineweb_quality"},
 ]
+
+
+# The recipe's langid stage, put first by `--langid`.
+LANGID = {"stage": "langid", "languages": ["en"], "threshold": 0.65}
 
 
 def load_texts() -> dict[str, list[dict]]:
@@ -101,9 +113,12 @@ def bench(stage_name: str, rows: list[dict], batch_size: int, repeat: int) -> tu
     return len(rows) / best, kept / len(rows)
 
 
-def chain_once(stages: list, batches: list[pa.Table], share: bool) -> tuple[list[float], list]:
-    """CPU seconds per stage of one pass of the chain over `batches` (as the runner's unit loop:
-    one `Intermediates` per batch when `share`), and every stage's kept and rejected tables."""
+def chain_once(
+    stages: list, batches: list[pa.Table], share: bool
+) -> tuple[list[StageStats], list[pa.Table]]:
+    """Each stage's stats (CPU seconds, documents) of one pass of the chain over `batches` (as
+    the runner's unit loop: one `Intermediates` per batch when `share`), and every stage's kept
+    and rejected tables."""
     stats = [StageStats(s.name) for s in stages]
     outputs = []
     for batch in batches:
@@ -114,28 +129,73 @@ def chain_once(stages: list, batches: list[pa.Table], share: bool) -> tuple[list
             batch, rejected = kernel.run_stage(stage, batch, st, None, None, (), shared)
             outputs.append(rejected)
         outputs.append(batch)
-    return [st.cpu_s for st in stats], outputs
+    return stats, outputs
 
 
 def bench_chain(texts: pa.Table, batch_size: int, repeat: int) -> list[tuple[str, float, float]]:
     """(stage, best CPU s without sharing, best with) per stage and for the chain, alternating
     the two modes `repeat` times; raises when their outputs differ."""
-    stages = []
-    for spec in FINEWEB_CHAIN:
-        cls = stage_class(spec["stage"])
-        stages.append(cls(cls.config_cls(**spec)))
-        stages[-1].setup()
+    stages = make_stages(FINEWEB_CHAIN)
     batches = [texts.slice(i, batch_size) for i in range(0, texts.num_rows, batch_size)]
     best = {False: [float("inf")] * len(stages), True: [float("inf")] * len(stages)}
     outputs = {}
     for _ in range(repeat):
         for share in (False, True):
-            cpu, outputs[share] = chain_once(stages, batches, share)
-            best[share] = [min(a, b) for a, b in zip(best[share], cpu, strict=True)]
+            stats, outputs[share] = chain_once(stages, batches, share)
+            best[share] = [min(a, st.cpu_s) for a, st in zip(best[share], stats, strict=True)]
     if not all(a.equals(b) for a, b in zip(outputs[False], outputs[True], strict=True)):
         raise SystemExit("the chain's output differs with shared words")
     rows = [(s.name, a, b) for s, a, b in zip(stages, best[False], best[True], strict=True)]
     return [*rows, ("chain", sum(best[False]), sum(best[True]))]
+
+
+def make_stages(specs: list[dict]) -> list:
+    """Stage objects of `specs`, set up."""
+    stages = []
+    for spec in specs:
+        cls = stage_class(spec["stage"])
+        stages.append(cls(cls.config_cls(**spec)))
+        stages[-1].setup()
+    return stages
+
+
+def digest(tables: list[pa.Table]) -> str:
+    """SHA-256 of the tables in order, each as an Arrow IPC stream (schema and values)."""
+    h = hashlib.sha256()
+    for table in tables:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        h.update(sink.getvalue().to_pybytes())
+    return h.hexdigest()
+
+
+def main_stages(args: argparse.Namespace) -> int:
+    specs = ([LANGID] if args.langid else []) + FINEWEB_CHAIN
+    specs = specs[: args.upto] if args.upto is not None else specs
+    texts = pq.read_table(args.texts, columns=["id", "text"] + ([] if args.langid else ["lang"]))
+    texts = texts.slice(0, args.limit) if args.limit is not None else texts
+    stages = make_stages(specs)
+    batches = [texts.slice(i, args.batch_size) for i in range(0, texts.num_rows, args.batch_size)]
+    best = [float("inf")] * len(stages)
+    docs_in = [0] * len(stages)
+    sums = set()
+    for _ in range(args.repeat):
+        stats, outputs = chain_once(stages, batches, share=True)
+        best = [min(b, st.cpu_s) for b, st in zip(best, stats, strict=True)]
+        docs_in = [st.docs_in for st in stats]
+        sums.add(digest(outputs))
+    if len(sums) != 1:
+        raise SystemExit("the chain's output differs between repeats")
+    print(f"{texts.num_rows} docs; best of {args.repeat}; output sha256 {sums.pop()}")
+    print("| stage | docs in | CPU s | CPU s / 1,000 docs |")
+    print("|---|---:|---:|---:|")
+    for stage, cpu, n in zip(stages, best, docs_in, strict=True):
+        print(f"| {stage.name} | {n} | {cpu:.3f} | {1000 * cpu / max(n, 1):.3f} |")
+    print(
+        f"| chain | {texts.num_rows} | {sum(best):.3f} | {1000 * sum(best) / texts.num_rows:.3f} |"
+    )
+    return 0
 
 
 def chain_texts(path: str | None) -> pa.Table:
@@ -170,8 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--chain", action="store_true", help="the FineWeb chain, words shared")
-    parser.add_argument("--texts", help="--chain: a run's kept Parquet (file or directory)")
+    parser.add_argument("--texts", help="--chain, --stages: a run's kept Parquet (file or folder)")
+    parser.add_argument("--stages", action="store_true", help="CPU per stage and output digest")
+    parser.add_argument("--langid", action="store_true", help="--stages: langid first")
+    parser.add_argument("--upto", type=int, help="--stages: only the first K stages")
+    parser.add_argument("--limit", type=int, help="--stages: only the first N texts")
     args = parser.parse_args(argv)
+    if args.stages:
+        if args.texts is None:
+            parser.error("--stages needs --texts")
+        return main_stages(args)
     if args.chain:
         return main_chain(args)
     sets = load_texts()

@@ -3,6 +3,7 @@ session, the demo WARC; and the test tiers (markers `ray`, `e2e`, `slow`; `make 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Generator
 from pathlib import Path
@@ -31,6 +32,37 @@ def shared_data() -> Path:
             )
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_texts(shared_data: Path) -> Any:
+    """Real texts with a language each: 20-sentence documents of every lingua language (CJK,
+    Thai and other scripts through their segmenters), the DCLM quality set and the first 40 of
+    ScrapingHub's gold texts (English), and a few hand-made edge cases: a pyarrow Table with
+    columns id, text, lang."""
+    import pyarrow as pa
+
+    from pipeline.schema import ID, LANG, TEXT
+
+    texts, langs = [], []
+    for path in sorted((shared_data / "langid" / "lingua-sentences").glob("*.txt")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for start in (0, 100):
+            texts.append("\n".join(lines[start : start + 20]))
+            langs.append(path.stem)
+    for name, n in (
+        ("quality/dclm-agreement.jsonl", 281),
+        ("extraction/scrapinghub.gold.jsonl", 40),
+    ):
+        with open(shared_data / name, encoding="utf-8") as f:
+            for line in f.readlines()[:n]:
+                rec = json.loads(line)
+                texts.append(rec.get("text") or rec.get("gold") or "")
+                langs.append("en")
+    texts += ["", "\n\n", "...", "日本語のテキストです。\nカタカナ"]  # hand-made edge cases
+    langs += ["en", None, None, None]
+    ids = [f"d{i}" for i in range(len(texts))]
+    return pa.table({ID: ids, TEXT: texts, LANG: langs})
 
 
 @pytest.fixture(scope="module", autouse=True)

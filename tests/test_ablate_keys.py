@@ -1,20 +1,24 @@
 """Ablation cache keys: a stage's fingerprint covers its helper modules, resource files, library
-versions and the files its config names; threshold keys are exactly the keys only keep() reads."""
+versions and the files its config names (a fastText model's MODEL.json, what a glob matches);
+threshold keys are exactly the keys only keep() reads."""
 
 from __future__ import annotations
 
+import glob as globlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import config as config_module
+from pipeline import registry
 from pipeline.ablate import cache as cache_module
 from pipeline.ablate import fingerprint as fp
 from pipeline.ablate.run import run_ablation
@@ -24,7 +28,7 @@ from pipeline.io.options import InputConfig
 from pipeline.io.sources import get_reader, plan_units
 from pipeline.registry import STAGES, stage_class
 from pipeline.schema import LANG, TEXT
-from pipeline.stages.base import Stage, StageConfig
+from pipeline.stages.base import Stage, StageConfig, TextStageConfig, reasons_from_checks
 from pipeline.stages.extract import ExtractConfig, ExtractStage
 from pipeline.stages.langid import LangIdConfig, LangIdStage
 from tests.conftest import SHARED_DATA
@@ -219,12 +223,15 @@ def _models(small_quality_model: Path) -> None:
     MODEL_CONFIG["classifier"] = {"model_path": str(small_quality_model)}
 
 
-def _recipe_files(tmp_path: Path, inputs: list[str], stages: list[str]) -> Path:
+def _recipe_files(
+    tmp_path: Path, inputs: list[str], stages: list[str] | list[dict[str, Any]]
+) -> Path:
+    """An ablation file of one variant over a base recipe of `stages` (names or configs)."""
     base = {
         "input": {"paths": inputs},
         "output": {"path": "unused"},
         "runtime": {"executor": "local", "batch_size": 16},
-        "stages": [{"stage": s} for s in stages],
+        "stages": [s if isinstance(s, dict) else {"stage": s} for s in stages],
     }
     (tmp_path / "base.yaml").write_text(json.dumps(base))
     path = tmp_path / "abl.yaml"
@@ -312,6 +319,157 @@ def test_a_directory_named_by_a_path_key_is_hashed_file_by_file(tmp_path: Path) 
     (model / "tokenizer.json").rename(model / "vocab.json")
     assert fp.config_files(config)[str(model)] not in (added, edited, before[str(model)])
     assert fp.config_files({"stage": "classifier", "label": str(model)}) == {}
+
+
+def _model_copy(model: Path, folder: Path) -> tuple[Path, Path]:
+    """A copy of a fastText model and its MODEL.json in `folder` (the session's model stays)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copy, sidecar = folder / model.name, folder / model.with_suffix(".json").name
+    copy.write_bytes(model.read_bytes())
+    sidecar.write_bytes(model.with_suffix(".json").read_bytes())
+    return copy, sidecar
+
+
+def test_a_fasttext_models_sidecar_is_in_the_key(small_quality_model: Path, tmp_path: Path) -> None:
+    """MODEL.json beside a fastText model (its labels and training preprocessing) is hashed
+    with it: an edited, removed or added sidecar changes the key. A word list with a .json
+    beside it is no model: the neighbour is not read."""
+    model, sidecar = _model_copy(small_quality_model, tmp_path / "model")
+    config = {"stage": "classifier", "model_path": str(model)}
+    digests = {str(model): fp.file_digest(model), str(sidecar): fp.file_digest(sidecar)}
+    assert fp.config_files(config) == digests
+    before = fp.stage_fingerprint("classifier", config)
+    meta = json.loads(sidecar.read_text())
+    assert meta["preprocess"] == {"lowercase": False, "collapse_whitespace": False}
+    meta["preprocess"]["lowercase"] = True
+    sidecar.write_text(json.dumps(meta, indent=2))
+    edited = fp.stage_fingerprint("classifier", config)
+    sidecar.unlink()
+    assert fp.config_files(config) == {str(model): digests[str(model)]}
+    removed = fp.stage_fingerprint("classifier", config)
+    assert len({before, edited, removed}) == 3
+    words = tmp_path / "domains.txt"
+    words.write_text("example.com\n")
+    (tmp_path / "domains.json").write_text("{}")
+    lists = {"stage": "url_filter", "blocked_domains_files": [str(words)]}
+    assert fp.config_files(lists) == {str(words): fp.file_digest(words)}
+
+
+def test_a_glob_under_a_path_key_is_hashed_match_by_match(tmp_path: Path) -> None:
+    """A glob pattern under a path key: its sorted matches by name and content, so a new,
+    edited, renamed or removed matching file changes the key, a file it does not match does
+    not, and a pattern matching nothing yet changes with its first match. Under another key
+    (a label) a pattern is not expanded."""
+    lists = tmp_path / "lists"
+    (lists / "sub").mkdir(parents=True)
+    (lists / "a.txt").write_text("spam.example\n")
+    pattern = str(lists / "*.txt")
+    config = {"stage": "any", "blocked_domains_files": [pattern]}
+
+    def key() -> str:
+        (pattern_digest,) = fp.config_files(config).values()
+        return pattern_digest
+
+    seen = [key()]
+    assert fp.config_files(config) == {pattern: fp.glob_digest(pattern)}
+    (lists / "b.txt").write_text("ads.example\n")
+    seen.append(key())
+    (lists / "notes.md").write_text("not a list")
+    (lists / "sub" / "c.txt").write_text("deeper.example\n")  # `*` does not descend
+    assert key() == seen[-1]
+    (lists / "b.txt").write_text("ads.example\ntrackers.example\n")
+    seen.append(key())
+    (lists / "b.txt").rename(lists / "d.txt")
+    seen.append(key())
+    (lists / "d.txt").unlink()
+    assert key() == seen[0] and len(set(seen)) == 4
+    deep = str(lists / "**" / "*.txt")
+    assert fp.glob_digest(deep) != fp.glob_digest(pattern)  # `**` reaches sub/c.txt
+    empty = str(tmp_path / "later" / "*.txt")
+    nothing = fp.config_files({"words_path": empty})[empty]
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "first.txt").write_text("x\n")
+    assert fp.config_files({"words_path": empty})[empty] != nothing
+    assert fp.config_files({"stage": "any", "label": pattern}) == {}
+
+
+class StopListConfig(TextStageConfig):
+    """Word lists a glob pattern names (a key of the kind a plugin stage may have; no built-in
+    map stage takes a pattern) and the most words of them a document may hold."""
+
+    stage: Literal["stop_lists"] = "stop_lists"
+    lists_files: str = ""
+    max_hits: int = 0
+
+
+class StopListStage(Stage):
+    """Counts a document's words that are in the lists (`stop_hits`); rejects above max_hits."""
+
+    config_cls: ClassVar[type[StageConfig]] = StopListConfig
+    score_columns: ClassVar[tuple[str, ...]] = ("stop_hits",)
+    threshold_keys: ClassVar[frozenset[str]] = frozenset({"max_hits"})
+    config: StopListConfig
+
+    def setup(self) -> None:
+        files = sorted(globlib.glob(self.config.lists_files))
+        self.words = {w for f in files for w in Path(f).read_text().split()}
+
+    def score(self, batch: pa.Table) -> pa.Table:
+        texts = batch.column(TEXT).to_pylist()
+        hits = [sum(w in self.words for w in (t or "").lower().split()) for t in texts]
+        return batch.append_column("stop_hits", pa.array(hits, pa.int64()))
+
+    def keep(self, batch: pa.Table) -> pa.Array:
+        over = [h > self.config.max_hits for h in batch.column("stop_hits").to_pylist()]
+        return reasons_from_checks(batch.num_rows, [(over, "stop_lists_hits")])
+
+
+@pytest.fixture
+def stop_lists_stage(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """StopListStage registered as `stop_lists` for one test (as a plugin's stage would be)."""
+
+    def forget() -> None:
+        registry.stage_class.cache_clear()
+        config_module._recipe_model.cache_clear()
+        fp.stage_dependencies.cache_clear()
+
+    monkeypatch.setitem(registry.STAGES, "stop_lists", f"{__name__}:StopListStage")
+    forget()
+    yield
+    monkeypatch.undo()
+    forget()
+
+
+@pytest.mark.e2e
+def test_ablation_rebuilds_on_a_new_sidecar_or_glob_match(
+    shared_data: Path, small_quality_model: Path, tmp_path: Path, stop_lists_stage: None
+) -> None:
+    """An edited MODEL.json recomputes the classifier's node and the one after it; a new file
+    the stop-list pattern matches recomputes only the stop-list node; a file it does not match
+    recomputes nothing."""
+    docs = tmp_path / "docs.jsonl"
+    with open(shared_data / "quality" / "dclm-agreement.jsonl", encoding="utf-8") as src:
+        docs.write_text("".join(line for _, line in zip(range(30), src, strict=False)))
+    model, sidecar = _model_copy(small_quality_model, tmp_path / "model")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "common.txt").write_text("the\nand\n")
+    chain = [
+        {"stage": "classifier", "model_path": str(model), "threshold": None},
+        {"stage": "stop_lists", "lists_files": str(lists / "*.txt"), "max_hits": 1000},
+    ]
+    path = _recipe_files(tmp_path, [str(docs)], chain)
+    names = ["classifier", "stop_lists"]
+    assert run_ablation(load_ablation(path)).computed == {"a": names}
+    assert run_ablation(load_ablation(path)).computed == {"a": []}
+    meta = json.loads(sidecar.read_text())
+    meta["validation"]["threshold"] = 0.6  # re-evaluated: the same model, its record changed
+    sidecar.write_text(json.dumps(meta, indent=2))
+    assert run_ablation(load_ablation(path)).computed == {"a": names}
+    (lists / "more.txt").write_text("of\nto\n")
+    assert run_ablation(load_ablation(path)).computed == {"a": ["stop_lists"]}
+    (lists / "README.md").write_text("not matched by *.txt")
+    assert run_ablation(load_ablation(path)).computed == {"a": []}
 
 
 def test_cache_nodes_key_on_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:

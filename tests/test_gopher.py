@@ -211,13 +211,11 @@ def test_dup_ngram_matches_reference_scan_on_random_sequences() -> None:
                 assert dup_ngram_chars(ngrams, n) == dup_ngram_chars_reference(words, n)
 
 
-def test_hash_collisions_fall_back_to_exact_keys() -> None:
-    words = [uniq(i) for i in range(30)]
-    ngrams = NGramClasses(words)
-    ngrams._base = ngrams._base * 0  # every n-gram now has the same hash
-    ngrams._keys = ngrams._base
-    assert dup_ngram_chars(ngrams, 5) == 0
-    assert top_ngram_chars(ngrams, 6, 1) == len("u000 u001 u002 u003 u004 u005")
+def test_ngram_classes_ask_sizes_in_increasing_order() -> None:
+    ngrams = NGramClasses(["a", "b", "a", "b"])
+    assert top_ngram_chars(ngrams, 3, 1) == len("a b a")
+    with pytest.raises(ValueError, match="increasing order"):
+        ngrams.most_frequent(2)
 
 
 def test_unspaced_ngrams_have_no_separator() -> None:

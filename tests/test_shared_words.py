@@ -47,32 +47,6 @@ def test_word_stages_are_the_ones_that_declare_words() -> None:
     assert declaring == sorted(WORD_STAGES)
 
 
-@pytest.fixture(scope="module")
-def shared_texts(shared_data: Path) -> pa.Table:
-    """Real texts with a language each: 20-sentence documents of every lingua language (CJK,
-    Thai and other scripts through their segmenters), the DCLM quality set and the first 40 of
-    ScrapingHub's gold texts (English)."""
-    texts, langs = [], []
-    for path in sorted((shared_data / "langid" / "lingua-sentences").glob("*.txt")):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for start in (0, 100):
-            texts.append("\n".join(lines[start : start + 20]))
-            langs.append(path.stem)
-    for name, n in (
-        ("quality/dclm-agreement.jsonl", 281),
-        ("extraction/scrapinghub.gold.jsonl", 40),
-    ):
-        with open(shared_data / name, encoding="utf-8") as f:
-            for line in f.readlines()[:n]:
-                rec = json.loads(line)
-                texts.append(rec.get("text") or rec.get("gold") or "")
-                langs.append("en")
-    texts += ["", "\n\n", "...", "日本語のテキストです。\nカタカナ"]  # hand-made edge cases
-    langs += ["en", None, None, None]
-    ids = [f"d{i}" for i in range(len(texts))]
-    return pa.table({ID: ids, TEXT: texts, LANG: langs})
-
-
 @pytest.mark.slow
 def test_doc_words_are_split_words(shared_texts: pa.Table) -> None:
     texts = shared_texts.column(TEXT).to_pylist()

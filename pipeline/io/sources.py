@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("warc", "wet", "jsonl", "parquet", "hf")
 COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".xz", ".lz4")
-_GLOB_CHARS = ("*", "?", "[")
+GLOB_CHARS = ("*", "?", "[")
 _LOCAL_PROTOCOLS = ("file", "local")
 _HF_MARKERS = ("state.json", "dataset_dict.json")
 RUN_RECORD_DIR = "_run"  # what marks a directory as a curate run's output (pipeline.runner.unit)
@@ -311,7 +311,7 @@ class _Planner:
             self._add_http(fs, root, raw, where)
             return
         try:
-            if any(c in root for c in _GLOB_CHARS) and not fs.exists(root):
+            if any(c in root for c in GLOB_CHARS) and not fs.exists(root):
                 matches = sorted(fs.glob(root))
                 if not matches:
                     raise InputError(f"no files match {raw!r}; check {where}")
@@ -345,7 +345,7 @@ class _Planner:
         from fsspec.implementations.local import LocalFileSystem
 
         fs = LocalFileSystem()
-        if any(c in path for c in _GLOB_CHARS) and not os.path.lexists(path):
+        if any(c in path for c in GLOB_CHARS) and not os.path.lexists(path):
             matches = sorted(globlib.glob(path, recursive=True))
             if not matches:
                 raise InputError(f"no files match {raw!r}; check {where}")

@@ -251,18 +251,20 @@ class C4QualityStage(Stage):
         removed = sentences = 0
         lorem = curly = False
         for raw in text.splitlines():
-            line = raw.strip()
+            line = stripped = raw.strip()
             if not line:
                 continue
-            tokens = line.split() if spaced else split_words(line, lang)
+            # Spaced lines: whitespace words, split in full only for a line long enough to
+            # hold a too-long word (the count below needs at most min_words_per_line of them).
+            tokens = None if spaced else split_words(line, lang)
             if (
                 cfg.max_word_length
                 and len(line) > cfg.max_word_length
-                and max(map(len, tokens)) > cfg.max_word_length
+                and max(map(len, line.split() if tokens is None else tokens)) > cfg.max_word_length
             ):
                 removed += 1
                 continue
-            if cfg.remove_citations:
+            if cfg.remove_citations and "[" in line:  # every citation mark starts with "["
                 line = CITATION.sub("", line)
             if cfg.filter_no_terminal_punct and (
                 not line.endswith(terminal) or line.endswith("...")
@@ -270,8 +272,11 @@ class C4QualityStage(Stage):
                 removed += 1
                 continue
             if cfg.min_words_per_line:
-                words = tokens if spaced else non_symbol_words(tokens)
-                if len(words) < cfg.min_words_per_line:
+                if tokens is None:  # min(words, min_words_per_line) parts
+                    n_words = len(stripped.split(None, cfg.min_words_per_line - 1))
+                else:
+                    n_words = len(non_symbol_words(tokens))
+                if n_words < cfg.min_words_per_line:
                     removed += 1
                     continue
             lowered = line.lower()

@@ -25,6 +25,7 @@ nature, so run this stage on those languages only with adjusted `min_avg_word_le
 
 from __future__ import annotations
 
+from itertools import filterfalse
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -118,8 +119,8 @@ def quality_scores(
 
 def count_alpha_words(words: list[str]) -> int:
     """Number of words with at least one alphabetic character."""
-    others = [w for w in words if not w.isalpha()]  # mixed or letter-free words: look closer
-    return len(words) - len(others) + sum(any(c.isalpha() for c in w) for w in others)
+    others = list(filterfalse(str.isalpha, words))  # mixed or letter-free words: look closer
+    return len(words) - len(others) + sum(1 for w in others if any(map(str.isalpha, w)))
 
 
 class GopherQualityStage(Stage):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from itertools import accumulate
 from typing import Literal
 
 import numpy as np
@@ -88,60 +87,87 @@ def duplicate_stats(parts: list[str]) -> tuple[int, int]:
 class NGramClasses:
     """Groups the n-grams of one document's words, for n = 1, 2, ... asked in increasing order.
 
-    Each position is labelled with the first position holding the same n-gram. N-grams are keyed
-    by a rolling 64-bit hash of the words' hashes (numpy, no tuple per n-gram); every claimed
-    repeat is then compared word by word, and a hash collision falls back to exact tuple keys.
+    Each n-gram is labelled exactly (no hashing) with the first position holding it: a word's
+    label comes from a dict, an n-gram's from the pair (label of its (n-1)-gram, label of its last
+    word), which fits one int64 and is grouped by a stable sort. Only the positions whose n-gram
+    occurs more than once are kept (ascending, with their labels): an n-gram at `i` can repeat only
+    where the (n-1)-grams at `i` and `i + 1` both do, so each step sorts just those, few past the
+    first sizes in ordinary text.
     """
-
-    _MULT = np.uint64(0x9E3779B97F4A7C15)
 
     def __init__(self, words: list[str]) -> None:
         self.words = words
-        self.cum = list(accumulate(map(len, words), initial=0))  # prefix sums of word lengths
-        hashes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words))
-        self._base = hashes.view(np.uint64)
+        size = len(words)
+        lengths = np.fromiter(map(len, words), dtype=np.int64, count=size)
+        self.cum = np.zeros(size + 1, dtype=np.int64)  # prefix sums of word lengths
+        np.cumsum(lengths, out=self.cum[1:])
+        # dict.setdefault keeps the first position of each word: its label.
+        self._word = np.fromiter(map({}.setdefault, words, range(size)), np.int64, count=size)
         self._n = 1
-        self._keys = self._base
+        repeated = self._word != np.arange(size)
+        repeated[self._word[repeated]] = True
+        self._pos = np.flatnonzero(repeated)  # positions whose n-gram repeats, ascending
+        self._label = self._word[self._pos]  # their first positions
+        self._groups: tuple[np.ndarray, np.ndarray] | None = None  # (first positions, sizes)
 
-    def _hash_keys(self, n: int) -> np.ndarray:
+    def _advance(self, n: int) -> None:
         if n < self._n:
             raise ValueError("n-gram sizes must be asked in increasing order")
         while self._n < n:
-            self._keys = (
-                self._keys[: len(self.words) - self._n] * self._MULT + self._base[self._n :]
-            )
             self._n += 1
-        return self._keys
+            self._groups = None
+            pos, label = self._pos, self._label
+            if len(pos) < 2:
+                self._pos, self._label = pos[:0], label[:0]
+                continue
+            last = len(self.words) - self._n  # the last position an n-gram starts at
+            at = np.flatnonzero((pos[1:] == pos[:-1] + 1) & (pos[:-1] <= last))
+            cand = pos[at]
+            keys = label[at] * len(self.words) + self._word[cand + (self._n - 1)]
+            order = np.argsort(keys, kind="stable")
+            sorted_keys = keys[order]
+            is_start = np.empty(len(cand), dtype=bool)
+            is_start[:1] = True
+            np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=is_start[1:])
+            starts = np.flatnonzero(is_start)
+            sizes = np.diff(np.append(starts, len(cand)))
+            firsts = cand[order[starts]]  # stable sort: each group's smallest position first
+            self._groups = (firsts, sizes)
+            group = np.cumsum(is_start) - 1
+            labels = np.empty_like(cand)
+            labels[order] = firsts[group]
+            keep = np.empty_like(is_start)
+            keep[order] = (sizes >= 2)[group]
+            self._pos, self._label = cand[keep], labels[keep]
 
-    def first_positions(self, n: int) -> np.ndarray:
-        """For every n-gram position, the first position of the same n-gram (int64 array)."""
-        keys = self._hash_keys(n)
-        if len(keys) == 0:
-            return np.zeros(0, dtype=np.int64)
-        _, first_idx, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        first = first_idx[inverse.reshape(-1)]
-        words = self.words
-        for pos in np.flatnonzero(first != np.arange(len(keys))).tolist():
-            f = int(first[pos])
-            if words[pos : pos + n] != words[f : f + n]:
-                return self._exact_first_positions(n)
-        return first
+    def repeats(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, first positions) of the n-grams that occurred earlier, ascending."""
+        self._advance(n)
+        later = self._label != self._pos
+        return self._pos[later], self._label[later]
 
-    def _exact_first_positions(self, n: int) -> np.ndarray:
-        grams = list(zip(*(self.words[i:] for i in range(n)), strict=False))
-        first = dict(zip(reversed(grams), range(len(grams) - 1, -1, -1), strict=True))
-        return np.fromiter(map(first.__getitem__, grams), dtype=np.int64, count=len(grams))
+    def most_frequent(self, n: int) -> tuple[int, int]:
+        """(first position, count) of the most frequent n-gram, the first seen among ties;
+        (0, 0) when the words hold no n-gram."""
+        self._advance(n)
+        if len(self.words) < n:
+            return 0, 0
+        if len(self._pos) == 0:  # every n-gram once: the first one
+            return 0, 1
+        if self._groups is None:  # n = 1
+            firsts, sizes = np.unique(self._label, return_counts=True)
+        else:
+            firsts, sizes = self._groups
+        top = int(sizes.max())
+        return int(firsts[sizes == top].min()), top
 
 
 def top_ngram_chars(ngrams: NGramClasses, n: int, sep: int) -> int:
     """Characters of the most frequent n-gram string times its count (first seen wins ties)."""
-    first = ngrams.first_positions(n)
-    if len(first) == 0:
+    f, count = ngrams.most_frequent(n)
+    if count == 0:
         return 0
-    counts = np.bincount(first)
-    f = int(np.argmax(counts))  # the smallest first position among the most frequent
-    length = ngrams.cum[f + n] - ngrams.cum[f] + sep * (n - 1)
-    return length * int(counts[f])
+    return int(ngrams.cum[f + n] - ngrams.cum[f] + sep * (n - 1)) * count
 
 
 def dup_ngram_chars(ngrams: NGramClasses, n: int) -> int:
@@ -151,26 +177,23 @@ def dup_ngram_chars(ngrams: NGramClasses, n: int) -> int:
     only the positions whose n-gram occurred earlier in the text, so a text with few repeats
     costs little Python work.
     """
-    first = ngrams.first_positions(n)
-    repeats = np.flatnonzero(first != np.arange(len(first))).tolist()
-    if not repeats:
+    positions, firsts = ngrams.repeats(n)
+    if len(positions) == 0:
         return 0
-    first_of = first.tolist()
-    cum = ngrams.cum
     # The scan records the n-gram of every position it visits; positions inside a jump are never
     # visited. An n-gram is "seen" at a repeat when its first occurrence was visited (not inside
     # a jump) or a later visited repeat recorded it.
     recorded: set[int] = set()
     jump_starts: list[int] = []
     jump_ends: list[int] = []
-    idx = chars = 0
-    for pos in repeats:
+    counted: list[int] = []
+    idx = 0
+    for pos, f in zip(positions.tolist(), firsts.tolist(), strict=True):
         if pos < idx:  # jumped over
             continue
-        f = first_of[pos]
         k = bisect_right(jump_starts, f) - 1
         if k < 0 or f > jump_ends[k] or f in recorded:
-            chars += cum[pos + n] - cum[pos]
+            counted.append(pos)
             idx = pos + n
             if n > 1:
                 jump_starts.append(pos + 1)
@@ -178,7 +201,8 @@ def dup_ngram_chars(ngrams: NGramClasses, n: int) -> int:
         else:
             recorded.add(f)
             idx = pos + 1
-    return chars
+    at = np.array(counted, dtype=np.int64)
+    return int((ngrams.cum[at + n] - ngrams.cum[at]).sum())
 
 
 def dup_ngram_chars_reference(words: list[str], n: int) -> int:

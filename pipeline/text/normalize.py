@@ -71,6 +71,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.io.user_cache import user_cache_dir
 from pipeline.text.words import split_words
 
 Digits = Literal["keep", "zero", "number"]
@@ -352,14 +353,13 @@ def _tables(lowercase: bool, strip_diacritics: bool, split: bool, numbers: bool)
 
 
 def tables_cache_path(*args: bool) -> str:
-    """Where the tables for `args` are cached: under $XDG_CACHE_HOME (default ~/.cache)/curate,
+    """Where the tables for `args` are cached: in the user cache directory (io/user_cache.py),
     named for this module's source and the runtime's Unicode version, so neither goes stale."""
     with open(__file__, "rb") as f:
         source = hashlib.sha256(f.read()).hexdigest()[:16]
     flags = "".join(str(int(a)) for a in args)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     name = f"normalize-tables-{unicodedata.unidata_version}-{source}-{flags}.npz"
-    return os.path.join(base, "curate", name)
+    return os.path.join(user_cache_dir(), name)
 
 
 def _build_tables(

@@ -3,17 +3,27 @@ by the stages of a chain that declare it (Gopher repetition and quality, FineWeb
 
 An entry is keyed by the text itself and the base language code it was split with, so a stage
 that rewrites `text` (c4_quality, line_corrections, pii masking) hands the next stage new strings
-that miss and are split afresh: a stale token list can never be served. The runner's kernel keeps
-one `SharedWords` per batch (pipeline.runner.kernel.Intermediates); it lives in memory only and
-is never written to an output shard. Entries are aged per stage: what the current stage did not
-ask for is dropped when the next one starts, so at most two stages' worth of tokens are held.
+that miss and are split afresh: a stale token list can never be served. Most of a rewritten
+text's lines are the old text's, though: a text without unspaced scripts is split line by line
+(pipeline.text.words.split_words_by_line), and a stage's first miss indexes the held entries'
+lines by their string, so a rewritten text tokenizes only the lines the rewrite changed. The
+runner's kernel keeps one `SharedWords` per batch (pipeline.runner.kernel.Intermediates); it lives
+in memory only and is never written to an output shard. Entries are aged per stage: what the
+current stage did not ask for is dropped when the next one starts, so at most two stages' worth of
+tokens are held.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 
-from pipeline.text.words import base_lang, non_symbol_words, split_words_spacing
+from pipeline.text.words import (
+    base_lang,
+    non_symbol_words,
+    split_words_by_line,
+    split_words_spacing,
+)
 
 
 @dataclass
@@ -23,6 +33,8 @@ class DocWords:
 
     words: list[str]
     spaced: bool
+    # Each line's tokens, for a text split line by line (split_words_by_line).
+    lines: list[list[str]] | None = field(default=None, repr=False, compare=False)
     _non_symbol: list[str] | None = field(default=None, repr=False)
 
     @classmethod
@@ -45,12 +57,14 @@ class SharedWords:
     def __init__(self) -> None:
         self._current: dict[tuple[str, str | None], DocWords] = {}
         self._previous: dict[tuple[str, str | None], DocWords] = {}
+        self._known_lines: dict[str, list[str]] | None = None  # this stage's index, once made
         self.hits = 0
         self.misses = 0
 
     def next_stage(self) -> None:
         """A new stage starts: entries the last stage did not use are dropped after this one."""
         self._previous, self._current = self._current, {}
+        self._known_lines = None
 
     def get(self, text: str, lang: str | None = None) -> DocWords:
         """The tokens of `text` split for `lang`, split now only if no stage has split it yet."""
@@ -58,8 +72,25 @@ class SharedWords:
         found = self._current.get(key) or self._previous.pop(key, None)
         if found is None:
             self.misses += 1
-            found = DocWords.of(text, key[1])
+            by_line = split_words_by_line(text, key[1], self._lines())
+            if by_line is None:
+                found = DocWords.of(text, key[1])
+            else:
+                lines, spaced = by_line
+                found = DocWords(list(chain.from_iterable(lines)), spaced, lines)
         else:
             self.hits += 1
         self._current[key] = found
         return found
+
+    def _lines(self) -> dict[str, list[str]]:
+        """Tokens of the held entries' lines by the line's string (made on a stage's first miss:
+        a stage that only hits never pays for it)."""
+        if self._known_lines is None:
+            self._known_lines = {
+                line: tokens
+                for (text, _), doc in chain(self._previous.items(), self._current.items())
+                if doc.lines is not None
+                for line, tokens in zip(text.split("\n"), doc.lines, strict=True)
+            }
+        return self._known_lines

@@ -24,7 +24,7 @@ import gzip
 import logging
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -66,7 +66,6 @@ _SCRIPT_RUNS_JA = regex.compile(r"\p{Han}+|[\p{Hiragana}]+|[\p{Katakana}ー]+|."
 # characters such as U+200B, private-use icon glyphs); such tokens are not "words".
 _NON_SYMBOL_CHAR = regex.compile(r"[^\p{P}\p{S}\p{C}]")
 
-_LINES = re.compile(r"\n+")
 _PARAGRAPHS = re.compile(r"\n{2,}")
 
 _ZH_CODES = frozenset({"zh", "zho", "chi", "cmn", "yue", "wuu", "lzh", "gan", "hak", "nan"})
@@ -104,6 +103,29 @@ def split_words_spacing(text: str, lang: str | None = None) -> tuple[list[str], 
         return _UNICODE_TOKENS.findall(text), code not in UNSPACED_LANGS
     words, found = _split_mixed(text, code)
     return words, code not in UNSPACED_LANGS if code is not None else not found
+
+
+def split_words_by_line(
+    text: str, lang: str | None = None, known: Mapping[str, list[str]] | None = None
+) -> tuple[list[list[str]], bool] | None:
+    """`split_words_spacing` per `\\n`-separated line (the text's tokens are the lines' in order:
+    no token holds a newline), or None for a text with a script written without spaces (its
+    segmenters see the whole text). `known`: tokens of lines split before, reused by the line's
+    string (a line's tokens depend on nothing else)."""
+    if not text.isascii() and _UNSPACED_HINT.search(text) is not None:
+        return None
+    lines = text.split("\n")
+    if known:
+        by_line = [known.get(line) or _line_tokens(line) for line in lines]
+    else:
+        by_line = list(map(_line_tokens, lines))
+    return by_line, base_lang(lang) not in UNSPACED_LANGS
+
+
+def _line_tokens(line: str) -> list[str]:
+    """Tokens of one line of a text without unspaced scripts: an ASCII line takes the ASCII
+    pattern (on ASCII the Unicode one's tokens, found faster)."""
+    return _ASCII_TOKENS.findall(line) if line.isascii() else _UNICODE_TOKENS.findall(line)
 
 
 def _split_mixed(text: str, lang: str | None) -> tuple[list[str], bool]:
@@ -164,15 +186,19 @@ def non_symbol_words(words: list[str]) -> list[str]:
 
 
 def split_lines(text: str) -> list[str]:
-    """Lines of `text`: split on runs of newlines (`\\n+`) after stripping outer whitespace."""
-    text = text.strip()
-    return _LINES.split(text) if text else []
+    """Lines of `text`: split on runs of newlines (`\\n+`) after stripping outer whitespace.
+
+    The stripped text neither starts nor ends with a newline, so its `\\n+` parts are exactly
+    the non-empty parts of `str.split("\\n")` (which is several times faster than the regex)."""
+    return list(filter(None, text.strip().split("\n")))
 
 
 def split_paragraphs(text: str) -> list[str]:
     """Paragraphs of `text`: split on two or more newlines (`\\n{2,}`) after stripping."""
     text = text.strip()
-    return _PARAGRAPHS.split(text) if text else []
+    if "\n\n" not in text:  # one paragraph (or none): no need for the regex
+        return [text] if text else []
+    return _PARAGRAPHS.split(text)
 
 
 # --- segmenters (lazy, one per process) ---------------------------------------------------------

@@ -8,7 +8,7 @@ markers) so a rerun resumes; a rerun with other settings is refused.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,11 @@ from pipeline.config import RuntimeConfig, check_output_location
 from pipeline.errors import InputError, OutputError
 from pipeline.io.atomic import read_json, remove_temp_files, write_json_atomic
 from pipeline.io.options import InputConfig
-from pipeline.io.sources import input_fingerprint, plan_units
+from pipeline.io.sources import input_fingerprint, plan_units, unit_identity
 from pipeline.runner.executors import execute
 from pipeline.runner.lock import output_lock
 from pipeline.stats.inputs import DATA_DIR, is_run_dir
+from pipeline.stats.tiktoken_verdict import small_input
 from pipeline.tokenize.formats import token_dtype
 from pipeline.tokenize.job import STATE_DIR, TokenizeJob, TokenizeSettings, read_marker
 
@@ -69,6 +70,17 @@ def token_id(tok: Any, token: str | None, option: str) -> int | None:
     return int(i)
 
 
+def auto_encoder(tok: Any, path: str, units: list[Any]) -> Any:
+    """`--encoder auto`'s tokenizer: the tokenizers library `tok` itself for an input smaller
+    than the break-even of the tiktoken check (stats/tiktoken_verdict.py), the reason in
+    `encoder_fallback`; else tiktoken where the check (or its cached verdict) proves it exact.
+    The choice depends on the input and the tokenizer only, not on what the cache holds."""
+    why = small_input(tok.info["vocab_size"], (unit_identity(u)["size"] for u in units))
+    if why is None:
+        return load_hf_tokenizer(path, "auto")
+    return replace(tok, info={**tok.info, "encoder_fallback": why})
+
+
 def input_paths(inputs: tuple[str, ...]) -> list[str]:
     """The inputs with every run directory replaced by its data/ shards."""
     paths = []
@@ -81,7 +93,10 @@ def input_paths(inputs: tuple[str, ...]) -> list[str]:
 
 def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
     """Tokenize the inputs into `opts.output`; returns the summary (also in summary.json)."""
-    tok = load_hf_tokenizer(opts.tokenizer, opts.encoder)
+    # `auto` picks its encoder once the input's size is known (auto_encoder)
+    tok = load_hf_tokenizer(
+        opts.tokenizer, "tokenizers" if opts.encoder == "auto" else opts.encoder
+    )
     eos = token_id(tok, opts.eos_token, "--eos-token")
     bos = token_id(tok, opts.bos_token, "--bos-token")
     try:
@@ -93,6 +108,8 @@ def tokenize(opts: TokenizeOptions) -> dict[str, Any]:
     warc = next((u.path for u in units if u.format == "warc"), None)
     if warc is not None:
         raise InputError(f"{warc} is a WARC file (HTML, not text): `curate run` it first")
+    if opts.encoder == "auto":
+        tok = auto_encoder(tok, opts.tokenizer, units)
     settings = TokenizeSettings(
         tokenizer=tok.info["path"],
         format=opts.format,

@@ -1,0 +1,250 @@
+"""The sped-up text filters against straightforward reference implementations of their
+definitions (the stages' docstrings): Gopher repetition (n-grams as word tuples, a set and a
+Counter), Gopher's alphabetic-word count, C4's line rules and the words intermediate's line reuse,
+on the shared texts and hand-made edge cases (empty, whitespace only, one word, Unicode, very
+repetitive). Equality is exact: the same floats, the same texts."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import pyarrow as pa
+import pytest
+
+from pipeline.schema import LANG, TEXT
+from pipeline.stages.c4_quality import (
+    CITATION,
+    C4QualityConfig,
+    C4QualityStage,
+    _has_policy_phrase,
+)
+from pipeline.stages.gopher_quality import count_alpha_words
+from pipeline.stages.gopher_repetition import (
+    DUP_NS,
+    TOP_NS,
+    NGramClasses,
+    dup_ngram_chars,
+    dup_ngram_chars_reference,
+    repetition_scores,
+    top_ngram_chars,
+)
+from pipeline.text.shared_words import DocWords, SharedWords
+from pipeline.text.words import (
+    split_lines,
+    split_paragraphs,
+    split_words_by_line,
+    split_words_spacing,
+)
+
+EDGE_CASES = [
+    "",
+    " ",
+    "\n\n\t \n",
+    "word",
+    "  word  ",
+    "one two",
+    "café naïve — “quoted” ½ ² e\u0301 x\u200dy a_b ___ _-_",
+    "Ünïcödé lïnë\nÜnïcödé lïnë\n\nÜnïcödé lïnë",
+    "the " * 3000,
+    "same line here\n" * 400,
+    "a b c d e f g h i j k " * 300,
+    ("spam eggs " * 7 + "\n\n") * 50,
+    "x. " * 500,
+    "我们的数据。我们的数据。我们的数据。",
+    "日本語のテキストです。\nカタカナ\n日本語のテキストです。",
+    "ภาษาไทย ภาษาไทย ภาษาไทย",
+    "mixed ascii line\nnon-ascii lïne\n\n\nmixed ascii line",
+    # Controls where Python's and `regex`'s whitespace differ, on ASCII and non-ASCII lines.
+    "ascii\x1cline\x0bhere\nlïne\x1d\x85end\u2028x",
+]
+
+
+def texts_with_langs(shared_texts: pa.Table) -> list[tuple[str, str | None]]:
+    """The shared texts and the edge cases (English and no language), with their language."""
+    pairs = list(
+        zip(
+            shared_texts.column(TEXT).to_pylist(),
+            shared_texts.column(LANG).to_pylist(),
+            strict=True,
+        )
+    )
+    return pairs + [(t, lang) for t in EDGE_CASES for lang in ("en", None)]
+
+
+# --- Gopher repetition ------------------------------------------------------------------------
+
+
+def reference_duplicates(parts: list[str]) -> tuple[int, int]:
+    """(repeats, their characters): every occurrence after a part's first."""
+    seen: set[str] = set()
+    dup = chars = 0
+    for part in parts:
+        if part in seen:
+            dup += 1
+            chars += len(part)
+        else:
+            seen.add(part)
+    return dup, chars
+
+
+def reference_top_chars(words: list[str], n: int, sep: str) -> int:
+    """Length of the most frequent n-gram's string (first seen among ties) times its count."""
+    counts = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    best, best_count = None, 0
+    for gram, count in counts.items():  # insertion order: first seen first
+        if count > best_count:
+            best, best_count = gram, count
+    return len(sep.join(best)) * best_count if best else 0
+
+
+def reference_repetition(text: str, lang: str | None) -> dict[str, float]:
+    """Every Gopher repetition measurement, computed as the module docstring words it."""
+    size = len(text)
+    out: dict[str, float] = {}
+    stripped = text.strip()
+    for key, pattern in (("para", r"\n{2,}"), ("line", r"\n+")):
+        parts = re.split(pattern, stripped) if stripped else []
+        dup, chars = reference_duplicates(parts)
+        out[f"dup_{key}_frac"] = dup / len(parts) if parts else 0.0
+        out[f"dup_{key}_char_frac"] = chars / size if parts else 0.0
+    words, spaced = split_words_spacing(text, lang)
+    for n in TOP_NS:
+        top = reference_top_chars(words, n, " " if spaced else "")
+        out[f"top_{n}gram_char_frac"] = top / size if size else 0.0
+    for n in DUP_NS:
+        out[f"dup_{n}gram_char_frac"] = dup_ngram_chars_reference(words, n) / size if size else 0.0
+    return out
+
+
+@pytest.mark.slow
+def test_repetition_scores_equal_the_reference(shared_texts: pa.Table) -> None:
+    words = SharedWords()
+    for text, lang in texts_with_langs(shared_texts):
+        expected = reference_repetition(text, lang)
+        assert repetition_scores(text, lang) == expected, text[:60]
+        assert repetition_scores(text, lang, words.get(text, lang)) == expected
+
+
+def test_ngram_classes_equal_tuple_counting_on_random_sequences() -> None:
+    rng = random.Random(24)
+    for trial in range(600):
+        vocab = [f"w{i}" * rng.randint(1, 3) for i in range(rng.choice((1, 2, 3, 5, 20, 200)))]
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 300 if trial % 10 else 3000))]
+        ngrams = NGramClasses(words)
+        for n in range(1, 11):
+            assert top_ngram_chars(ngrams, n, 1) == reference_top_chars(words, n, " "), (n, words)
+            assert dup_ngram_chars(ngrams, n) == dup_ngram_chars_reference(words, n), (n, words)
+
+
+def test_repetition_edge_cases_by_hand() -> None:
+    assert set(repetition_scores("").values()) == {0.0}
+    assert set(repetition_scores(" \n ").values()) == {0.0}
+    one = repetition_scores("word")
+    assert one["top_2gram_char_frac"] == 0.0 and one["dup_line_frac"] == 0.0
+    # "the " x 3000: the bigram "the the" (7 chars) 2,999 times over 12,000 characters.
+    many = repetition_scores("the " * 3000)
+    assert many["top_2gram_char_frac"] == 7 * 2999 / 12000
+    # 5-gram jump scan: record 0, then 2,995 repeats in jumps of 5 from position 1.
+    assert many["dup_5gram_char_frac"] == 3 * 5 * ((3000 - 1) // 5) / 12000
+
+
+# --- Gopher quality, C4 -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_alpha_word_count_equals_the_reference(shared_texts: pa.Table) -> None:
+    for text, lang in texts_with_langs(shared_texts):
+        words = DocWords.of(text, lang).non_symbol
+        assert count_alpha_words(words) == sum(any(c.isalpha() for c in w) for w in words)
+
+
+def reference_c4_lines(text: str, cfg: C4QualityConfig) -> tuple[str, int]:
+    """C4's line rules on a spaced text as written in the stage's docstring: (kept text,
+    removed lines)."""
+    kept: list[str] = []
+    removed = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        words = line.split()
+        if cfg.max_word_length and any(len(w) > cfg.max_word_length for w in words):
+            removed += 1
+            continue
+        if cfg.remove_citations:
+            line = CITATION.sub("", line)
+        if cfg.filter_no_terminal_punct and (
+            not line.endswith(cfg.terminal_punctuation) or line.endswith("...")
+        ):
+            removed += 1
+            continue
+        lowered = line.lower()
+        if (
+            len(words) < cfg.min_words_per_line
+            or (cfg.filter_javascript and "javascript" in lowered)
+            or (cfg.filter_policy and _has_policy_phrase(lowered))
+        ):
+            removed += 1
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip(), removed
+
+
+C4_EDGE_CASES = [
+    "a b [1]\na b\n  a  b  c  \na\tb\u00a0c\n[edit] one two\none [citation needed] two",
+    "x" * 1001 + " a b c\n" + "y" * 1000 + " a b c\n" + "z" * 1200,
+    "Use of cookies here, ok.\nJavaScript is needed now.\nLorem ipsum dolor sit.",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("terminal", [False, True])
+@pytest.mark.parametrize("min_words", [0, 1, 3, 5])
+def test_c4_line_rules_equal_the_reference(
+    shared_texts: pa.Table, terminal: bool, min_words: int
+) -> None:
+    cfg = C4QualityConfig(filter_no_terminal_punct=terminal, min_words_per_line=min_words)
+    stage = C4QualityStage(cfg)
+    # English: whitespace words on every line, whatever the script (`is_spaced` of a language).
+    for text in [t for t, _ in texts_with_langs(shared_texts)] + C4_EDGE_CASES:
+        out = stage.clean(text, "en")
+        assert (out[TEXT], out["c4_lines_removed"]) == reference_c4_lines(text, cfg), text[:60]
+
+
+# --- the words intermediate's line reuse ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_split_by_line_equals_the_whole_text_split(shared_texts: pa.Table) -> None:
+    for text, lang in texts_with_langs(shared_texts):
+        by_line = split_words_by_line(text, lang)
+        if by_line is None:  # a script written without spaces: segmented as a whole
+            assert split_words_by_line(text.replace("\n", " "), lang) is None
+            continue
+        lines, spaced = by_line
+        assert ([w for line in lines for w in line], spaced) == split_words_spacing(text, lang)
+        assert len(lines) == text.count("\n") + 1
+
+
+def test_a_rewritten_text_reuses_only_unchanged_lines() -> None:
+    words = SharedWords()
+    words.next_stage()
+    first = words.get("Keep this line.\nDrop [1] this one.\nlïne three", "en")
+    words.next_stage()
+    rewritten = "Keep this line.\nDrop this one.\nlïne three"
+    doc = words.get(rewritten, "en")
+    assert (doc.words, doc.spaced) == split_words_spacing(rewritten, "en")
+    assert first.lines is not None and doc.lines is not None
+    assert doc.lines[0] is first.lines[0] and doc.lines[2] is first.lines[2]  # reused
+    assert doc.lines[1] == ["Drop", "this", "one", "."]  # split afresh
+    assert doc.non_symbol == ["Keep", "this", "line", "Drop", "this", "one", "lïne", "three"]
+
+
+@pytest.mark.slow
+def test_lines_and_paragraphs_equal_the_regex_split(shared_texts: pa.Table) -> None:
+    for text, _ in texts_with_langs(shared_texts) + [("a\n\n\nb\n", None), ("x\n \n\ny", None)]:
+        stripped = text.strip()
+        assert split_lines(text) == (re.split(r"\n+", stripped) if stripped else [])
+        assert split_paragraphs(text) == (re.split(r"\n{2,}", stripped) if stripped else [])
