@@ -30,43 +30,60 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import eval_extract  # noqa: E402
 
-_FAST_NORETRY = {"fast": True, "favor_precision": False, "recall_escalation": False}
 VARIANTS: dict[str, dict[str, Any]] = {
-    # the default config: favor_precision, prune_tags, sandbox with a 5 s limit
-    "trafilatura": {},
-    "trafilatura-inproc": {"timeout_s": None},
+    # trafilatura's default settings: favor_precision, prune_tags, sandbox with a 5 s limit
+    "trafilatura": {"backend": "trafilatura"},
+    "trafilatura-inproc": {"backend": "trafilatura", "timeout_s": None},
     # vanilla trafilatura on our parse (no prune_tags), in-process
-    "trafilatura-vanilla": {"timeout_s": None, "trafilatura": {"prune_tags": []}},
+    "trafilatura-vanilla": {
+        "backend": "trafilatura",
+        "timeout_s": None,
+        "trafilatura": {"prune_tags": []},
+    },
     # FineWeb's settings: precision, no comments, process-wide dedup, no pruning
     "trafilatura-fineweb": {
+        "backend": "trafilatura",
         "timeout_s": None,
         "trafilatura": {"prune_tags": [], "deduplicate": True},
     },
     # the fast setting: trafilatura's fast mode in balanced focus (+ prune_tags)
-    "trafilatura-fast": {"trafilatura": {"fast": True, "favor_precision": False}},
+    "trafilatura-fast": {
+        "backend": "trafilatura",
+        "trafilatura": {"fast": True, "favor_precision": False},
+    },
     "trafilatura-fast-inproc": {
+        "backend": "trafilatura",
         "timeout_s": None,
         "trafilatura": {"fast": True, "favor_precision": False},
     },
     # the fast setting without trafilatura's recall retry of short extractions
     "trafilatura-fast-noretry": {
-        "trafilatura": {"fast": True, "favor_precision": False, "recall_escalation": False}
+        "backend": "trafilatura",
+        "trafilatura": {"fast": True, "favor_precision": False, "recall_escalation": False},
     },
     "trafilatura-fast-noretry-inproc": {
+        "backend": "trafilatura",
         "timeout_s": None,
         "trafilatura": {"fast": True, "favor_precision": False, "recall_escalation": False},
     },
     # the same two with trafilatura's own lxml XPath selectors (before fast_xpath)
-    "trafilatura-lxml-xpath": {"trafilatura": {"compiled_selectors": False}},
-    "trafilatura-fast-lxml-xpath": {
-        "trafilatura": {"fast": True, "favor_precision": False, "compiled_selectors": False}
+    "trafilatura-lxml-xpath": {
+        "backend": "trafilatura",
+        "trafilatura": {"compiled_selectors": False},
     },
+    "trafilatura-fast-lxml-xpath": {
+        "backend": "trafilatura",
+        "trafilatura": {"fast": True, "favor_precision": False, "compiled_selectors": False},
+    },
+    # the sandboxed extractor on glibc's malloc instead of the preloaded jemalloc (before it)
+    "trafilatura-system-malloc": {"backend": "trafilatura", "allocator": "system"},
+    "cascade-system-malloc": {"backend": "cascade", "allocator": "system"},
     "resiliparse": {"backend": "resiliparse"},
-    # the cascade: resiliparse under cascade.min_html_bytes, the fast setting from it up
-    "cascade": {"backend": "cascade", "trafilatura": _FAST_NORETRY},
-    "cascade-inproc": {"backend": "cascade", "timeout_s": None, "trafilatura": _FAST_NORETRY},
+    # the cascade: resiliparse under cascade.min_html_bytes, trafilatura's fast setting from it up
+    "cascade": {"backend": "cascade"},
+    "cascade-inproc": {"backend": "cascade", "timeout_s": None},
     # the cascade with the default (precision) trafilatura settings
-    "cascade-precision": {"backend": "cascade"},
+    "cascade-precision": {"backend": "cascade", "cascade": {"fast_trafilatura": False}},
     "resiliparse-inproc": {"backend": "resiliparse", "timeout_s": None},
 }
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pipeline.errors import ConfigError
 from pipeline.registry import stage_class
 from pipeline.schema import HTML_SCHEMA
-from pipeline.stages.extract import ExtractConfig, ExtractStage
+from pipeline.stages.extract import ExtractConfig, ExtractStage, TrafilaturaOptions
 from pipeline.stages.sandbox import CRASH, ERROR, OK, TIMEOUT, Sandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -83,7 +83,7 @@ def run_stage(pages: list[str | None], **config: object) -> tuple[pa.Table, pa.T
 def test_registered_and_config_validation() -> None:
     assert stage_class("extract") is ExtractStage
     cfg = ExtractConfig()
-    assert cfg.backend == "trafilatura" and cfg.timeout_s == 5.0
+    assert cfg.backend == "cascade" and cfg.timeout_s == 5.0
     assert cfg.trafilatura.favor_precision and not cfg.trafilatura.include_comments
     with pytest.raises(ValidationError):
         ExtractConfig(backend="goose")
@@ -305,11 +305,18 @@ def test_sandbox_limit_counts_cpu_time_not_waiting() -> None:
 
 def test_stage_reports_pages_near_the_limit_once() -> None:
     """take_metrics() gives the counts since its last call (the runner sums them per stage)."""
-    stage = ExtractStage(ExtractConfig(timeout_s=30.0))
+    stage = ExtractStage(ExtractConfig(timeout_s=30.0))  # the default backend, cascade
+    bound = stage.config.cascade.min_html_bytes
+    small = int(len(ARTICLE.encode()) < bound)  # the cascade's pages per extractor, counted too
     stage.setup()
     try:
         stage.score(html_batch([ARTICLE]))
-        assert stage.take_metrics() == {"pages_near_time_limit": 0, "time_limit_wall_backstops": 0}
+        assert stage.take_metrics() == {
+            "cascade_resiliparse_pages": small,
+            "cascade_trafilatura_pages": 1 - small,
+            "pages_near_time_limit": 0,
+            "time_limit_wall_backstops": 0,
+        }
         sandbox = stage.sandbox
         assert sandbox is not None
         sandbox.stats.near_limit += 2  # as two slow pages would
@@ -317,7 +324,7 @@ def test_stage_reports_pages_near_the_limit_once() -> None:
         assert stage.take_metrics()["pages_near_time_limit"] == 0
     finally:
         stage.close()
-    assert ExtractStage(ExtractConfig(timeout_s=None)).take_metrics() == {}
+    assert ExtractStage(ExtractConfig(backend="trafilatura", timeout_s=None)).take_metrics() == {}
 
 
 def test_sandbox_memory_limit_turns_memory_bomb_into_error() -> None:
@@ -441,8 +448,8 @@ def cleaneval(shared_data: Path) -> list[eval_extract.GoldDoc]:
 
 
 def test_scrapinghub_trafilatura_f1(scrapinghub: list[eval_extract.GoldDoc]) -> None:
-    # Default config, sandboxed: also checks that no real page hits the 5 s limit.
-    s = eval_extract.evaluate(scrapinghub, eval_extract.stage_extractor())
+    # trafilatura's default settings, sandboxed: also checks that no real page hits the 5 s limit.
+    s = eval_extract.evaluate(scrapinghub, eval_extract.stage_extractor(backend="trafilatura"))
     assert s["f1"] >= 0.95, s  # measured 0.964 (P 0.958, R 0.971); published 0.958
     assert s["empty"] == 0
 
@@ -454,7 +461,9 @@ def test_scrapinghub_resiliparse_f1(scrapinghub: list[eval_extract.GoldDoc]) -> 
 
 @pytest.mark.slow
 def test_cleaneval_f1_both_backends(cleaneval: list[eval_extract.GoldDoc]) -> None:
-    traf = eval_extract.evaluate(cleaneval, eval_extract.stage_extractor(timeout_s=None))
+    traf = eval_extract.evaluate(
+        cleaneval, eval_extract.stage_extractor(backend="trafilatura", timeout_s=None)
+    )
     resi = eval_extract.evaluate(
         cleaneval, eval_extract.stage_extractor(backend="resiliparse", timeout_s=None)
     )
@@ -490,7 +499,7 @@ def test_table_rows_lose_their_outer_pipes() -> None:
         b"</table><p>Closing paragraph with some more words to make it long.</p>"
         b"</article></body></html>"
     )
-    options = ExtractConfig(stage="extract").backend_options()
+    options = ExtractConfig(stage="extract", backend="trafilatura").backend_options()
     for outer_pipes, expected in [
         (False, "First cell has a full sentence. | Second cell too.\n"),
         (True, "| First cell has a full sentence. | Second cell too. |"),
@@ -517,7 +526,9 @@ def test_recall_escalation_switches_trafilatura_retry(
 
     (doc,) = [d for d in cleaneval if d.record_id == RETRIED_PAGE]
     fast = {"fast": True, "favor_precision": False}
-    options = ExtractConfig(stage="extract", trafilatura=fast).backend_options()
+    options = ExtractConfig(
+        stage="extract", backend="trafilatura", trafilatura=fast
+    ).backend_options()
     limit = trafilatura.core.ESCALATION_MAX_LENGTH
     try:
         off = build_extractor("trafilatura", {**options, "recall_escalation": False})
@@ -580,6 +591,23 @@ def test_cascade_config_passes_both_backends_options() -> None:
         ExtractConfig(backend="cascade", cascade={"max_html_bytes": 1})  # unknown key
 
 
+def test_cascade_runs_trafilaturas_fast_setting_unless_told_otherwise() -> None:
+    """backend: cascade gives its large pages trafilatura's fast setting in place of the
+    section's values for its three keys (a dumped and reloaded config names them all); the
+    section's other keys apply."""
+    for given in ({}, {"favor_precision": True, "fast": False, "recall_escalation": True}):
+        config = ExtractConfig(backend="cascade", trafilatura={"include_tables": False, **given})
+        assert ExtractConfig(**config.model_dump()) == config  # a config round-trips
+        options = config.backend_options()
+        assert set(options) == {"min_html_bytes", "trafilatura", "resiliparse"}
+        assert options["trafilatura"] == {
+            **TrafilaturaOptions(include_tables=False).model_dump(),
+            **FAST_NORETRY,
+        }
+    plain = ExtractConfig(backend="cascade", cascade={"fast_trafilatura": False})
+    assert plain.backend_options()["trafilatura"] == TrafilaturaOptions().model_dump()
+
+
 def test_cascade_routes_real_pages_by_size_and_counts_them(
     scrapinghub: list[eval_extract.GoldDoc], cleaneval: list[eval_extract.GoldDoc]
 ) -> None:
@@ -622,7 +650,10 @@ def test_cascade_bound_zero_is_trafilatura_everywhere(
     cascade = eval_extract.stage_extractor(
         backend="cascade", timeout_s=None, cascade={"min_html_bytes": 0}
     )(table)
-    assert cascade == eval_extract.stage_extractor(timeout_s=None)(table) == [""]
+    trafilatura = eval_extract.stage_extractor(
+        backend="trafilatura", timeout_s=None, trafilatura=FAST_NORETRY
+    )
+    assert cascade == trafilatura(table) == [""]
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from pipeline.stages.extractors import build_extractor
 from tests.test_extract import ARTICLE, BODY, html_batch
 
 REPO = Path(__file__).resolve().parents[1]
-OPTIONS = ExtractConfig().backend_options()
+OPTIONS = ExtractConfig(backend="trafilatura").backend_options()
 # A selector the shipped pages exercise: trafilatura's first overall-discard expression
 # (navigation, share bars, cookie banners, ...).
 BROKEN_PATH = trafilatura.xpaths.OVERALL_DISCARD_XPATH[0].path
@@ -248,7 +248,11 @@ def test_recall_escalation_off_without_the_switch_is_a_config_error(
     adapter: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delattr(trafilatura.core, "ESCALATION_MAX_LENGTH")
-    stage = ExtractStage(ExtractConfig(timeout_s=None, trafilatura={"recall_escalation": False}))
+    stage = ExtractStage(
+        ExtractConfig(
+            backend="trafilatura", timeout_s=None, trafilatura={"recall_escalation": False}
+        )
+    )
     with pytest.raises(ConfigError, match=r"^extract.trafilatura.recall_escalation: false cannot"):
         stage.setup()
     # the default (escalation on) has nothing to switch and works
@@ -260,9 +264,15 @@ def test_recall_escalation_off_without_the_switch_is_a_config_error(
 
 
 def test_conflicting_in_process_extract_configs_are_refused(adapter: ModuleType) -> None:
-    first = ExtractStage(ExtractConfig(timeout_s=None))
-    second = ExtractStage(ExtractConfig(timeout_s=None, trafilatura={"compiled_selectors": False}))
-    same = ExtractStage(ExtractConfig(timeout_s=None, trafilatura={"include_tables": False}))
+    first = ExtractStage(ExtractConfig(backend="trafilatura", timeout_s=None))
+    second = ExtractStage(
+        ExtractConfig(
+            backend="trafilatura", timeout_s=None, trafilatura={"compiled_selectors": False}
+        )
+    )
+    same = ExtractStage(
+        ExtractConfig(backend="trafilatura", timeout_s=None, trafilatura={"include_tables": False})
+    )
     first.setup()
     try:
         with pytest.raises(ConfigError, match="need different process-wide trafilatura") as info:
@@ -273,7 +283,9 @@ def test_conflicting_in_process_extract_configs_are_refused(adapter: ModuleType)
         same.close()
         # each sandboxed stage has its own process: no conflict
         sandboxed = ExtractStage(
-            ExtractConfig(timeout_s=30.0, trafilatura={"recall_escalation": False})
+            ExtractConfig(
+                backend="trafilatura", timeout_s=30.0, trafilatura={"recall_escalation": False}
+            )
         )
         sandboxed.setup()
         sandboxed.close()

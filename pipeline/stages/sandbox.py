@@ -45,6 +45,7 @@ import psutil
 
 import pipeline
 from pipeline.errors import CurateError
+from pipeline.stages import allocator
 
 OK, ERROR, TIMEOUT, CRASH = "ok", "error", "timeout", "crash"
 Result = tuple[str, Any]
@@ -93,8 +94,9 @@ class Sandbox:
     directory (it is pickled by reference and imported in the child); keep its module light so a
     restart after a timeout is cheap. `timeout_s` is CPU seconds per item, `wall_factor` x that
     the wall-clock backstop. `memory_limit_mb` caps the child's address space (RLIMIT_AS) so a
-    memory bomb becomes a MemoryError, not an OOM kill of the worker. Not thread-safe: one
-    Sandbox per worker.
+    memory bomb becomes a MemoryError, not an OOM kill of the worker. `preload` is a shared
+    library the child starts with in LD_PRELOAD (an allocator, pipeline/stages/allocator.py); a
+    note says so when it did not load. Not thread-safe: one Sandbox per worker.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class Sandbox:
         memory_limit_mb: int | None = None,
         startup_timeout_s: float = 120.0,
         wall_factor: float = WALL_BACKSTOP_FACTOR,
+        preload: str | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
@@ -114,6 +117,7 @@ class Sandbox:
         self.memory_limit_mb = memory_limit_mb
         self.startup_timeout_s = startup_timeout_s
         self.wall_factor = wall_factor  # the wall-clock backstop per item: this x timeout_s
+        self.preload = preload
         self.stats = SandboxStats()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -148,6 +152,7 @@ class Sandbox:
                 pass_fds=(child_sock.fileno(),),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                env=allocator.preload_env(self.preload) if self.preload else None,
             )
         finally:
             child_sock.close()
@@ -170,6 +175,8 @@ class Sandbox:
             self._kill()
             raise RuntimeError(f"sandbox child failed to start: {value}")
         self.notes = list(value or ())
+        if self.preload and not allocator.preloaded(proc.pid, self.preload):
+            self.notes.append(f"extract: {self.preload} did not load; the system allocator is used")
         self.stats.starts += 1
         self.stats.start_seconds += time.perf_counter() - t0
 

@@ -90,7 +90,8 @@ def trafilatura_version() -> str:
     return metadata.version("trafilatura")
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
+    """The leading numeric parts of a version string: (2, 3, 1) for "2.3.1rc1"."""
     parts = []
     for piece in version.split("."):
         digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
@@ -102,7 +103,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def version_supported(version: str) -> bool:
     """Whether `version` lies in SUPPORTED."""
-    v = _version_tuple(version)
+    v = version_tuple(version)
     return bool(v) and SUPPORTED_MIN <= v < SUPPORTED_BELOW
 
 

@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="workload 4 adds a row of ours with `executor: local` (the default is auto)",
     )
     parser.add_argument(
+        "--ours-cascade",
+        action="store_true",
+        help="workload 4 adds a row of ours with extract `backend: cascade` (FineWeb's is "
+        "trafilatura)",
+    )
+    parser.add_argument(
         "--overhead-gb", type=float_list, default=[0.1, 1.0], help="workload 5 input GiB"
     )
     parser.add_argument(
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         str(bundled_model_path()),
         tuple(args.peer_words),
         args.ours_local,
+        args.ours_cascade,
     )
     results: dict[str, Any] = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

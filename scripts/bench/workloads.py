@@ -59,7 +59,8 @@ PEER_WORDS = ("default", "whitespace")
 class Context:
     """What every workload needs: the work folder and the run settings. `peer_words`: the
     datatrove rows of workloads 2 and 4 (PEER_WORDS); `ours_local`: workload 4 adds a row of
-    ours with `executor: local` beside the default `executor: auto`."""
+    ours with `executor: local` beside the default `executor: auto`; `ours_cascade`: workload 4
+    adds a row of ours whose extract stage runs `backend: cascade` (not FineWeb's trafilatura)."""
 
     work: Path
     workers: int
@@ -67,6 +68,7 @@ class Context:
     lid_model: str
     peer_words: tuple[str, ...] = ("default",)
     ours_local: bool = False
+    ours_cascade: bool = False
 
     @property
     def executor(self) -> str:
@@ -443,10 +445,12 @@ def w4_e2e(ctx: Context, gb: float) -> dict[str, Any]:
     nbytes = size_of(inputs, "*.warc.gz")
     w = ctx.work / "w4"
 
-    def ours(executor: str, folder: str) -> Callable[[int], dict[str, Any]]:
+    def ours(executor: str, folder: str, backend: str = "") -> Callable[[int], dict[str, Any]]:
         def go(r: int) -> dict[str, Any]:
             out = fresh(w / folder)
             stages = fineweb_stages(E2E_STAGES)
+            if backend:
+                stages[0] = {"stage": "extract", "backend": backend}
             rec = recipe(stages, inputs, out / "out", executor, ctx.workers)
             return run_ours(our_spec(ctx, rec), out / "run")
 
@@ -455,6 +459,8 @@ def w4_e2e(ctx: Context, gb: float) -> dict[str, Any]:
     sides = {"ours": ours("auto", "ours")}
     if ctx.ours_local:
         sides["ours, executor: local"] = ours("local", "ours-local")
+    if ctx.ours_cascade:
+        sides["ours, extract backend: cascade"] = ours("auto", "ours-cascade", "cascade")
     sides |= peer_sides(ctx, w, lambda out: peer_spec(ctx, "e2e", inputs, out))
     label = f"4 e2e {gb:g} GiB" if gb > 0 else "4 e2e shared WARCs"
     runs = alternate(sides, ctx.repeat, label)
