@@ -1,7 +1,13 @@
 """A CPU-time limit on a block of code (SIGPROF from ITIMER_PROF, raised in the main thread), so
 a document that sends a stage into runaway work is stopped and counted instead of stalling its
 worker. Off the main thread, where the platform has no interval timers, or while another user of
-ITIMER_PROF / SIGPROF (a profiler, an outer guard) is active, the block runs unguarded."""
+ITIMER_PROF / SIGPROF (a profiler, an outer guard) is active, the block runs unguarded.
+
+Python drops an exception raised inside a weakref or GC callback or a `__del__` (it prints
+"Exception ignored in ..." and goes on), and a signal handler runs wherever the interpreter is.
+So the timer repeats every REFIRE_S of CPU after the limit until the block ends, and a block that
+ends normally after the limit fired raises CpuTimeout on its way out: a dropped timeout is
+still counted, never turned into a finished (and differently decided) document."""
 
 from __future__ import annotations
 
@@ -17,11 +23,17 @@ class CpuTimeout(BaseException):
     stage's own `except Exception` cannot swallow it and go on with the runaway work."""
 
 
+# CPU seconds between repeats of the signal once the limit is spent (see the module docstring)
+REFIRE_S = 0.02
+
 _armed = False
+_fired = False
 
 
 def _on_sigprof(signum: int, frame: FrameType | None) -> None:
+    global _fired
     if _armed:
+        _fired = True
         raise CpuTimeout()
 
 
@@ -43,15 +55,16 @@ def cpu_limit(seconds: float | None) -> Iterator[bool]:
     Yields whether the limit is active (False: `seconds` is None, or the guard is unavailable
     here; the block then runs without a limit). C code that never returns to the interpreter is
     stopped when it does."""
-    global _armed
+    global _armed, _fired
     if seconds is None or not _usable():
         yield False
         return
     # The handler stays installed (a no-op while disarmed): a SIGPROF still in flight after the
     # block must never meet the default action, which ends the process.
     signal.signal(signal.SIGPROF, _on_sigprof)
+    _fired = False
     _armed = True
-    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_PROF, seconds, REFIRE_S)
     try:
         yield True
     finally:
@@ -59,3 +72,5 @@ def cpu_limit(seconds: float | None) -> Iterator[bool]:
             _armed = False  # a signal handled before this line still raises; none after it
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
+    if _fired:  # the limit was spent but its CpuTimeout was raised where Python drops it
+        raise CpuTimeout()

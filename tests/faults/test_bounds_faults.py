@@ -10,6 +10,7 @@ import io
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,22 @@ def test_max_chars_rejects_unscored_with_a_reason(texts) -> None:
     assert "gopher_quality_word_count" not in too_large.column_names  # never scored
     assert set(kept.column("id").to_pylist()) == set(base_kept.column("id").to_pylist()) - long_ids
     assert stats.docs_in == 30 == stats.docs_kept + stats.docs_rejected
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_cpu_limit_counts_a_timeout_python_dropped() -> None:
+    """A limit spent inside a `__del__` (or a weakref / GC callback, as numpy's and pyarrow's
+    objects run): Python prints and drops the CpuTimeout raised there, and the block still ends
+    in CpuTimeout, not as if it had finished in time."""
+
+    class Slow:
+        def __del__(self) -> None:
+            spent = time.process_time() + 0.5
+            while time.process_time() < spent:
+                pass
+
+    with pytest.raises(CpuTimeout), cpu_limit(0.05):
+        Slow()  # dropped at once: __del__ runs here, and the timeout raised in it is dropped
 
 
 def test_cpu_limit_raises_in_the_main_thread_only() -> None:
