@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import re
 import uuid
 import zlib
@@ -18,7 +19,7 @@ import zstandard
 
 from pipeline.io.base import InputUnit, ReaderStats
 from pipeline.io.options import InputConfig
-from pipeline.io.warc import WarcReader, WetReader
+from pipeline.io.warc import _NEXT_RECORD, WarcReader, WetReader, next_record_in
 from pipeline.schema import HTML_SCHEMA, TEXT_SCHEMA
 
 # Exact per-file accounting with the default config (keep_http_status=[200]). Record and
@@ -564,3 +565,63 @@ def test_wet_reader_skips_and_decodes(tmp_path: Path) -> None:
     assert texts[0] == "Grüße aus München\nZeile zwei" and texts[1].startswith("latin-1 caf")
     assert json.loads(table["metadata"][0].as_py())["language"] == "deu"
     assert json.loads(table["metadata"][1].as_py()) == {"content_type": "text/plain"}
+
+
+def _regex_next_record(body: bytes) -> int | None:
+    """The straightforward reference: the record-start regex searched over every byte."""
+    found = _NEXT_RECORD.search(body)
+    return None if found is None else found.start()
+
+
+def test_next_record_in_matches_the_regex_search(shared_data: Path) -> None:
+    """Where a block is cut (a Content-Length running into the next record): the byte search for
+    `\\nWARC/` then a match at the 1-3 positions before it finds what the regex search finds, on
+    every block of the shared WARCs (none of which holds a record start: None), on those blocks
+    run on into the record after them, and on hand-made near misses."""
+    blocks = [
+        block
+        for path in sorted((shared_data / "warc").glob("*.warc.gz"))
+        for _, block, _ in _raw_records(path)
+    ]
+    assert len(blocks) > 1000
+    assert all(next_record_in(b) is None and _regex_next_record(b) is None for b in blocks)
+    head = b"WARC/1.0\r\nWARC-Type: response\r\n"
+    for block in blocks[:200]:
+        joined = block + b"\r\n\r\n" + head
+        assert next_record_in(joined) == _regex_next_record(joined) == len(block)
+    cases = [
+        b"",
+        b"\nWARC/",
+        b"\n\nWARC/1.0\nX:",
+        b"\n\n\nWARC/1.0\nX:",
+        b"a\r\n\r\nWARC/1.0\r\nWARC-Type:",
+        b"a\n\r\nWARC/1.0\r\nWARC-Type:",
+        b"a\r\n\nWARC/10.25\r\nx-y:",
+        b"\r\n\r\nWARC/1.0\r\n-bad:\n\nWARC/1.1\nGood:",
+        b"\n\nWARC/1.0 \r\nX:\r\n\r\nWARC/1.0\r\nX:",
+        b"x\nWARC/1.0\r\nX:\r\n\nWARC/123.0\r\nX:\n\nWARC/1.0\r\n9:\r\n\r\nWARC/2.0\nZ:",
+        b"\r\r\n\nWARC/1.0\nX:",
+        b"\n\r\r\nWARC/1.0\nX:",
+    ]
+    for case in cases:
+        assert next_record_in(case) == _regex_next_record(case), case
+    assert [next_record_in(c) for c in cases[2:6]] == [0, 1, 1, 1]
+    rng = random.Random(24)
+    start = b"\r\n\r\nWARC/1.0\r\nX-Y:"
+    chars = b"\r\nWARC/1.0X:-a"
+    matched = 0
+    for _ in range(3000):  # record starts mutated: near misses and matches side by side
+        parts = []
+        for _ in range(rng.randint(1, 3)):
+            part = bytearray(start)
+            for _ in range(rng.randint(0, 3)):
+                at = rng.randrange(len(part))
+                if rng.random() < 0.5:
+                    del part[at]
+                else:
+                    part.insert(at, rng.choice(chars))
+            parts.append(bytes(part) + bytes(rng.choices(chars, k=rng.randint(0, 3))))
+        case = b"".join(parts)
+        matched += _regex_next_record(case) is not None
+        assert next_record_in(case) == _regex_next_record(case), case
+    assert 1000 < matched < 2900

@@ -83,6 +83,23 @@ _RESPONSE = int(WarcRecordType.response)
 _CONVERSION = int(WarcRecordType.conversion)
 # The start of a following record inside a block: its Content-Length ran past the block's end.
 _NEXT_RECORD = re.compile(rb"\r?\n\r?\nWARC/\d{1,2}\.\d{1,2}\r?\n[A-Za-z][A-Za-z0-9-]*:")
+# What every match of _NEXT_RECORD holds, 1 to 3 bytes after its start.
+_NEXT_RECORD_CORE = b"\nWARC/"
+
+
+def next_record_in(body: bytes) -> int | None:
+    """Where _NEXT_RECORD first matches in `body` (its `search().start()`), None if nowhere.
+
+    A match is `\\r?\\n\\r?\\nWARC/...`, so it starts 1 to 3 bytes before an occurrence of
+    `\\nWARC/`: only those few positions are tried, found with a plain byte search. The regex
+    searched alone tries every byte of every page (two thirds of the reader's CPU)."""
+    at = body.find(_NEXT_RECORD_CORE)
+    while at >= 0:
+        for start in range(max(0, at - 3), at):
+            if _NEXT_RECORD.match(body, start):
+                return start
+        at = body.find(_NEXT_RECORD_CORE, at + 1)
+    return None
 
 
 def record_id(rec: WarcRecord, source: str, offset: int) -> str:
@@ -160,15 +177,15 @@ class _BaseWarcReader(Reader):
         if expected > self.max_bytes:
             raise PayloadError("too_large")
         body = rec.reader.read()
-        overrun = _NEXT_RECORD.search(body)
+        overrun = next_record_in(body)
         if overrun is not None:
             self._overrun = True
             add_error(
                 stats.errors,
                 f"{source}: record {rec.record_id}: Content-Length {expected} runs into the next "
-                f"record; block cut at byte {overrun.start()}",
+                f"record; block cut at byte {overrun}",
             )
-            return body[: overrun.start()]
+            return body[:overrun]
         if len(body) < expected:
             add_error(
                 stats.errors,
