@@ -107,9 +107,12 @@ def atomic_write(
 def write_json_atomic(
     fs: fsspec.AbstractFileSystem, path: str, obj: Any, **json_kwargs: Any
 ) -> None:
-    """`json.dump(obj, f, **json_kwargs)` into `path`, atomically."""
+    """`json.dump(obj, f, **json_kwargs)` into `path`, atomically. Encoded first, then written
+    in one call: json.dump writes each token (~4,000 writes for a unit's marker, through fsspec's
+    file object: half the marker's CPU)."""
+    text = json.dumps(obj, **json_kwargs)
     with atomic_write(fs, path, "w") as f:
-        json.dump(obj, f, **json_kwargs)
+        f.write(text)
 
 
 def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
