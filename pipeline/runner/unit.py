@@ -34,6 +34,7 @@ from pipeline.io.writer import ShardWriter, output_fs, output_url
 from pipeline.registry import stage_class
 from pipeline.runner import kernel
 from pipeline.runner.accounting import StageStats, check_segment, task_where
+from pipeline.runner.garbage import JobCollector
 from pipeline.schema import HTML
 from pipeline.stages.base import Stage
 from pipeline.stages.global_base import GlobalStage, LocalContext, ShardRef
@@ -123,16 +124,22 @@ class StageChain:
         spec = recipe.output.tokenizer
         self.tokens = kernel.PayloadTokens(spec) if spec else None
         self._ready: set[int] = set()
+        self._collector = JobCollector()
 
     def setup(self, positions: Iterable[int] | None = None) -> None:
         """Set up the map stages at `positions` (default: all) not set up yet. A segment sets
-        up only its own: a run's later segments need no extractor process or language model."""
+        up only its own: a run's later segments need no extractor process or language model.
+        Once stages are set up, the garbage collector runs as pipeline.runner.garbage sets it."""
         todo = range(len(self.stages)) if positions is None else positions
+        new = False
         for pos in todo:
             stage = self.stages[pos]
             if pos not in self._ready and isinstance(stage, Stage):
                 stage.setup()
                 self._ready.add(pos)
+                new = True
+        if new:
+            self._collector.set_up()
 
     def close(self) -> None:
         for pos in sorted(self._ready):
@@ -140,6 +147,7 @@ class StageChain:
             if isinstance(stage, Stage):
                 stage.close()
         self._ready.clear()
+        self._collector.stop()
 
 
 @dataclass(frozen=True)
