@@ -76,6 +76,17 @@ def proc_stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
 
 
+def main_thread_s(pid: int) -> float:
+    """utime+stime of the process's main thread (its other threads: Ray's core worker)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -128,20 +139,27 @@ def measured(cmd: list[str], work: Path, env: dict[str, str], cwd: Path) -> dict
                     if line:
                         seen[p].update(kind=kind_of(p, proc.pid, line), cmd=line[:300])
                 seen[p]["cpu_s"] = stats[p][1]
+                if seen[p]["kind"] in ("ray worker", "driver"):
+                    seen[p]["main_thread_s"] = main_thread_s(p)
             time.sleep(0.1)
         wall = time.perf_counter() - t0
     text = (work / "log.txt").read_text(errors="replace")
     if os.waitstatus_to_exitcode(status):
         raise RuntimeError(f"{cmd[:4]} failed:\n{text[-3000:]}")
     by_kind: dict[str, float] = {}
+    threads: dict[str, float] = {}
     for p in seen.values():
         by_kind[p["kind"]] = by_kind.get(p["kind"], 0.0) + p["cpu_s"]
+        if "main_thread_s" in p:
+            key = f"{p['kind']}: other threads"
+            threads[key] = threads.get(key, 0.0) + p["cpu_s"] - p["main_thread_s"]
     result = next(json.loads(x) for x in reversed(text.splitlines()) if x.startswith("{"))
     return {
         "wall_s": wall,
         "cpu_s": sum(by_kind.values()),
         "rusage_cpu_s": usage.ru_utime + usage.ru_stime if usage else None,
         "cpu_by_kind": by_kind,
+        "other_threads_s": threads,
         "processes": {str(p): v for p, v in seen.items()},
         "load_before": load0,
         "load_after": os.getloadavg()[0],
@@ -149,19 +167,19 @@ def measured(cmd: list[str], work: Path, env: dict[str, str], cwd: Path) -> dict
     }
 
 
-def phases(probe_dir: Path, processes: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """The probe's phase totals per kind of process (thread CPU s of the main thread)."""
-    out: dict[str, dict[str, float]] = {}
+def phases(probe_dir: Path, processes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The probe's phase totals per kind of process: main-thread CPU s, process CPU s, the main
+    thread's system CPU s and minor page faults, calls."""
+    out: dict[str, dict[str, Any]] = {}
     for f in probe_dir.glob("*.json"):
         data = json.loads(f.read_text())
         kind = processes.get(f.stem, {}).get("kind", "driver")
         rows = out.setdefault(kind, {})
-        for name, v in data["phases"].items():
-            rows[name] = rows.get(name, 0.0) + v["thread_s"]
-            rows[name + " (process)"] = rows.get(name + " (process)", 0.0) + v["process_s"]
-        rows["main thread, whole process"] = (
-            rows.get("main thread, whole process", 0.0) + data["thread_s"]
-        )
+        whole = {"thread_s": data["thread_s"], "process_s": data["process_s"]}
+        for name, v in [*data["phases"].items(), ("main thread, whole process", whole)]:
+            row = rows.setdefault(name, {})
+            for k, x in v.items():
+                row[k] = row.get(k, 0) + x
     return out
 
 
@@ -201,6 +219,7 @@ def show(res: dict[str, Any], r: int) -> None:
     print(
         "  processes: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(res["cpu_by_kind"].items()))
     )
+    print("  of which " + ", ".join(f"{k} {v:.2f}" for k, v in res["other_threads_s"].items()))
     if "stage_cpu_s" in out:
         stages = sum(out["stage_cpu_s"].values())
         print(
@@ -209,10 +228,12 @@ def show(res: dict[str, Any], r: int) -> None:
         )
         print(f"  outside the stages: {res['cpu_s'] - stages:.2f}")
     for kind, rows in res["phases"].items():
-        main = {k: v for k, v in rows.items() if not k.endswith("(process)")}
-        print(f"  phases in {kind} (main thread CPU s):")
-        for k, v in sorted(main.items(), key=lambda kv: -kv[1]):
-            print(f"    {k:34s} {v:8.2f}   process {rows.get(k + ' (process)', v):8.2f}")
+        print(f"  phases in {kind}: main thread CPU s (system), process CPU s, minor faults")
+        for k, v in sorted(rows.items(), key=lambda kv: -kv[1]["thread_s"]):
+            print(
+                f"    {k:34s} {v['thread_s']:8.2f} ({v.get('sys_s', 0):6.2f}) "
+                f"{v['process_s']:8.2f} {v.get('minflt', 0):9d}"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ import importlib.abc
 import importlib.machinery
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,26 +28,34 @@ from typing import Any
 OUT = os.environ.get("CURATE_PHASE_PROBE")
 ARGV = " ".join(sys.orig_argv)
 WANTED = ("default_worker.py", "scripts.bench.ours_driver", "multiprocessing", "pipeline.cli")
-TOTALS: dict[str, list[float]] = {}  # phase -> [thread CPU s, process CPU s, calls]
+TOTALS: dict[str, list[float]] = {}  # phase -> [thread CPU s, process CPU s, sys s, faults, calls]
 
 
-def _add(phase: str, thread_s: float, process_s: float) -> None:
-    row = TOTALS.setdefault(phase, [0.0, 0.0, 0])
-    row[0] += thread_s
-    row[1] += process_s
-    row[2] += 1
+def now() -> tuple[float, float, float, int]:
+    """(this thread's CPU s, the process's CPU s, this thread's system CPU s, its minor page
+    faults). The CPU times are the precise clocks; getrusage's split into user and system time
+    is sampled (approximate over short spans, fair over many)."""
+    ru = resource.getrusage(resource.RUSAGE_THREAD)
+    return time.thread_time(), time.process_time(), ru.ru_stime, ru.ru_minflt
+
+
+def _add(phase: str, start: tuple[float, float, float, int]) -> None:
+    end = now()
+    row = TOTALS.setdefault(phase, [0.0, 0.0, 0.0, 0, 0])
+    for i in range(4):
+        row[i] += end[i] - start[i]
+    row[4] += 1
 
 
 def timed(phase: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` with its CPU added to `phase` (or to phase(*args) when callable)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0, p0 = time.thread_time(), time.process_time()
+        start = now()
         try:
             return fn(*args, **kwargs)
         finally:
-            name = phase(*args, **kwargs) if callable(phase) else phase
-            _add(name, time.thread_time() - t0, time.process_time() - p0)
+            _add(phase(*args, **kwargs) if callable(phase) else phase, start)
 
     return wrapper
 
@@ -57,30 +66,27 @@ def timed_iter(phase: str, gen: Callable[..., Iterator[Any]]) -> Callable[..., I
     def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
         it = gen(*args, **kwargs)
         while True:
-            t0, p0 = time.thread_time(), time.process_time()
+            start = now()
             try:
                 item = next(it)
             except StopIteration:
-                _add(phase, time.thread_time() - t0, time.process_time() - p0)
+                _add(phase, start)
                 return
-            _add(phase, time.thread_time() - t0, time.process_time() - p0)
+            _add(phase, start)
             yield item
 
     return wrapper
 
 
-_GC_START: list[float] = [0.0, 0.0]
+_GC_START: list[tuple[float, float, float, int]] = []
 
 
 def _gc_callback(phase: str, info: dict[str, int]) -> None:
     """Time the cyclic garbage collector's passes, per generation."""
     if phase == "start":
-        _GC_START[:] = [time.thread_time(), time.process_time()]
-    else:
-        t0, p0 = _GC_START
-        _add(
-            f"gc generation {info['generation']}", time.thread_time() - t0, time.process_time() - p0
-        )
+        _GC_START[:] = [now()]
+    elif _GC_START:
+        _add(f"gc generation {info['generation']}", _GC_START[0])
 
 
 def dump() -> None:
@@ -88,7 +94,8 @@ def dump() -> None:
     path = os.path.join(OUT or ".", f"{os.getpid()}.json")
     payload = {"argv": ARGV, "thread_s": time.thread_time(), "process_s": time.process_time()}
     payload["phases"] = {
-        k: {"thread_s": v[0], "process_s": v[1], "calls": v[2]} for k, v in TOTALS.items()
+        k: {"thread_s": v[0], "process_s": v[1], "sys_s": v[2], "minflt": v[3], "calls": v[4]}
+        for k, v in TOTALS.items()
     }
     with open(path + ".tmp", "w") as f:
         json.dump(payload, f)
