@@ -145,3 +145,37 @@ def test_a_run_stores_the_histograms_of_each_thresholded_column(shared_data, tmp
     # Every document under min_doc_words was rejected: no kept count below the threshold's bin.
     first_kept = min(b["lo"] for b in hists["gopher_n_words"]["bins"] if b["kept"])
     assert first_kept >= EDGES[bin_index(np.array([80.0]))[0]]
+
+
+def _reference_observe(h: ScoreHistogram, values: np.ndarray, kept_mask: np.ndarray) -> None:
+    """The straightforward count: each side's finite values binned on their own."""
+    finite = np.isfinite(values)
+    for mask, counts, key in ((kept_mask, h.kept, "kept"), (~kept_mask, h.rejected, "rejected")):
+        chosen = values[mask & finite]
+        if len(chosen):
+            binned = np.bincount(bin_index(chosen))
+            nonzero = np.flatnonzero(binned)
+            counts.update(dict(zip(nonzero.tolist(), binned[nonzero].tolist(), strict=True)))
+        absent = int((mask & ~finite).sum())
+        if absent:
+            h.missing[key] += absent
+
+
+def test_observe_bins_once_and_counts_as_the_reference() -> None:
+    """Binning the finite values once and splitting kept / rejected after counts what binning
+    each side alone counts: random batches with NaN, infinities, exact +-1 and 0, every
+    kept/rejected mix, empty ones."""
+    rng = np.random.default_rng(24)
+    special = np.array([np.nan, np.inf, -np.inf, 1.0, -1.0, 0.0, 1e12, -1e12, 0.98, 1.12])
+    fast, slow = ScoreHistogram({"t": 0.5}), ScoreHistogram({"t": 0.5})
+    for n in [0, 1, 2, 5, 33, 200] * 20:
+        pool = np.concatenate(
+            [rng.normal(0, 2, 50), rng.uniform(-1, 1, 50), 10 ** rng.uniform(-3, 10, 50), special]
+        )
+        values = rng.choice(pool, n)
+        kept = rng.random(n) < rng.choice([0.0, 0.5, 1.0])
+        fast.observe(values, kept)
+        _reference_observe(slow, values, kept)
+        assert fast.to_dict() == slow.to_dict()
+    assert sum(fast.kept.values()) and sum(fast.rejected.values())
+    assert fast.missing["kept"] and fast.missing["rejected"]

@@ -217,3 +217,42 @@ def test_accounting_violation_is_loud() -> None:
     stage = {"name": "s", "docs_in": 3, "docs_kept": 2, "docs_rejected": 0, "removed_by_reason": {}}
     with pytest.raises(AccountingError, match="in 3 != kept 2 \\+ rejected 0"):
         check_run(reader, [stage], 2)
+
+
+def test_over_max_chars_matches_counting_every_text(shared_texts: pa.Table) -> None:
+    """The texts over a stage's max_chars: skipping the count when no chunk holds that many
+    bytes finds what counting each text's characters finds, on the shared texts (whole,
+    sliced, rechunked, as large_string, with nulls) at limits around their real lengths, and
+    on multi-byte text whose bytes exceed the limit but characters do not."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from pipeline.runner.kernel import over_max_chars
+    from pipeline.stages.base import TextStageConfig
+
+    class _Bounded(TextStageConfig):
+        stage: str = "explodes"
+
+    def reference(batch: pa.Table, limit: int) -> list[int]:
+        lengths = pc.utf8_length(batch.column("text")).fill_null(0)
+        return np.flatnonzero(pc.greater(lengths, limit).to_numpy(zero_copy_only=False)).tolist()
+
+    texts = shared_texts.select(["id", "text"])
+    lengths = sorted(pc.utf8_length(texts.column("text")).to_pylist())
+    limits = [1, lengths[len(lengths) // 2], lengths[-2], lengths[-1], 10_000_000]
+    nulls = pa.table({"id": ["n1", "n2"], "text": pa.array([None, "ab"], pa.string())})
+    batches = [
+        texts,
+        texts.slice(10, 40),
+        pa.concat_tables([texts.slice(0, 7), nulls, texts.slice(7)]),
+        texts.cast(pa.schema([("id", pa.string()), ("text", pa.large_string())])),
+        pa.table({"id": ["ja"], "text": ["日本語" * 10]}),  # 30 characters, 90 bytes
+    ]
+    checked = 0
+    for batch in batches:
+        for limit in [*limits, 30, 89]:
+            stage = _ExplodingStage(_Bounded(max_chars=limit))
+            assert over_max_chars(stage, batch).tolist() == reference(batch, limit), limit
+            checked += len(reference(batch, limit))
+    assert checked > 100
+    assert over_max_chars(_ExplodingStage(_Bounded(max_chars=30)), batches[-1]).tolist() == []

@@ -51,20 +51,23 @@ class ScoreHistogram:
     missing: Counter[str] = field(default_factory=Counter)  # "kept" / "rejected"
 
     def observe(self, values: np.ndarray, kept_mask: np.ndarray) -> None:
-        """Count one batch's scores (`kept_mask`: the stage kept the document)."""
+        """Count one batch's scores (`kept_mask`: the stage kept the document). The finite
+        values are binned once, then counted per side."""
         finite = np.isfinite(values)
-        for mask, counts, key in (
-            (kept_mask, self.kept, "kept"),
-            (~kept_mask, self.rejected, "rejected"),
-        ):
-            chosen = values[mask & finite]
-            if len(chosen):
-                binned = np.bincount(bin_index(chosen))
-                nonzero = np.flatnonzero(binned)
-                counts.update(dict(zip(nonzero.tolist(), binned[nonzero].tolist(), strict=True)))
-            absent = int((mask & ~finite).sum())
-            if absent:
-                self.missing[key] += absent
+        binned = bin_index(values[finite])
+        kept_finite = kept_mask[finite]
+        for side, counts in ((kept_finite, self.kept), (~kept_finite, self.rejected)):
+            if side.any():
+                per_bin = np.bincount(binned[side])
+                nonzero = np.flatnonzero(per_bin)
+                counts.update(dict(zip(nonzero.tolist(), per_bin[nonzero].tolist(), strict=True)))
+        absent = len(values) - len(binned)
+        if absent:
+            missing_kept = int((kept_mask & ~finite).sum())
+            if missing_kept:
+                self.missing["kept"] += missing_kept
+            if absent - missing_kept:
+                self.missing["rejected"] += absent - missing_kept
 
     def add(self, other: ScoreHistogram) -> None:
         self.kept.update(other.kept)
@@ -113,8 +116,10 @@ def observe_scores(
     column that its config thresholds (`score_thresholds`)."""
     if table.num_rows == 0:
         return
+    schema = table.schema
     for column, thresholds in stage.score_thresholds(stage.config).items():
-        if column not in table.column_names or not is_numeric(table.schema.field(column).type):
+        at = schema.get_field_index(column)
+        if at < 0 or not is_numeric(schema.field(at).type):
             continue
         if column not in histograms:
             histograms[column] = ScoreHistogram(thresholds)

@@ -85,8 +85,19 @@ def over_max_chars(stage: Any, batch: pa.Table) -> np.ndarray:
     limit = getattr(stage.config, "max_chars", None)
     if limit is None or TEXT not in batch.column_names or batch.num_rows == 0:
         return np.zeros(0, np.int64)
+    if all(_data_bytes(chunk) <= limit for chunk in batch.column(TEXT).chunks):
+        return np.zeros(0, np.int64)  # no text has more bytes, so none has more characters
     lengths = pc.utf8_length(batch.column(TEXT)).fill_null(0)
     return np.flatnonzero(pc.greater(lengths, limit).to_numpy(zero_copy_only=False))
+
+
+def _data_bytes(chunk: pa.Array) -> int:
+    """An upper bound of any one value's UTF-8 bytes in a string chunk: its data buffer's size
+    (the whole buffer, also under a slice); for another type, a bound no limit passes."""
+    if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+        return np.iinfo(np.int64).max
+    data = chunk.buffers()[2]
+    return 0 if data is None else data.size
 
 
 def cpu_budget(stage: Any, cpu_s: float | None) -> float | None:
