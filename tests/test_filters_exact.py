@@ -15,20 +15,22 @@ import pytest
 
 from pipeline.schema import LANG, TEXT
 from pipeline.stages.c4_quality import (
+    _ABBREVIATIONS as ABBREVIATIONS,
+)
+from pipeline.stages.c4_quality import (
     CITATION,
     C4QualityConfig,
     C4QualityStage,
     _has_policy_phrase,
+    count_sentences,
 )
 from pipeline.stages.gopher_quality import count_alpha_words
 from pipeline.stages.gopher_repetition import (
     DUP_NS,
     TOP_NS,
-    NGramClasses,
-    dup_ngram_chars,
     dup_ngram_chars_reference,
+    ngram_chars,
     repetition_scores,
-    top_ngram_chars,
 )
 from pipeline.text.shared_words import DocWords, SharedWords
 from pipeline.text.words import (
@@ -132,10 +134,11 @@ def test_ngram_classes_equal_tuple_counting_on_random_sequences() -> None:
     for trial in range(600):
         vocab = [f"w{i}" * rng.randint(1, 3) for i in range(rng.choice((1, 2, 3, 5, 20, 200)))]
         words = [rng.choice(vocab) for _ in range(rng.randint(0, 300 if trial % 10 else 3000))]
-        ngrams = NGramClasses(words)
-        for n in range(1, 11):
-            assert top_ngram_chars(ngrams, n, 1) == reference_top_chars(words, n, " "), (n, words)
-            assert dup_ngram_chars(ngrams, n) == dup_ngram_chars_reference(words, n), (n, words)
+        sizes = tuple(range(1, 12))
+        top, dup = ngram_chars(words, 1, sizes, sizes)
+        for n, top_chars, dup_chars in zip(sizes, top, dup, strict=True):
+            assert top_chars == reference_top_chars(words, n, " "), (n, words)
+            assert dup_chars == dup_ngram_chars_reference(words, n), (n, words)
 
 
 def test_repetition_edge_cases_by_hand() -> None:
@@ -211,6 +214,52 @@ def test_c4_line_rules_equal_the_reference(
     for text in [t for t, _ in texts_with_langs(shared_texts)] + C4_EDGE_CASES:
         out = stage.clean(text, "en")
         assert (out[TEXT], out["c4_lines_removed"]) == reference_c4_lines(text, cfg), text[:60]
+
+
+def reference_count_sentences(line: str) -> int:
+    """Sentences as `count_sentences` defines them, with the plain pattern (a run of . ! ? from
+    its first character, closers, then whitespace or the end; or a run of 。！？) and the word
+    before a lone period found by splitting."""
+    ends = r"(?<![.!?])([.!?]+)[\"'”’»)\]]*(?=\s|$)|[。！？]+"
+    n = start = 0
+    for m in re.finditer(ends, line):
+        if m.group(1) == ".":
+            last = line[start : m.start()].replace("\t", " ").rsplit(" ", 1)[-1].lower()
+            if last in ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
+                continue
+        if re.search(r"[^\W_]", line[start : m.end()]):
+            n += 1
+        start = m.end()
+    return n + bool(re.search(r"[^\W_]", line[start:]))
+
+
+SENTENCE_CASES = [
+    "",
+    "...",
+    "a.. b",
+    'x..." y',
+    "。。！x",
+    ".?!.",
+    "a.b. c!",
+    "“Hi.” she said. Dr. X",
+    "。.。",
+    ".。",
+    "Dr.\tSmith. ok",
+    "e.g. this. U.S. x",
+    "a. b. c.",
+    "_. __! 2?",
+    "é. ü! ½? x",
+    "." * 5000 + " end",
+]
+
+
+@pytest.mark.slow
+def test_sentence_counts_equal_the_reference(shared_texts: pa.Table) -> None:
+    for text, _ in texts_with_langs(shared_texts):
+        for line in text.splitlines():
+            assert count_sentences(line.strip()) == reference_count_sentences(line.strip()), line
+    for line in SENTENCE_CASES:
+        assert count_sentences(line) == reference_count_sentences(line), line
 
 
 # --- the words intermediate's line reuse ------------------------------------------------------
