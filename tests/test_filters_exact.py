@@ -24,7 +24,7 @@ from pipeline.stages.c4_quality import (
     _has_policy_phrase,
     count_sentences,
 )
-from pipeline.stages.gopher_quality import count_alpha_words
+from pipeline.stages.gopher_quality import quality_scores
 from pipeline.stages.gopher_repetition import (
     DUP_NS,
     TOP_NS,
@@ -32,10 +32,16 @@ from pipeline.stages.gopher_repetition import (
     ngram_chars,
     repetition_scores,
 )
-from pipeline.text.shared_words import DocWords, SharedWords
+from pipeline.text import token_flags as token_flags_module
+from pipeline.text.shared_words import SharedWords
+from pipeline.text.stopwords import stop_words_for
+from pipeline.text.token_flags import count_non_symbol
 from pipeline.text.words import (
+    base_lang,
+    non_symbol_words,
     split_lines,
     split_paragraphs,
+    split_words,
     split_words_by_line,
     split_words_spacing,
 )
@@ -156,11 +162,51 @@ def test_repetition_edge_cases_by_hand() -> None:
 # --- Gopher quality, C4 -----------------------------------------------------------------------
 
 
+def reference_quality(text: str, lang: str | None) -> dict[str, float | int | None]:
+    """Gopher quality's measurements over the non-symbol word list, as its docstring words them."""
+    code = base_lang(lang)
+    words = non_symbol_words(split_words(text, code))
+    n = len(words)
+    lines = [line for line in re.split(r"\n+", text.strip()) if line] if text.strip() else []
+    stop_words = stop_words_for(code)
+    return {
+        "n_words": n,
+        "mean_word_len": sum(len(w) for w in words) / n if n else 0.0,
+        "hash_ratio": text.count("#") / n if n else 0.0,
+        "ellipsis_ratio": (text.count("...") + text.count("…")) / n if n else 0.0,
+        "bullet_lines_frac": sum(ln.lstrip().startswith(("•", "-")) for ln in lines)
+        / (len(lines) or 1),
+        "ellipsis_lines_frac": sum(ln.rstrip().endswith(("...", "…")) for ln in lines)
+        / (len(lines) or 1),
+        "alpha_words_frac": sum(any(c.isalpha() for c in w) for w in words) / n if n else 0.0,
+        "stop_words": None if stop_words is None else sum(w.lower() in stop_words for w in words),
+    }
+
+
+QUALITY_CASES = [
+    ("The the THE of and with that have be to... # x", "en"),
+    ("der Die und # ...", "de"),
+    ("words here only", "xx"),
+    ("_ __ 1 ² ½ a_b ... … • - – — “ ”", None),
+]
+
+
 @pytest.mark.slow
-def test_alpha_word_count_equals_the_reference(shared_texts: pa.Table) -> None:
-    for text, lang in texts_with_langs(shared_texts):
-        words = DocWords.of(text, lang).non_symbol
-        assert count_alpha_words(words) == sum(any(c.isalpha() for c in w) for w in words)
+def test_quality_scores_equal_the_reference(shared_texts: pa.Table) -> None:
+    words = SharedWords()
+    for text, lang in texts_with_langs(shared_texts) + QUALITY_CASES:
+        expected = reference_quality(text, lang)
+        assert quality_scores(text, lang) == expected, text[:60]
+        assert quality_scores(text, lang, words.get(text, lang)) == expected
+
+
+def test_token_flags_table_is_emptied_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(token_flags_module, "MAX_TOKENS", 3)
+    table = token_flags_module.TokenFlags(frozenset({"the"}))
+    assert table.of(["The", ".", "x1", "_", "½"]).tolist() == [7, 0, 3, 0, 1]
+    assert len(table) == 5
+    assert table.of(["The"]).tolist() == [7] and len(table) == 1  # emptied first, then refilled
+    assert count_non_symbol(["a", ".", "__", "b-c", "½", "\u200b"]) == 3
 
 
 def reference_c4_lines(text: str, cfg: C4QualityConfig) -> tuple[str, int]:

@@ -36,6 +36,7 @@ from pipeline.text.batch import (
     with_columns,
 )
 from pipeline.text.shared_words import SharedWords
+from pipeline.text.token_flags import count_non_symbol
 
 PREFIX = "fineweb_"
 _SENTENCE_TERMINAL = regex.compile(r"\p{Sentence_Terminal}")
@@ -99,7 +100,8 @@ def fineweb_scores(
             seen.add(line)
     chars = len(text) - text.count("\n")
     n_newlines = text.count("\n")
-    n_words = len((words or SharedWords()).get(text, lang).non_symbol) if n_newlines else 0
+    shared = words or SharedWords()
+    n_words = count_non_symbol(shared.get(text, lang).words) if n_newlines else 0
     return {
         "n_lines": n,
         "line_punct_ratio": sum(map(ends_with_terminal, lines)) / n,

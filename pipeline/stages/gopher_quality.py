@@ -25,7 +25,6 @@ nature, so run this stage on those languages only with adjusted `min_avg_word_le
 
 from __future__ import annotations
 
-from itertools import filterfalse
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -44,6 +43,7 @@ from pipeline.text.batch import (
 )
 from pipeline.text.shared_words import DocWords, SharedWords
 from pipeline.text.stopwords import stop_words_for
+from pipeline.text.token_flags import ALPHA, NON_SYMBOL, STOP, token_flags
 from pipeline.text.words import base_lang, split_lines
 
 PREFIX = "gopher_"
@@ -98,29 +98,27 @@ def quality_scores(
     """Every measurement of the module docstring for one document; `doc`: its words when
     already split (the `words` intermediate)."""
     code = base_lang(lang)
-    words = (doc or DocWords.of(text, code)).non_symbol
-    n = len(words)
+    words = (doc or DocWords.of(text, code)).words
     lines = split_lines(text)
     n_lines = len(lines) or 1
     stop_words = stop_words_for(code)
+    flags = token_flags(stop_words).of(words)
+    by_flags = np.bincount(flags, minlength=8).tolist()  # tokens per combination of flags
+    n = sum(by_flags[NON_SYMBOL::2])  # every combination with the NON_SYMBOL bit
+    non_symbol = (flags & NON_SYMBOL).astype(bool)
+    chars = int(np.fromiter(map(len, words), np.int64, count=len(words))[non_symbol].sum())
+    alpha = by_flags[NON_SYMBOL | ALPHA] + by_flags[NON_SYMBOL | ALPHA | STOP]
+    stop = by_flags[NON_SYMBOL | STOP] + by_flags[NON_SYMBOL | ALPHA | STOP]
     return {
         "n_words": n,
-        "mean_word_len": sum(map(len, words)) / n if n else 0.0,
+        "mean_word_len": chars / n if n else 0.0,
         "hash_ratio": text.count("#") / n if n else 0.0,
         "ellipsis_ratio": (text.count("...") + text.count("…")) / n if n else 0.0,
         "bullet_lines_frac": sum(line.lstrip().startswith(BULLETS) for line in lines) / n_lines,
         "ellipsis_lines_frac": sum(line.rstrip().endswith(ELLIPSES) for line in lines) / n_lines,
-        "alpha_words_frac": count_alpha_words(words) / n if n else 0.0,
-        "stop_words": None
-        if stop_words is None
-        else sum(map(stop_words.__contains__, map(str.lower, words))),
+        "alpha_words_frac": alpha / n if n else 0.0,
+        "stop_words": None if stop_words is None else stop,
     }
-
-
-def count_alpha_words(words: list[str]) -> int:
-    """Number of words with at least one alphabetic character."""
-    others = list(filterfalse(str.isalpha, words))  # mixed or letter-free words: look closer
-    return len(words) - len(others) + sum(1 for w in others if any(map(str.isalpha, w)))
 
 
 class GopherQualityStage(Stage):
