@@ -32,10 +32,8 @@ from pipeline.stages.gopher_repetition import (
     ngram_chars,
     repetition_scores,
 )
-from pipeline.text import token_flags as token_flags_module
-from pipeline.text.shared_words import SharedWords
+from pipeline.text.shared_words import DocWords, SharedWords
 from pipeline.text.stopwords import stop_words_for
-from pipeline.text.token_flags import count_non_symbol
 from pipeline.text.words import (
     base_lang,
     non_symbol_words,
@@ -141,7 +139,7 @@ def test_ngram_classes_equal_tuple_counting_on_random_sequences() -> None:
         vocab = [f"w{i}" * rng.randint(1, 3) for i in range(rng.choice((1, 2, 3, 5, 20, 200)))]
         words = [rng.choice(vocab) for _ in range(rng.randint(0, 300 if trial % 10 else 3000))]
         sizes = tuple(range(1, 12))
-        top, dup = ngram_chars(words, 1, sizes, sizes)
+        top, dup = ngram_chars(DocWords(words, True), 1, sizes, sizes)
         for n, top_chars, dup_chars in zip(sizes, top, dup, strict=True):
             assert top_chars == reference_top_chars(words, n, " "), (n, words)
             assert dup_chars == dup_ngram_chars_reference(words, n), (n, words)
@@ -198,15 +196,6 @@ def test_quality_scores_equal_the_reference(shared_texts: pa.Table) -> None:
         expected = reference_quality(text, lang)
         assert quality_scores(text, lang) == expected, text[:60]
         assert quality_scores(text, lang, words.get(text, lang)) == expected
-
-
-def test_token_flags_table_is_emptied_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(token_flags_module, "MAX_TOKENS", 3)
-    table = token_flags_module.TokenFlags(frozenset({"the"}))
-    assert table.of(["The", ".", "x1", "_", "½"]).tolist() == [7, 0, 3, 0, 1]
-    assert len(table) == 5
-    assert table.of(["The"]).tolist() == [7] and len(table) == 1  # emptied first, then refilled
-    assert count_non_symbol(["a", ".", "__", "b-c", "½", "\u200b"]) == 3
 
 
 def reference_c4_lines(text: str, cfg: C4QualityConfig) -> tuple[str, int]:

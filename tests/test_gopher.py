@@ -24,6 +24,7 @@ from pipeline.stages.gopher_repetition import (
     ngram_chars,
     repetition_scores,
 )
+from pipeline.text.shared_words import DocWords
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -179,11 +180,11 @@ def test_dup_ngram_both_sides(n: int, threshold: float, f_reject: int, f_keep: i
 
 def test_dup_ngram_jump_scan_by_hand() -> None:
     # 7 x "x", n=5: position 0 recorded, position 1 repeats -> +5 chars, jump to 6 (past the end).
-    assert ngram_chars(["x"] * 7, 1, (), (5,)) == ([], [5])
+    assert ngram_chars(DocWords(["x"] * 7, True), 1, (), (5,)) == ([], [5])
     # "a b c d e a b c d e a b c d e": repeats found at 5 and 10 -> 2 x 5 chars.
     words = list("abcde" * 3)
     # "a b" x 3 (first of the tied bigrams)
-    assert ngram_chars(words, 1, (2,), (5,)) == ([3 * 3], [10])
+    assert ngram_chars(DocWords(words, True), 1, (2,), (5,)) == ([3 * 3], [10])
 
 
 def test_dup_ngram_matches_reference_scan_on_random_sequences() -> None:
@@ -192,7 +193,7 @@ def test_dup_ngram_matches_reference_scan_on_random_sequences() -> None:
     rng = random.Random(7)
     for _ in range(2000):
         words = [rng.choice(["a", "bb", "ccc"]) for _ in range(rng.randint(0, 40))]
-        top, dup = ngram_chars(words, 1, (2, 3, 4), (5, 6, 7, 8))
+        top, dup = ngram_chars(DocWords(words, True), 1, (2, 3, 4), (5, 6, 7, 8))
         for n, chars in zip((2, 3, 4), top, strict=True):
             counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
             expected = (
@@ -207,8 +208,8 @@ def test_dup_ngram_matches_reference_scan_on_random_sequences() -> None:
 
 def test_ngram_sizes_in_any_order_give_the_same_values() -> None:
     words = ["a", "b", "a", "b", "a", "b", "a"]
-    assert ngram_chars(words, 1, (3, 2), (6, 5)) == ([5 * 3, 3 * 3], [0, 5])
-    assert ngram_chars(words, 1, (2, 3), (5, 6)) == ([3 * 3, 5 * 3], [5, 0])
+    assert ngram_chars(DocWords(words, True), 1, (3, 2), (6, 5)) == ([5 * 3, 3 * 3], [0, 5])
+    assert ngram_chars(DocWords(words, True), 1, (2, 3), (5, 6)) == ([3 * 3, 5 * 3], [5, 0])
 
 
 def test_unspaced_ngrams_have_no_separator() -> None:

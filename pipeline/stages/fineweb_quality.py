@@ -36,7 +36,6 @@ from pipeline.text.batch import (
     with_columns,
 )
 from pipeline.text.shared_words import SharedWords
-from pipeline.text.token_flags import count_non_symbol
 
 PREFIX = "fineweb_"
 _SENTENCE_TERMINAL = regex.compile(r"\p{Sentence_Terminal}")
@@ -100,8 +99,7 @@ def fineweb_scores(
             seen.add(line)
     chars = len(text) - text.count("\n")
     n_newlines = text.count("\n")
-    shared = words or SharedWords()
-    n_words = count_non_symbol(shared.get(text, lang).words) if n_newlines else 0
+    n_words = len((words or SharedWords()).get(text, lang).non_symbol) if n_newlines else 0
     return {
         "n_lines": n,
         "line_punct_ratio": sum(map(ends_with_terminal, lines)) / n,

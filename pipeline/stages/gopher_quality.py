@@ -25,6 +25,7 @@ nature, so run this stage on those languages only with adjusted `min_avg_word_le
 
 from __future__ import annotations
 
+from itertools import compress
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -43,8 +44,7 @@ from pipeline.text.batch import (
 )
 from pipeline.text.shared_words import DocWords, SharedWords
 from pipeline.text.stopwords import stop_words_for
-from pipeline.text.token_flags import ALPHA, NON_SYMBOL, STOP, token_flags
-from pipeline.text.words import base_lang, split_lines
+from pipeline.text.words import base_lang, non_symbol_mask, split_lines
 
 PREFIX = "gopher_"
 BULLETS = ("•", "-")
@@ -98,17 +98,11 @@ def quality_scores(
     """Every measurement of the module docstring for one document; `doc`: its words when
     already split (the `words` intermediate)."""
     code = base_lang(lang)
-    words = (doc or DocWords.of(text, code)).words
+    doc = doc or DocWords.of(text, code)
     lines = split_lines(text)
     n_lines = len(lines) or 1
     stop_words = stop_words_for(code)
-    flags = token_flags(stop_words).of(words)
-    by_flags = np.bincount(flags, minlength=8).tolist()  # tokens per combination of flags
-    n = sum(by_flags[NON_SYMBOL::2])  # every combination with the NON_SYMBOL bit
-    non_symbol = (flags & NON_SYMBOL).astype(bool)
-    chars = int(np.fromiter(map(len, words), np.int64, count=len(words))[non_symbol].sum())
-    alpha = by_flags[NON_SYMBOL | ALPHA] + by_flags[NON_SYMBOL | ALPHA | STOP]
-    stop = by_flags[NON_SYMBOL | STOP] + by_flags[NON_SYMBOL | ALPHA | STOP]
+    n, chars, alpha, stop = word_counts(doc, stop_words or frozenset())
     return {
         "n_words": n,
         "mean_word_len": chars / n if n else 0.0,
@@ -119,6 +113,23 @@ def quality_scores(
         "alpha_words_frac": alpha / n if n else 0.0,
         "stop_words": None if stop_words is None else stop,
     }
+
+
+def word_counts(doc: DocWords, stop_words: frozenset[str]) -> tuple[int, int, int, int]:
+    """Over the non-symbol words: (how many, their characters, how many have an alphabetic
+    character, how many are stop words lower-cased). Each distinct token is looked at once (the
+    labels group equal tokens exactly) and weighted by its count."""
+    labels = doc.labels
+    firsts = np.flatnonzero(labels == np.arange(len(labels)))
+    words = list(map(doc.words.__getitem__, firsts.tolist()))
+    non_symbol = non_symbol_mask(words)
+    words = list(compress(words, non_symbol))
+    firsts = firsts[np.array(non_symbol, dtype=bool)]
+    counts = np.bincount(labels, minlength=len(labels))[firsts]
+    alpha = np.array([w.isalpha() or any(map(str.isalpha, w)) for w in words], dtype=bool)
+    stop = np.fromiter(map(stop_words.__contains__, map(str.lower, words)), bool, len(words))
+    chars = int(counts @ doc.lengths[firsts])
+    return int(counts.sum()), chars, int(counts[alpha].sum()), int(counts[stop].sum())
 
 
 class GopherQualityStage(Stage):

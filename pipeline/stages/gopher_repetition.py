@@ -84,21 +84,18 @@ def duplicate_stats(parts: list[str]) -> tuple[int, int]:
 
 
 def ngram_chars(
-    words: list[str], sep: int, top_ns: tuple[int, ...] = TOP_NS, dup_ns: tuple[int, ...] = DUP_NS
+    doc: DocWords, sep: int, top_ns: tuple[int, ...] = TOP_NS, dup_ns: tuple[int, ...] = DUP_NS
 ) -> tuple[list[int], list[int]]:
     """(top, dup) characters per n of `top_ns` and `dup_ns` (see the module docstring): the most
     frequent n-gram's string (`sep` characters between words) times its count, and the duplicate
-    n-grams of the jump scan. Words are labelled exactly (a dict), counted in compiled code
-    (numba, imported on first use: a process that never scores pays nothing for it)."""
+    n-grams of the jump scan. Counted over the words' exact labels in compiled code (numba,
+    imported on first use: a process that never scores pays nothing for it)."""
     from pipeline.stages.ngram_repeats import ngram_measures
 
-    size = len(words)
-    # dict.setdefault keeps the first position of each word: its label.
-    labels = np.fromiter(map({}.setdefault, words, range(size)), np.int64, count=size)
-    cum = np.zeros(size + 1, dtype=np.int64)  # prefix sums of word lengths
-    np.cumsum(np.fromiter(map(len, words), np.int64, count=size), out=cum[1:])
+    cum = np.zeros(len(doc.words) + 1, dtype=np.int64)  # prefix sums of word lengths
+    np.cumsum(doc.lengths, out=cum[1:])
     top, dup = ngram_measures(
-        labels, cum, sep, np.array(top_ns, dtype=np.int64), np.array(dup_ns, dtype=np.int64)
+        doc.labels, cum, sep, np.array(top_ns, dtype=np.int64), np.array(dup_ns, dtype=np.int64)
     )
     return top.tolist(), dup.tolist()
 
@@ -138,7 +135,7 @@ def repetition_scores(
         out["dup_line_frac"] = dup / len(lines)
         out["dup_line_char_frac"] = chars / size
     doc = doc or DocWords.of(text, lang)
-    top, dup = ngram_chars(doc.words, 1 if doc.spaced else 0)
+    top, dup = ngram_chars(doc, 1 if doc.spaced else 0)
     for n, chars in zip(TOP_NS, top, strict=True):
         out[f"top_{n}gram_char_frac"] = chars / size
     for n, chars in zip(DUP_NS, dup, strict=True):

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import chain
 
+import numpy as np
+
 from pipeline.text.words import (
     base_lang,
     non_symbol_words,
@@ -29,13 +31,17 @@ from pipeline.text.words import (
 @dataclass
 class DocWords:
     """One document's tokens (punctuation included), whether it separates words by spaces, and
-    its non-symbol words (computed on first use)."""
+    what stages derive from them (each computed on first use): the non-symbol words, each token's
+    label (the first position holding an equal token: equal strings share one exactly) and each
+    token's length."""
 
     words: list[str]
     spaced: bool
     # Each line's tokens, for a text split line by line (split_words_by_line).
     lines: list[list[str]] | None = field(default=None, repr=False, compare=False)
     _non_symbol: list[str] | None = field(default=None, repr=False)
+    _labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _lengths: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, text: str, lang: str | None = None) -> DocWords:
@@ -49,6 +55,24 @@ class DocWords:
         if self._non_symbol is None:
             self._non_symbol = non_symbol_words(self.words)
         return self._non_symbol
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 per token: the first position of an equal token (its own for a first one)."""
+        if self._labels is None:
+            size = len(self.words)
+            # dict.setdefault keeps the first position of each token.
+            first = {}.setdefault
+            self._labels = np.fromiter(map(first, self.words, range(size)), np.int64, count=size)
+        return self._labels
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """int64 characters per token."""
+        if self._lengths is None:
+            size = len(self.words)
+            self._lengths = np.fromiter(map(len, self.words), np.int64, count=size)
+        return self._lengths
 
 
 class SharedWords:
