@@ -327,6 +327,30 @@ def test_a_rewritten_text_reuses_only_unchanged_lines() -> None:
 
 
 @pytest.mark.slow
+def test_non_symbol_counts_equal_the_reference_along_a_chain(shared_texts: pa.Table) -> None:
+    """As the FineWeb chain asks: words split and classified (gopher_quality), the texts
+    rewritten (c4_quality), then counted again from the equal lines' counts (fineweb_quality)."""
+    c4 = C4QualityStage(C4QualityConfig(filter_no_terminal_punct=False))
+    pairs = texts_with_langs(shared_texts)
+    words = SharedWords()
+    words.next_stage()
+    for text, lang in pairs:
+        doc = words.get(text, lang)
+        assert len(doc.non_symbol_firsts) == len(set(non_symbol_words(doc.words)))
+        assert doc.non_symbol_count() == len(non_symbol_words(split_words(text, lang)))
+    words.next_stage()
+    reused = 0
+    for text, lang in pairs:
+        rewritten = c4.clean(text, lang)[TEXT]
+        expected = len(non_symbol_words(split_words(rewritten, lang)))
+        doc = words.get(rewritten, lang)
+        assert doc.non_symbol_count() == expected, rewritten[:60]
+        reused += sum(count is not None for count in doc.line_counts or ())
+    assert reused > 1000  # most lines' counts came from the texts before the rewrite
+    assert DocWords.of("a . b", None).non_symbol_count() == 2
+
+
+@pytest.mark.slow
 def test_lines_and_paragraphs_equal_the_regex_split(shared_texts: pa.Table) -> None:
     for text, _ in texts_with_langs(shared_texts) + [("a\n\n\nb\n", None), ("x\n \n\ny", None)]:
         stripped = text.strip()

@@ -25,7 +25,6 @@ nature, so run this stage on those languages only with adjusted `min_avg_word_le
 
 from __future__ import annotations
 
-from itertools import compress
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -44,7 +43,7 @@ from pipeline.text.batch import (
 )
 from pipeline.text.shared_words import DocWords, SharedWords
 from pipeline.text.stopwords import stop_words_for
-from pipeline.text.words import base_lang, non_symbol_mask, split_lines
+from pipeline.text.words import base_lang, split_lines
 
 PREFIX = "gopher_"
 BULLETS = ("•", "-")
@@ -119,13 +118,9 @@ def word_counts(doc: DocWords, stop_words: frozenset[str]) -> tuple[int, int, in
     """Over the non-symbol words: (how many, their characters, how many have an alphabetic
     character, how many are stop words lower-cased). Each distinct token is looked at once (the
     labels group equal tokens exactly) and weighted by its count."""
-    labels = doc.labels
-    firsts = np.flatnonzero(labels == np.arange(len(labels)))
+    firsts = doc.non_symbol_firsts
     words = list(map(doc.words.__getitem__, firsts.tolist()))
-    non_symbol = non_symbol_mask(words)
-    words = list(compress(words, non_symbol))
-    firsts = firsts[np.array(non_symbol, dtype=bool)]
-    counts = np.bincount(labels, minlength=len(labels))[firsts]
+    counts = np.bincount(doc.labels, minlength=len(doc.words))[firsts]
     alpha = np.array([w.isalpha() or any(map(str.isalpha, w)) for w in words], dtype=bool)
     stop = np.fromiter(map(stop_words.__contains__, map(str.lower, words)), bool, len(words))
     chars = int(counts @ doc.lengths[firsts])
