@@ -10,6 +10,7 @@ import random
 import re
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -19,10 +20,15 @@ from pipeline.stages.c4_quality import (
 )
 from pipeline.stages.c4_quality import (
     CITATION,
+    DEFAULT_ALLOWLIST,
+    SUBSTRING_LANGS,
     C4QualityConfig,
     C4QualityStage,
     _has_policy_phrase,
+    available_badword_langs,
+    badwords_trie,
     count_sentences,
+    load_badwords,
 )
 from pipeline.stages.gopher_quality import quality_scores
 from pipeline.stages.gopher_repetition import (
@@ -32,6 +38,7 @@ from pipeline.stages.gopher_repetition import (
     ngram_chars,
     repetition_scores,
 )
+from pipeline.stages.word_trie import word_characters
 from pipeline.text.shared_words import DocWords, SharedWords
 from pipeline.text.stopwords import stop_words_for
 from pipeline.text.words import (
@@ -295,6 +302,41 @@ def test_sentence_counts_equal_the_reference(shared_texts: pa.Table) -> None:
             assert count_sentences(line.strip()) == reference_count_sentences(line.strip()), line
     for line in SENTENCE_CASES:
         assert count_sentences(line) == reference_count_sentences(line), line
+
+
+def reference_badwords(lang: str, allow: tuple[str, ...]) -> re.Pattern[str]:
+    """C4's bad-word search as a plain regex: the list (less `allow`) as one alternation,
+    longest first, whole words except in ja, th and zh."""
+    words = [w for w in load_badwords(lang) if w not in {a.lower() for a in allow}]
+    alternation = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+    if lang in SUBSTRING_LANGS:
+        return re.compile(alternation)
+    return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
+
+
+def test_word_characters_are_the_regex_word_class() -> None:
+    table = word_characters()
+    every = "".join(map(chr, range(0x110000)))
+    expected = np.zeros(0x110000, dtype=bool)
+    expected[[ord(c) for c in re.findall(r"\w", every)]] = True
+    assert np.array_equal(table, expected)
+
+
+@pytest.mark.slow
+def test_badword_counts_equal_the_regex(shared_texts: pa.Table) -> None:
+    rng = random.Random(5)
+    texts = [t.lower() for t, _ in texts_with_langs(shared_texts)]
+    for lang in sorted(available_badword_langs()):
+        allow = DEFAULT_ALLOWLIST.get(lang, ())
+        trie, regex = badwords_trie(lang, allow), reference_badwords(lang, allow)
+        assert trie is not None
+        words = list(load_badwords(lang))
+        # Listed words glued, cut and spaced at random: prefixes, overlaps, word boundaries.
+        pieces = [*words, " ", "_", "a", "é", "1", ".", "\n", "x\u0301"]
+        made = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+        made += [w[: rng.randint(0, len(w))] + w for w in words]
+        for text in texts + made:
+            assert trie.count(text) == len(regex.findall(text)), (lang, text[:80])
 
 
 # --- the words intermediate's line reuse ------------------------------------------------------

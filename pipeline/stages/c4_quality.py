@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,9 @@ from pipeline.stages.base import (
 )
 from pipeline.text import base_lang, is_spaced, non_symbol_words, split_words
 from pipeline.text.batch import columns_from_rows, texts_and_langs, with_columns
+
+if TYPE_CHECKING:
+    from pipeline.stages.word_trie import WordTrie
 
 # The LDNOOBW bad-word lists, one file per language code (pipeline/resources/README.md).
 BADWORDS = "resources/badwords"
@@ -105,32 +108,6 @@ def count_sentences(line: str) -> int:
     return n
 
 
-def trie_pattern(words: list[str]) -> str:
-    """One regex alternation for `words` with shared prefixes factored out.
-
-    `re` tries the branches of a flat alternation one by one at every position; a trie keeps
-    that to one branch per character, which makes bad-word search several times faster.
-    """
-    trie: dict[str, dict] = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def build(node: dict[str, dict]) -> str:
-        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
-        if not branches:
-            return ""
-        ends_here = "" in node
-        if len(branches) == 1 and not ends_here:
-            return branches[0]
-        group = "(?:" + "|".join(branches) + ")"
-        return group + "?" if ends_here else group
-
-    return build(trie)
-
-
 def _has_policy_phrase(lowered: str) -> bool:
     """True when a lowercased line holds a policy phrase (every cookie phrase holds "cookie")."""
     if "terms of use" in lowered or "privacy policy" in lowered:
@@ -162,20 +139,19 @@ def load_badwords(lang: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(w for w in words if w))
 
 
-def badwords_pattern(lang: str, allow: tuple[str, ...] = ()) -> re.Pattern[str] | None:
-    """A regex finding `lang`'s bad words in lowercased text (None if the list is empty).
+def badwords_trie(lang: str, allow: tuple[str, ...] = ()) -> WordTrie | None:
+    """`lang`'s bad words, less `allow`, for counting in lowercased text (None if none are left).
 
     Space-delimited languages match whole words (not preceded or followed by a word character);
     ja, th and zh match anywhere.
     """
+    from pipeline.stages.word_trie import WordTrie  # numba: loaded by the first scoring process
+
     allowed = {a.lower() for a in allow}
     words = [w for w in load_badwords(lang) if w not in allowed]
     if not words:
         return None
-    alternation = trie_pattern(words)
-    if lang in SUBSTRING_LANGS:
-        return re.compile(alternation)
-    return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
+    return WordTrie(words, bounded=lang not in SUBSTRING_LANGS)
 
 
 class C4QualityConfig(TextStageConfig):
@@ -232,20 +208,20 @@ class C4QualityStage(Stage):
 
     def __init__(self, config: StageConfig) -> None:
         super().__init__(config)
-        self._patterns: dict[str, re.Pattern[str] | None] = {}
+        self._tries: dict[str, WordTrie | None] = {}
 
-    def _badwords_regex(self, lang: str) -> re.Pattern[str] | None:
-        if lang not in self._patterns:
+    def _badwords(self, lang: str) -> WordTrie | None:
+        if lang not in self._tries:
             cfg: C4QualityConfig = self.config  # type: ignore[assignment]
-            self._patterns[lang] = badwords_pattern(lang, cfg.badwords_allowlist.get(lang, ()))
-        return self._patterns[lang]
+            self._tries[lang] = badwords_trie(lang, cfg.badwords_allowlist.get(lang, ()))
+        return self._tries[lang]
 
     def setup(self) -> None:
-        """Compile the default language's bad-word regex up front."""
+        """Build the default language's bad-word trie up front."""
         cfg: C4QualityConfig = self.config  # type: ignore[assignment]
         lang = badwords_language(cfg.badwords_default_lang)
         if lang is not None:
-            self._badwords_regex(lang)
+            self._badwords(lang)
 
     def clean(self, text: str, lang: str | None = None) -> dict[str, object]:
         """The rewritten text and every score of one document."""
@@ -297,11 +273,11 @@ class C4QualityStage(Stage):
             kept.append(line)
         new_text = "\n".join(kept).strip()
         bw_lang = badwords_language(lang if lang else cfg.badwords_default_lang)
-        pattern = self._badwords_regex(bw_lang) if bw_lang else None
         if bw_lang is None:
             badwords = None
         else:
-            badwords = len(pattern.findall(new_text.lower())) if pattern else 0
+            trie = self._badwords(bw_lang)
+            badwords = trie.count(new_text.lower()) if trie else 0
         return {
             TEXT: new_text,
             "c4_lines_removed": removed,
