@@ -217,7 +217,11 @@ class C4QualityStage(Stage):
         return self._tries[lang]
 
     def setup(self) -> None:
-        """Build the default language's bad-word trie up front."""
+        """Load the compiled trie walk and build the default language's bad-word trie now,
+        outside any document's CPU limit (numba's loading costs ~0.5 s of CPU once)."""
+        from pipeline.stages.word_trie import load_compiled
+
+        load_compiled()
         cfg: C4QualityConfig = self.config  # type: ignore[assignment]
         lang = badwords_language(cfg.badwords_default_lang)
         if lang is not None:

@@ -154,6 +154,11 @@ class GopherRepetitionStage(Stage):
 
     config: GopherRepetitionConfig
 
+    def setup(self) -> None:
+        """Load the compiled n-gram counter now, outside any document's CPU limit (numba's
+        loading costs ~0.5 s of CPU once per process)."""
+        ngram_chars(DocWords(["a"], True), 1)
+
     def score(self, batch: pa.Table, words: SharedWords | None = None) -> pa.Table:
         texts, langs = texts_and_langs(batch)
         words = words or SharedWords()

@@ -24,6 +24,11 @@ def word_characters() -> np.ndarray:
     return table
 
 
+def load_compiled() -> None:
+    """Load the compiled walk and the `\\w` table (a stage's set-up: once per process)."""
+    WordTrie(["a"], bounded=True).count("a")
+
+
 class WordTrie:
     """The words as a trie in flat arrays: node i's children are entries starts[i] ..
     starts[i] + sizes[i] - 1 of (chars, nodes), sorted by code point; ends[i]: a word ends at i."""
