@@ -6,7 +6,8 @@ that rewrites `text` (c4_quality, line_corrections, pii masking) hands the next 
 that miss and are split afresh: a stale token list can never be served. Most of a rewritten
 text's lines are the old text's, though: a text without unspaced scripts is split line by line
 (pipeline.text.words.split_words_by_line), and a stage's first miss indexes the held entries'
-lines by their string, so a rewritten text tokenizes only the lines the rewrite changed. The
+lines by their string, so a rewritten text tokenizes only the lines the rewrite changed (and
+counts non-symbol words only there, where a stage classified the old text's tokens). The
 runner's kernel keeps one `SharedWords` per batch (pipeline.runner.kernel.Intermediates); it lives
 in memory only and is never written to an output shard. Entries are aged per stage: what the
 current stage did not ask for is dropped when the next one starts, so at most two stages' worth of
