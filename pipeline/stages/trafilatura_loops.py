@@ -1,0 +1,370 @@
+"""trafilatura 2.3's hot loops without their repeated text measurements.
+
+Three loops measure the same elements' text over and over while the tree stands still:
+readability's `score_paragraphs` takes the whitespace-trimmed length of every link once per
+candidate that contains it (parent and grandparent of each paragraph: ~4 visits per link on
+real pages), and `delete_by_link_density` (four tags, twice, per pruned section) does the same
+for the links of nested blocks and measures a short block's text twice. Neither mutates the
+tree inside the loop, so each length is taken once and remembered for the loop. A third,
+readability's `transform_misused_divs_into_paragraphs`, parses the string "<p/>" with lxml's
+HTML parser for every paragraph it wraps (~2 parses per page); it makes the element instead.
+
+The replacements below are trafilatura 2.3.1's functions with only those changes, so every
+decision and the extracted text are identical; pipeline/stages/trafilatura_adapter.py installs
+them behind its version pin and a self-check that compares the text of its shipped pages with
+and without them (falling back to trafilatura's own loops with a note).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+# module: attributes replaced here (the adapter checks they exist before installing)
+REPLACED = {
+    "readability_lxml": (
+        "Document.score_paragraphs",
+        "Document.sanitize",
+        "Document.transform_misused_divs_into_paragraphs",
+    ),
+    "htmlprocessing": ("delete_by_link_density",),
+    "main_extractor": ("delete_by_link_density",),
+}
+# ... and what the replacements call there
+CALLED = {
+    "readability_lxml": (
+        "trim",
+        "text_length",
+        "tostring",
+        "Counter",
+        "REGEXES",
+        "TEXT_CLEAN_ELEMS",
+        "LIST_TAGS",
+        "DIV_TO_P_PREFIXES",
+        "Document.class_weight",
+        "Document.get_link_density",
+    ),
+    "htmlprocessing": ("trim", "is_paragraph_listing", "delete_element", "LINK_FARM_RATIO"),
+}
+
+_originals: dict[tuple[str, str], Any] = {}
+
+
+def _module(name: str) -> Any:
+    import trafilatura.htmlprocessing
+    import trafilatura.main_extractor
+    import trafilatura.readability_lxml  # noqa: F401
+
+    return sys.modules[f"trafilatura.{name}"]
+
+
+def _score_paragraphs(self: Any) -> dict[Any, Any]:
+    """readability_lxml.Document.score_paragraphs, each link's length taken once."""
+    rl = _module("readability_lxml")
+    trim = rl.trim
+    candidates: dict[Any, Any] = {}
+    for elem in self.doc.iter("p", "pre", "td"):
+        parent_node = elem.getparent()
+        if parent_node is None:
+            continue
+        grand_parent_node = parent_node.getparent()
+
+        elem_text = trim(elem.text_content())
+        elem_text_len = len(elem_text)
+
+        # discard too short paragraphs
+        if elem_text_len < self.min_text_length:
+            continue
+
+        for node in (parent_node, grand_parent_node):
+            if node is not None and node not in candidates:
+                candidates[node] = self.score_node(node)
+
+        score = 1 + len(elem_text.split(",")) + min((elem_text_len / 100), 3)
+
+        candidates[parent_node].score += score
+        if grand_parent_node is not None:
+            candidates[grand_parent_node].score += score / 2
+
+    # get_link_density of each candidate; nothing above changes the tree, so a link's length
+    # (one per candidate holding it in the original) is the same every time
+    link_lengths: dict[Any, int] = {}
+    get = link_lengths.get
+    for elem, candidate in candidates.items():
+        total_length = len(trim(elem.text_content())) or 1
+        link_length = 0
+        for link in elem.iterdescendants("a"):  # = elem.findall(".//a")
+            n = get(link)
+            if n is None:
+                n = link_lengths[link] = len(trim(link.text_content()))
+            link_length += n
+        candidate.score *= 1 - link_length / total_length
+
+    return candidates
+
+
+def _sanitize(self: Any, node: Any, candidates: dict[Any, Any]) -> str:
+    """readability_lxml.Document.sanitize, the conditional clean-up measuring each block's text
+    once (its comma count, length and link density read the same text) and each link's length
+    once: blocks go in reverse document order, so a link is measured for the first time by a
+    block holding it after every block inside the link is done, and a dropped block is never
+    visited again (its ancestors come later, with it gone)."""
+    rl = _module("readability_lxml")
+    trim, regexes = rl.trim, rl.REGEXES
+    for header in list(node.iter("h1", "h2", "h3", "h4", "h5", "h6")):
+        if self.class_weight(header) < 0 or self.get_link_density(header) > 0.33:
+            header.drop_tree()
+
+    for elem in list(node.iter("form", "textarea")):
+        elem.drop_tree()
+
+    for elem in list(node.iter("iframe")):
+        if "src" in elem.attrib and regexes["videoRe"].search(elem.attrib["src"]):
+            elem.text = (
+                "VIDEO"  # ADD content to iframe text node to force <iframe></iframe> proper output
+            )
+        else:
+            elem.drop_tree()
+
+    link_lengths: dict[Any, int] = {}
+    get = link_lengths.get
+    # Conditionally clean <table>s, <ul>s, and <div>s
+    for elem in reversed(
+        list(node.iter("table", "ul", "div", "aside", "header", "footer", "section"))
+    ):
+        weight = self.class_weight(elem)
+        score = candidates[elem].score if elem in candidates else 0
+        if weight + score < 0:
+            elem.drop_tree()
+            continue
+        text = elem.text_content()
+        if text.count(",") < 10:
+            to_remove = True
+            counts = rl.Counter(e.tag for e in elem.iterdescendants(*rl.TEXT_CLEAN_ELEMS))
+            counts["li"] -= 100
+            counts["input"] -= len(elem.findall('.//input[@type="hidden"]'))
+
+            # Count the text length excluding any surrounding whitespace
+            content_length = len(trim(text))
+            link_length = 0
+            for link in elem.iterdescendants("a"):  # get_link_density: = elem.findall(".//a")
+                n = get(link)
+                if n is None:
+                    n = link_lengths[link] = len(trim(link.text_content()))
+                link_length += n
+            link_density = link_length / (content_length or 1)
+            if counts["p"] and counts["img"] > 1 + counts["p"] * 1.3:
+                pass  # too many images
+            elif counts["li"] > counts["p"] and elem.tag not in rl.LIST_TAGS:
+                pass  # more <li>s than <p>s
+            elif counts["input"] > (counts["p"] / 3):
+                pass  # less than 3x <p>s than <input>s
+            elif content_length < self.min_text_length and counts["img"] == 0:
+                pass  # too short content length without a single image
+            elif content_length < self.min_text_length and counts["img"] > 2:
+                pass  # too short content length and too many images
+            elif link_density > (0.5 if weight >= 25 else 0.2):
+                pass  # too many links for its weight
+            elif (counts["embed"] == 1 and content_length < 75) or counts["embed"] > 1:
+                pass  # <embed>s with too short content length, or too many <embed>s
+            elif not content_length:
+                # no content: kept between long neighbours, the nearest non-empty sibling on
+                # each side
+                nearest = (
+                    next((n for sib in sibs if (n := rl.text_length(sib))), 0)
+                    for sibs in (elem.itersiblings(), elem.itersiblings(preceding=True))
+                )
+                to_remove = sum(nearest) <= 1000
+            else:
+                to_remove = False
+
+            if to_remove:
+                elem.drop_tree()
+
+    return rl.tostring(node, encoding=str, method="xml")
+
+
+def _transform_misused_divs_into_paragraphs(self: Any) -> None:
+    """readability_lxml.Document.transform_misused_divs_into_paragraphs, the <p> wrappers made
+    (`makeelement`) instead of parsed from "<p/>"."""
+    prefixes = _module("readability_lxml").DIV_TO_P_PREFIXES
+    for elem in self.doc.findall(".//div"):
+        # a div without block descendants becomes a <p>, a link wrapper only if it has loose text
+        if not any(str(e.tag).startswith(prefixes) for e in elem.iterdescendants("*")) and (
+            elem.find(".//a") is None or elem.xpath("text()[normalize-space()]")
+        ):
+            elem.tag = "p"
+
+    for elem in self.doc.findall(".//div"):
+        if elem.text and elem.text.strip():
+            p_elem = elem.makeelement("p")
+            p_elem.text, elem.text = elem.text, None
+            elem.insert(0, p_elem)
+
+        for pos, child in reversed(list(enumerate(elem))):
+            if child.tail and child.tail.strip():
+                p_elem = elem.makeelement("p")
+                p_elem.text, child.tail = child.tail, None
+                elem.insert(pos + 1, p_elem)
+            if child.tag == "br":
+                child.drop_tree()
+
+
+def _delete_by_link_density(
+    subtree: Any, tagname: str, backtracking: bool = False, favor_precision: bool = False
+) -> Any:
+    """htmlprocessing.delete_by_link_density: deletions happen after the loop, so the lengths of
+    links (and of a block measured twice) are taken once per call."""
+    hp = _module("htmlprocessing")
+    deletions = []
+    len_threshold = 200 if favor_precision else 100
+    depth_threshold = 1 if favor_precision else 3
+    link_lengths: dict[Any, int] = {}
+
+    for elem in subtree.iter(tagname):
+        result, short_with_links, elemlen = _link_density_test(
+            hp, elem, favor_precision, link_lengths
+        )
+        if result or (
+            backtracking
+            and short_with_links
+            and len(elem) >= depth_threshold
+            and elemlen < len_threshold  # short_with_links: elemlen is the block's length
+        ):
+            # a paragraph that holds the content of a list item is kept: the
+            # link density of the whole list is checked separately, and
+            # removing it here would leave the item empty (GH #788)
+            parent = elem.getparent()
+            if tagname == "p" and parent is not None and parent.tag in ("item", "td", "th"):
+                continue
+            deletions.append(elem)
+
+    for elem in dict.fromkeys(deletions):
+        hp.delete_element(elem)
+
+    return subtree
+
+
+def _link_density_test(
+    hp: Any, element: Any, favor_precision: bool, link_lengths: dict[Any, int]
+) -> tuple[bool, bool, int]:
+    """htmlprocessing.link_density_test, plus the element's trimmed text length (0 when not
+    measured); link lengths come from and go to `link_lengths`."""
+    links_xpath = list(element.iterdescendants("ref"))  # = element.findall(".//ref")
+    if not links_xpath:
+        return False, False, 0
+    # preserve image containers
+    if next(element.iterdescendants("graphic"), None) is not None:
+        return False, False, 0
+    trim = hp.trim
+    elemlen = len(trim(element.text_content()))
+    # shortcut
+    if len(links_xpath) == 1:
+        len_threshold = 10 if favor_precision else 100
+        link_len = _link_length(trim, links_xpath[0], link_lengths)
+        if link_len > len_threshold and link_len > elemlen * 0.9:
+            return True, False, elemlen
+    if element.tag == "p":
+        limitlen = 60 if element.getnext() is None else 30
+    elif element.getnext() is None:
+        limitlen = 300
+    else:
+        limitlen = 100
+    if elemlen < limitlen:
+        linklen, elemnum, shortelems = _link_info(trim, links_xpath, link_lengths)
+        if elemnum == 0:
+            return True, False, elemlen
+        return (
+            linklen > elemlen * 0.8 or (elemnum > 1 and shortelems / elemnum > 0.8),
+            True,
+            elemlen,
+        )
+    # large near-total-link farms (see trafilatura's link_density_test)
+    if len(links_xpath) > 4:
+        linklen, elemnum, _ = _link_info(trim, links_xpath, link_lengths)
+        if (
+            linklen > elemlen * hp.LINK_FARM_RATIO
+            and linklen < 100 * elemnum
+            and not hp.is_paragraph_listing(links_xpath)
+        ):
+            return True, False, elemlen
+    return False, False, elemlen
+
+
+def _link_length(trim: Any, link: Any, link_lengths: dict[Any, int]) -> int:
+    n = link_lengths.get(link)
+    if n is None:
+        n = link_lengths[link] = len(trim(link.text_content()))
+    return n
+
+
+def _link_info(trim: Any, links: list[Any], link_lengths: dict[Any, int]) -> tuple[int, int, int]:
+    """htmlprocessing.collect_link_info's (total length, non-empty links, short ones)."""
+    total = count = short = 0
+    for link in links:
+        n = _link_length(trim, link, link_lengths)
+        if n:
+            total += n
+            count += 1
+            if n < 10:
+                short += 1
+    return total, count, short
+
+
+_REPLACEMENTS: dict[tuple[str, str], Any] = {
+    ("readability_lxml", "Document.score_paragraphs"): _score_paragraphs,
+    ("readability_lxml", "Document.sanitize"): _sanitize,
+    (
+        "readability_lxml",
+        "Document.transform_misused_divs_into_paragraphs",
+    ): _transform_misused_divs_into_paragraphs,
+    ("htmlprocessing", "delete_by_link_density"): _delete_by_link_density,
+    ("main_extractor", "delete_by_link_density"): _delete_by_link_density,
+}
+
+
+def _owner(module: str, dotted: str) -> tuple[Any, str]:
+    """The object holding attribute `dotted` of trafilatura.`module`, and its last name."""
+    owner = _module(module)
+    *path, name = dotted.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, name
+
+
+def missing() -> list[str]:
+    """What the replacements need that this trafilatura lacks (empty: all present)."""
+    out = []
+    for table in (REPLACED, CALLED):
+        for module, names in table.items():
+            for dotted in names:
+                try:
+                    owner, name = _owner(module, dotted)
+                except (AttributeError, KeyError, ImportError):
+                    out.append(f"trafilatura.{module}.{dotted}")
+                    continue
+                if not hasattr(owner, name):
+                    out.append(f"trafilatura.{module}.{dotted}")
+    return out
+
+
+def install() -> None:
+    """Swap the replacements in (idempotent)."""
+    if _originals:
+        return
+    for key, fn in _REPLACEMENTS.items():
+        owner, name = _owner(*key)
+        _originals[key] = getattr(owner, name)
+        setattr(owner, name, fn)
+
+
+def uninstall() -> None:
+    """Give trafilatura its own loops back (no-op when not installed)."""
+    for key, fn in _originals.items():
+        owner, name = _owner(*key)
+        setattr(owner, name, fn)
+    _originals.clear()
+
+
+def installed() -> bool:
+    return bool(_originals)
