@@ -5,6 +5,7 @@ self-check covers, and its fallback to trafilatura's own loops."""
 from __future__ import annotations
 
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.extractors import BuiltExtractor, build_extractor
 from tests.test_trafilatura_adapter import adapter  # noqa: F401 - the fixture
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
 import eval_extract  # noqa: E402
 
 OPTIONS = ExtractConfig(backend="trafilatura").backend_options()  # precision, as the recipes
@@ -169,6 +171,15 @@ def test_self_check_pages_exercise_the_loops(lean: BuiltExtractor) -> None:
             "readability's summary differs",
             "blog-post.html",
         ),
+        # every paragraph good: jusText's classes differ (the final text need not)
+        (
+            ("external", "classify_paragraphs"),
+            lambda paragraphs, *args: [
+                (setattr(p, "cf_class", "good"), setattr(p, "heading", False)) for p in paragraphs
+            ],
+            "jusText's classification differs",
+            "blog-post.html",
+        ),
         # no block is deleted for its links: the text differs
         (
             ("main_extractor", "delete_by_link_density"),
@@ -214,6 +225,31 @@ def test_a_moved_function_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
         assert fast_xpath.installed() and not trafilatura_loops.installed()
     finally:
         extract.close()
+
+
+@pytest.mark.usefixtures("adapter")
+def test_an_untested_justext_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trafilatura_adapter, "justext_version", lambda: "3.1.0")
+    extract = _extractor()
+    try:
+        assert extract.notes == (
+            "extract: trafilatura's own loops used (loop replacements off): jusText 3.1.0 is "
+            "outside the tested range >=3.0.2,<3.1",
+        )
+        assert fast_xpath.installed() and not trafilatura_loops.installed()
+    finally:
+        extract.close()
+
+
+def test_pyproject_pins_the_tested_justext() -> None:
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    (pin,) = [d.split("#")[0].strip() for d in deps if d.lower().startswith("justext")]
+    assert pin == f"jusText{trafilatura_adapter.JUSTEXT_SUPPORTED}"
+    assert trafilatura_adapter.version_supported(
+        trafilatura_adapter.justext_version(), trafilatura_adapter.JUSTEXT_SUPPORTED
+    )
+    for version, ok in [("3.0.2", True), ("3.0.9", True), ("3.0.1", False), ("3.1", False)]:
+        assert trafilatura_adapter.version_supported(version, ">=3.0.2,<3.1") is ok, version
 
 
 def test_install_and_uninstall_swap_the_functions() -> None:

@@ -33,9 +33,9 @@ from pipeline.errors import ConfigError
 from pipeline.stages import fast_xpath, trafilatura_copies, trafilatura_loops
 
 # The trafilatura releases tested with the patches below (pyproject.toml pins the same range).
-SUPPORTED_MIN = (2, 3, 1)
-SUPPORTED_BELOW = (2, 4)
 SUPPORTED = ">=2.3.1,<2.4"
+# The jusText releases whose classify_paragraphs trafilatura_loops replaces (pinned the same way)
+JUSTEXT_SUPPORTED = ">=3.0.2,<3.1"
 # Where trafilatura 2.3 keeps the selectors its extraction path runs, and the functions that
 # trafilatura_copies replaces and calls (module: attributes).
 # One missing means a release reorganised them: the compiled selectors are not used then.
@@ -108,10 +108,11 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def version_supported(version: str) -> bool:
-    """Whether `version` lies in SUPPORTED."""
+def version_supported(version: str, supported: str = SUPPORTED) -> bool:
+    """Whether `version` lies in `supported` (">=A,<B", trafilatura's range by default)."""
     v = version_tuple(version)
-    return bool(v) and SUPPORTED_MIN <= v < SUPPORTED_BELOW
+    low, below = (version_tuple(bound.lstrip("<>=")) for bound in supported.split(","))
+    return bool(v) and low <= v < below
 
 
 def _module(name: str) -> Any | None:
@@ -234,23 +235,40 @@ def _text_mismatch(extract: Extract, key: Any, loops: bool = False) -> str | Non
     return None
 
 
-def _readability_mismatch(parse: Callable[[bytes], Any]) -> str | None:
-    """readability's summary of each shipped page with trafilatura's loops and with the
-    replacements: the final text alone may not depend on readability on these pages."""
+def _loop_outputs(parse: Callable[[bytes], Any]) -> list[tuple[str, list[Any]]]:
+    """Per shipped page, readability's summary and jusText's classification of its paragraphs
+    (as trafilatura calls them), with whatever loops are installed."""
     readability = sys.modules["trafilatura.readability_lxml"]
+    external = sys.modules["trafilatura.external"]
+    stoplist = external.JT_STOPLIST or external.jt_stoplist_init()
+    out = []
+    for _, html in check_pages():
+        paragraphs = external.ParagraphMaker.make_paragraphs(parse(html))
+        external.classify_paragraphs(paragraphs, stoplist, 50, 150, 0.1, 0.2, 0.25, True)
+        classes = [(p.cf_class, p.heading) for p in paragraphs]
+        out.append((readability.Document(parse(html), 25).summary(), classes))
+    return out
 
-    def summaries() -> list[str]:
-        return [readability.Document(parse(html), 25).summary() for _, html in check_pages()]
 
+def _loop_outputs_mismatch(parse: Callable[[bytes], Any]) -> str | None:
+    """readability's summary and jusText's paragraph classes of each shipped page with
+    trafilatura's loops and with the replacements: the final text alone need not depend on
+    either on these pages."""
     trafilatura_loops.uninstall()
     try:
-        plain = summaries()
+        plain = _loop_outputs(parse)
     finally:
         trafilatura_loops.install()
-    for (name, _), want, got in zip(check_pages(), plain, summaries(), strict=True):
-        if got != want:
+    for (name, _), want, got in zip(check_pages(), plain, _loop_outputs(parse), strict=True):
+        if got[0] != want[0]:
             return f"readability's summary differs with trafilatura_loops' loops on {name}"
+        if got[1] != want[1]:
+            return f"jusText's classification differs with trafilatura_loops' loops on {name}"
     return None
+
+
+def justext_version() -> str:
+    return metadata.version("jusText")
 
 
 def loops_check(parse: Callable[[bytes], Any], extract: Extract, key: Any) -> str | None:
@@ -258,11 +276,14 @@ def loops_check(parse: Callable[[bytes], Any], extract: Extract, key: Any) -> st
     self_check passed (the compiled selectors and copies installed), once per options `key`."""
     if key not in _state.loop_verdicts:
         t0 = time.perf_counter()
-        if missing := trafilatura_loops.missing():
-            reason: str | None = f"{missing[0]} not found (moved in this trafilatura release?)"
+        reason: str | None
+        if not version_supported(justext := justext_version(), JUSTEXT_SUPPORTED):
+            reason = f"jusText {justext} is outside the tested range {JUSTEXT_SUPPORTED}"
+        elif missing := trafilatura_loops.missing():
+            reason = f"{missing[0]} not found (moved in this trafilatura release?)"
         else:
             reason = _guarded(
-                lambda: _text_mismatch(extract, key, loops=True) or _readability_mismatch(parse)
+                lambda: _text_mismatch(extract, key, loops=True) or _loop_outputs_mismatch(parse)
             )
         _state.loop_verdicts[key] = reason
         _state.check_ms += (time.perf_counter() - t0) * 1000

@@ -23,12 +23,14 @@ from typing import Any
 # module: attributes replaced here (the adapter checks they exist before installing)
 REPLACED = {
     "readability_lxml": (
+        "Document.remove_unlikely_candidates",
         "Document.score_paragraphs",
         "Document.sanitize",
         "Document.transform_misused_divs_into_paragraphs",
     ),
     "htmlprocessing": ("delete_by_link_density",),
     "main_extractor": ("delete_by_link_density",),
+    "external": ("classify_paragraphs",),
 }
 # ... and what the replacements call there
 CALLED = {
@@ -41,6 +43,7 @@ CALLED = {
         "TEXT_CLEAN_ELEMS",
         "LIST_TAGS",
         "DIV_TO_P_PREFIXES",
+        "FRAME_TAGS",
         "Document.class_weight",
         "Document.get_link_density",
     ),
@@ -51,6 +54,7 @@ _originals: dict[tuple[str, str], Any] = {}
 
 
 def _module(name: str) -> Any:
+    import trafilatura.external
     import trafilatura.htmlprocessing
     import trafilatura.main_extractor
     import trafilatura.readability_lxml  # noqa: F401
@@ -80,7 +84,8 @@ def _score_paragraphs(self: Any) -> dict[Any, Any]:
             if node is not None and node not in candidates:
                 candidates[node] = self.score_node(node)
 
-        score = 1 + len(elem_text.split(",")) + min((elem_text_len / 100), 3)
+        # len(elem_text.split(",")): one piece more than there are commas
+        score = 1 + (elem_text.count(",") + 1) + min((elem_text_len / 100), 3)
 
         candidates[parent_node].score += score
         if grand_parent_node is not None:
@@ -101,6 +106,32 @@ def _score_paragraphs(self: Any) -> dict[Any, Any]:
         candidate.score *= 1 - link_length / total_length
 
     return candidates
+
+
+def _remove_unlikely_candidates(self: Any) -> None:
+    """readability_lxml.Document.remove_unlikely_candidates, the class and id joined without
+    a tuple, a filter and a join per element (most elements have neither)."""
+    rl = _module("readability_lxml")
+    unlikely, maybe = rl.REGEXES["unlikelyCandidatesRe"], rl.REGEXES["okMaybeItsACandidateRe"]
+    frame_tags = rl.FRAME_TAGS
+    verdicts: dict[str, bool] = {}
+    for elem in self.doc.findall(".//*"):
+        # " ".join(filter(None, (class, id))): the non-empty ones, space-separated
+        classes, ident = elem.get("class"), elem.get("id")
+        if classes:
+            attrs = f"{classes} {ident}" if ident else classes
+        elif ident:
+            attrs = ident
+        else:
+            continue
+        if len(attrs) < 2 or elem.tag in frame_tags:
+            continue
+        verdict = verdicts.get(attrs)
+        if verdict is None:
+            low = attrs.lower()
+            verdict = verdicts[attrs] = bool(unlikely.search(low)) and not maybe.search(low)
+        if verdict:
+            elem.drop_tree()
 
 
 def _sanitize(self: Any, node: Any, candidates: dict[Any, Any]) -> str:
@@ -311,7 +342,58 @@ def _link_info(trim: Any, links: list[Any], link_lengths: dict[Any, int]) -> tup
     return total, count, short
 
 
+def _classify_paragraphs(
+    paragraphs: list[Any],
+    stoplist: Any,
+    length_low: int = 70,
+    length_high: int = 200,
+    stopwords_low: float = 0.30,
+    stopwords_high: float = 0.32,
+    max_link_density: float = 0.2,
+    no_headings: bool = False,
+) -> None:
+    """justext.core.classify_paragraphs (jusText 3.0), each paragraph's text built once: its
+    `text` property joins and whitespace-normalises the paragraph's text nodes on every read,
+    and the classification read it six to seven times per paragraph (length, word and
+    stop-word counts, link density, the copyright tests). The text nodes do not change here."""
+    stoplist = sys.modules["justext.core"].define_stoplist(stoplist)
+    for paragraph in paragraphs:
+        text = paragraph.text
+        length = len(text)
+        words = text.split()
+        # Paragraph.stopwords_density and links_density, from the one text
+        if words:
+            stopword_density = sum(word.lower() in stoplist for word in words) / len(words)
+        else:
+            stopword_density = 0
+        link_density = paragraph.chars_count_in_links / length if length else 0
+        paragraph.heading = bool(not no_headings and paragraph.is_heading)
+
+        if (
+            link_density > max_link_density
+            or ("\xa9" in text)
+            or ("&copy" in text)
+            or "select" in paragraph.dom_path
+        ):
+            paragraph.cf_class = "bad"
+        elif length < length_low:
+            if paragraph.chars_count_in_links > 0:
+                paragraph.cf_class = "bad"
+            else:
+                paragraph.cf_class = "short"
+        elif stopword_density >= stopwords_high:
+            if length > length_high:
+                paragraph.cf_class = "good"
+            else:
+                paragraph.cf_class = "neargood"
+        elif stopword_density >= stopwords_low:
+            paragraph.cf_class = "neargood"
+        else:
+            paragraph.cf_class = "bad"
+
+
 _REPLACEMENTS: dict[tuple[str, str], Any] = {
+    ("readability_lxml", "Document.remove_unlikely_candidates"): _remove_unlikely_candidates,
     ("readability_lxml", "Document.score_paragraphs"): _score_paragraphs,
     ("readability_lxml", "Document.sanitize"): _sanitize,
     (
@@ -320,6 +402,7 @@ _REPLACEMENTS: dict[tuple[str, str], Any] = {
     ): _transform_misused_divs_into_paragraphs,
     ("htmlprocessing", "delete_by_link_density"): _delete_by_link_density,
     ("main_extractor", "delete_by_link_density"): _delete_by_link_density,
+    ("external", "classify_paragraphs"): _classify_paragraphs,
 }
 
 
