@@ -17,6 +17,7 @@ and without them (falling back to trafilatura's own loops with a note).
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -28,9 +29,9 @@ REPLACED = {
         "Document.sanitize",
         "Document.transform_misused_divs_into_paragraphs",
     ),
-    "htmlprocessing": ("delete_by_link_density",),
-    "main_extractor": ("delete_by_link_density",),
+    "main_extractor": ("delete_by_link_density",),  # its import of htmlprocessing's
     "external": ("classify_paragraphs",),
+    "justext_core": ("Paragraph",),
 }
 # ... and what the replacements call there
 CALLED = {
@@ -59,22 +60,29 @@ def _module(name: str) -> Any:
     import trafilatura.main_extractor
     import trafilatura.readability_lxml  # noqa: F401
 
+    if name == "justext_core":  # jusText, whose paragraphs trafilatura's rescue classifies
+        return sys.modules["justext.core"]
     return sys.modules[f"trafilatura.{name}"]
 
 
 def _score_paragraphs(self: Any) -> dict[Any, Any]:
-    """readability_lxml.Document.score_paragraphs, each link's length taken once."""
+    """readability_lxml.Document.score_paragraphs, each text measured once: a paragraph's
+    length from the paragraph loop, a candidate's (the parent or grandparent of paragraphs)
+    from its children's (_TextSpan), each link's once for all candidates holding it."""
     rl = _module("readability_lxml")
     trim = rl.trim
     candidates: dict[Any, Any] = {}
+    spans: dict[Any, tuple[int, bool, bool]] = {}  # paragraphs' and candidates' text
     for elem in self.doc.iter("p", "pre", "td"):
         parent_node = elem.getparent()
         if parent_node is None:
             continue
         grand_parent_node = parent_node.getparent()
 
-        elem_text = trim(elem.text_content())
+        raw = elem.text_content()
+        elem_text = trim(raw)
         elem_text_len = len(elem_text)
+        spans[elem] = _span_of(raw, elem_text_len)
 
         # discard too short paragraphs
         if elem_text_len < self.min_text_length:
@@ -96,7 +104,7 @@ def _score_paragraphs(self: Any) -> dict[Any, Any]:
     link_lengths: dict[Any, int] = {}
     get = link_lengths.get
     for elem, candidate in candidates.items():
-        total_length = len(trim(elem.text_content())) or 1
+        total_length = _element_span(elem, spans, candidates)[0] or 1
         link_length = 0
         for link in elem.iterdescendants("a"):  # = elem.findall(".//a")
             n = get(link)
@@ -106,6 +114,57 @@ def _score_paragraphs(self: Any) -> dict[Any, Any]:
         candidate.score *= 1 - link_length / total_length
 
     return candidates
+
+
+# The whitespace-normalised form of a text (trafilatura's trim: words joined by one space) as
+# (length, starts with whitespace, ends with whitespace); a text without words is (0, w, w),
+# w telling whether it holds whitespace at all. Two texts' spans give their concatenation's:
+# the lengths add, plus one space when whitespace separates two non-empty sides.
+_NO_TEXT = (0, False, False)
+
+
+def _span_of(text: str | None, length: int | None = None) -> tuple[int, bool, bool]:
+    """The span of `text` (`length`: its trimmed length, when known)."""
+    if not text:
+        return _NO_TEXT
+    if length is None:
+        length = len(" ".join(text.split()))
+    if not length:
+        return (0, True, True)
+    return (length, text[0].isspace(), text[-1].isspace())
+
+
+def _joined(a: tuple[int, bool, bool], b: tuple[int, bool, bool]) -> tuple[int, bool, bool]:
+    if not a[0]:
+        return (b[0], a[1] or b[1], b[2] if b[0] else a[2] or b[2])
+    if not b[0]:
+        return (a[0], a[1], a[2] or b[2])
+    return (a[0] + b[0] + (1 if a[2] or b[1] else 0), a[1], b[2])
+
+
+def _element_span(
+    elem: Any, spans: dict[Any, tuple[int, bool, bool]], candidates: dict[Any, Any]
+) -> tuple[int, bool, bool]:
+    """The span of elem.text_content() (XPath string(): its text, then each child's content and
+    tail), from the spans already known (paragraphs, candidates done), the rest measured."""
+    span = spans.get(elem)
+    if span is not None:
+        return span
+    span = _span_of(elem.text)
+    for child in elem:
+        if not isinstance(child.tag, str):  # a comment or the like: measure the whole
+            span = _span_of(elem.text_content())
+            break
+        inner = spans.get(child)
+        if inner is None:
+            inner = (
+                _element_span(child, spans, candidates)
+                if child in candidates
+                else _span_of(child.text_content())
+            )
+        span = _joined(_joined(span, inner), _span_of(child.tail))
+    spans[elem] = span
+    return span
 
 
 def _remove_unlikely_candidates(self: Any) -> None:
@@ -362,8 +421,9 @@ def _classify_paragraphs(
         length = len(text)
         words = text.split()
         # Paragraph.stopwords_density and links_density, from the one text
-        if words:
-            stopword_density = sum(word.lower() in stoplist for word in words) / len(words)
+        if words:  # sum(word.lower() in stoplist for word in words), in C loops
+            stopwords = sum(map(stoplist.__contains__, map(str.lower, words)))
+            stopword_density = stopwords / len(words)
         else:
             stopword_density = 0
         link_density = paragraph.chars_count_in_links / length if length else 0
@@ -392,6 +452,31 @@ def _classify_paragraphs(
             paragraph.cf_class = "bad"
 
 
+def _paragraph_class() -> type:
+    """justext's Paragraph with its DOM path strings built when first read: ParagraphMaker
+    starts a paragraph at every block tag and keeps only those that get text (about a third on
+    the pages jusText rescues), and each start formatted the whole path twice."""
+    paragraph = sys.modules["justext.paragraph"].Paragraph
+
+    class LazyPathParagraph(paragraph):  # type: ignore[misc, valid-type]
+        def __init__(self, path: Any) -> None:
+            self._steps = tuple(path._elements)  # (tag, order, children) per level, as now
+            self.text_nodes = []
+            self.chars_count_in_links = 0
+            self.tags_count = 0
+            self.class_type = ""  # short | neargood | good | bad
+
+        @functools.cached_property
+        def dom_path(self) -> str:  # PathInfo.dom
+            return ".".join(e[0] for e in self._steps)
+
+        @functools.cached_property
+        def xpath(self) -> str:  # PathInfo.xpath
+            return "/" + "/".join("%s[%d]" % e[:2] for e in self._steps)  # noqa: UP031
+
+    return LazyPathParagraph
+
+
 _REPLACEMENTS: dict[tuple[str, str], Any] = {
     ("readability_lxml", "Document.remove_unlikely_candidates"): _remove_unlikely_candidates,
     ("readability_lxml", "Document.score_paragraphs"): _score_paragraphs,
@@ -400,9 +485,9 @@ _REPLACEMENTS: dict[tuple[str, str], Any] = {
         "readability_lxml",
         "Document.transform_misused_divs_into_paragraphs",
     ): _transform_misused_divs_into_paragraphs,
-    ("htmlprocessing", "delete_by_link_density"): _delete_by_link_density,
     ("main_extractor", "delete_by_link_density"): _delete_by_link_density,
     ("external", "classify_paragraphs"): _classify_paragraphs,
+    ("justext_core", "Paragraph"): None,  # _paragraph_class(), made at install
 }
 
 
@@ -438,7 +523,7 @@ def install() -> None:
     for key, fn in _REPLACEMENTS.items():
         owner, name = _owner(*key)
         _originals[key] = getattr(owner, name)
-        setattr(owner, name, fn)
+        setattr(owner, name, _paragraph_class() if fn is None else fn)
 
 
 def uninstall() -> None:
