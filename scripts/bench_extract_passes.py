@@ -27,22 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_extract  # noqa: E402
 
 
-def shared_pages(data: Path = eval_extract.DATA.parent) -> list[tuple[bytes, str | None]]:
-    """(UTF-8 HTML, URL) of every non-blank page of the shared WARCs and benchmarks."""
-    pages = []
-    warcs = sorted((data / "warc").glob("*.warc.gz")) + sorted(
-        (data / "extraction").glob("*.warc.gz")
-    )
-    for warc in warcs:
-        for batch in eval_extract._iter_html_batches(warc):
-            for html, url in zip(
-                batch.column("html").to_pylist(), batch.column("url").to_pylist(), strict=True
-            ):
-                if html and not html.isspace() and len(html) <= 5_000_000:
-                    pages.append((html.encode("utf-8", "surrogatepass"), url))
-    return pages
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", type=int, default=1, help="every n-th page")
@@ -50,13 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--without-loops", action="store_true")
     args = parser.parse_args(argv)
 
-    from pipeline.stages import trafilatura_loops
     from pipeline.stages.extract import ExtractConfig
     from pipeline.stages.extractors import build_extractor
 
-    pages = shared_pages()[:: args.step]
+    pages = eval_extract.shared_pages()[:: args.step]
     extract = build_extractor("trafilatura", ExtractConfig(backend="trafilatura").backend_options())
     if args.without_loops:
+        from pipeline.stages import trafilatura_loops
+
         trafilatura_loops.uninstall()
     # the sandboxed extractor process's settings (pipeline/stages/sandbox.py), GC off to keep
     # instruction counts steady

@@ -30,25 +30,9 @@ def _extractor(**overrides: Any) -> BuiltExtractor:
     return build_extractor("trafilatura", {**OPTIONS, **overrides})
 
 
-def _shared_pages(shared_data: Path) -> list[tuple[bytes, str | None]]:
-    """Every page of the shared WARCs (crawls and both benchmarks): the distinct pages of
-    workload 4's replicas (/tmp/bench-w4/warcs-*), 1,145 of them."""
-    pages = []
-    for warc in sorted((shared_data / "warc").glob("*.warc.gz")) + sorted(
-        (shared_data / "extraction").glob("*.warc.gz")
-    ):
-        for batch in eval_extract._iter_html_batches(warc):
-            for html, url in zip(
-                batch.column("html").to_pylist(), batch.column("url").to_pylist(), strict=True
-            ):
-                if html and not html.isspace() and len(html) <= 5_000_000:
-                    pages.append((html.encode("utf-8", "surrogatepass"), url))
-    return pages
-
-
 @pytest.fixture(scope="module")
 def shared_pages(shared_data: Path) -> list[tuple[bytes, str | None]]:
-    return _shared_pages(shared_data)
+    return eval_extract.shared_pages(shared_data)
 
 
 @pytest.fixture
@@ -232,29 +216,30 @@ def test_a_loop_that_changes_a_decision_falls_back_to_trafilaturas_own(
 
 
 @pytest.mark.usefixtures("adapter")
-def test_a_moved_function_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(sys.modules["trafilatura.htmlprocessing"], "is_paragraph_listing")
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            lambda mp: mp.setattr(trafilatura_adapter, "justext_version", lambda: "3.1.0"),
+            "jusText 3.1.0 is outside the tested range >=3.0.2,<3.1",
+        ),
+        (
+            lambda mp: mp.delattr(
+                sys.modules["trafilatura.htmlprocessing"], "is_paragraph_listing"
+            ),
+            "trafilatura.htmlprocessing.is_paragraph_listing not found (moved in this "
+            "trafilatura release?)",
+        ),
+    ],
+)
+def test_an_untested_justext_or_a_moved_function_falls_back(
+    monkeypatch: pytest.MonkeyPatch, change: Any, why: str
+) -> None:
+    change(monkeypatch)
     extract = _extractor()
     try:
         (note,) = extract.notes
-        assert note.endswith(
-            "trafilatura.htmlprocessing.is_paragraph_listing not found (moved in this "
-            "trafilatura release?)"
-        )
-        assert fast_xpath.installed() and not trafilatura_loops.installed()
-    finally:
-        extract.close()
-
-
-@pytest.mark.usefixtures("adapter")
-def test_an_untested_justext_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trafilatura_adapter, "justext_version", lambda: "3.1.0")
-    extract = _extractor()
-    try:
-        assert extract.notes == (
-            "extract: trafilatura's own loops used (loop replacements off): jusText 3.1.0 is "
-            "outside the tested range >=3.0.2,<3.1",
-        )
+        assert note == f"extract: trafilatura's own loops used (loop replacements off): {why}"
         assert fast_xpath.installed() and not trafilatura_loops.installed()
     finally:
         extract.close()
