@@ -112,6 +112,25 @@ def test_same_text_on_edge_cases(lean: BuiltExtractor) -> None:
     assert "more loose text, with commas" in with_loops[1]
 
 
+def test_same_readability_summary_on_deeply_nested_candidates() -> None:
+    """3,000 nested divs each holding a paragraph (libxml2 keeps 255 levels): every div is a
+    candidate inside the next; readability's summary is the same with the replacements."""
+    html = (f"<div><p>{_LONG}</p>" * 3000 + "</div>" * 3000).encode()
+    readability = sys.modules["trafilatura.readability_lxml"]
+    was = trafilatura_loops.installed()
+    try:
+        trafilatura_loops.install()
+        lean = readability.Document(lxml.html.document_fromstring(html), 25).summary()
+        trafilatura_loops.uninstall()
+        plain = readability.Document(lxml.html.document_fromstring(html), 25).summary()
+    finally:
+        trafilatura_loops.uninstall()
+        if was:
+            trafilatura_loops.install()
+    assert lean == plain
+    assert lean.count("The quick brown fox") > 100
+
+
 def _text_measurements(extract: BuiltExtractor, pages: list[tuple[str, bytes]]) -> int:
     """How many times lxml.html's text_content() runs while `extract` does `pages`."""
     calls = [0]

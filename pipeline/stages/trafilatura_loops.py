@@ -121,6 +121,9 @@ def _score_paragraphs(self: Any) -> dict[Any, Any]:
 # w telling whether it holds whitespace at all. Two texts' spans give their concatenation's:
 # the lengths add, plus one space when whitespace separates two non-empty sides.
 _NO_TEXT = (0, False, False)
+# Candidates nested deeper than this below the one measured are measured whole (libxml2's parser
+# stops at 255 levels anyway; this keeps the recursion bounded on any tree)
+_SPAN_DEPTH = 100
 
 
 def _span_of(text: str | None, length: int | None = None) -> tuple[int, bool, bool]:
@@ -143,10 +146,14 @@ def _joined(a: tuple[int, bool, bool], b: tuple[int, bool, bool]) -> tuple[int, 
 
 
 def _element_span(
-    elem: Any, spans: dict[Any, tuple[int, bool, bool]], candidates: dict[Any, Any]
+    elem: Any,
+    spans: dict[Any, tuple[int, bool, bool]],
+    candidates: dict[Any, Any],
+    depth: int = 0,
 ) -> tuple[int, bool, bool]:
     """The span of elem.text_content() (XPath string(): its text, then each child's content and
-    tail), from the spans already known (paragraphs, candidates done), the rest measured."""
+    tail), from the spans already known (paragraphs, candidates done), the rest measured; child
+    candidates first, down to _SPAN_DEPTH levels (below, measured whole: the same span)."""
     span = spans.get(elem)
     if span is not None:
         return span
@@ -158,8 +165,8 @@ def _element_span(
         inner = spans.get(child)
         if inner is None:
             inner = (
-                _element_span(child, spans, candidates)
-                if child in candidates
+                _element_span(child, spans, candidates, depth + 1)
+                if depth < _SPAN_DEPTH and child in candidates
                 else _span_of(child.text_content())
             )
         span = _joined(_joined(span, inner), _span_of(child.tail))
