@@ -1,18 +1,24 @@
-"""trafilatura 2.3's hot loops without their repeated text measurements.
+"""trafilatura 2.3's hot loops (and jusText 3.0's, which trafilatura calls) without their
+repeated text measurements.
 
-Three loops measure the same elements' text over and over while the tree stands still:
-readability's `score_paragraphs` takes the whitespace-trimmed length of every link once per
-candidate that contains it (parent and grandparent of each paragraph: ~4 visits per link on
-real pages), and `delete_by_link_density` (four tags, twice, per pruned section) does the same
-for the links of nested blocks and measures a short block's text twice. Neither mutates the
-tree inside the loop, so each length is taken once and remembered for the loop. A third,
-readability's `transform_misused_divs_into_paragraphs`, parses the string "<p/>" with lxml's
-HTML parser for every paragraph it wraps (~2 parses per page); it makes the element instead.
+On workload 4's pages the default extraction measured the same texts over and over while the
+tree stood still: readability's `score_paragraphs` took every link's whitespace-trimmed length
+once per candidate holding it (~4 times) and every candidate's whole text (4x the page's text:
+candidates nest), `sanitize` a block's text three times and links again, `delete_by_link_density`
+the links of nested blocks once per block, jusText's paragraph text (a property that joins and
+normalises on every read) 6-7 times per paragraph. The replacements take each once: lengths are
+remembered for the loop, and a candidate's length is composed from its children's (a text's
+whitespace-normalised length follows from its parts' lengths and whether they start or end with
+whitespace). Smaller items: readability's `remove_unlikely_candidates` without a tuple, filter
+and join per element, its "<p/>" wrappers made instead of parsed, jusText's stop words counted
+in C loops and its paragraphs' DOM path strings built only when read.
 
-The replacements below are trafilatura 2.3.1's functions with only those changes, so every
-decision and the extracted text are identical; pipeline/stages/trafilatura_adapter.py installs
-them behind its version pin and a self-check that compares the text of its shipped pages with
-and without them (falling back to trafilatura's own loops with a note).
+They are trafilatura 2.3.1's and jusText 3.0.2's functions with only those changes, so every
+decision and the extracted text are identical (13% fewer instructions per page on workload 4's
+pages, docs/benchmarks.md "Extraction, round four"); pipeline/stages/trafilatura_adapter.py
+installs them behind both version pins and a self-check on its shipped pages (text, readability
+summaries and jusText classes with and without them), falling back to trafilatura's own loops
+with a note.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ def _module(name: str) -> Any:
 def _score_paragraphs(self: Any) -> dict[Any, Any]:
     """readability_lxml.Document.score_paragraphs, each text measured once: a paragraph's
     length from the paragraph loop, a candidate's (the parent or grandparent of paragraphs)
-    from its children's (_TextSpan), each link's once for all candidates holding it."""
+    from its children's (spans, below), each link's once for all candidates holding it."""
     rl = _module("readability_lxml")
     trim = rl.trim
     candidates: dict[Any, Any] = {}
