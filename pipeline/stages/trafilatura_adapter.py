@@ -10,8 +10,9 @@ are where we expect them, and runs a self-check: every compiled selector must se
 elements as lxml's XPath on the pages shipped in pipeline/resources/trafilatura_check/, and the
 extracted text of those pages must be identical with and without them (selectors and copies). Any failure falls back to
 plain trafilatura (its own XPath objects) with a one-line note that the extract stage reports in
-the log and in stats.json. The loop replacements are checked on top (the same pages' text with
-and without them): a failure there keeps selectors and copies and leaves trafilatura's own loops,
+the log and in stats.json. The loop replacements (and jusText's version, >=3.0.2,<3.1) are
+checked on top: the same pages' text, readability summaries and jusText paragraph classes with
+and without them; a failure there keeps selectors and copies and leaves trafilatura's own loops,
 with a note of its own. `recall_escalation: false` cannot fall back (it changes the output),
 so it is a ConfigError when trafilatura has no such switch.
 
