@@ -131,6 +131,23 @@ def load_dataset(name: str, data_dir: Path = DATA) -> list[GoldDoc]:
     return docs
 
 
+def shared_pages(data_dir: Path = DATA.parent) -> list[tuple[bytes, str | None]]:
+    """(UTF-8 HTML, URL) of every non-blank page of the shared WARCs and both benchmarks (under
+    5 MB, the extract stage's default max_html_bytes): 1,145 pages, the distinct pages of
+    workload 4's replicas (scripts/bench)."""
+    pages = []
+    warcs = sorted((data_dir / "warc").glob("*.warc.gz"))
+    warcs += sorted((data_dir / "extraction").glob("*.warc.gz"))
+    for warc in warcs:
+        for batch in _iter_html_batches(warc):
+            for html, url in zip(
+                batch.column("html").to_pylist(), batch.column("url").to_pylist(), strict=True
+            ):
+                if html and not html.isspace() and len(html) <= 5_000_000:
+                    pages.append((html.encode("utf-8", "surrogatepass"), url))
+    return pages
+
+
 def docs_table(docs: list[GoldDoc]) -> pa.Table:
     """An HTML_SCHEMA-shaped batch of benchmark pages, for feeding the extract stage."""
     from pipeline.schema import HTML_SCHEMA

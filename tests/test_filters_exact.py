@@ -10,30 +10,43 @@ import random
 import re
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from pipeline.schema import LANG, TEXT
 from pipeline.stages.c4_quality import (
+    _ABBREVIATIONS as ABBREVIATIONS,
+)
+from pipeline.stages.c4_quality import (
     CITATION,
+    DEFAULT_ALLOWLIST,
+    SUBSTRING_LANGS,
     C4QualityConfig,
     C4QualityStage,
     _has_policy_phrase,
+    available_badword_langs,
+    badwords_trie,
+    count_sentences,
+    load_badwords,
 )
-from pipeline.stages.gopher_quality import count_alpha_words
+from pipeline.stages.gopher_quality import quality_scores
 from pipeline.stages.gopher_repetition import (
     DUP_NS,
     TOP_NS,
-    NGramClasses,
-    dup_ngram_chars,
     dup_ngram_chars_reference,
+    ngram_chars,
     repetition_scores,
-    top_ngram_chars,
 )
+from pipeline.stages.word_trie import word_characters
 from pipeline.text.shared_words import DocWords, SharedWords
+from pipeline.text.stopwords import stop_words_for
 from pipeline.text.words import (
+    base_lang,
+    non_symbol_words,
     split_lines,
     split_paragraphs,
+    split_words,
     split_words_by_line,
     split_words_spacing,
 )
@@ -132,10 +145,11 @@ def test_ngram_classes_equal_tuple_counting_on_random_sequences() -> None:
     for trial in range(600):
         vocab = [f"w{i}" * rng.randint(1, 3) for i in range(rng.choice((1, 2, 3, 5, 20, 200)))]
         words = [rng.choice(vocab) for _ in range(rng.randint(0, 300 if trial % 10 else 3000))]
-        ngrams = NGramClasses(words)
-        for n in range(1, 11):
-            assert top_ngram_chars(ngrams, n, 1) == reference_top_chars(words, n, " "), (n, words)
-            assert dup_ngram_chars(ngrams, n) == dup_ngram_chars_reference(words, n), (n, words)
+        sizes = tuple(range(1, 12))
+        top, dup = ngram_chars(DocWords(words, True), 1, sizes, sizes)
+        for n, top_chars, dup_chars in zip(sizes, top, dup, strict=True):
+            assert top_chars == reference_top_chars(words, n, " "), (n, words)
+            assert dup_chars == dup_ngram_chars_reference(words, n), (n, words)
 
 
 def test_repetition_edge_cases_by_hand() -> None:
@@ -153,11 +167,42 @@ def test_repetition_edge_cases_by_hand() -> None:
 # --- Gopher quality, C4 -----------------------------------------------------------------------
 
 
+def reference_quality(text: str, lang: str | None) -> dict[str, float | int | None]:
+    """Gopher quality's measurements over the non-symbol word list, as its docstring words them."""
+    code = base_lang(lang)
+    words = non_symbol_words(split_words(text, code))
+    n = len(words)
+    lines = [line for line in re.split(r"\n+", text.strip()) if line] if text.strip() else []
+    stop_words = stop_words_for(code)
+    return {
+        "n_words": n,
+        "mean_word_len": sum(len(w) for w in words) / n if n else 0.0,
+        "hash_ratio": text.count("#") / n if n else 0.0,
+        "ellipsis_ratio": (text.count("...") + text.count("…")) / n if n else 0.0,
+        "bullet_lines_frac": sum(ln.lstrip().startswith(("•", "-")) for ln in lines)
+        / (len(lines) or 1),
+        "ellipsis_lines_frac": sum(ln.rstrip().endswith(("...", "…")) for ln in lines)
+        / (len(lines) or 1),
+        "alpha_words_frac": sum(any(c.isalpha() for c in w) for w in words) / n if n else 0.0,
+        "stop_words": None if stop_words is None else sum(w.lower() in stop_words for w in words),
+    }
+
+
+QUALITY_CASES = [
+    ("The the THE of and with that have be to... # x", "en"),
+    ("der Die und # ...", "de"),
+    ("words here only", "xx"),
+    ("_ __ 1 ² ½ a_b ... … • - – — “ ”", None),
+]
+
+
 @pytest.mark.slow
-def test_alpha_word_count_equals_the_reference(shared_texts: pa.Table) -> None:
-    for text, lang in texts_with_langs(shared_texts):
-        words = DocWords.of(text, lang).non_symbol
-        assert count_alpha_words(words) == sum(any(c.isalpha() for c in w) for w in words)
+def test_quality_scores_equal_the_reference(shared_texts: pa.Table) -> None:
+    words = SharedWords()
+    for text, lang in texts_with_langs(shared_texts) + QUALITY_CASES:
+        expected = reference_quality(text, lang)
+        assert quality_scores(text, lang) == expected, text[:60]
+        assert quality_scores(text, lang, words.get(text, lang)) == expected
 
 
 def reference_c4_lines(text: str, cfg: C4QualityConfig) -> tuple[str, int]:
@@ -213,6 +258,87 @@ def test_c4_line_rules_equal_the_reference(
         assert (out[TEXT], out["c4_lines_removed"]) == reference_c4_lines(text, cfg), text[:60]
 
 
+def reference_count_sentences(line: str) -> int:
+    """Sentences as `count_sentences` defines them, with the plain pattern (a run of . ! ? from
+    its first character, closers, then whitespace or the end; or a run of 。！？) and the word
+    before a lone period found by splitting."""
+    ends = r"(?<![.!?])([.!?]+)[\"'”’»)\]]*(?=\s|$)|[。！？]+"
+    n = start = 0
+    for m in re.finditer(ends, line):
+        if m.group(1) == ".":
+            last = line[start : m.start()].replace("\t", " ").rsplit(" ", 1)[-1].lower()
+            if last in ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
+                continue
+        if re.search(r"[^\W_]", line[start : m.end()]):
+            n += 1
+        start = m.end()
+    return n + bool(re.search(r"[^\W_]", line[start:]))
+
+
+SENTENCE_CASES = [
+    "",
+    "...",
+    "a.. b",
+    'x..." y',
+    "。。！x",
+    ".?!.",
+    "a.b. c!",
+    "“Hi.” she said. Dr. X",
+    "。.。",
+    ".。",
+    "Dr.\tSmith. ok",
+    "e.g. this. U.S. x",
+    "a. b. c.",
+    "_. __! 2?",
+    "é. ü! ½? x",
+    "." * 5000 + " end",
+]
+
+
+@pytest.mark.slow
+def test_sentence_counts_equal_the_reference(shared_texts: pa.Table) -> None:
+    for text, _ in texts_with_langs(shared_texts):
+        for line in text.splitlines():
+            assert count_sentences(line.strip()) == reference_count_sentences(line.strip()), line
+    for line in SENTENCE_CASES:
+        assert count_sentences(line) == reference_count_sentences(line), line
+
+
+def reference_badwords(lang: str, allow: tuple[str, ...]) -> re.Pattern[str]:
+    """C4's bad-word search as a plain regex: the list (less `allow`) as one alternation,
+    longest first, whole words except in ja, th and zh."""
+    words = [w for w in load_badwords(lang) if w not in {a.lower() for a in allow}]
+    alternation = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+    if lang in SUBSTRING_LANGS:
+        return re.compile(alternation)
+    return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
+
+
+def test_word_characters_are_the_regex_word_class() -> None:
+    table = word_characters()
+    every = "".join(map(chr, range(0x110000)))
+    expected = np.zeros(0x110000, dtype=bool)
+    expected[[ord(c) for c in re.findall(r"\w", every)]] = True
+    assert np.array_equal(table, expected)
+
+
+@pytest.mark.slow
+def test_badword_counts_equal_the_regex(shared_texts: pa.Table) -> None:
+    rng = random.Random(5)
+    texts = [t.lower() for t, _ in texts_with_langs(shared_texts)]
+    for lang in sorted(available_badword_langs()):
+        allow = DEFAULT_ALLOWLIST.get(lang, ())
+        trie, regex = badwords_trie(lang, allow), reference_badwords(lang, allow)
+        assert trie is not None
+        words = list(load_badwords(lang))
+        # Listed words glued, cut and spaced at random: prefixes, overlaps, word boundaries.
+        pieces = [*words, " ", "_", "a", "é", "1", ".", "\n", "x\u0301"]
+        made = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+        made += [w[: rng.randint(0, len(w))] + w for w in words]
+        for text in texts + made:
+            assert trie.count(text) == len(regex.findall(text)), (lang, text[:80])
+
+
 # --- the words intermediate's line reuse ------------------------------------------------------
 
 
@@ -240,6 +366,30 @@ def test_a_rewritten_text_reuses_only_unchanged_lines() -> None:
     assert doc.lines[0] is first.lines[0] and doc.lines[2] is first.lines[2]  # reused
     assert doc.lines[1] == ["Drop", "this", "one", "."]  # split afresh
     assert doc.non_symbol == ["Keep", "this", "line", "Drop", "this", "one", "lïne", "three"]
+
+
+@pytest.mark.slow
+def test_non_symbol_counts_equal_the_reference_along_a_chain(shared_texts: pa.Table) -> None:
+    """As the FineWeb chain asks: words split and classified (gopher_quality), the texts
+    rewritten (c4_quality), then counted again from the equal lines' counts (fineweb_quality)."""
+    c4 = C4QualityStage(C4QualityConfig(filter_no_terminal_punct=False))
+    pairs = texts_with_langs(shared_texts)
+    words = SharedWords()
+    words.next_stage()
+    for text, lang in pairs:
+        doc = words.get(text, lang)
+        assert len(doc.non_symbol_firsts) == len(set(non_symbol_words(doc.words)))
+        assert doc.non_symbol_count() == len(non_symbol_words(split_words(text, lang)))
+    words.next_stage()
+    reused = 0
+    for text, lang in pairs:
+        rewritten = c4.clean(text, lang)[TEXT]
+        expected = len(non_symbol_words(split_words(rewritten, lang)))
+        doc = words.get(rewritten, lang)
+        assert doc.non_symbol_count() == expected, rewritten[:60]
+        reused += sum(count is not None for count in doc.line_counts or ())
+    assert reused > 1000  # most lines' counts came from the texts before the rewrite
+    assert DocWords.of("a . b", None).non_symbol_count() == 2
 
 
 @pytest.mark.slow

@@ -20,12 +20,11 @@ from pipeline.stages.gopher_repetition import (
     MEASURES,
     GopherRepetitionConfig,
     GopherRepetitionStage,
-    NGramClasses,
-    dup_ngram_chars,
     dup_ngram_chars_reference,
+    ngram_chars,
     repetition_scores,
-    top_ngram_chars,
 )
+from pipeline.text.shared_words import DocWords
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -181,13 +180,11 @@ def test_dup_ngram_both_sides(n: int, threshold: float, f_reject: int, f_keep: i
 
 def test_dup_ngram_jump_scan_by_hand() -> None:
     # 7 x "x", n=5: position 0 recorded, position 1 repeats -> +5 chars, jump to 6 (past the end).
-    words = ["x"] * 7
-    assert dup_ngram_chars(NGramClasses(words), 5) == 5
+    assert ngram_chars(DocWords(["x"] * 7, True), 1, (), (5,)) == ([], [5])
     # "a b c d e a b c d e a b c d e": repeats found at 5 and 10 -> 2 x 5 chars.
     words = list("abcde" * 3)
-    ngrams = NGramClasses(words)
-    assert top_ngram_chars(ngrams, 2, 1) == 3 * 3  # "a b" x 3 (first of the tied bigrams)
-    assert dup_ngram_chars(ngrams, 5) == 10
+    # "a b" x 3 (first of the tied bigrams)
+    assert ngram_chars(DocWords(words, True), 1, (2,), (5,)) == ([3 * 3], [10])
 
 
 def test_dup_ngram_matches_reference_scan_on_random_sequences() -> None:
@@ -196,26 +193,23 @@ def test_dup_ngram_matches_reference_scan_on_random_sequences() -> None:
     rng = random.Random(7)
     for _ in range(2000):
         words = [rng.choice(["a", "bb", "ccc"]) for _ in range(rng.randint(0, 40))]
-        ngrams = NGramClasses(words)
-        for n in range(2, 9):
-            if n <= 4:
-                counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
-                expected = (
-                    (sum(map(len, counts.most_common(1)[0][0])) + n - 1)
-                    * counts.most_common(1)[0][1]
-                    if counts
-                    else 0
-                )
-                assert top_ngram_chars(ngrams, n, 1) == expected
-            else:
-                assert dup_ngram_chars(ngrams, n) == dup_ngram_chars_reference(words, n)
+        top, dup = ngram_chars(DocWords(words, True), 1, (2, 3, 4), (5, 6, 7, 8))
+        for n, chars in zip((2, 3, 4), top, strict=True):
+            counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
+            expected = (
+                (sum(map(len, counts.most_common(1)[0][0])) + n - 1) * counts.most_common(1)[0][1]
+                if counts
+                else 0
+            )
+            assert chars == expected
+        for n, chars in zip((5, 6, 7, 8), dup, strict=True):
+            assert chars == dup_ngram_chars_reference(words, n)
 
 
-def test_ngram_classes_ask_sizes_in_increasing_order() -> None:
-    ngrams = NGramClasses(["a", "b", "a", "b"])
-    assert top_ngram_chars(ngrams, 3, 1) == len("a b a")
-    with pytest.raises(ValueError, match="increasing order"):
-        ngrams.most_frequent(2)
+def test_ngram_sizes_in_any_order_give_the_same_values() -> None:
+    words = ["a", "b", "a", "b", "a", "b", "a"]
+    assert ngram_chars(DocWords(words, True), 1, (3, 2), (6, 5)) == ([5 * 3, 3 * 3], [0, 5])
+    assert ngram_chars(DocWords(words, True), 1, (2, 3), (5, 6)) == ([3 * 3, 5 * 3], [5, 0])
 
 
 def test_unspaced_ngrams_have_no_separator() -> None:

@@ -21,7 +21,12 @@ import trafilatura.xpaths
 from pipeline.config import recipe_from_dict
 from pipeline.errors import ConfigError
 from pipeline.runner.run import run_recipe
-from pipeline.stages import fast_xpath, trafilatura_adapter, trafilatura_copies
+from pipeline.stages import (
+    fast_xpath,
+    trafilatura_adapter,
+    trafilatura_copies,
+    trafilatura_loops,
+)
 from pipeline.stages.extract import ExtractConfig, ExtractStage
 from pipeline.stages.extractors import build_extractor
 from tests.test_extract import ARTICLE, BODY, html_batch
@@ -36,19 +41,18 @@ BROKEN_PATH = trafilatura.xpaths.OVERALL_DISCARD_XPATH[0].path
 @pytest.fixture
 def adapter(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """A fresh process state (no holders, no cached verdicts), restored afterwards."""
-    was = fast_xpath.installed(), trafilatura_copies.installed()
-    fast_xpath.uninstall()
-    trafilatura_copies.uninstall()
+    modules = (fast_xpath, trafilatura_copies, trafilatura_loops)
+    was = [m.installed() for m in modules]
+    for m in modules:
+        m.uninstall()
     monkeypatch.setattr(trafilatura_adapter, "_state", trafilatura_adapter._ProcessState())
     limit = trafilatura.core.ESCALATION_MAX_LENGTH
     yield trafilatura_adapter
     trafilatura.core.ESCALATION_MAX_LENGTH = limit
-    fast_xpath.uninstall()
-    trafilatura_copies.uninstall()
-    if was[0]:
-        fast_xpath.install()
-    if was[1]:
-        trafilatura_copies.install()
+    for m, installed in zip(modules, was, strict=True):
+        m.uninstall()
+        if installed:
+            m.install()
 
 
 class _Nothing:

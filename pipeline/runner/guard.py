@@ -7,7 +7,9 @@ Python drops an exception raised inside a weakref or GC callback or a `__del__` 
 "Exception ignored in ..." and goes on), and a signal handler runs wherever the interpreter is.
 So the timer repeats every REFIRE_S of CPU after the limit until the block ends, and a block that
 ends normally after the limit fired raises CpuTimeout on its way out: a dropped timeout is
-still counted, never turned into a finished (and differently decided) document."""
+still counted, never turned into a finished (and differently decided) document. Likewise a block
+that ends in an error after the limit fired ends in CpuTimeout (C code can turn the pending
+timeout into an error of its own)."""
 
 from __future__ import annotations
 
@@ -67,6 +69,12 @@ def cpu_limit(seconds: float | None) -> Iterator[bool]:
     signal.setitimer(signal.ITIMER_PROF, seconds, REFIRE_S)
     try:
         yield True
+    except Exception as exc:
+        # C code that returns after the handler raised can report the pending CpuTimeout as
+        # an error of its own (a numba function: "returned a result with an exception set").
+        if _fired:
+            raise CpuTimeout() from exc
+        raise
     finally:
         try:
             _armed = False  # a signal handled before this line still raises; none after it

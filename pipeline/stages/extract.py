@@ -88,10 +88,13 @@ class TrafilaturaOptions(_Options):
     # Run trafilatura's XPath selectors compiled to lxml tag iteration plus fused regexes
     # (pipeline/stages/fast_xpath.py) instead of lxml's XPath with Python re:test callbacks,
     # and leave out the whole-tree copies that our per-page parse makes redundant
-    # (pipeline/stages/trafilatura_copies.py): byte-identical text, 1.3-1.6x faster. A
+    # (pipeline/stages/trafilatura_copies.py): byte-identical text, 1.3-1.6x faster. Also runs
+    # trafilatura's readability, link-density and jusText loops measuring each text once
+    # (pipeline/stages/trafilatura_loops.py): byte-identical text, ~10% fewer instructions. A
     # self-check at set-up falls back to plain trafilatura (with a warning in stats.json) on
-    # an untested trafilatura release or when the texts differ. Process-wide: two in-process
-    # extract stages must agree. false: trafilatura's own XPath objects and copies.
+    # an untested trafilatura release or when the texts differ (to trafilatura's own loops
+    # when only theirs differ). Process-wide: two in-process extract stages must agree.
+    # false: trafilatura's own XPath objects, copies and loops.
     compiled_selectors: bool = True
     # trafilatura (2.3+) retries a short balanced-focus extraction in recall mode when it
     # holds < 20% of the page's text; measuring that text costs a whole-page pass on every

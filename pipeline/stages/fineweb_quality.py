@@ -99,7 +99,7 @@ def fineweb_scores(
             seen.add(line)
     chars = len(text) - text.count("\n")
     n_newlines = text.count("\n")
-    n_words = len((words or SharedWords()).get(text, lang).non_symbol) if n_newlines else 0
+    n_words = (words or SharedWords()).get(text, lang).non_symbol_count() if n_newlines else 0
     return {
         "n_lines": n,
         "line_punct_ratio": sum(map(ends_with_terminal, lines)) / n,

@@ -25,7 +25,6 @@ nature, so run this stage on those languages only with adjusted `min_avg_word_le
 
 from __future__ import annotations
 
-from itertools import filterfalse
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -98,29 +97,34 @@ def quality_scores(
     """Every measurement of the module docstring for one document; `doc`: its words when
     already split (the `words` intermediate)."""
     code = base_lang(lang)
-    words = (doc or DocWords.of(text, code)).non_symbol
-    n = len(words)
+    doc = doc or DocWords.of(text, code)
     lines = split_lines(text)
     n_lines = len(lines) or 1
     stop_words = stop_words_for(code)
+    n, chars, alpha, stop = word_counts(doc, stop_words or frozenset())
     return {
         "n_words": n,
-        "mean_word_len": sum(map(len, words)) / n if n else 0.0,
+        "mean_word_len": chars / n if n else 0.0,
         "hash_ratio": text.count("#") / n if n else 0.0,
         "ellipsis_ratio": (text.count("...") + text.count("…")) / n if n else 0.0,
         "bullet_lines_frac": sum(line.lstrip().startswith(BULLETS) for line in lines) / n_lines,
         "ellipsis_lines_frac": sum(line.rstrip().endswith(ELLIPSES) for line in lines) / n_lines,
-        "alpha_words_frac": count_alpha_words(words) / n if n else 0.0,
-        "stop_words": None
-        if stop_words is None
-        else sum(map(stop_words.__contains__, map(str.lower, words))),
+        "alpha_words_frac": alpha / n if n else 0.0,
+        "stop_words": None if stop_words is None else stop,
     }
 
 
-def count_alpha_words(words: list[str]) -> int:
-    """Number of words with at least one alphabetic character."""
-    others = list(filterfalse(str.isalpha, words))  # mixed or letter-free words: look closer
-    return len(words) - len(others) + sum(1 for w in others if any(map(str.isalpha, w)))
+def word_counts(doc: DocWords, stop_words: frozenset[str]) -> tuple[int, int, int, int]:
+    """Over the non-symbol words: (how many, their characters, how many have an alphabetic
+    character, how many are stop words lower-cased). Each distinct token is looked at once (the
+    labels group equal tokens exactly) and weighted by its count."""
+    firsts = doc.non_symbol_firsts
+    words = list(map(doc.words.__getitem__, firsts.tolist()))
+    counts = np.bincount(doc.labels, minlength=len(doc.words))[firsts]
+    alpha = np.array([w.isalpha() or any(map(str.isalpha, w)) for w in words], dtype=bool)
+    stop = np.fromiter(map(stop_words.__contains__, map(str.lower, words)), bool, len(words))
+    chars = int(counts @ doc.lengths[firsts])
+    return int(counts.sum()), chars, int(counts[alpha].sum()), int(counts[stop].sum())
 
 
 class GopherQualityStage(Stage):

@@ -23,7 +23,6 @@ empty strings a leading or trailing newline produces).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import Counter
 from typing import Literal
 
@@ -84,125 +83,21 @@ def duplicate_stats(parts: list[str]) -> tuple[int, int]:
     return len(parts) - len(counts), chars
 
 
-class NGramClasses:
-    """Groups the n-grams of one document's words, for n = 1, 2, ... asked in increasing order.
+def ngram_chars(
+    doc: DocWords, sep: int, top_ns: tuple[int, ...] = TOP_NS, dup_ns: tuple[int, ...] = DUP_NS
+) -> tuple[list[int], list[int]]:
+    """(top, dup) characters per n of `top_ns` and `dup_ns` (see the module docstring): the most
+    frequent n-gram's string (`sep` characters between words) times its count, and the duplicate
+    n-grams of the jump scan. Counted over the words' exact labels in compiled code (numba,
+    imported on first use: a process that never scores pays nothing for it)."""
+    from pipeline.stages.ngram_repeats import ngram_measures
 
-    Each n-gram is labelled exactly (no hashing) with the first position holding it: a word's
-    label comes from a dict, an n-gram's from the pair (label of its (n-1)-gram, label of its last
-    word), which fits one int64 and is grouped by a stable sort. Only the positions whose n-gram
-    occurs more than once are kept (ascending, with their labels): an n-gram at `i` can repeat only
-    where the (n-1)-grams at `i` and `i + 1` both do, so each step sorts just those, few past the
-    first sizes in ordinary text.
-    """
-
-    def __init__(self, words: list[str]) -> None:
-        self.words = words
-        size = len(words)
-        lengths = np.fromiter(map(len, words), dtype=np.int64, count=size)
-        self.cum = np.zeros(size + 1, dtype=np.int64)  # prefix sums of word lengths
-        np.cumsum(lengths, out=self.cum[1:])
-        # dict.setdefault keeps the first position of each word: its label.
-        self._word = np.fromiter(map({}.setdefault, words, range(size)), np.int64, count=size)
-        self._n = 1
-        repeated = self._word != np.arange(size)
-        repeated[self._word[repeated]] = True
-        self._pos = np.flatnonzero(repeated)  # positions whose n-gram repeats, ascending
-        self._label = self._word[self._pos]  # their first positions
-        self._groups: tuple[np.ndarray, np.ndarray] | None = None  # (first positions, sizes)
-
-    def _advance(self, n: int) -> None:
-        if n < self._n:
-            raise ValueError("n-gram sizes must be asked in increasing order")
-        while self._n < n:
-            self._n += 1
-            self._groups = None
-            pos, label = self._pos, self._label
-            if len(pos) < 2:
-                self._pos, self._label = pos[:0], label[:0]
-                continue
-            last = len(self.words) - self._n  # the last position an n-gram starts at
-            at = np.flatnonzero((pos[1:] == pos[:-1] + 1) & (pos[:-1] <= last))
-            cand = pos[at]
-            keys = label[at] * len(self.words) + self._word[cand + (self._n - 1)]
-            order = np.argsort(keys, kind="stable")
-            sorted_keys = keys[order]
-            is_start = np.empty(len(cand), dtype=bool)
-            is_start[:1] = True
-            np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=is_start[1:])
-            starts = np.flatnonzero(is_start)
-            sizes = np.diff(np.append(starts, len(cand)))
-            firsts = cand[order[starts]]  # stable sort: each group's smallest position first
-            self._groups = (firsts, sizes)
-            group = np.cumsum(is_start) - 1
-            labels = np.empty_like(cand)
-            labels[order] = firsts[group]
-            keep = np.empty_like(is_start)
-            keep[order] = (sizes >= 2)[group]
-            self._pos, self._label = cand[keep], labels[keep]
-
-    def repeats(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(positions, first positions) of the n-grams that occurred earlier, ascending."""
-        self._advance(n)
-        later = self._label != self._pos
-        return self._pos[later], self._label[later]
-
-    def most_frequent(self, n: int) -> tuple[int, int]:
-        """(first position, count) of the most frequent n-gram, the first seen among ties;
-        (0, 0) when the words hold no n-gram."""
-        self._advance(n)
-        if len(self.words) < n:
-            return 0, 0
-        if len(self._pos) == 0:  # every n-gram once: the first one
-            return 0, 1
-        if self._groups is None:  # n = 1
-            firsts, sizes = np.unique(self._label, return_counts=True)
-        else:
-            firsts, sizes = self._groups
-        top = int(sizes.max())
-        return int(firsts[sizes == top].min()), top
-
-
-def top_ngram_chars(ngrams: NGramClasses, n: int, sep: int) -> int:
-    """Characters of the most frequent n-gram string times its count (first seen wins ties)."""
-    f, count = ngrams.most_frequent(n)
-    if count == 0:
-        return 0
-    return int(ngrams.cum[f + n] - ngrams.cum[f] + sep * (n - 1)) * count
-
-
-def dup_ngram_chars(ngrams: NGramClasses, n: int) -> int:
-    """Characters in duplicate n-grams by the left-to-right jump scan (see module docstring).
-
-    Same result as stepping through every position (`dup_ngram_chars_reference`), but visits
-    only the positions whose n-gram occurred earlier in the text, so a text with few repeats
-    costs little Python work.
-    """
-    positions, firsts = ngrams.repeats(n)
-    if len(positions) == 0:
-        return 0
-    # The scan records the n-gram of every position it visits; positions inside a jump are never
-    # visited. An n-gram is "seen" at a repeat when its first occurrence was visited (not inside
-    # a jump) or a later visited repeat recorded it.
-    recorded: set[int] = set()
-    jump_starts: list[int] = []
-    jump_ends: list[int] = []
-    counted: list[int] = []
-    idx = 0
-    for pos, f in zip(positions.tolist(), firsts.tolist(), strict=True):
-        if pos < idx:  # jumped over
-            continue
-        k = bisect_right(jump_starts, f) - 1
-        if k < 0 or f > jump_ends[k] or f in recorded:
-            counted.append(pos)
-            idx = pos + n
-            if n > 1:
-                jump_starts.append(pos + 1)
-                jump_ends.append(pos + n - 1)
-        else:
-            recorded.add(f)
-            idx = pos + 1
-    at = np.array(counted, dtype=np.int64)
-    return int((ngrams.cum[at + n] - ngrams.cum[at]).sum())
+    cum = np.zeros(len(doc.words) + 1, dtype=np.int64)  # prefix sums of word lengths
+    np.cumsum(doc.lengths, out=cum[1:])
+    top, dup = ngram_measures(
+        doc.labels, cum, sep, np.array(top_ns, dtype=np.int64), np.array(dup_ns, dtype=np.int64)
+    )
+    return top.tolist(), dup.tolist()
 
 
 def dup_ngram_chars_reference(words: list[str], n: int) -> int:
@@ -240,15 +135,11 @@ def repetition_scores(
         out["dup_line_frac"] = dup / len(lines)
         out["dup_line_char_frac"] = chars / size
     doc = doc or DocWords.of(text, lang)
-    sep = 1 if doc.spaced else 0
-    ngrams = NGramClasses(doc.words)
-    for n in TOP_NS:
-        out[f"top_{n}gram_char_frac"] = top_ngram_chars(ngrams, n, sep) / size
-    for n in DUP_NS:
-        chars = dup_ngram_chars(ngrams, n)
+    top, dup = ngram_chars(doc, 1 if doc.spaced else 0)
+    for n, chars in zip(TOP_NS, top, strict=True):
+        out[f"top_{n}gram_char_frac"] = chars / size
+    for n, chars in zip(DUP_NS, dup, strict=True):
         out[f"dup_{n}gram_char_frac"] = chars / size
-        if chars == 0:  # no repeated n-gram means no repeated longer n-gram either
-            break
     return out
 
 
@@ -262,6 +153,11 @@ class GopherRepetitionStage(Stage):
     intermediates = (WORDS,)
 
     config: GopherRepetitionConfig
+
+    def setup(self) -> None:
+        """Load the compiled n-gram counter now, outside any document's CPU limit (numba's
+        loading costs ~0.5 s of CPU once per process)."""
+        ngram_chars(DocWords(["a"], True), 1)
 
     def score(self, batch: pa.Table, words: SharedWords | None = None) -> pa.Table:
         texts, langs = texts_and_langs(batch)

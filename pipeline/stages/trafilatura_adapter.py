@@ -1,5 +1,6 @@
 """The one place that changes trafilatura's process-wide state: compiled selectors (with the
-redundant tree copies left out, pipeline/stages/trafilatura_copies.py) and the
+redundant tree copies left out, pipeline/stages/trafilatura_copies.py, and its hot loops without
+their repeated text measurements, pipeline/stages/trafilatura_loops.py) and the
 recall-escalation switch, each guarded so a trafilatura release we did not test cannot silently
 change the extracted text.
 
@@ -9,7 +10,10 @@ are where we expect them, and runs a self-check: every compiled selector must se
 elements as lxml's XPath on the pages shipped in pipeline/resources/trafilatura_check/, and the
 extracted text of those pages must be identical with and without them (selectors and copies). Any failure falls back to
 plain trafilatura (its own XPath objects) with a one-line note that the extract stage reports in
-the log and in stats.json. `recall_escalation: false` cannot fall back (it changes the output),
+the log and in stats.json. The loop replacements (and jusText's version, >=3.0.2,<3.1) are
+checked on top: the same pages' text, readability summaries and jusText paragraph classes with
+and without them; a failure there keeps selectors and copies and leaves trafilatura's own loops,
+with a note of its own. `recall_escalation: false` cannot fall back (it changes the output),
 so it is a ConfigError when trafilatura has no such switch.
 
 Both settings are process-wide. Extractors that need different settings in one process (two
@@ -27,12 +31,12 @@ from importlib import metadata, resources
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.stages import fast_xpath, trafilatura_copies
+from pipeline.stages import fast_xpath, trafilatura_copies, trafilatura_loops
 
 # The trafilatura releases tested with the patches below (pyproject.toml pins the same range).
-SUPPORTED_MIN = (2, 3, 1)
-SUPPORTED_BELOW = (2, 4)
 SUPPORTED = ">=2.3.1,<2.4"
+# The jusText releases whose classify_paragraphs trafilatura_loops replaces (pinned the same way)
+JUSTEXT_SUPPORTED = ">=3.0.2,<3.1"
 # Where trafilatura 2.3 keeps the selectors its extraction path runs, and the functions that
 # trafilatura_copies replaces and calls (module: attributes).
 # One missing means a release reorganised them: the compiled selectors are not used then.
@@ -70,6 +74,9 @@ class _ProcessState:
     escalation: bool = True
     selector_verdict: list[str | None] = field(default_factory=list)  # [reason] once checked
     text_verdicts: dict[Any, str | None] = field(default_factory=dict)
+    loops: bool = False  # trafilatura_loops installed (only with the compiled selectors)
+    loop_verdicts: dict[Any, str | None] = field(default_factory=dict)
+    plain_texts: dict[Any, list[str]] = field(default_factory=dict)  # check pages, unpatched
     check_ms: float = 0.0  # time the self-checks took, for reports and tests
     limit: list[int] = field(default_factory=list)  # trafilatura's own escalation limit
 
@@ -84,6 +91,7 @@ class Setup:
     compiled: bool
     escalation: bool
     notes: tuple[str, ...]
+    loops: bool = False
 
 
 def trafilatura_version() -> str:
@@ -101,10 +109,11 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def version_supported(version: str) -> bool:
-    """Whether `version` lies in SUPPORTED."""
+def version_supported(version: str, supported: str = SUPPORTED) -> bool:
+    """Whether `version` lies in `supported` (">=A,<B", trafilatura's range by default)."""
     v = version_tuple(version)
-    return bool(v) and SUPPORTED_MIN <= v < SUPPORTED_BELOW
+    low, below = (version_tuple(bound.lstrip("<>=")) for bound in supported.split(","))
+    return bool(v) and low <= v < below
 
 
 def _module(name: str) -> Any | None:
@@ -180,33 +189,107 @@ def _selector_mismatch(parse: Callable[[bytes], Any]) -> str | None:
     return None
 
 
-def _install() -> None:
-    """The compiled selectors and trafilatura without its redundant tree copies, together."""
+def _install(loops: bool = False) -> None:
+    """The compiled selectors and trafilatura without its redundant tree copies, together;
+    with `loops`, also its hot loops without their repeated measurements."""
     fast_xpath.install()
     trafilatura_copies.install()
+    if loops:
+        trafilatura_loops.install()
+    else:
+        trafilatura_loops.uninstall()
 
 
 def _uninstall() -> None:
     fast_xpath.uninstall()
     trafilatura_copies.uninstall()
+    trafilatura_loops.uninstall()
 
 
-def _text_mismatch(extract: Extract) -> str | None:
-    """Extract the shipped pages with plain trafilatura (lxml's selectors, its own tree copies),
-    then with the compiled selectors and without the copies: the texts must be identical."""
-    _uninstall()
-    try:
-        plain = [extract(html, None) for _, html in check_pages()]
-    finally:
-        _install()
+def _plain_texts(extract: Extract, key: Any) -> list[str]:
+    """The shipped pages' text with plain trafilatura (lxml's selectors, its own tree copies
+    and loops), once per extraction options; leaves trafilatura as it found it."""
+    if key not in _state.plain_texts:
+        was = fast_xpath.installed(), trafilatura_loops.installed()
+        _uninstall()
+        try:
+            _state.plain_texts[key] = [extract(html, None) for _, html in check_pages()]
+        finally:
+            if was[0]:
+                _install(was[1])
+    return _state.plain_texts[key]
+
+
+def _text_mismatch(extract: Extract, key: Any, loops: bool = False) -> str | None:
+    """Extract the shipped pages with plain trafilatura, then with the compiled selectors and
+    without the copies (and with `loops`, the loop replacements): the texts must be identical."""
+    plain = _plain_texts(extract, key)
+    _install(loops)
+    what = "trafilatura_loops' loops" if loops else "compiled selectors"
     for (name, html), want in zip(check_pages(), plain, strict=True):
         try:
             got = extract(html, None)
         except Exception as exc:  # noqa: BLE001
-            return f"extraction with compiled selectors raised {type(exc).__name__} on {name}"
+            return f"extraction with {what} raised {type(exc).__name__} on {name}"
         if got != want:
-            return f"extracted text differs with compiled selectors on {name}"
+            return f"extracted text differs with {what} on {name}"
     return None
+
+
+def _loop_outputs(parse: Callable[[bytes], Any]) -> list[tuple[str, list[Any]]]:
+    """Per shipped page, readability's summary and jusText's classification of its paragraphs
+    (as trafilatura calls them), with whatever loops are installed."""
+    readability = sys.modules["trafilatura.readability_lxml"]
+    external = sys.modules["trafilatura.external"]
+    stoplist = external.JT_STOPLIST or external.jt_stoplist_init()
+    out = []
+    for _, html in check_pages():
+        paragraphs = external.ParagraphMaker.make_paragraphs(parse(html))
+        external.classify_paragraphs(paragraphs, stoplist, 50, 150, 0.1, 0.2, 0.25, True)
+        classes = [(p.cf_class, p.heading) for p in paragraphs]
+        out.append((readability.Document(parse(html), 25).summary(), classes))
+    return out
+
+
+def _loop_outputs_mismatch(parse: Callable[[bytes], Any]) -> str | None:
+    """readability's summary and jusText's paragraph classes of each shipped page with
+    trafilatura's loops and with the replacements: the final text alone need not depend on
+    either on these pages."""
+    trafilatura_loops.uninstall()
+    try:
+        plain = _loop_outputs(parse)
+    finally:
+        trafilatura_loops.install()
+    for (name, _), want, got in zip(check_pages(), plain, _loop_outputs(parse), strict=True):
+        if got[0] != want[0]:
+            return f"readability's summary differs with trafilatura_loops' loops on {name}"
+        if got[1] != want[1]:
+            return f"jusText's classification differs with trafilatura_loops' loops on {name}"
+    return None
+
+
+def justext_version() -> str:
+    return metadata.version("jusText")
+
+
+def loops_check(parse: Callable[[bytes], Any], extract: Extract, key: Any) -> str | None:
+    """Why trafilatura_loops must not be used with these options, or None; run after
+    self_check passed (the compiled selectors and copies installed), once per options `key`."""
+    if key not in _state.loop_verdicts:
+        t0 = time.perf_counter()
+        reason: str | None
+        if not version_supported(justext := justext_version(), JUSTEXT_SUPPORTED):
+            reason = f"jusText {justext} is outside the tested range {JUSTEXT_SUPPORTED}"
+        elif missing := trafilatura_loops.missing():
+            reason = f"{missing[0]} not found (moved in this trafilatura release?)"
+        else:
+            reason = _guarded(
+                lambda: _text_mismatch(extract, key, loops=True) or _loop_outputs_mismatch(parse)
+            )
+        _state.loop_verdicts[key] = reason
+        _state.check_ms += (time.perf_counter() - t0) * 1000
+    _install(loops=_state.loop_verdicts[key] is None)
+    return _state.loop_verdicts[key]
 
 
 def self_check(parse: Callable[[bytes], Any], extract: Extract, key: Any) -> str | None:
@@ -229,8 +312,7 @@ def self_check(parse: Callable[[bytes], Any], extract: Extract, key: Any) -> str
             reason = _state.selector_verdict[0]
             if reason is None:
                 if key not in _state.text_verdicts:
-                    _install()
-                    _state.text_verdicts[key] = _guarded(lambda: _text_mismatch(extract))
+                    _state.text_verdicts[key] = _guarded(lambda: _text_mismatch(extract, key))
                 reason = _state.text_verdicts[key]
     finally:
         _state.check_ms += (time.perf_counter() - t0) * 1000
@@ -264,15 +346,18 @@ def acquire(
             f"{trafilatura_version()} has no trafilatura.{'.'.join(ESCALATION)} (tested: "
             f"trafilatura{SUPPORTED}); remove the key or install a tested version"
         )
-    before = (_state.compiled, _state.escalation)
+    before = (_state.compiled, _state.escalation, _state.loops)
     notes: list[str] = []
-    use_compiled = compiled_selectors
+    use_compiled = use_loops = compiled_selectors
     if compiled_selectors:
         reason = self_check(parse, extract, key)
         if reason is not None:
-            use_compiled = False
+            use_compiled = use_loops = False
             notes.append(f"extract: compiled selectors off, plain trafilatura used: {reason}")
-    if _state.holders and (use_compiled, recall_escalation) != before:
+        elif (reason := loops_check(parse, extract, key)) is not None:
+            use_loops = False
+            notes.append(f"extract: trafilatura's own loops used (loop replacements off): {reason}")
+    if _state.holders and (use_compiled, recall_escalation, use_loops) != before:
         _apply(*before)
         raise ConfigError(
             "extract: two extract stages in one process need different process-wide "
@@ -281,9 +366,9 @@ def acquire(
             f"{recall_escalation} asked); give them the same values, or a timeout_s so each "
             "runs in its own extractor process"
         )
-    _apply(use_compiled, recall_escalation)
+    _apply(use_compiled, recall_escalation, use_loops)
     _state.holders += 1
-    return Setup(use_compiled, recall_escalation, tuple(notes))
+    return Setup(use_compiled, recall_escalation, tuple(notes), use_loops)
 
 
 def release() -> None:
@@ -294,12 +379,13 @@ def release() -> None:
         _apply(False, True)
 
 
-def _apply(compiled: bool, escalation: bool) -> None:
+def _apply(compiled: bool, escalation: bool, loops: bool = False) -> None:
     if compiled:
-        _install()
+        _install(loops)
     else:
         _uninstall()
     _state.compiled = compiled
+    _state.loops = compiled and loops
     _set_escalation(escalation)
 
 

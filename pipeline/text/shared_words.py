@@ -6,7 +6,8 @@ that rewrites `text` (c4_quality, line_corrections, pii masking) hands the next 
 that miss and are split afresh: a stale token list can never be served. Most of a rewritten
 text's lines are the old text's, though: a text without unspaced scripts is split line by line
 (pipeline.text.words.split_words_by_line), and a stage's first miss indexes the held entries'
-lines by their string, so a rewritten text tokenizes only the lines the rewrite changed. The
+lines by their string, so a rewritten text tokenizes only the lines the rewrite changed (and
+counts non-symbol words only there, where a stage classified the old text's tokens). The
 runner's kernel keeps one `SharedWords` per batch (pipeline.runner.kernel.Intermediates); it lives
 in memory only and is never written to an output shard. Entries are aged per stage: what the
 current stage did not ask for is dropped when the next one starts, so at most two stages' worth of
@@ -18,8 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import chain
 
+import numpy as np
+
 from pipeline.text.words import (
     base_lang,
+    non_symbol_mask,
     non_symbol_words,
     split_words_by_line,
     split_words_spacing,
@@ -29,13 +33,20 @@ from pipeline.text.words import (
 @dataclass
 class DocWords:
     """One document's tokens (punctuation included), whether it separates words by spaces, and
-    its non-symbol words (computed on first use)."""
+    what stages derive from them (each computed on first use): the non-symbol words, each token's
+    label (the first position holding an equal token: equal strings share one exactly), each
+    token's length, and which distinct tokens are non-symbol."""
 
     words: list[str]
     spaced: bool
     # Each line's tokens, for a text split line by line (split_words_by_line).
     lines: list[list[str]] | None = field(default=None, repr=False, compare=False)
+    # Non-symbol words per line where another document's equal line counted them (else None).
+    line_counts: list[int | None] | None = field(default=None, repr=False, compare=False)
     _non_symbol: list[str] | None = field(default=None, repr=False)
+    _labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _lengths: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _non_symbol_firsts: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, text: str, lang: str | None = None) -> DocWords:
@@ -50,6 +61,68 @@ class DocWords:
             self._non_symbol = non_symbol_words(self.words)
         return self._non_symbol
 
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 per token: the first position of an equal token (its own for a first one)."""
+        if self._labels is None:
+            size = len(self.words)
+            # dict.setdefault keeps the first position of each token.
+            first = {}.setdefault
+            self._labels = np.fromiter(map(first, self.words, range(size)), np.int64, count=size)
+        return self._labels
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """int64 characters per token."""
+        if self._lengths is None:
+            size = len(self.words)
+            self._lengths = np.fromiter(map(len, self.words), np.int64, count=size)
+        return self._lengths
+
+    @property
+    def non_symbol_firsts(self) -> np.ndarray:
+        """First positions of the distinct non-symbol tokens, ascending (each distinct token is
+        classified once)."""
+        if self._non_symbol_firsts is None:
+            labels = self.labels
+            firsts = np.flatnonzero(labels == np.arange(len(labels)))
+            mask = non_symbol_mask(list(map(self.words.__getitem__, firsts.tolist())))
+            self._non_symbol_firsts = firsts[np.array(mask, dtype=bool)]
+        return self._non_symbol_firsts
+
+    def non_symbol_count(self) -> int:
+        """`len(self.non_symbol)`, from what is already known where possible: the classified
+        distinct tokens, or other documents' counts of equal lines."""
+        if self._non_symbol is not None:
+            return len(self._non_symbol)
+        if self._non_symbol_firsts is not None:
+            return int(np.count_nonzero(self._non_symbol_token_mask()))
+        if self.lines is not None and self.line_counts is not None:
+            return sum(
+                len(non_symbol_words(tokens)) if count is None else count
+                for tokens, count in zip(self.lines, self.line_counts, strict=True)
+            )
+        return len(self.non_symbol)
+
+    def counted_lines(self) -> list[int] | None:
+        """Non-symbol words per line, for a text split by line whose distinct tokens were
+        classified (`non_symbol_firsts`); else None (nothing is computed for it)."""
+        if self.lines is None or self._non_symbol_firsts is None:
+            return None
+        cum = np.zeros(len(self.words) + 1, dtype=np.int64)
+        np.cumsum(self._non_symbol_token_mask(), out=cum[1:])
+        ends = np.cumsum(np.fromiter(map(len, self.lines), np.int64, count=len(self.lines)))
+        starts = np.empty_like(ends)
+        starts[:1] = 0
+        starts[1:] = ends[:-1]
+        return (cum[ends] - cum[starts]).tolist()
+
+    def _non_symbol_token_mask(self) -> np.ndarray:
+        """Per token: is it non-symbol (from the classified distinct tokens)?"""
+        is_first = np.zeros(len(self.words), dtype=bool)
+        is_first[self.non_symbol_firsts] = True
+        return is_first[self.labels]
+
 
 class SharedWords:
     """Tokens of a batch's documents by (text, base language code), aged per stage."""
@@ -58,6 +131,7 @@ class SharedWords:
         self._current: dict[tuple[str, str | None], DocWords] = {}
         self._previous: dict[tuple[str, str | None], DocWords] = {}
         self._known_lines: dict[str, list[str]] | None = None  # this stage's index, once made
+        self._known_counts: dict[str, int] = {}  # non-symbol words of its lines, where counted
         self.hits = 0
         self.misses = 0
 
@@ -65,6 +139,7 @@ class SharedWords:
         """A new stage starts: entries the last stage did not use are dropped after this one."""
         self._previous, self._current = self._current, {}
         self._known_lines = None
+        self._known_counts = {}
 
     def get(self, text: str, lang: str | None = None) -> DocWords:
         """The tokens of `text` split for `lang`, split now only if no stage has split it yet."""
@@ -78,6 +153,8 @@ class SharedWords:
             else:
                 lines, spaced = by_line
                 found = DocWords(list(chain.from_iterable(lines)), spaced, lines)
+                if self._known_counts:
+                    found.line_counts = list(map(self._known_counts.get, text.split("\n")))
         else:
             self.hits += 1
         self._current[key] = found
@@ -85,12 +162,17 @@ class SharedWords:
 
     def _lines(self) -> dict[str, list[str]]:
         """Tokens of the held entries' lines by the line's string (made on a stage's first miss:
-        a stage that only hits never pays for it)."""
+        a stage that only hits never pays for it), and their non-symbol word counts where a
+        stage classified the entry's tokens."""
         if self._known_lines is None:
-            self._known_lines = {
-                line: tokens
-                for (text, _), doc in chain(self._previous.items(), self._current.items())
-                if doc.lines is not None
-                for line, tokens in zip(text.split("\n"), doc.lines, strict=True)
-            }
+            self._known_lines = {}
+            self._known_counts = {}
+            for (text, _), doc in chain(self._previous.items(), self._current.items()):
+                if doc.lines is None:
+                    continue
+                lines = text.split("\n")
+                self._known_lines.update(zip(lines, doc.lines, strict=True))
+                counts = doc.counted_lines()
+                if counts is not None:
+                    self._known_counts.update(zip(lines, counts, strict=True))
         return self._known_lines

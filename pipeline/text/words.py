@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
+from itertools import compress
 from pathlib import Path
 
 import regex
@@ -180,9 +181,14 @@ def is_punctuation_token(tok: str) -> bool:
 
 def non_symbol_words(words: list[str]) -> list[str]:
     """The tokens that contain at least one character that is not punctuation or a symbol."""
+    return list(compress(words, non_symbol_mask(words)))
+
+
+def non_symbol_mask(words: list[str]) -> list[bool]:
+    """Per token: does it contain a character that is not punctuation or a symbol?"""
     search = _NON_SYMBOL_CHAR.search
     # A letter or digit first settles it without the regex (the common case).
-    return [w for w in words if w[:1].isalnum() or search(w) is not None]
+    return [w[:1].isalnum() or search(w) is not None for w in words]
 
 
 def split_lines(text: str) -> list[str]:
