@@ -256,3 +256,26 @@ def test_over_max_chars_matches_counting_every_text(shared_texts: pa.Table) -> N
             checked += len(reference(batch, limit))
     assert checked > 100
     assert over_max_chars(_ExplodingStage(_Bounded(max_chars=30)), batches[-1]).tolist() == []
+
+
+def test_split_with_every_row_kept_is_what_filtering_gives() -> None:
+    """Nothing rejected: the scored table itself, the same values and chunks as filtering it
+    with an all-true mask, and an empty rejected table with a `reason` column."""
+    import numpy as np
+
+    from pipeline.runner.kernel import Scored, split
+
+    table = pa.concat_tables(
+        [pa.table({"id": ["a", "b"], "text": ["x", "y"]}), pa.table({"id": ["c"], "text": ["z"]})]
+    )
+    scored = Scored(table, np.arange(3), np.zeros(0, np.int64), None)
+    kept, rejected = split(table, scored, np.full(3, None, dtype=object))
+    filtered = table.filter(pa.array([True] * 3))
+    assert kept.equals(filtered)
+    assert (
+        [c.num_chunks for c in kept.columns] == [c.num_chunks for c in filtered.columns] == [2, 2]
+    )
+    assert rejected.num_rows == 0 and rejected.column_names == ["id", "text", "reason"]
+    kept, rejected = split(table, scored, np.array([None, "r", None], dtype=object))
+    assert kept.column("id").to_pylist() == ["a", "c"]
+    assert rejected.column("reason").to_pylist() == ["r"]

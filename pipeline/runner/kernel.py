@@ -311,6 +311,8 @@ def split(
     kept_mask = np.array([r is None for r in reasons], dtype=bool)
     if scored.table is None:
         kept = batch.slice(0, 0)
+    elif kept_mask.all():  # what filtering with all true gives, chunk for chunk, without copies
+        kept = scored.table
     else:
         kept = scored.table.filter(pa.array(kept_mask[scored.ok]))
     parts, order = [], []
