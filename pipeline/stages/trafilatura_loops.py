@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 # module: attributes replaced here (the adapter checks they exist before installing)
@@ -108,15 +109,10 @@ def _score_paragraphs(self: Any) -> dict[Any, Any]:
     # get_link_density of each candidate; nothing above changes the tree, so a link's length
     # (one per candidate holding it in the original) is the same every time
     link_lengths: dict[Any, int] = {}
-    get = link_lengths.get
     for elem, candidate in candidates.items():
         total_length = _element_span(elem, spans, candidates)[0] or 1
-        link_length = 0
-        for link in elem.iterdescendants("a"):  # = elem.findall(".//a")
-            n = get(link)
-            if n is None:
-                n = link_lengths[link] = len(trim(link.text_content()))
-            link_length += n
+        # elem.iterdescendants("a") = elem.findall(".//a")
+        link_length = _link_info(trim, elem.iterdescendants("a"), link_lengths)[0]
         candidate.score *= 1 - link_length / total_length
 
     return candidates
@@ -230,7 +226,6 @@ def _sanitize(self: Any, node: Any, candidates: dict[Any, Any]) -> str:
             elem.drop_tree()
 
     link_lengths: dict[Any, int] = {}
-    get = link_lengths.get
     # Conditionally clean <table>s, <ul>s, and <div>s
     for elem in reversed(
         list(node.iter("table", "ul", "div", "aside", "header", "footer", "section"))
@@ -249,12 +244,8 @@ def _sanitize(self: Any, node: Any, candidates: dict[Any, Any]) -> str:
 
             # Count the text length excluding any surrounding whitespace
             content_length = len(trim(text))
-            link_length = 0
-            for link in elem.iterdescendants("a"):  # get_link_density: = elem.findall(".//a")
-                n = get(link)
-                if n is None:
-                    n = link_lengths[link] = len(trim(link.text_content()))
-                link_length += n
+            # get_link_density: elem.iterdescendants("a") = elem.findall(".//a")
+            link_length = _link_info(trim, elem.iterdescendants("a"), link_lengths)[0]
             link_density = link_length / (content_length or 1)
             if counts["p"] and counts["img"] > 1 + counts["p"] * 1.3:
                 pass  # too many images
@@ -401,8 +392,11 @@ def _link_length(trim: Any, link: Any, link_lengths: dict[Any, int]) -> int:
     return n
 
 
-def _link_info(trim: Any, links: list[Any], link_lengths: dict[Any, int]) -> tuple[int, int, int]:
-    """htmlprocessing.collect_link_info's (total length, non-empty links, short ones)."""
+def _link_info(
+    trim: Any, links: Iterable[Any], link_lengths: dict[Any, int]
+) -> tuple[int, int, int]:
+    """htmlprocessing.collect_link_info's (total length, non-empty links, short ones); each
+    link's trimmed length is taken from and kept in `link_lengths`."""
     total = count = short = 0
     for link in links:
         n = _link_length(trim, link, link_lengths)
