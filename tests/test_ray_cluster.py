@@ -37,6 +37,7 @@ NAMED_PORTS = (
     "--metrics-export-port",
 )
 WORKER_PORTS = 40  # a block of free ports for the cluster's workers
+STOP_GRACE_S = 2.0  # SIGTERM to SIGKILL when the cluster is stopped
 
 
 def _free_port() -> int:
@@ -81,12 +82,14 @@ def _cluster_processes(temp_dir: str) -> list[psutil.Process]:
 
 
 def stop_cluster(temp_dir: str) -> None:
-    """`ray stop` for this cluster only: end its processes, then wait for them."""
+    """`ray stop` for this cluster only: end its processes, then wait for them. The GCS server
+    and the autoscaler monitor outlive SIGTERM by 15 s and more, so whatever is left after a
+    short grace is killed, as Ray's own node shutdown does after 1 s."""
     procs = _cluster_processes(temp_dir)
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=15)
+    _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
@@ -113,10 +116,17 @@ def head_cluster() -> Iterator[str]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def head_address() -> Iterator[str]:
+    """One `ray start --head` cluster for the module's tests (each start costs seconds)."""
+    with head_cluster() as address:
+        yield address
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path) -> None:
+def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path, head_address) -> None:
     """The demo WARC through extract and exact dedup on the cluster, by address: it runs on the
     cluster (its node id in the markers), Ray's token notice goes to the run log, not the
     terminal (on an embedded Ray too), and the result matches the embedded run's."""
@@ -138,22 +148,22 @@ def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path) ->
     assert local.returncode == 0, local.stderr[-3000:]
     assert "Token authentication" not in local.stderr and "Traceback" not in local.stderr
     assert "Token authentication is enabled" in (tmp_path / "local/_run/run.log").read_text()
-    with head_cluster() as address:
-        proc = subprocess.run(
-            [*curate, str(cfg), "--ray-address", address],
-            capture_output=True,
-            text=True,
-            timeout=400,
-            env=env,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "from 1 input file(s) (1 processed, 0 resumed; ray," in proc.stdout
-        marker = json.loads((tmp_path / "cluster/_run/units/seg00/part-00000.json").read_text())
-        assert marker["worker"]["node"] != "local"  # a Ray node id
-        assert "Traceback" not in proc.stderr and "Token authentication" not in proc.stderr
-        log_text = (tmp_path / "cluster/_run/run.log").read_text()
-        assert f"executor auto: ray (a Ray cluster is named ({address}))" in log_text
-        assert "Token authentication is enabled" in log_text
+    address = head_address
+    proc = subprocess.run(
+        [*curate, str(cfg), "--ray-address", address],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "from 1 input file(s) (1 processed, 0 resumed; ray," in proc.stdout
+    marker = json.loads((tmp_path / "cluster/_run/units/seg00/part-00000.json").read_text())
+    assert marker["worker"]["node"] != "local"  # a Ray node id
+    assert "Traceback" not in proc.stderr and "Token authentication" not in proc.stderr
+    log_text = (tmp_path / "cluster/_run/run.log").read_text()
+    assert f"executor auto: ray (a Ray cluster is named ({address}))" in log_text
+    assert "Token authentication is enabled" in log_text
     done = [line for line in proc.stdout.splitlines() if line.startswith("done:")]
     assert done[0].split(" from ")[0] == local.stdout.split(" from ")[0]
     assert done[0].startswith("done: 11 documents in, 8 kept")
@@ -161,7 +171,7 @@ def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path) ->
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_refused_token_is_one_line(demo_warc, tmp_path) -> None:
+def test_a_refused_token_is_one_line(demo_warc, tmp_path, head_address) -> None:
     """A driver holding another token than the cluster's gets one line naming the setting."""
     cfg = tmp_path / "r.yaml"
     cfg.write_text(
@@ -175,9 +185,9 @@ def test_a_refused_token_is_one_line(demo_warc, tmp_path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAY_AUTH_TOKEN"] = "0" * 64
-    with head_cluster() as address:
-        cmd = [str(BIN / "curate"), "run", str(cfg), "--ray-address", address]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+    address = head_address
+    cmd = [str(BIN / "curate"), "run", str(cfg), "--ray-address", address]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("curate: error:")]
     assert errors == [
