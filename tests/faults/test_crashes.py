@@ -84,6 +84,16 @@ def reference(inputs, tmp_path_factory) -> dict[str, Any]:
     return {"out": out, "counts": counts, "stats": stats}
 
 
+@pytest.fixture(scope="module")
+def ray_reference(inputs, tmp_path_factory) -> Path:
+    """The local, uninterrupted run of RAY_STAGES that both Ray tests compare against."""
+    tmp = tmp_path_factory.mktemp("crash-ray-reference")
+    ref = tmp / "reference"
+    config = write_recipe(tmp / "ref.yaml", inputs, ref, RAY_STAGES, output_options=SMALL)
+    run_recipe(recipe_from_dict(json.loads(config.read_text())))
+    return ref
+
+
 class ShardWatcher(threading.Thread):
     """Reads every visible file under data/ as it appears: a partial one is a failure. `out` is
     a directory of `fs` (default: local disk), polled every `interval` seconds."""
@@ -179,12 +189,9 @@ def test_driver_sigkill_at_random_points_then_rerun_is_identical(
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_driver_sigkill_with_prepare_tasks_in_flight(inputs, tmp_path) -> None:
+def test_ray_driver_sigkill_with_prepare_tasks_in_flight(inputs, ray_reference, tmp_path) -> None:
     """The driver of a Ray run is killed while a global stage's prepare tasks run on the
     workers; an immediate rerun (the orphaned tasks may still be finishing) matches a local run."""
-    ref = tmp_path / "reference"
-    config = write_recipe(tmp_path / "ref.yaml", inputs, ref, RAY_STAGES, output_options=SMALL)
-    run_recipe(recipe_from_dict(json.loads(config.read_text())))
     out = tmp_path / "out"
     options = {"executor": "ray", "num_workers": 2, "num_partitions": 4}
     config = write_recipe(
@@ -197,7 +204,7 @@ def test_ray_driver_sigkill_with_prepare_tasks_in_flight(inputs, tmp_path) -> No
     proc = _killer("none", 0, config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "from 3 input file(s) (3 processed, 0 resumed; ray," in proc.stdout  # seg01 ran
-    assert_same_output(out, ref)
+    assert_same_output(out, ray_reference)
 
 
 class RayWorkerKiller(threading.Thread):
@@ -241,12 +248,11 @@ class RayWorkerKiller(threading.Thread):
 
 
 @pytest.mark.slow
-def test_ray_workers_killed_mid_task_then_output_identical(inputs, tmp_path, ray_session) -> None:
+def test_ray_workers_killed_mid_task_then_output_identical(
+    inputs, ray_reference, tmp_path, ray_session
+) -> None:
     """A pool actor killed while it runs a unit, and a task of a global stage's prepare killed
     while it runs: Ray restarts and retries them, and the output matches a local run's."""
-    ref = tmp_path / "reference"
-    config = write_recipe(tmp_path / "ref.yaml", inputs, ref, RAY_STAGES, output_options=SMALL)
-    run_recipe(recipe_from_dict(json.loads(config.read_text())))
     out = tmp_path / "out"
     config = write_recipe(
         tmp_path / "r.yaml",
@@ -271,7 +277,7 @@ def test_ray_workers_killed_mid_task_then_output_identical(inputs, tmp_path, ray
     assert not watcher.problems, watcher.problems
     assert result.units_run == 3 * 2
     assert_no_partial_shard(out)
-    assert_same_output(out, ref)
+    assert_same_output(out, ray_reference)
 
 
 def test_a_failing_ray_task_is_reported_not_masked(ray_session) -> None:
