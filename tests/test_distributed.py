@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -115,14 +114,12 @@ def test_sigkill_of_the_driver_then_rerun_gives_identical_output(shared_data, tm
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed"
-    ray_processes = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # Whatever is visible under data/ is a complete shard, even while orphaned workers finish.
     for shard in (out / "data").glob("*.parquet"):
         pq.read_table(shard)
-    # the killed driver's Ray processes exit (a worker may commit one more unit)
-    psutil.wait_procs(ray_processes, timeout=30)
+    time.sleep(3)  # the killed driver's Ray processes exit (a worker may commit one more unit)
     finished = len(list(units.glob("*.json")))
     assert 2 <= finished < len(inputs)
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
