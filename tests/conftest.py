@@ -78,14 +78,14 @@ def ray_session():
     """One embedded Ray for the whole test session (ray.init costs seconds on 2 cores)."""
     import ray
 
-    from pipeline.runner.executors import embedded_ray_options
+    from pipeline.runner.executors import embedded_ray_options, end_embedded_ray
 
     if not ray.is_initialized():
         # "local": our own Ray, not a cluster another `ray start` on this machine recorded;
         # started as `curate run` starts an embedded Ray
         ray.init(address="local", num_cpus=2, logging_level="WARNING", **embedded_ray_options())
     yield ray
-    ray.shutdown()
+    end_embedded_ray()  # ray.shutdown without its wait on the autoscaler monitor
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,14 @@ import pytest
 from pipeline.cli import Terminated
 from pipeline.config import RuntimeConfig, recipe_from_dict
 from pipeline.errors import CurateError
-from pipeline.runner.executors import RayContext, RayPool, run_local
+from pipeline.runner import executors
+from pipeline.runner.executors import (
+    MAX_TASKS_PER_CALL,
+    RayContext,
+    RayPool,
+    run_local,
+    tasks_per_call,
+)
 from pipeline.runner.run import run_recipe
 from tests.faults.helpers import FAST_EXTRACT, write_recipe
 
@@ -72,6 +79,88 @@ def test_a_job_is_set_up_once_per_actor_and_actors_serve_every_call(pool, tmp_pa
     pool.close()
     assert pool.actors == []
     assert [s for s, _ in pool.map(_square_with_pid, [6])] == [36]  # restarted on use
+
+
+def test_short_tasks_go_several_per_call_and_come_back_in_order(pool, monkeypatch) -> None:
+    """Many short tasks: after the first calls measure them, each call to an actor carries
+    several (Ray's per-call cost paid once for them), the last ones one each; every task runs
+    once and map's results keep the items' order."""
+    sizes: list[int] = []
+
+    def spy(left: int, actors: int, mean: float | None) -> int:
+        sizes.append(tasks_per_call(left, actors, mean))
+        return sizes[-1]
+
+    monkeypatch.setattr(executors, "tasks_per_call", spy)
+    items = list(range(300))
+    squares = pool.map(_square_with_pid, items)
+    assert [s for s, _ in squares] == [x * x for x in items]
+    assert sum(sizes) == len(items)
+    assert sizes[:4] == [1, 1, 1, 1]  # nothing measured yet: one per call, two per actor
+    assert max(sizes) > 1 and sizes[-1] == 1  # batched in the middle, single at the end
+    assert len(sizes) < len(items) // 4
+
+    sizes.clear()
+    results = list(pool.run(_TaggedJob("c"), items))  # a job's tasks the same way
+    assert sorted(r["task"] for r in results) == items
+    assert sum(sizes) == len(items) and max(sizes) > 1
+
+
+def test_tasks_per_call_aims_at_half_a_second_and_cuts_the_tail_fine() -> None:
+    assert tasks_per_call(1000, 2, None) == 1  # nothing measured yet
+    assert tasks_per_call(1000, 2, 0.1) == 5  # 0.5 s of 0.1 s tasks
+    assert tasks_per_call(1000, 2, 0.001) == MAX_TASKS_PER_CALL
+    assert tasks_per_call(1000, 2, 0.0) == MAX_TASKS_PER_CALL  # too short to time
+    assert tasks_per_call(1000, 2, 2.0) == 1  # long tasks: one per call
+    assert tasks_per_call(12, 2, 0.1) == 3  # a quarter of what is left with 2 actors
+    assert tasks_per_call(3, 2, 0.1) == 1
+
+
+_ENDS_RAY = """
+import json, psutil, ray
+from pipeline.runner import executors
+executors.ensure_ray(None)
+node = ray.get_runtime_context().get_node_id()
+[monitor] = [c for c in psutil.Process().children()
+             if any(a.endswith(executors.AUTOSCALER_MONITOR) for a in c.cmdline())]
+seen = {}
+real_shutdown = ray.shutdown
+def shutdown(*args, **kwargs):
+    seen.update(kwargs=kwargs, monitor_running=monitor.is_running()
+                and monitor.status() != psutil.STATUS_ZOMBIE)
+    real_shutdown(*args, **kwargs)
+ray.shutdown = shutdown
+executors.end_embedded_ray()
+print(json.dumps({**seen, "node": node, "initialized": ray.is_initialized()}))
+"""
+
+
+@pytest.mark.ray
+def test_an_embedded_ray_ends_without_rays_exit_waits(tmp_path) -> None:
+    """end_embedded_ray (the exit hook ensure_ray registers for a node it starts) kills the
+    autoscaler monitor before Ray's shutdown (which would wait a second for it) and calls the
+    shutdown itself, not as Ray's exit hook (which sleeps half a second first); every process
+    of the node is gone after it."""
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.runner.ray_reaper import node_processes
+    from tests.conftest import REPO
+
+    env = {**os.environ, "RAY_ADDRESS": "", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", _ENDS_RAY], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["monitor_running"] is False
+    assert seen["kwargs"] == {}  # not _exiting_interpreter=True: no half-second sleep
+    assert seen["initialized"] is False
+    deadline = time.monotonic() + 30
+    while node_processes(seen["node"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert node_processes(seen["node"]) == []
 
 
 def _niceness(_: int) -> int:

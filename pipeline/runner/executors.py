@@ -4,12 +4,14 @@ This is the only module that knows about Ray. A job (for a run: the recipe's sta
 up once per Ray actor, so models load once per worker, and processes whole tasks (a unit or a
 shard), so every task's output is committed atomically by the worker that produced it. A run's
 actors (RayPool) serve all its segments and its global stages' prepare phases, so no worker
-process starts per segment or phase. Actors restart and retry a task if their process dies;
-tasks are idempotent (temporary names + rename), so a retry cannot duplicate documents.
+process starts per segment or phase. Short tasks go to an actor several per call. Actors restart
+and retry a call if their process dies; tasks are idempotent (temporary names + rename), so a
+retry cannot duplicate documents.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -17,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -152,6 +155,7 @@ def ensure_ray(address: str | None) -> None:
             raise CurateError(ray_connect_problem(address, exc, run_log_tail())) from None
     if address is None:
         _start_reaper(ray.get_runtime_context().get_node_id())
+        atexit.register(end_embedded_ray)  # runs before Ray's own hook (registered earlier)
 
 
 def embedded_ray_options() -> dict[str, Any]:
@@ -220,6 +224,32 @@ def _keep_signal_handlers() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+# The script of Ray's autoscaler monitor, a head-node process the driver starts (Ray 2.x).
+AUTOSCALER_MONITOR = os.path.join("autoscaler", "_private", "monitor.py")
+
+
+def end_embedded_ray() -> None:
+    """At exit, end the embedded node this process started, without Ray's exit waits (~1.5 s
+    of every Ray run's wall on 2 cores; docs/benchmarks.md, round five). Ray's own exit hook,
+    registered when Ray is imported and so run after this one, then finds nothing to do.
+
+    Two waits go: Ray's exit hook sleeps half a second before it disconnects, for worker
+    messages still on their way (a run's are in its log by then); and its shutdown ends the
+    GCS before it sends the autoscaler monitor SIGTERM, on which the monitor reports its end
+    to the gone GCS, and waits a second for it. The monitor has nothing to scale on one machine
+    with fixed resources, so it is killed first. With no such child (another Ray layout), only
+    the sleep goes.
+    """
+    import psutil
+    import ray
+
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if any(arg.endswith(AUTOSCALER_MONITOR) for arg in child.cmdline()):
+                child.kill()
+    ray.shutdown()
+
+
 _REAPERS: list[subprocess.Popen[bytes]] = []  # kept open: the pipe's EOF is the driver's exit
 
 
@@ -238,10 +268,28 @@ def _start_reaper(node_id: str) -> None:
     )
 
 
-# Tasks waiting in each Ray actor's queue behind the one it runs, while the run has more tasks
-# than actors: the next task is already there when one ends, instead of the actor idling for a
+# Calls waiting in each Ray actor's queue behind the one it runs, while the run has more tasks
+# than actors: the next call is already there when one ends, instead of the actor idling for a
 # round trip through the driver (what a process pool's call queue does too).
 ACTOR_QUEUE_DEPTH = 1
+# A call to an actor carries several tasks when tasks are short. Ray costs ~1-2 ms of CPU per
+# call, spread over the driver, the raylet and the worker's own threads (submission, the job's
+# reference, the result), which the 2 cores then lack for the work: 1,710 units of 0.1 s at
+# 1 GiB spent ~3 CPU s on calls (docs/benchmarks.md, round five). Calls aim at CALL_TARGET_S of
+# work, from the mean task time measured so far (one task per call until a call has returned);
+# the last calls shrink to one task so the actors finish together.
+CALL_TARGET_S = 0.5
+MAX_TASKS_PER_CALL = 16
+
+
+def tasks_per_call(left: int, actors: int, mean_task_s: float | None) -> int:
+    """Tasks to send in the next actor call: CALL_TARGET_S of work at `mean_task_s` (None: not
+    measured yet, one), at most MAX_TASKS_PER_CALL, and at most a 2 x `actors`-th of the
+    `left` tasks, so the run's tail is cut fine."""
+    if mean_task_s is None:
+        return 1
+    wanted = MAX_TASKS_PER_CALL if mean_task_s <= 0 else round(CALL_TARGET_S / mean_task_s)
+    return max(1, min(wanted, MAX_TASKS_PER_CALL, left // (2 * actors)))
 
 
 def _worker_class() -> Any:
@@ -249,10 +297,12 @@ def _worker_class() -> Any:
 
     @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=3)
     class Worker:
-        """Runs whole tasks of a set-up job, and the calls of global stages' prepare phases.
+        """Runs whole tasks of a set-up job, and the calls of global stages' prepare phases,
+        a list of them per call; returns their results and the seconds they took (set-up
+        excluded).
 
-        The job arrives with each task as (key, [ref]) and is set up on first use (again only
-        when the key changes), so a restarted actor recovers it from the next task.
+        The job arrives with each call as (key, [ref]) and is set up on first use (again only
+        when the key changes), so a restarted actor recovers it from the next call.
         """
 
         def __init__(self) -> None:
@@ -261,7 +311,7 @@ def _worker_class() -> Any:
             self.fn_key: str | None = None
             self.fn: Callable[[Any], Any] | None = None
 
-        def run(self, key: str, job_ref: list[Any], task: Any) -> UnitResult:
+        def run(self, key: str, job_ref: list[Any], tasks: list[Any]) -> tuple[list[Any], float]:
             if key != self.key:
                 if self.job is not None:
                     self.job.close()
@@ -270,13 +320,18 @@ def _worker_class() -> Any:
                 job.setup()
                 self.job, self.key = job, key
             assert self.job is not None
-            return self.job.run(task, ray.get_runtime_context().get_node_id())
+            node = ray.get_runtime_context().get_node_id()
+            start = time.perf_counter()
+            results = [self.job.run(task, node) for task in tasks]
+            return results, time.perf_counter() - start
 
-        def call(self, key: str, fn_ref: list[Any], item: Any) -> Any:
+        def call(self, key: str, fn_ref: list[Any], items: list[Any]) -> tuple[list[Any], float]:
             if key != self.fn_key:
                 self.fn, self.fn_key = ray.get(fn_ref[0]), key
             assert self.fn is not None
-            return self.fn(item)
+            start = time.perf_counter()
+            results = [self.fn(item) for item in items]
+            return results, time.perf_counter() - start
 
     return Worker
 
@@ -344,8 +399,9 @@ class RayPool:
         self._grow(len(items))  # first: Ray started by ensure_ray, never auto-started by a put
         key, ref = self._put(obj)
         queue = list(reversed(list(enumerate(items))))
-        pending: dict[Any, tuple[int, int]] = {}  # ref -> (position, actor index)
+        pending: dict[Any, tuple[list[int], int]] = {}  # ref -> (positions, actor index)
         load = [0] * len(self.actors)
+        measured, seconds = 0, 0.0  # tasks returned so far and the seconds they took
         try:
             while queue or pending:
                 while queue:
@@ -353,14 +409,19 @@ class RayPool:
                     a = min(range(len(self.actors)), key=load.__getitem__)
                     if load[a] >= limit:
                         break
-                    pos, item = queue.pop()
+                    mean = seconds / measured if measured else None
+                    n = tasks_per_call(len(queue), len(self.actors), mean)
+                    batch = [queue.pop() for _ in range(min(n, len(queue)))]
                     call = getattr(self.actors[a], method)
-                    pending[call.remote(key, [ref], item)] = (pos, a)
+                    done_ref = call.remote(key, [ref], [item for _, item in batch])
+                    pending[done_ref] = ([pos for pos, _ in batch], a)
                     load[a] += 1
                 done, _ = ray.wait(list(pending), num_returns=1)
-                pos, a = pending.pop(done[0])
+                positions, a = pending.pop(done[0])
                 load[a] -= 1
-                yield pos, ray.get(done[0])
+                results, took = ray.get(done[0])
+                measured, seconds = measured + len(results), seconds + took
+                yield from zip(positions, results, strict=True)
         finally:  # no force: Ray refuses it for actor tasks; nothing here may mask the error
             for left in pending:
                 with contextlib.suppress(Exception):  # a Ray already gone (a signal, a lost node)
