@@ -29,7 +29,6 @@ from pipeline.dedup.components_distributed import (
 )
 from pipeline.runner.run import run_recipe
 from pipeline.stages.global_base import LocalContext
-from tests.faults.helpers import IN_PROCESS_EXTRACT
 from tests.test_runner import read_output
 
 SHARDS = 3
@@ -244,7 +243,7 @@ def _run(shared_data: Path, out: Path, components: str, keep: str) -> dict:
             "output": {"path": str(out)},
             "runtime": {"executor": "local", "num_partitions": 3},
             "stages": [
-                IN_PROCESS_EXTRACT,  # the default extractor's documents; what follows is tested
+                {"stage": "extract"},
                 {
                     "stage": "minhash_dedup",
                     "num_bands": 20,
