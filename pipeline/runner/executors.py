@@ -247,7 +247,10 @@ def end_embedded_ray() -> None:
         with contextlib.suppress(psutil.Error):
             if any(arg.endswith(AUTOSCALER_MONITOR) for arg in child.cmdline()):
                 child.kill()
-    ray.shutdown()
+    try:
+        ray.shutdown()
+    except Exception as exc:  # noqa: BLE001 - Ray's own exit hook tries again after this one
+        log.debug("ending the embedded Ray: %s", exc)
 
 
 _REAPERS: list[subprocess.Popen[bytes]] = []  # kept open: the pipe's EOF is the driver's exit
