@@ -247,6 +247,7 @@ def end_embedded_ray() -> None:
         with contextlib.suppress(psutil.Error):
             if any(arg.endswith(AUTOSCALER_MONITOR) for arg in child.cmdline()):
                 child.kill()
+                child.wait(timeout=2)  # gone before the shutdown looks at it (a busy machine)
     try:
         ray.shutdown()
     except Exception as exc:  # noqa: BLE001 - Ray's own exit hook tries again after this one
