@@ -276,10 +276,10 @@ def _start_reaper(node_id: str) -> None:
 # than actors: the next call is already there when one ends, instead of the actor idling for a
 # round trip through the driver (what a process pool's call queue does too).
 ACTOR_QUEUE_DEPTH = 1
-# A call to an actor carries several tasks when tasks are short. Ray costs ~1-2 ms of CPU per
-# call, spread over the driver, the raylet and the worker's own threads (submission, the job's
+# A call to an actor carries several tasks when tasks are short. Ray costs ~3.3 ms of CPU per
+# call, spread over the driver, the raylet and the worker and its threads (submission, the job's
 # reference, the result), which the 2 cores then lack for the work: 1,710 units of 0.1 s at
-# 1 GiB spent ~3 CPU s on calls (docs/benchmarks.md, round five). Calls aim at CALL_TARGET_S of
+# 1 GiB spent ~5.7 CPU s on calls (docs/benchmarks.md, round five). Calls aim at CALL_TARGET_S of
 # work, from the mean task time measured so far (one task per call until a call has returned);
 # the last calls shrink to one task so the actors finish together.
 CALL_TARGET_S = 0.5
