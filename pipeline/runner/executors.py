@@ -296,6 +296,13 @@ def tasks_per_call(left: int, actors: int, mean_task_s: float | None) -> int:
     return max(1, min(wanted, MAX_TASKS_PER_CALL, left // (2 * actors)))
 
 
+def _timed_map(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[Any], float]:
+    """fn over items, and the seconds that took (an actor call's tasks, timed for
+    tasks_per_call)."""
+    start = time.perf_counter()
+    return [fn(item) for item in items], time.perf_counter() - start
+
+
 def _worker_class() -> Any:
     import ray
 
@@ -323,19 +330,15 @@ def _worker_class() -> Any:
                 job = ray.get(job_ref[0])
                 job.setup()
                 self.job, self.key = job, key
-            assert self.job is not None
-            node = ray.get_runtime_context().get_node_id()
-            start = time.perf_counter()
-            results = [self.job.run(task, node) for task in tasks]
-            return results, time.perf_counter() - start
+            job, node = self.job, ray.get_runtime_context().get_node_id()
+            assert job is not None
+            return _timed_map(lambda task: job.run(task, node), tasks)
 
         def call(self, key: str, fn_ref: list[Any], items: list[Any]) -> tuple[list[Any], float]:
             if key != self.fn_key:
                 self.fn, self.fn_key = ray.get(fn_ref[0]), key
             assert self.fn is not None
-            start = time.perf_counter()
-            results = [self.fn(item) for item in items]
-            return results, time.perf_counter() - start
+            return _timed_map(self.fn, items)
 
     return Worker
 
