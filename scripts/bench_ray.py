@@ -40,8 +40,13 @@ from scripts.bench.workloads import E2E_STAGES, LIGHT_STAGES, fineweb_stages, re
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
+# Ray's two native daemons, by executable: the raylet's command line names default_worker.py
+# (the command it starts workers with), so a substring match would call it a worker.
+EXECUTABLES = {"raylet": "raylet", "gcs_server": "gcs"}
 # (substring of the command line, kind), first match wins; the root process is "driver".
 KINDS = (
+    ("ray::DashboardAgent", "agents"),  # the agents retitle themselves once started
+    ("ray::RuntimeEnvAgent", "agents"),
     ("ray::", "workers"),
     ("default_worker.py", "workers"),
     ("multiprocessing", "workers"),
@@ -62,6 +67,9 @@ def kind_of(proc: psutil.Process, root: int) -> str:
         line = " ".join(proc.cmdline()) or proc.name()
     except psutil.Error:
         return "other"
+    exe = os.path.basename(line.split()[0]) if line.strip() else ""
+    if exe in EXECUTABLES:
+        return EXECUTABLES[exe]
     for needle, kind in KINDS:
         if needle in line:
             return kind
