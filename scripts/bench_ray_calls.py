@@ -28,10 +28,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 _CALLS = """
-import json, os, sys, time
+import json, time
 import psutil
 from pipeline.config import RuntimeConfig
 from pipeline.runner.executors import RayPool, ensure_ray
+from pipeline.runner.ray_reaper import node_processes
+from scripts.bench_ray import kind_of
 
 
 class SleepJob:
@@ -42,24 +44,14 @@ class SleepJob:
     def close(self): pass
 
 
-def node_cpu(node, raylets):
+def node_cpu(node, raylets):  # CPU s by process: this driver's tree and its node's others
     me = psutil.Process()
-    mine = {p.pid for p in [me, *me.children(recursive=True)]}
     out = {}
-    for p in psutil.process_iter():
+    for p in {*me.children(recursive=True), *node_processes(node, raylets), me}:
         try:
-            env = open(f"/proc/{p.pid}/environ", "rb").read().split(b"\\0")
-            ours = f"RAY_NODE_ID={node}".encode() in env
-            ours = ours or any(f"RAY_RAYLET_PID={r}".encode() in env for r in raylets)
-            if p.pid not in mine and not ours:
-                continue
-            cmd = " ".join(p.cmdline())
-            kinds = ("raylet", "gcs_server", "log_monitor", "monitor.py", "dashboard.py",
-                     "DashboardAgent", "RuntimeEnvAgent", "ray::Worker", "ray_reaper")
-            kind = "driver" if p.pid == me.pid else next((k for k in kinds if k in cmd), "other")
             t = p.cpu_times()
-            out[p.pid] = (kind, t.user + t.system)
-        except (OSError, psutil.Error):
+            out[p.pid] = (kind_of(p, me.pid), t.user + t.system)
+        except psutil.Error:
             continue
     return out
 
