@@ -28,16 +28,20 @@ demo: $(STAMP) demo-data/demo.warc.gz
 demo-data/demo.warc.gz: scripts/make_demo_data.py | $(STAMP)
 	$(BIN)/python scripts/make_demo_data.py $@
 
+# Tests run on one pytest worker per CPU (at most 4, pytest-xdist); the tests that use the
+# session's Ray (marker `ray`) all go to one worker, which starts one Ray for them.
+PYTEST_WORKERS := -n auto --maxprocesses 4 --dist loadgroup
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_WORKERS)
 
 # No Ray start, no end-to-end run, no test of several seconds (markers in pyproject.toml).
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -m "not ray and not e2e and not slow"
+	$(BIN)/python -m pytest -q $(PYTEST_WORKERS) -m "not ray and not e2e and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

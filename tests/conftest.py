@@ -171,12 +171,16 @@ def s3_server(tmp_path_factory) -> Generator[str, None, None]:
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `ray` every test that uses the `ray_session` fixture and `e2e` every test under
-    tests/faults (end to end through the CLI); the rest are marked by hand in the test files."""
+    tests/faults (end to end through the CLI); the rest are marked by hand in the test files.
+    Every `ray` test joins xdist group "ray": under `--dist loadgroup` (make test) they all run
+    on one worker, so the session starts one Ray, not one per worker."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
         if item.path.is_relative_to(FAULTS):
             item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 _running: list[pytest.Item] = []
