@@ -324,7 +324,7 @@ def test_stage_scores_and_rejects_by_threshold(
     # The report's score histogram follows the configured column and threshold.
     assert first["histograms"]["hq_prob"]["thresholds"] == {"threshold": 0.5}
     assert second["histograms"]["cc_prob"]["thresholds"] == {"threshold": 0.9}
-    assert (out / "figures").is_dir() and len(list((out / "figures").glob("*.png"))) == 2
+    assert (out / "figures").is_dir() and len(list((out / "figures").glob("*.svg"))) == 2
     kept = read_output(out)
     hq = np.array(kept.column("hq_prob").to_pylist())
     cc = np.array(kept.column("cc_prob").to_pylist())

@@ -7,6 +7,7 @@ import json
 import re
 from html import escape as html_escape
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -16,8 +17,6 @@ from pipeline.runner.report import render_report
 from pipeline.runner.report_html import render_html
 from pipeline.runner.run import run_recipe
 from pipeline.runner.svg_plots import symlog, x_ticks
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def assert_self_contained(html: str) -> None:
@@ -68,11 +67,19 @@ def test_report_html_is_self_contained_with_its_figures_inline(run_out) -> None:
         assert body.count("<rect") == sum((b["kept"] > 0) + (b["rejected"] > 0) for b in bins)
         thresholds = (langid if column == "lang_score" else gopher)["histograms"][column]
         assert body.count('stroke-dasharray="4 3"') == len(thresholds["thresholds"]), label
-    # The classifier stage's histogram is also a PNG beside report.md, linked from it.
-    assert (out / "figures" / "langid.png").read_bytes().startswith(PNG_MAGIC)
-    assert [p.name for p in (out / "figures").iterdir()] == ["langid.png"]
+    # The classifier stage's histogram is also an SVG file beside report.md, linked from it: a
+    # well-formed SVG document with the panel's bars and threshold, titled, with a legend.
+    assert [p.name for p in (out / "figures").iterdir()] == ["langid.svg"]
+    figure = (out / "figures" / "langid.svg").read_text(encoding="utf-8")
+    root = ElementTree.fromstring(figure)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert texts[0] == "langid: lang_score" and {"kept", "rejected"} <= set(texts)
+    panel = dict(svgs)["histogram of lang_score"]
+    assert figure.count("<rect") == panel.count("<rect") + 2  # the legend's two swatches
+    assert figure.count('stroke-dasharray="4 3"') == 1
     report_md = (out / "report.md").read_text(encoding="utf-8")
-    assert "- **langid**: [figures/langid.png](figures/langid.png)" in report_md
+    assert "- **langid**: [figures/langid.svg](figures/langid.svg)" in report_md
     assert json.loads((out / "stats.json").read_text())["stages"] == stats["stages"]
 
 

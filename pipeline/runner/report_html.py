@@ -5,22 +5,19 @@ bytes and tokens as bars, per stage the score histograms of kept vs rejected doc
 thresholds drawn, removals by reason with example documents (when stats.json has them), and the
 global stages' summaries with the MinHash S-curve. Figures are inline SVG (runner.svg_plots:
 milliseconds to draw). A classifier stage's histogram (one score column compared with a
-`threshold` key: langid, classifiers) is also written as `figures/<stage>.png` beside report.md
-(matplotlib, Agg) and linked from it.
+`threshold` key: langid, classifiers) is also written as `figures/<stage>.svg` beside report.md
+(the same drawing, with a legend) and linked from it.
 """
 
 from __future__ import annotations
 
-import io
-import math
 from html import escape
 from typing import Any
 
 from pipeline.io.atomic import atomic_write
-from pipeline.runner.histograms import dense_counts, threshold_text
+from pipeline.runner.histograms import threshold_text
 from pipeline.runner.svg_plots import (
     KEPT_COLOR,
-    LINE_COLOR,
     REJECTED_COLOR,
     histogram_svg,
     s_curve_svg,
@@ -28,7 +25,6 @@ from pipeline.runner.svg_plots import (
 
 FIGURES_DIR = "figures"
 HTML_REPORT = "report.html"
-COLUMNS = 3  # histogram panels per row
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1180px;color:#222;padding:0 1em}
@@ -45,23 +41,25 @@ svg{border:1px solid #eee;margin:0 .4em .4em 0}.panels{display:flex;flex-wrap:wr
 
 def figure_name(label: str) -> str:
     """The histogram figure of a stage, relative to the run's output directory."""
-    return f"{FIGURES_DIR}/{label}.png"
+    return f"{FIGURES_DIR}/{label}.svg"
 
 
 def has_figure(stage: dict[str, Any]) -> bool:
     """A classifier-like stage (one histogram, compared with the config's `threshold` or, when
-    that is null, with none: a top-fraction cut): its histogram is also a PNG beside report.md."""
+    that is null, with none: a top-fraction cut): its histogram is also an SVG beside report.md."""
     hists = stage.get("histograms") or {}
     return len(hists) == 1 and set(next(iter(hists.values()))["thresholds"]) <= {"threshold"}
 
 
 def write_report_html(fs: Any, root: str, stats: dict[str, Any]) -> None:
-    """Write report.html and the PNG of each classifier stage's histogram (atomically)."""
+    """Write report.html and the SVG of each classifier stage's histogram (atomically)."""
     for s in stats["stages"]:
         if has_figure(s):
+            ((column, h),) = s["histograms"].items()
             fs.makedirs(f"{root}/{FIGURES_DIR}", exist_ok=True)
-            with atomic_write(fs, f"{root}/{figure_name(s['name'])}") as f:
-                f.write(_png(_histogram_figure(s["name"], s["histograms"])))
+            with atomic_write(fs, f"{root}/{figure_name(s['name'])}", "w", encoding="utf-8") as f:
+                f.write(histogram_svg(column, h, title=f"{s['name']}: {column}", legend=True))
+                f.write("\n")
     with atomic_write(fs, f"{root}/{HTML_REPORT}", "w", encoding="utf-8") as f:
         f.write(render_html(stats))
 
@@ -249,76 +247,3 @@ def _row(cells: list[str], tag: str, raw: bool = False) -> str:
         numeric = tag == "td" and c[:1].isdigit()
         out.append(f"<{tag}{' class=n' if numeric else ''}>{text}</{tag}>")
     return "<tr>" + "".join(out) + "</tr>"
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    return buf.getvalue()
-
-
-def _histogram_figure(label: str, histograms: dict[str, Any]) -> Any:
-    """One panel per column: stacked kept / rejected counts over the fixed bins, thresholds."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    n = len(histograms)
-    cols = min(COLUMNS, n)
-    rows = math.ceil(n / cols)
-    height = 2.7 * rows + 0.6  # fixed margins: a layout engine triples the drawing time
-    width = (4.2 if cols > 1 else 6.0) * cols
-    fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(
-        left=0.5 / width, right=0.98, bottom=0.35 / height, top=1 - 0.85 / height, hspace=0.6
-    )
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, (column, h) in zip(axes, histograms.items(), strict=False):
-        _histogram_panel(ax, column, h)
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    fig.text(0.01, 1 - 0.12 / height, f"{label}: documents by score", fontsize=11, va="top")
-    fig.legend(
-        handles=[
-            Patch(color=KEPT_COLOR, label="kept"),
-            Patch(color=REJECTED_COLOR, label="rejected"),
-        ],
-        loc="upper right",
-        bbox_to_anchor=(0.97, 1.0),
-        fontsize=8,
-        ncols=2,
-        frameon=False,
-    )
-    return fig
-
-
-def _histogram_panel(ax: Any, column: str, h: dict[str, Any]) -> None:
-    """Counts on the fixed bins from the first to the last bin used (thresholds included)."""
-    from matplotlib.ticker import MaxNLocator
-
-    dense = dense_counts(h)
-    if dense is None:
-        ax.text(0, 1.1, f"{column}: no score", transform=ax.transAxes, fontsize=8.5)
-        return
-    edges, kept, rejected = dense
-    ax.stairs(kept, edges, fill=True, color=KEPT_COLOR)
-    ax.stairs(kept + rejected, edges, baseline=kept, fill=True, color=REJECTED_COLOR)
-    if edges[0] < -1 or edges[-1] > 1:
-        ax.set_xscale("symlog", linthresh=1.0)
-    for value in h["thresholds"].values():
-        ax.axvline(value, color=LINE_COLOR, linestyle="--", linewidth=1)
-    # Titles and threshold names as plain text: set_title and legend(loc="best") measure the
-    # whole panel, which made the figures several times slower to draw.
-    ax.text(0, 1.1, column, transform=ax.transAxes, fontsize=8.5, va="bottom")
-    ax.text(
-        0,
-        1.02,
-        f"-- {threshold_text(h)}",
-        transform=ax.transAxes,
-        fontsize=7,
-        va="bottom",
-        color="#555",
-    )
-    ax.tick_params(labelsize=7)
-    ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
-    if ax.get_xscale() == "linear":
-        ax.xaxis.set_major_locator(MaxNLocator(5))

@@ -5,7 +5,7 @@ Output layout (shown for output.format: parquet; jsonl writes part-NNNNN.jsonl.z
   data/part-NNNNN.parquet               kept documents, one shard per input unit
   rejected/<stage>/part-NNNNN.parquet   removed documents with a `reason` (output.keep_rejected)
   stats.json, report.md, report.html    run totals, written when every unit is done
-  figures/<stage>.png                   score histogram of each classifier stage
+  figures/<stage>.svg                   score histogram of each classifier stage
   _run/config.json, config.yaml         the resolved recipe and its hash
   _run/run.log                          every log line of the run, Ray's own warnings included
   _run/inputs.json                      the input files' identities (a rerun needs the same)

@@ -101,21 +101,35 @@ def _axes(frame: _Frame, xs: list[float], title: str, subtitle: str) -> list[str
 
 
 def _svg(body: list[str], label: str) -> str:
+    """An <svg> element; with its namespace, so that it is a valid .svg file on its own too."""
     return (
-        f'<svg width="{WIDTH}" height="{HEIGHT}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(label)}" '
         'font-family="sans-serif">' + "".join(body) + "</svg>"
     )
 
 
-def histogram_svg(column: str, h: dict) -> str:
-    """One column's histogram: kept and rejected stacked per bin, thresholds dashed."""
+def _legend() -> list[str]:
+    """'kept' and 'rejected' swatches at the top right (a figure seen outside report.html)."""
+    out = []
+    for i, (name, color) in enumerate((("kept", KEPT_COLOR), ("rejected", REJECTED_COLOR))):
+        x = RIGHT - 118 + 52 * i
+        out.append(f'<rect x="{x}" y="19" width="8" height="8" fill="{color}"/>')
+        out.append(f'<text x="{x + 11}" y="27" font-size="10">{name}</text>')
+    return out
+
+
+def histogram_svg(column: str, h: dict, title: str | None = None, legend: bool = False) -> str:
+    """One column's histogram: kept and rejected stacked per bin, thresholds dashed. `title`
+    replaces the column's name at the top; `legend` adds the colours' names."""
+    title = title or column
+    extra = _legend() if legend else []
     dense = dense_counts(h)
     if dense is None:
-        return _svg(_axes(_Frame(0, 1, 1), [], column, "no score"), column)
+        return _svg(_axes(_Frame(0, 1, 1), [], title, "no score") + extra, column)
     edges, kept, rejected = dense
     frame = _Frame(edges[0], edges[-1], float((kept + rejected).max()))
-    body = _axes(frame, x_ticks(edges[0], edges[-1]), column, threshold_text(h))
+    body = _axes(frame, x_ticks(edges[0], edges[-1]), title, threshold_text(h)) + extra
     xs = frame.x(edges)
     for i in np.flatnonzero(kept + rejected):
         x0, w = float(xs[i]), max(float(xs[i + 1] - xs[i]), 0.8)
