@@ -516,7 +516,9 @@ def test_garbage_between_plain_records_resumes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content", [b"this is not a warc file\n" * 20, gzip.compress(b"hello\n" * 50)]
+    "content",
+    [b"this is not a warc file\n" * 20, gzip.compress(b"hello\n" * 50, mtime=0)],
+    ids=["plain", "gzip"],  # the same test ids in every pytest worker (xdist compares them)
 )
 def test_not_a_warc(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "bad.warc.gz"
