@@ -126,7 +126,9 @@ def head_address() -> Iterator[str]:
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path, head_address) -> None:
+def test_run_against_a_ray_start_head_cluster_by_address(
+    demo_warc, tmp_path, head_address: str
+) -> None:
     """The demo WARC through extract and exact dedup on the cluster, by address: it runs on the
     cluster (its node id in the markers), Ray's token notice goes to the run log, not the
     terminal (on an embedded Ray too), and the result matches the embedded run's."""
@@ -148,9 +150,8 @@ def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path, he
     assert local.returncode == 0, local.stderr[-3000:]
     assert "Token authentication" not in local.stderr and "Traceback" not in local.stderr
     assert "Token authentication is enabled" in (tmp_path / "local/_run/run.log").read_text()
-    address = head_address
     proc = subprocess.run(
-        [*curate, str(cfg), "--ray-address", address],
+        [*curate, str(cfg), "--ray-address", head_address],
         capture_output=True,
         text=True,
         timeout=400,
@@ -162,7 +163,7 @@ def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path, he
     assert marker["worker"]["node"] != "local"  # a Ray node id
     assert "Traceback" not in proc.stderr and "Token authentication" not in proc.stderr
     log_text = (tmp_path / "cluster/_run/run.log").read_text()
-    assert f"executor auto: ray (a Ray cluster is named ({address}))" in log_text
+    assert f"executor auto: ray (a Ray cluster is named ({head_address}))" in log_text
     assert "Token authentication is enabled" in log_text
     done = [line for line in proc.stdout.splitlines() if line.startswith("done:")]
     assert done[0].split(" from ")[0] == local.stdout.split(" from ")[0]
@@ -171,7 +172,7 @@ def test_run_against_a_ray_start_head_cluster_by_address(demo_warc, tmp_path, he
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_refused_token_is_one_line(demo_warc, tmp_path, head_address) -> None:
+def test_a_refused_token_is_one_line(demo_warc, tmp_path, head_address: str) -> None:
     """A driver holding another token than the cluster's gets one line naming the setting."""
     cfg = tmp_path / "r.yaml"
     cfg.write_text(
@@ -185,13 +186,12 @@ def test_a_refused_token_is_one_line(demo_warc, tmp_path, head_address) -> None:
     )
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAY_AUTH_TOKEN"] = "0" * 64
-    address = head_address
-    cmd = [str(BIN / "curate"), "run", str(cfg), "--ray-address", address]
+    cmd = [str(BIN / "curate"), "run", str(cfg), "--ray-address", head_address]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("curate: error:")]
     assert errors == [
-        f"curate: error: the Ray cluster at {address} refused this process's authentication "
+        f"curate: error: the Ray cluster at {head_address} refused this process's authentication "
         "token: give it the cluster's token (RAY_AUTH_TOKEN=..., or RAY_AUTH_TOKEN_PATH / "
         "~/.ray/auth_token as on the head node: `ray get-auth-token`), or use a cluster started "
         "with RAY_AUTH_MODE=disabled"

@@ -182,7 +182,6 @@ def test_a_failing_call_raises_its_error_and_the_pool_goes_on(pool) -> None:
 def test_the_pool_starts_ray_before_it_puts_anything(monkeypatch) -> None:
     """Ray is started by ensure_ray (our signal handlers, the reaper, no dashboard), never
     auto-started by a first ray.put (Ray's own SIGTERM handler then made a run exit 15)."""
-
     calls: list[str] = []
 
     def no_ray(address: str | None) -> None:
@@ -231,7 +230,6 @@ class _InProcessPool:
 def test_a_run_closes_its_pool_on_every_way_out(monkeypatch, tmp_path, shared_data, failure):
     """The run's actors are ended once whether it finishes, fails, or is interrupted (Ctrl-C,
     or SIGTERM, which the CLI raises as Terminated)."""
-
     monkeypatch.setattr(executors, "RayPool", _InProcessPool)
     monkeypatch.setattr(_InProcessPool, "made", [])
     monkeypatch.setattr(_InProcessPool, "failure", failure)
