@@ -120,6 +120,7 @@ def measured(
     cpu: dict[int, tuple[str, float]] = {}
     nice: dict[int, int] = {}
     threads: dict[tuple[int, int], float] = {}  # (worker pid, thread id) -> CPU s
+    timeline: list[tuple[float, float, float]] = []  # (s since start, machine busy s, tree s)
     with open(work / "log.txt", "wb") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=repo)
@@ -140,6 +141,8 @@ def measured(
                             threads[p.pid, th.id] = th.user_time + th.system_time
                 except psutil.Error:
                     continue
+            busy = machine_busy_s()
+            timeline.append((time.perf_counter() - t0, busy, sum(c for _, c in cpu.values())))
             time.sleep(0.2)
         wall = time.perf_counter() - t0
     text = (work / "log.txt").read_text(errors="replace")
@@ -159,10 +162,19 @@ def measured(
             k: sorted({nice[pid] for pid, (kind, _) in cpu.items() if kind == k and pid in nice})
             for k in {kind for kind, _ in cpu.values()}
         },
+        "timeline": timeline,
         "load_before": load0,
         "load_after": os.getloadavg()[0],
         "log": text,
     }
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting on I/O) since boot,
+    from /proc/stat: a run's timeline shows where cores went idle."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

@@ -78,12 +78,10 @@ def ray_session():
     """One embedded Ray for the whole test session (ray.init costs seconds on 2 cores)."""
     import ray
 
-    from pipeline.runner.executors import embedded_ray_options, end_embedded_ray
+    from pipeline.runner.executors import embedded_ray_options, end_embedded_ray, init_embedded_ray
 
-    if not ray.is_initialized():
-        # "local": our own Ray, not a cluster another `ray start` on this machine recorded;
-        # started as `curate run` starts an embedded Ray
-        ray.init(address="local", num_cpus=2, logging_level="WARNING", **embedded_ray_options())
+    if not ray.is_initialized():  # started as `curate run` starts an embedded Ray
+        init_embedded_ray(num_cpus=2, logging_level="WARNING", **embedded_ray_options())
     yield ray
     end_embedded_ray()  # ray.shutdown without its wait on the autoscaler monitor
 

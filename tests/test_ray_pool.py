@@ -117,17 +117,20 @@ def test_tasks_per_call_aims_at_half_a_second_and_cuts_the_tail_fine() -> None:
 
 
 _ENDS_RAY = """
-import json, psutil, ray
-from pipeline.runner import executors
+import json, psutil, ray, sys
+from pipeline.runner import executors, ray_lean_node
+if sys.argv[1] == "full":
+    ray_lean_node.RAY_VERSIONS_CHECKED = ()  # Ray's own node, as on a Ray not checked
 executors.ensure_ray(None)
 node = ray.get_runtime_context().get_node_id()
-[monitor] = [c for c in psutil.Process().children()
-             if any(a.endswith(executors.AUTOSCALER_MONITOR) for a in c.cmdline())]
-seen = {}
+children = [" ".join(c.cmdline()) for c in psutil.Process().children()]
+monitors = [c for c in psutil.Process().children()
+            if any(a.endswith(executors.AUTOSCALER_MONITOR) for a in c.cmdline())]
+seen = {"monitors": len(monitors), "api_servers": sum("dashboard.py" in c for c in children)}
 real_shutdown = ray.shutdown
 def shutdown(*args, **kwargs):
-    seen.update(kwargs=kwargs, monitor_running=monitor.is_running()
-                and monitor.status() != psutil.STATUS_ZOMBIE)
+    seen.update(kwargs=kwargs, monitor_running=any(m.is_running()
+                and m.status() != psutil.STATUS_ZOMBIE for m in monitors))
     real_shutdown(*args, **kwargs)
 ray.shutdown = shutdown
 executors.end_embedded_ray()
@@ -136,11 +139,13 @@ print(json.dumps({**seen, "node": node, "initialized": ray.is_initialized()}))
 
 
 @pytest.mark.ray
-def test_an_embedded_ray_ends_without_rays_exit_waits(tmp_path) -> None:
-    """end_embedded_ray (the exit hook ensure_ray registers for a node it starts) kills the
-    autoscaler monitor before Ray's shutdown (which would wait a second for it) and calls the
-    shutdown itself, not as Ray's exit hook (which sleeps half a second first); every process
-    of the node is gone after it."""
+@pytest.mark.parametrize("node", ["lean", "full"])
+def test_an_embedded_ray_ends_without_rays_exit_waits(tmp_path, node) -> None:
+    """end_embedded_ray (the exit hook ensure_ray registers for a node it starts) calls Ray's
+    shutdown itself, not as Ray's exit hook (which sleeps half a second first), and, on Ray's
+    own node (a Ray version the lean node was not checked on), kills the autoscaler monitor
+    before the shutdown (which would wait a second for it); the lean node has none, nor an API
+    server. Every process of the node is gone after it."""
     import subprocess
     import sys
     import time
@@ -150,10 +155,15 @@ def test_an_embedded_ray_ends_without_rays_exit_waits(tmp_path) -> None:
 
     env = {**os.environ, "RAY_ADDRESS": "", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-c", _ENDS_RAY], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-c", _ENDS_RAY, node],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (seen["monitors"], seen["api_servers"]) == ((0, 0) if node == "lean" else (1, 1))
     assert seen["monitor_running"] is False
     assert seen["kwargs"] == {}  # not _exiting_interpreter=True: no half-second sleep
     assert seen["initialized"] is False

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from pipeline.config import Recipe, RuntimeConfig
 from pipeline.errors import CurateError
 from pipeline.io.writer import output_fs
+from pipeline.runner.ray_lean_node import lean_head_node
 from pipeline.runner.runlog import ray_output_to_run_log, run_log_tail
 from pipeline.runner.unit import StageChain, Task, process_task
 from pipeline.stages.global_base import GlobalContext, LocalContext
@@ -149,13 +150,37 @@ def ensure_ray(address: str | None) -> None:
     with _keep_signal_handlers(), ray_output_to_run_log():
         if address is not None:
             use_cluster_token()
-        try:  # "local": a new embedded Ray, never one a `ray start` on this machine left behind
-            ray.init(address=address or "local", **kwargs)
+        try:
+            if address is None:
+                init_embedded_ray(**kwargs)
+            else:
+                ray.init(address=address, **kwargs)
         except Exception as exc:  # noqa: BLE001 - Ray raises several types for one failure
             raise CurateError(ray_connect_problem(address, exc, run_log_tail())) from None
     if address is None:
         _start_reaper(ray.get_runtime_context().get_node_id())
         atexit.register(end_embedded_ray)  # runs before Ray's own hook (registered earlier)
+
+
+def init_embedded_ray(**kwargs: Any) -> None:
+    """ray.init of a new embedded node (address "local": never one a `ray start` on this
+    machine left behind) with `kwargs`, lean where Ray's version allows (no autoscaler monitor,
+    no API server: pipeline.runner.ray_lean_node); if the lean node fails to start, Ray's own
+    node is started instead, with a warning, so a Ray that changed inside cannot stop a run."""
+    import ray
+
+    with lean_head_node() as lean:
+        try:
+            ray.init(address="local", **kwargs)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises several types for one failure
+            if not lean:
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.warning("a lean embedded Ray did not start (%s); starting Ray's full node", first)
+    with contextlib.suppress(Exception):  # what the failed start left
+        ray.shutdown()
+    ray.init(address="local", **kwargs)
 
 
 def embedded_ray_options() -> dict[str, Any]:
@@ -238,7 +263,7 @@ def end_embedded_ray() -> None:
     GCS before it sends the autoscaler monitor SIGTERM, on which the monitor reports its end
     to the gone GCS, and waits a second for it. The monitor has nothing to scale on one machine
     with fixed resources, so it is killed first. With no such child (another Ray layout), only
-    the sleep goes.
+    the sleep goes. A lean embedded node (pipeline.runner.ray_lean_node) has no monitor.
     """
     import psutil
     import ray
