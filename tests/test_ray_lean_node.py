@@ -109,3 +109,10 @@ def test_the_embedded_node_runs_without_monitor_and_api_server(ray_session) -> N
     lines = [" ".join(c.cmdline()) for c in psutil.Process().children(recursive=True)]
     assert not [x for x in lines if executors.AUTOSCALER_MONITOR in x or "dashboard.py" in x]
     assert ray.get(ray.remote(lambda: 6 * 7).remote()) == 42
+
+
+def test_the_readme_names_the_checked_ray_versions() -> None:
+    from tests.conftest import REPO
+
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert f"this was checked with ({', '.join(RAY_VERSIONS_CHECKED)};" in readme
